@@ -1,0 +1,183 @@
+"""Topic configs: Kafka's names, types and defaults, and the broker properties that set them.
+
+A topic stores only the configs it overrides; everything else comes from the broker
+defaults, which start at Kafka's defaults and can be changed with broker property names
+(`log.segment.bytes`, `log.retention.ms`, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import InvalidConfigError
+
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ConfigDef:
+    name: str
+    kind: type  # int, bool or str
+    default: Any
+    broker_name: str | None
+    check: Callable[[Any], str | None] = lambda v: None
+    doc: str = ""
+
+    def parse(self, raw: Any) -> Any:
+        """Parse a value given as text (Kafka protocol, CLI) or as a Python value."""
+        if self.kind is bool:
+            if isinstance(raw, bool):
+                value = raw
+            elif str(raw).lower() in ("true", "false"):
+                value = str(raw).lower() == "true"
+            else:
+                raise InvalidConfigError(f"{self.name}: expected true or false, got {raw!r}")
+        elif self.kind is int:
+            try:
+                value = int(raw)
+            except (TypeError, ValueError):
+                raise InvalidConfigError(f"{self.name}: expected an integer, got {raw!r}") from None
+        else:
+            value = str(raw)
+        problem = self.check(value)
+        if problem:
+            raise InvalidConfigError(f"{self.name}={raw}: {problem}")
+        return value
+
+
+def _at_least(low: int) -> Callable[[int], str | None]:
+    return lambda v: None if v >= low else f"must be at least {low}"
+
+
+def _between(low: int, high: int) -> Callable[[int], str | None]:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _retention(v: int) -> str | None:
+    return None if v >= -1 else "must be -1 (unlimited) or at least 0"
+
+
+def _local_retention(v: int) -> str | None:
+    return None if v >= -2 else "must be -2 (same as retention), -1 (unlimited) or at least 0"
+
+
+def _cleanup_policy(v: str) -> str | None:
+    if v == "delete":
+        return None
+    if "compact" in v:
+        return "log compaction is not supported by tierlog; use delete"
+    return "must be delete"
+
+
+TOPIC_CONFIGS: dict[str, ConfigDef] = {
+    c.name: c
+    for c in (
+        ConfigDef("segment.bytes", int, 1024**3, "log.segment.bytes", _between(14, INT_MAX)),
+        ConfigDef("segment.ms", int, 7 * 24 * 3600 * 1000, "log.roll.ms", _at_least(1)),
+        ConfigDef("segment.index.bytes", int, 10 * 1024**2, "log.index.size.max.bytes", _between(4096, INT_MAX)),
+        ConfigDef("index.interval.bytes", int, 4096, "log.index.interval.bytes", _between(0, INT_MAX)),
+        ConfigDef("retention.ms", int, 7 * 24 * 3600 * 1000, "log.retention.ms", _retention),
+        ConfigDef("retention.bytes", int, -1, "log.retention.bytes", _retention),
+        ConfigDef("local.retention.ms", int, -2, "log.local.retention.ms", _local_retention),
+        ConfigDef("local.retention.bytes", int, -2, "log.local.retention.bytes", _local_retention),
+        ConfigDef("remote.storage.enable", bool, True, "remote.log.storage.system.enable"),
+        ConfigDef("cleanup.policy", str, "delete", "log.cleanup.policy", _cleanup_policy),
+        ConfigDef("max.message.bytes", int, 1048588, "message.max.bytes", _between(0, INT_MAX)),
+        ConfigDef("message.timestamp.type", str, "CreateTime", "log.message.timestamp.type",
+                  _one_of("CreateTime", "LogAppendTime")),
+        # Kafka leaves flushing to replication; a single-node log fsyncs at least every second.
+        ConfigDef("flush.messages", int, LONG_MAX, "log.flush.interval.messages", _at_least(1)),
+        ConfigDef("flush.ms", int, 1000, "log.flush.interval.ms", _at_least(0)),
+    )
+}
+
+BROKER_TO_TOPIC: dict[str, str] = {c.broker_name: c.name for c in TOPIC_CONFIGS.values() if c.broker_name}
+
+
+def parse_topic_configs(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate topic config overrides; unknown names and bad values raise InvalidConfigError."""
+    parsed: dict[str, Any] = {}
+    for name, value in raw.items():
+        definition = TOPIC_CONFIGS.get(name)
+        if definition is None:
+            raise InvalidConfigError(f"unknown topic config {name!r}")
+        parsed[name] = definition.parse(value)
+    return parsed
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """The effective configs of one topic: its overrides over the broker defaults."""
+
+    values: Mapping[str, Any]
+    overrides: frozenset[str]
+
+    @classmethod
+    def build(cls, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> "LogConfig":
+        values = {name: d.default for name, d in TOPIC_CONFIGS.items()}
+        values.update(defaults)
+        values.update(overrides)
+        return cls(values=values, overrides=frozenset(overrides))
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def segment_bytes(self) -> int:
+        return self.values["segment.bytes"]
+
+    @property
+    def segment_ms(self) -> int:
+        return self.values["segment.ms"]
+
+    @property
+    def segment_index_bytes(self) -> int:
+        return self.values["segment.index.bytes"]
+
+    @property
+    def index_interval_bytes(self) -> int:
+        return self.values["index.interval.bytes"]
+
+    @property
+    def retention_ms(self) -> int:
+        return self.values["retention.ms"]
+
+    @property
+    def retention_bytes(self) -> int:
+        return self.values["retention.bytes"]
+
+    @property
+    def local_retention_ms(self) -> int:
+        value = self.values["local.retention.ms"]
+        return self.retention_ms if value == -2 else value
+
+    @property
+    def local_retention_bytes(self) -> int:
+        value = self.values["local.retention.bytes"]
+        return self.retention_bytes if value == -2 else value
+
+    @property
+    def remote_storage_enable(self) -> bool:
+        return self.values["remote.storage.enable"]
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.values["max.message.bytes"]
+
+    @property
+    def log_append_time(self) -> bool:
+        return self.values["message.timestamp.type"] == "LogAppendTime"
+
+    @property
+    def flush_messages(self) -> int:
+        return self.values["flush.messages"]
+
+    @property
+    def flush_ms(self) -> int:
+        return self.values["flush.ms"]

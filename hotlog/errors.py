@@ -1,0 +1,49 @@
+"""Typed errors of the local log. The protocol layers map them to their own codes."""
+
+
+class LogError(Exception):
+    """Base of every error the log raises on bad input or state."""
+
+
+class CorruptRecordError(LogError):
+    """A record batch failed validation: truncated, wrong magic, bad length or CRC."""
+
+
+class RecordTooLargeError(LogError):
+    """A batch exceeds the topic's max.message.bytes."""
+
+
+class OffsetOutOfRangeError(LogError):
+    """A read asked for an offset outside [log start, log end]."""
+
+    def __init__(self, offset: int, log_start_offset: int, log_end_offset: int) -> None:
+        super().__init__(
+            f"offset {offset} is out of range [{log_start_offset}, {log_end_offset}]"
+        )
+        self.offset = offset
+        self.log_start_offset = log_start_offset
+        self.log_end_offset = log_end_offset
+
+
+class UnknownTopicOrPartitionError(LogError):
+    """The topic or partition does not exist."""
+
+
+class TopicExistsError(LogError):
+    """A topic of that name exists already."""
+
+
+class InvalidTopicError(LogError):
+    """A topic name Kafka would not accept."""
+
+
+class InvalidConfigError(LogError):
+    """A config name or value that is not valid."""
+
+
+class InvalidTimestampError(LogError):
+    """A batch timestamp outside the allowed window."""
+
+
+class LogClosedError(LogError):
+    """The log was closed or its topic deleted."""

@@ -1,0 +1,159 @@
+"""Sparse indexes of a segment, in Kafka's byte layouts.
+
+`.index`: (relative offset u32, file position u32) per entry.
+`.timeindex`: (timestamp i64, relative offset u32) per entry.
+Entries are kept in memory as two native arrays (bisect works on them) and appended
+to the file on flush; the file is trimmed to its entries and fsynced when sealed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from array import array
+from bisect import bisect_left, bisect_right
+
+
+class SparseIndex:
+    """Two parallel monotonic columns; the first is the search key."""
+
+    ENTRY = struct.Struct(">qq")
+
+    def __init__(self, path: str, max_bytes: int) -> None:
+        self.path = path
+        self.max_entries = max(1, max_bytes // self.ENTRY.size)
+        self.keys = array("q")
+        self.values = array("q")
+        self._persisted = 0  # entries already in the file
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def is_full(self) -> bool:
+        return len(self.keys) >= self.max_entries
+
+    def append(self, key: int, value: int) -> None:
+        self.keys.append(key)
+        self.values.append(value)
+
+    def floor(self, key: int) -> int:
+        """Slot of the last entry with entry key <= `key`, or -1."""
+        return bisect_right(self.keys, key) - 1
+
+    def load(self) -> bool:
+        """Read entries from the file; False if it is missing or not a whole number of entries."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return False
+        size = self.ENTRY.size
+        if len(data) % size:
+            return False
+        self.keys = array("q")
+        self.values = array("q")
+        for key, value in self.ENTRY.iter_unpack(data):
+            self.keys.append(key)
+            self.values.append(value)
+        self._persisted = len(self.keys)
+        return True
+
+    def write_pending(self) -> None:
+        """Append entries not yet in the file (page cache only; fsync is the caller's)."""
+        if self._persisted == len(self.keys):
+            return
+        pending = b"".join(
+            self.ENTRY.pack(k, v) for k, v in zip(self.keys[self._persisted :], self.values[self._persisted :])
+        )
+        with open(self.path, "ab") as f:
+            f.write(pending)
+        self._persisted = len(self.keys)
+
+    def rewrite(self) -> None:
+        """Write the whole index anew (after a rebuild or truncation) and fsync it."""
+        data = b"".join(self.ENTRY.pack(k, v) for k, v in zip(self.keys, self.values))
+        with open(self.path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self._persisted = len(self.keys)
+
+    def fsync(self) -> None:
+        self.write_pending()
+        fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def truncate_entries(self, count: int) -> None:
+        """Keep the first `count` entries."""
+        del self.keys[count:]
+        del self.values[count:]
+        if self._persisted > count:
+            self._persisted = count
+            with open(self.path, "r+b") as f:
+                f.truncate(count * self.ENTRY.size)
+
+    def clear(self) -> None:
+        self.truncate_entries(0)
+
+
+class OffsetIndex(SparseIndex):
+    """Relative offset of a batch's last record -> file position of that batch."""
+
+    ENTRY = struct.Struct(">ii")
+
+    def __init__(self, path: str, base_offset: int, max_bytes: int) -> None:
+        super().__init__(path, max_bytes)
+        self.base_offset = base_offset
+
+    def add(self, last_offset: int, position: int) -> None:
+        self.append(last_offset - self.base_offset, position)
+
+    def position_for(self, offset: int) -> int:
+        """File position from which a scan finds `offset`: the batch of the last entry at or before it."""
+        slot = self.floor(offset - self.base_offset)
+        return 0 if slot < 0 else self.values[slot]
+
+    def position_floor(self, position: int) -> int:
+        """Largest indexed batch position <= `position` (0 when none)."""
+        slot = bisect_right(self.values, position) - 1
+        return 0 if slot < 0 else self.values[slot]
+
+    def truncate_to_position(self, size: int) -> None:
+        self.truncate_entries(bisect_left(self.values, size))
+
+
+class TimeIndex(SparseIndex):
+    """Largest timestamp so far -> relative offset of the batch that holds it."""
+
+    ENTRY = struct.Struct(">qi")
+
+    def __init__(self, path: str, base_offset: int, max_bytes: int) -> None:
+        super().__init__(path, max_bytes)
+        self.base_offset = base_offset
+
+    @property
+    def last_timestamp(self) -> int:
+        return self.keys[-1] if self.keys else -1
+
+    def maybe_add(self, timestamp: int, offset: int) -> None:
+        if timestamp > self.last_timestamp:
+            self.append(timestamp, offset - self.base_offset)
+
+    def offset_before(self, timestamp: int) -> int:
+        """An offset whose batch and all earlier ones hold only timestamps below `timestamp`.
+
+        Scanning from that batch finds the first record at or after `timestamp`."""
+        slot = bisect_left(self.keys, timestamp) - 1
+        return self.base_offset if slot < 0 else self.base_offset + self.values[slot]
+
+    def truncate_to_offset(self, next_offset: int) -> None:
+        """Drop entries pointing at offsets >= `next_offset`."""
+        count = len(self.values)
+        while count and self.base_offset + self.values[count - 1] >= next_offset:
+            count -= 1
+        self.truncate_entries(count)
+

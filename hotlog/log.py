@@ -1,0 +1,329 @@
+"""A partition's log: its segments in offset order, appends, reads and durability."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from .batch import BatchHeader, encode_base_offset, set_log_append_time, validate_batches
+from .config import LogConfig
+from .errors import OffsetOutOfRangeError, RecordTooLargeError
+from .records import decode_batch
+from .segment import LOG_SUFFIX, AppendedBatch, FileSlice, LogSegment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppendInfo:
+    base_offset: int
+    last_offset: int
+    log_append_time: int  # -1 unless the topic stamps LogAppendTime
+    batches: tuple[BatchHeader, ...]  # as written, offsets assigned
+
+    @property
+    def record_count(self) -> int:
+        return sum(b.record_count for b in self.batches)
+
+
+class PartitionLog:
+    """Segments of one topic partition. Appends go to the page cache; `flush` and
+    `flush_async` make them durable, the latter sharing one fsync among all waiters."""
+
+    def __init__(self, directory: str, topic: str, partition: int, config: LogConfig) -> None:
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self.segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self.recovery_point = 0  # every offset below it is fsynced
+        self.unflushed_messages = 0
+        self.last_flush_ms = int(time.time() * 1000)
+        self._flush_task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[["PartitionLog"], None]] = []
+        self.closed = False
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, directory: str, topic: str, partition: int, config: LogConfig, *, clean: bool, recovery_point: int = 0
+    ) -> "PartitionLog":
+        """Open a partition folder. After an unclean stop, segments from the one holding the
+        recovery point on are validated batch by batch and cut at the first bad batch."""
+        os.makedirs(directory, exist_ok=True)
+        self = cls(directory, topic, partition, config)
+        bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in os.listdir(directory) if name.endswith(LOG_SUFFIX))
+        self._remove_stray_indexes(set(bases))
+        truncated = False
+        for i, base in enumerate(bases):
+            segment = self._new_segment(base)
+            if truncated:  # nothing after a cut is continuous with what came before
+                segment.delete()
+                continue
+            below_checkpoint = i + 1 < len(bases) and bases[i + 1] <= recovery_point
+            expected = self.segments[-1].next_offset if self.segments else None
+            if (clean or below_checkpoint) and segment.load() and (expected is None or base >= expected):
+                segment.flushed_size = segment.size
+            else:
+                cut = segment.recover(expected)
+                segment.flushed_size = 0  # fsync it all before trusting it
+                if cut:
+                    log.warning("%s-%d: cut %d bytes of torn or corrupt data from segment %d",
+                                topic, partition, cut, base)
+                    truncated = True
+            self._add_segment(segment)
+        for segment in self.segments[:-1]:
+            segment.rolled = True
+            segment.sealed = segment.flushed_size == segment.size
+        if not self.segments:
+            self._add_segment(self._new_segment(0))
+        self.recovery_point = self.log_end_offset if clean else min(recovery_point, self.log_end_offset)
+        if not clean:
+            self.flush()
+        return self
+
+    def _remove_stray_indexes(self, bases: set[int]) -> None:
+        for name in os.listdir(self.directory):
+            stem, dot, suffix = name.partition(".")
+            if dot and suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
+                os.unlink(os.path.join(self.directory, name))
+
+    def _new_segment(self, base_offset: int) -> LogSegment:
+        return LogSegment(
+            self.directory,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            index_max_bytes=self.config.segment_index_bytes,
+        )
+
+    def _add_segment(self, segment: LogSegment) -> None:
+        self.segments.append(segment)
+        self._bases.append(segment.base_offset)
+
+    # -- offsets -----------------------------------------------------------------------
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self.segments[-1]
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.active_segment.next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        # One replica: everything appended is committed.
+        return self.log_end_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    def segment_for(self, offset: int) -> LogSegment | None:
+        i = bisect.bisect_right(self._bases, offset) - 1
+        return self.segments[i] if i >= 0 else None
+
+    # -- appends -----------------------------------------------------------------------
+
+    def append(self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None) -> AppendInfo:
+        """Validate and append the batches in `data` (a produce request's records for this
+        partition). Offsets are assigned by rewriting each batch's baseOffset; nothing else
+        changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing."""
+        batches = validate_batches(data)
+        max_bytes = self.config.max_message_bytes
+        for _, header in batches:
+            if header.size > max_bytes or header.size > self.config.segment_bytes:
+                raise RecordTooLargeError(
+                    f"batch of {header.size} bytes exceeds max.message.bytes={max_bytes} "
+                    f"or segment.bytes={self.config.segment_bytes}"
+                )
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        append_time = -1
+        if self.config.log_append_time:
+            data = bytearray(data)
+            for pos, _ in batches:
+                set_log_append_time(data, pos, now)
+            append_time = now
+        view = memoryview(data)
+        next_offset = self.log_end_offset
+        total = sum(h.size for _, h in batches)
+        last_offset = next_offset + sum(h.last_offset_delta + 1 for _, h in batches) - 1
+        if self.active_segment.should_roll(
+            total, last_offset, segment_bytes=self.config.segment_bytes, segment_ms=self.config.segment_ms, now_ms=now
+        ):
+            self.roll()
+        iov: list[bytes | memoryview] = []
+        written: list[BatchHeader] = []
+        placed: list[AppendedBatch] = []
+        for pos, header in batches:
+            iov.append(encode_base_offset(next_offset))
+            iov.append(view[pos + 8 : pos + header.size])
+            max_ts = append_time if append_time >= 0 else header.max_timestamp
+            header = header._replace(base_offset=next_offset, max_timestamp=max_ts)
+            written.append(header)
+            placed.append(AppendedBatch(header.last_offset, max_ts, header.size))
+            next_offset = header.next_offset
+        self.active_segment.append(iov, total, placed)
+        self.unflushed_messages += sum(h.record_count for h in written)
+        info = AppendInfo(written[0].base_offset, written[-1].last_offset, append_time, tuple(written))
+        if self.unflushed_messages >= self.config.flush_messages:
+            self.request_flush()
+        for listener in self._listeners:
+            listener(self)
+        return info
+
+    def roll(self) -> LogSegment:
+        """Close the active segment to appends and start a new one at the log end."""
+        if self.active_segment.is_empty:
+            return self.active_segment
+        self.active_segment.roll()
+        segment = self._new_segment(self.log_end_offset)
+        self._add_segment(segment)
+        return segment
+
+    def add_listener(self, listener: Callable[["PartitionLog"], None]) -> None:
+        """Called after every append (long-polling readers wake on it)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[["PartitionLog"], None]) -> None:
+        self._listeners.remove(listener)
+
+    # -- durability --------------------------------------------------------------------
+
+    def _dirty_segments(self) -> list[tuple[LogSegment, int, bool]]:
+        dirty = []
+        for segment in self.segments:
+            if segment.flushed_size != segment.size or (segment.rolled and not segment.sealed):
+                segment.write_pending_indexes()
+                dirty.append((segment, segment.size, segment.rolled))
+        return dirty
+
+    def _flushed(self, target: int, dirty: Iterable[tuple[LogSegment, int, bool]], messages: int) -> None:
+        for segment, size, rolled in dirty:
+            segment.flushed_size = max(segment.flushed_size, size)
+            if rolled and segment.flushed_size == segment.size:
+                segment.sealed = True
+        self.recovery_point = max(self.recovery_point, target)
+        self.unflushed_messages = max(0, self.unflushed_messages - messages)
+        self.last_flush_ms = int(time.time() * 1000)
+
+    def flush(self) -> None:
+        """fsync everything appended so far, on the calling thread."""
+        target, messages = self.log_end_offset, self.unflushed_messages
+        dirty = self._dirty_segments()
+        for segment, _, _ in dirty:
+            segment.sync()
+        self._flushed(target, dirty, messages)
+
+    async def flush_async(self, offset: int | None = None) -> None:
+        """Wait until every offset below `offset` (default: the log end) is fsynced.
+
+        One fsync runs at a time, in a worker thread; whoever arrives while it runs waits
+        for the next one, which then covers all of them (group commit)."""
+        target = self.log_end_offset if offset is None else offset
+        while self.recovery_point < target:
+            task = self._flush_task
+            if task is None:
+                task = self._flush_task = asyncio.get_running_loop().create_task(self._flush_in_thread())
+            await asyncio.shield(task)
+
+    async def _flush_in_thread(self) -> None:
+        try:
+            target, messages = self.log_end_offset, self.unflushed_messages
+            dirty = self._dirty_segments()
+            await asyncio.to_thread(_sync_all, [segment for segment, _, _ in dirty])
+            self._flushed(target, dirty, messages)
+        finally:
+            self._flush_task = None
+
+    def request_flush(self) -> None:
+        """Start a background flush if an event loop runs here; otherwise flush now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._flush_task is None:
+            self._flush_task = loop.create_task(self._flush_in_thread())
+            self._flush_task.add_done_callback(_log_flush_error)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None, min_one: bool = True) -> FileSlice | None:
+        """Whole batches from the one holding `offset`, within one segment; None at the end.
+        Raises OffsetOutOfRangeError below the log start or past the log end."""
+        end = self.log_end_offset
+        if offset < self.log_start_offset or offset > end:
+            raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
+        limit = self.high_watermark if max_offset is None else min(max_offset, self.high_watermark)
+        i = bisect.bisect_right(self._bases, offset) - 1
+        while offset < limit and i < len(self.segments):
+            segment = self.segments[i]
+            found = segment.read(offset, max_bytes, max_offset=limit, min_one=min_one)
+            if found is not None:
+                return found
+            i += 1  # offset past this segment (an empty active one, or a gap)
+            if i < len(self.segments):
+                offset = max(offset, self.segments[i].base_offset)
+        return None
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record whose timestamp is >= `timestamp`, or None."""
+        for segment in self.segments:
+            found = segment.batch_at_or_after_timestamp(timestamp)
+            if found is None:
+                continue
+            position, header = found
+            batch = decode_batch(segment.pread(position, header.size))
+            for record in batch.records:
+                if record.timestamp >= timestamp:
+                    return record.offset, record.timestamp
+            return header.last_offset, header.max_timestamp
+        return None
+
+    # -- removal -----------------------------------------------------------------------
+
+    def delete_oldest_segments(self, count: int) -> list[LogSegment]:
+        """Delete the `count` oldest segments (never the active one); the log start moves up."""
+        count = min(count, len(self.segments) - 1)
+        removed = self.segments[:count]
+        for segment in removed:
+            segment.delete()
+        del self.segments[:count]
+        del self._bases[:count]
+        return removed
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop every segment and continue at `offset` (a log restored from the object store)."""
+        for segment in self.segments:
+            segment.delete()
+        self.segments.clear()
+        self._bases.clear()
+        self._add_segment(self._new_segment(offset))
+        self.recovery_point = offset
+
+    def close(self) -> None:
+        self.closed = True
+        for segment in self.segments:
+            segment.close()
+
+
+def _sync_all(segments: list[LogSegment]) -> None:
+    for segment in segments:
+        segment.sync()
+
+
+def _log_flush_error(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background flush failed", exc_info=task.exception())

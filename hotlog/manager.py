@@ -1,0 +1,280 @@
+"""The log manager: topics, their partitions and configs, and the background duties
+(flush policy, retention, recovery checkpoints) of every log in one data folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .config import BROKER_TO_TOPIC, TOPIC_CONFIGS, LogConfig, parse_topic_configs
+from .errors import InvalidConfigError, InvalidTopicError, TopicExistsError, UnknownTopicOrPartitionError
+from .log import PartitionLog
+from .retention import expired_segment_count
+
+log = logging.getLogger(__name__)
+
+TOPICS_FILE = "topics.json"
+CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
+CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
+PARTITION_METADATA_FILE = "partition.metadata"
+_LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+@dataclass
+class Topic:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": str(self.topic_id), "partitions": self.partitions, "configs": self.overrides}
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace `path` with `data` so a crash leaves either the old or the new file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def broker_log_defaults(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Topic config defaults from broker property names (`log.segment.bytes`, ...)."""
+    defaults = {}
+    for name, value in properties.items():
+        topic_name = BROKER_TO_TOPIC.get(name)
+        if topic_name is not None:
+            defaults[topic_name] = TOPIC_CONFIGS[topic_name].parse(value)
+    return defaults
+
+
+class LogManager:
+    def __init__(self, data_dir: str, defaults: Mapping[str, Any] | None = None) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.defaults = dict(defaults or {})
+        self.topics: dict[str, Topic] = {}
+        self.logs: dict[tuple[str, int], PartitionLog] = {}
+        # Tiering takes over local retention of the logs it answers True for.
+        self.retention_delegate: Callable[[PartitionLog], bool] | None = None
+        self.opened_clean = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> "LogManager":
+        os.makedirs(self.data_dir, exist_ok=True)
+        marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
+        self.opened_clean = os.path.exists(marker)
+        checkpoints = self._read_checkpoint()
+        topics_path = os.path.join(self.data_dir, TOPICS_FILE)
+        if os.path.exists(topics_path):
+            with open(topics_path) as f:
+                for name, entry in json.load(f).items():
+                    self.topics[name] = Topic(name, uuid.UUID(entry["id"]), entry["partitions"], entry["configs"])
+        for topic in self.topics.values():
+            for partition in range(topic.partitions):
+                self._open_log(topic, partition, clean=self.opened_clean,
+                               recovery_point=checkpoints.get((topic.name, partition), 0))
+        self._remove_deleted_dirs()
+        if self.opened_clean:
+            os.unlink(marker)
+        self.write_checkpoint()
+        return self
+
+    def close(self) -> None:
+        """Flush every log, write the checkpoint and the clean-shutdown marker."""
+        for partition_log in self.logs.values():
+            partition_log.flush()
+        self.write_checkpoint()
+        for partition_log in self.logs.values():
+            partition_log.close()
+        write_atomically(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE), b"")
+
+    def _open_log(self, topic: Topic, partition: int, *, clean: bool, recovery_point: int = 0) -> PartitionLog:
+        directory = self.partition_dir(topic.name, partition)
+        metadata_path = os.path.join(directory, PARTITION_METADATA_FILE)
+        expected = f"version: 0\ntopic_id: {topic.topic_id}\n"
+        if os.path.isdir(directory):
+            try:
+                with open(metadata_path) as f:
+                    stale = f.read() != expected
+            except FileNotFoundError:
+                stale = True
+            if stale:  # left behind by a deleted topic of the same name
+                shutil.rmtree(directory)
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+            write_atomically(metadata_path, expected.encode())
+            clean = True
+        partition_log = PartitionLog.open(
+            directory, topic.name, partition, self.config_for(topic), clean=clean, recovery_point=recovery_point
+        )
+        self.logs[(topic.name, partition)] = partition_log
+        return partition_log
+
+    def _remove_deleted_dirs(self) -> None:
+        for name in os.listdir(self.data_dir):
+            if name.endswith("-delete"):
+                shutil.rmtree(os.path.join(self.data_dir, name), ignore_errors=True)
+
+    def partition_dir(self, topic: str, partition: int) -> str:
+        return os.path.join(self.data_dir, f"{topic}-{partition}")
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _read_checkpoint(self) -> dict[tuple[str, int], int]:
+        path = os.path.join(self.data_dir, CHECKPOINT_FILE)
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            lines = f.read().splitlines()
+        points = {}
+        for line in lines[2:]:
+            topic, partition, offset = line.rsplit(" ", 2)
+            points[(topic, int(partition))] = int(offset)
+        return points
+
+    def write_checkpoint(self) -> None:
+        """Kafka's checkpoint layout: version, count, then `topic partition offset` lines."""
+        lines = ["0", str(len(self.logs))]
+        lines += [f"{t} {p} {plog.recovery_point}" for (t, p), plog in sorted(self.logs.items())]
+        write_atomically(os.path.join(self.data_dir, CHECKPOINT_FILE), ("\n".join(lines) + "\n").encode())
+
+    def _save_topics(self) -> None:
+        data = {name: topic.to_json() for name, topic in sorted(self.topics.items())}
+        write_atomically(os.path.join(self.data_dir, TOPICS_FILE), json.dumps(data, indent=1).encode())
+
+    # -- topics ------------------------------------------------------------------------
+
+    def config_for(self, topic: Topic) -> LogConfig:
+        return LogConfig.build(self.defaults, topic.overrides)
+
+    def create_topic(
+        self, name: str, partitions: int, configs: Mapping[str, Any] | None = None, *,
+        topic_id: uuid.UUID | None = None, validate_only: bool = False,
+    ) -> Topic:
+        if not _LEGAL_TOPIC.match(name) or name in (".", ".."):
+            raise InvalidTopicError(
+                f"topic name {name!r} is not legal: 1 to 249 characters of ASCII letters, digits, '.', '_' and '-'"
+            )
+        if name in self.topics:
+            raise TopicExistsError(f"topic {name!r} already exists")
+        if partitions < 1:
+            raise InvalidConfigError(f"a topic needs at least one partition, not {partitions}")
+        overrides = parse_topic_configs(configs or {})
+        topic = Topic(name, topic_id or uuid.uuid4(), partitions, overrides)
+        if validate_only:
+            return topic
+        self.topics[name] = topic
+        self._save_topics()
+        for partition in range(partitions):
+            self._open_log(topic, partition, clean=True)
+        return topic
+
+    def delete_topic(self, name: str) -> Topic:
+        topic = self.topic(name)
+        del self.topics[name]
+        self._save_topics()  # the commit point: from here on the topic is gone
+        for partition in range(topic.partitions):
+            partition_log = self.logs.pop((name, partition))
+            partition_log.close()
+            directory = self.partition_dir(name, partition)
+            doomed = f"{directory}.{topic.topic_id.hex}-delete"
+            os.replace(directory, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        self.write_checkpoint()
+        return topic
+
+    def alter_topic_configs(self, name: str, set_configs: Mapping[str, Any], delete: tuple[str, ...] = ()) -> Topic:
+        topic = self.topic(name)
+        for config_name in delete:
+            if config_name not in TOPIC_CONFIGS:
+                raise InvalidConfigError(f"unknown topic config {config_name!r}")
+        overrides = {k: v for k, v in topic.overrides.items() if k not in delete}
+        overrides.update(parse_topic_configs(set_configs))
+        topic.overrides = overrides
+        self._save_topics()
+        config = self.config_for(topic)
+        for partition in range(topic.partitions):
+            self.logs[(name, partition)].config = config
+        return topic
+
+    def add_partitions(self, name: str, total: int) -> Topic:
+        topic = self.topic(name)
+        if total <= topic.partitions:
+            raise InvalidConfigError(f"topic {name!r} has {topic.partitions} partitions; the new count must be larger")
+        old = topic.partitions
+        topic.partitions = total
+        self._save_topics()
+        for partition in range(old, total):
+            self._open_log(topic, partition, clean=True)
+        return topic
+
+    def topic(self, name: str) -> Topic:
+        try:
+            return self.topics[name]
+        except KeyError:
+            raise UnknownTopicOrPartitionError(f"unknown topic {name!r}") from None
+
+    def log(self, topic: str, partition: int) -> PartitionLog:
+        try:
+            return self.logs[(topic, partition)]
+        except KeyError:
+            raise UnknownTopicOrPartitionError(f"unknown topic or partition {topic}-{partition}") from None
+
+    # -- background duties -------------------------------------------------------------
+
+    async def flush_due(self, now_ms: int | None = None) -> None:
+        """Flush logs whose flush.ms has passed with data unflushed."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        due = [
+            plog for plog in list(self.logs.values())
+            if plog.recovery_point < plog.log_end_offset and now - plog.last_flush_ms >= plog.config.flush_ms
+        ]
+        if due:
+            await asyncio.gather(*(plog.flush_async() for plog in due))
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Delete expired segments of the logs tiering does not own. Returns segments deleted."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        deleted = 0
+        for plog in list(self.logs.values()):
+            if self.retention_delegate is not None and self.retention_delegate(plog):
+                continue
+            count = expired_segment_count(
+                plog.segments, retention_ms=plog.config.retention_ms,
+                retention_bytes=plog.config.retention_bytes, now_ms=now,
+            )
+            if count:
+                deleted += len(plog.delete_oldest_segments(count))
+        return deleted
+
+    async def run(self, *, flush_check_ms: int = 100, retention_check_ms: int = 300_000,
+                  checkpoint_ms: int = 60_000) -> None:
+        """Background loop: flush policy, retention, recovery checkpoints. Cancel to stop."""
+        last_retention = last_checkpoint = time.monotonic()
+        while True:
+            await asyncio.sleep(flush_check_ms / 1000)
+            await self.flush_due()
+            now = time.monotonic()
+            if (now - last_retention) * 1000 >= retention_check_ms:
+                self.apply_retention()
+                last_retention = now
+            if (now - last_checkpoint) * 1000 >= checkpoint_ms:
+                await asyncio.to_thread(self.write_checkpoint)
+                last_checkpoint = now

@@ -1,0 +1,314 @@
+"""One segment of a partition: a `.log` file of batches and its two sparse indexes."""
+
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from crc32c import crc32c
+
+from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchHeader, parse_header
+from .index import OffsetIndex, TimeIndex
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+INT32_MAX = 2**31 - 1
+_IOV_MAX = 1024
+_SCAN_WINDOW = 64 * 1024
+_RECOVERY_WINDOW = 8 * 1024 * 1024
+
+
+def segment_file_name(base_offset: int, suffix: str) -> str:
+    return f"{base_offset:020d}{suffix}"
+
+
+@dataclass(frozen=True)
+class AppendedBatch:
+    """What the segment needs of a batch to index it."""
+
+    last_offset: int
+    max_timestamp: int
+    size: int
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """A byte range of whole batches in a segment file, ready for pread or sendfile.
+
+    Holding a slice keeps its segment's file descriptor open, so a segment deleted by
+    retention stays readable for readers already under way."""
+
+    segment: "LogSegment"
+    position: int
+    size: int
+
+    @property
+    def fd(self) -> int:
+        return self.segment.fd
+
+    def read(self) -> bytes:
+        return self.segment.pread(self.position, self.size)
+
+
+class LogSegment:
+    def __init__(self, directory: str, base_offset: int, *, index_interval_bytes: int, index_max_bytes: int) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        self.offset_index = OffsetIndex(
+            os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX)), base_offset, index_max_bytes
+        )
+        self.time_index = TimeIndex(
+            os.path.join(directory, segment_file_name(base_offset, TIME_INDEX_SUFFIX)), base_offset, index_max_bytes
+        )
+        self.index_interval_bytes = index_interval_bytes
+        self.fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        # Close the descriptor only when nobody holds the segment (readers may outlive deletion).
+        self._closer = weakref.finalize(self, os.close, self.fd)
+        self.size = os.fstat(self.fd).st_size
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.bytes_since_index_entry = 0
+        self.rolling_base_ms = int(time.time() * 1000)  # segment.ms counts from here
+        self.flushed_size = self.size  # bytes known to be fsynced; the log lowers it when unsure
+        self.rolled = False  # no more appends; indexes final
+        self.sealed = False  # rolled and fsynced: immutable on disk
+        self.deleted = False
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def is_empty(self) -> bool:
+        return self.size == 0
+
+    @property
+    def paths(self) -> tuple[str, str, str]:
+        return self.log_path, self.offset_index.path, self.time_index.path
+
+    def should_roll(self, incoming_bytes: int, last_offset: int, *, segment_bytes: int, segment_ms: int, now_ms: int) -> bool:
+        if self.is_empty:
+            return False
+        return (
+            self.size + incoming_bytes > segment_bytes
+            or now_ms - self.rolling_base_ms >= segment_ms
+            or self.offset_index.is_full
+            or self.time_index.is_full
+            or last_offset - self.base_offset > INT32_MAX
+        )
+
+    # -- writes ------------------------------------------------------------------------
+
+    def append(self, iov: Sequence[bytes | memoryview], size: int, batches: Sequence[AppendedBatch]) -> None:
+        """Write `iov` (whole batches, offsets already assigned) at the end; index them."""
+        start = self.size
+        try:
+            written = 0
+            for i in range(0, len(iov), _IOV_MAX):
+                written += os.writev(self.fd, iov[i : i + _IOV_MAX])
+            if written != size:
+                raise OSError(f"short write to {self.log_path}: {written} of {size} bytes")
+        except OSError:
+            os.ftruncate(self.fd, start)  # leave the log as it was
+            raise
+        if self.is_empty:
+            self.rolling_base_ms = int(time.time() * 1000)
+        position = start
+        for batch in batches:
+            self._index_batch(batch.last_offset, batch.max_timestamp, position)
+            position += batch.size
+            self.bytes_since_index_entry += batch.size
+        self.size = position
+        self.next_offset = batches[-1].last_offset + 1
+
+    def _index_batch(self, last_offset: int, max_timestamp: int, position: int) -> None:
+        if max_timestamp > self.max_timestamp:
+            self.max_timestamp = max_timestamp
+            self.offset_of_max_timestamp = last_offset
+        if self.bytes_since_index_entry > self.index_interval_bytes:
+            self.offset_index.add(last_offset, position)
+            self.time_index.maybe_add(self.max_timestamp, self.offset_of_max_timestamp)
+            self.bytes_since_index_entry = 0
+
+    def roll(self) -> None:
+        """Stop taking appends: the final time index entry goes in; fsync comes with the next flush."""
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_add(self.max_timestamp, self.offset_of_max_timestamp)
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
+        self.rolled = True
+
+    def write_pending_indexes(self) -> None:
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
+
+    def sync(self) -> None:
+        """fsync the data (and the indexes once rolled). Safe to call from a worker thread."""
+        os.fdatasync(self.fd)
+        if self.rolled:
+            self.offset_index.fsync()
+            self.time_index.fsync()
+
+    def truncate_to_position(self, position: int) -> None:
+        os.ftruncate(self.fd, position)
+        self.size = position
+        self.offset_index.truncate_to_position(position)
+
+    def delete(self) -> None:
+        """Unlink the files. The descriptor closes when the last reader lets go."""
+        self.deleted = True
+        for path in self.paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        self._closer()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def pread(self, position: int, size: int) -> bytes:
+        data = os.pread(self.fd, size, position)
+        while len(data) < size:  # pread may return short on large reads
+            more = os.pread(self.fd, size - len(data), position + len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def headers_from(self, position: int, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
+        """(position, header) of each batch from `position` on, reading headers only."""
+        end = self.size if end is None else end
+        window = b""
+        window_start = position
+        while position + HEADER_SIZE <= end:
+            at = position - window_start
+            if at < 0 or at + HEADER_SIZE > len(window):
+                window = os.pread(self.fd, _SCAN_WINDOW, position)
+                window_start, at = position, 0
+                if len(window) < HEADER_SIZE:
+                    return
+            header = parse_header(window, at)
+            if header.batch_length < MIN_BATCH_LENGTH:
+                return
+            yield position, header
+            position += header.size
+
+    def position_of(self, offset: int) -> tuple[int, BatchHeader] | None:
+        """The batch holding `offset` (or the first after it), or None past the end."""
+        if offset >= self.next_offset:
+            return None
+        for position, header in self.headers_from(self.offset_index.position_for(offset)):
+            if header.last_offset >= offset:
+                return position, header
+        return None
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None, min_one: bool = True) -> FileSlice | None:
+        """Whole batches from the one holding `offset`, up to `max_bytes` (at least one batch if
+        `min_one`), stopping before any batch that starts at or after `max_offset`."""
+        found = self.position_of(offset)
+        if found is None:
+            return None
+        start, first = found
+        if max_offset is not None and first.base_offset >= max_offset:
+            return None
+        limit = self.size
+        if max_offset is not None and max_offset < self.next_offset:
+            stop = self.position_of(max_offset)
+            if stop is not None:
+                position, header = stop
+                limit = position if header.base_offset >= max_offset else position + header.size
+        end = start + first.size
+        if end > start + max_bytes and not min_one:
+            return None
+        target = min(start + max_bytes, limit)
+        if target > end:
+            scan_from = max(end, self.offset_index.position_floor(target))
+            end = scan_from
+            for position, header in self.headers_from(scan_from, limit):
+                if position + header.size > target:
+                    break
+                end = position + header.size
+        return FileSlice(self, start, min(end, limit))
+
+    def batch_at_or_after_timestamp(self, timestamp: int) -> tuple[int, BatchHeader] | None:
+        """The first batch whose max timestamp is >= `timestamp`, or None."""
+        if self.max_timestamp < timestamp:
+            return None
+        start_offset = self.time_index.offset_before(timestamp)
+        for position, header in self.headers_from(self.offset_index.position_for(start_offset)):
+            if header.max_timestamp >= timestamp:
+                return position, header
+        return None
+
+    # -- loading and recovery ----------------------------------------------------------
+
+    def load(self) -> bool:
+        """Open a segment after a clean shutdown: indexes from disk, tail from the last entry.
+        False if the indexes are unusable (then `recover` rebuilds them)."""
+        if not (self.offset_index.load() and self.time_index.load()):
+            return False
+        if self.offset_index.values and self.offset_index.values[-1] >= max(self.size, 1):
+            return False
+        if self.time_index.keys:
+            self.max_timestamp = self.time_index.keys[-1]
+            self.offset_of_max_timestamp = self.base_offset + self.time_index.values[-1]
+        position = self.offset_index.position_for(2**62)
+        end = position
+        for position, header in self.headers_from(position):
+            self.next_offset = header.next_offset
+            if header.max_timestamp > self.max_timestamp:
+                self.max_timestamp = header.max_timestamp
+                self.offset_of_max_timestamp = header.last_offset
+            end = position + header.size
+        if end != self.size:
+            return False
+        self.bytes_since_index_entry = self.size - (self.offset_index.values[-1] if self.offset_index.values else 0)
+        return True
+
+    def recover(self, expected_base: int | None = None) -> int:
+        """Validate every batch (lengths, magic, CRC, offsets), rebuild the indexes and cut the
+        file at the first bad batch. Returns the number of bytes cut."""
+        self.offset_index.clear()
+        self.time_index.clear()
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.bytes_since_index_entry = 0
+        self.next_offset = self.base_offset
+        next_offset = self.base_offset if expected_base is None else expected_base
+        file_size = os.fstat(self.fd).st_size
+        position = 0
+        window = b""
+        window_start = 0
+        while position + HEADER_SIZE <= file_size:
+            at = position - window_start
+            if at + HEADER_SIZE > len(window):
+                window = memoryview(self.pread(position, min(_RECOVERY_WINDOW, file_size - position)))
+                window_start, at = position, 0
+            header = parse_header(window, at)
+            if header.batch_length < MIN_BATCH_LENGTH or header.magic != MAGIC or position + header.size > file_size:
+                break
+            if header.base_offset < next_offset or header.last_offset_delta < 0:
+                break
+            if at + header.size > len(window):
+                window = memoryview(self.pread(position, max(_RECOVERY_WINDOW, header.size)))
+                window_start, at = position, 0
+            if crc32c(window[at + CRC_START : at + header.size]) != header.crc:
+                break
+            self._index_batch(header.last_offset, header.max_timestamp, position)
+            position += header.size
+            self.bytes_since_index_entry += header.size
+            next_offset = header.next_offset
+            self.next_offset = next_offset
+        cut = file_size - position
+        if cut:
+            os.ftruncate(self.fd, position)
+        self.size = position
+        self.offset_index.rewrite()
+        self.time_index.rewrite()
+        return cut
