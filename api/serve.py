@@ -1,0 +1,58 @@
+"""`tierlog serve`: open the local log and run until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from hotlog.errors import InvalidConfigError
+from hotlog.manager import LogManager, broker_log_defaults
+
+log = logging.getLogger("tierlog")
+
+
+def read_properties(args: argparse.Namespace) -> dict[str, str]:
+    """Broker properties from --config FILE, then --conf NAME=VALUE (later wins)."""
+    properties: dict[str, str] = {}
+    lines: list[str] = []
+    if args.config:
+        with open(args.config) as f:
+            lines += f.read().splitlines()
+    lines += args.conf
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise InvalidConfigError(f"expected NAME=VALUE, got {line!r}")
+        properties[name.strip()] = value.strip()
+    return properties
+
+
+async def serve(args: argparse.Namespace, defaults: dict) -> None:
+    logs = LogManager(args.data_dir, defaults).open()
+    log.info("tierlog: local log open at %s (%d topics)", logs.data_dir, len(logs.topics))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    background = asyncio.create_task(logs.run())
+    await stop.wait()
+    background.cancel()
+    logs.close()
+    log.info("tierlog: clean shutdown")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        defaults = broker_log_defaults(read_properties(args))
+    except (InvalidConfigError, OSError) as exc:
+        print(f"tierlog serve: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(args, defaults))
+    return 0
