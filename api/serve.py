@@ -9,7 +9,9 @@ import signal
 import sys
 
 from hotlog.errors import InvalidConfigError
-from hotlog.manager import LogManager, broker_log_defaults
+from hotlog.manager import LogManager
+
+from .settings import BrokerSettings
 
 log = logging.getLogger("tierlog")
 
@@ -33,14 +35,17 @@ def read_properties(args: argparse.Namespace) -> dict[str, str]:
     return properties
 
 
-async def serve(args: argparse.Namespace, defaults: dict) -> None:
-    logs = LogManager(args.data_dir, defaults).open()
+async def serve(args: argparse.Namespace, settings: BrokerSettings) -> None:
+    logs = LogManager(args.data_dir, settings.log_defaults).open()
     log.info("tierlog: local log open at %s (%d topics)", logs.data_dir, len(logs.topics))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    background = asyncio.create_task(logs.run())
+    background = asyncio.create_task(
+        logs.run(flush_check_ms=settings.log_flush_scheduler_interval_ms,
+                 retention_check_ms=settings.log_retention_check_interval_ms)
+    )
     await stop.wait()
     background.cancel()
     logs.close()
@@ -50,9 +55,9 @@ async def serve(args: argparse.Namespace, defaults: dict) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        defaults = broker_log_defaults(read_properties(args))
+        settings = BrokerSettings.parse(read_properties(args))
     except (InvalidConfigError, OSError) as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(args, defaults))
+    asyncio.run(serve(args, settings))
     return 0

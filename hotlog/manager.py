@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .config import BROKER_TO_TOPIC, TOPIC_CONFIGS, LogConfig, parse_topic_configs
+from .config import TOPIC_CONFIGS, LogConfig, parse_topic_configs
 from .errors import InvalidConfigError, InvalidTopicError, TopicExistsError, UnknownTopicOrPartitionError
 from .log import PartitionLog
 from .retention import expired_segment_count
@@ -52,16 +52,6 @@ def write_atomically(path: str, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def broker_log_defaults(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Topic config defaults from broker property names (`log.segment.bytes`, ...)."""
-    defaults = {}
-    for name, value in properties.items():
-        topic_name = BROKER_TO_TOPIC.get(name)
-        if topic_name is not None:
-            defaults[topic_name] = TOPIC_CONFIGS[topic_name].parse(value)
-    return defaults
 
 
 class LogManager:
