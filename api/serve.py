@@ -9,8 +9,8 @@ import signal
 import sys
 
 from hotlog.errors import InvalidConfigError
-from hotlog.manager import LogManager
 
+from .broker import Broker
 from .settings import BrokerSettings
 
 log = logging.getLogger("tierlog")
@@ -36,19 +36,15 @@ def read_properties(args: argparse.Namespace) -> dict[str, str]:
 
 
 async def serve(args: argparse.Namespace, settings: BrokerSettings) -> None:
-    logs = LogManager(args.data_dir, settings.log_defaults).open()
-    log.info("tierlog: local log open at %s (%d topics)", logs.data_dir, len(logs.topics))
+    broker = Broker(args.data_dir, settings)
+    await broker.start()
+    log.info("tierlog: local log open at %s (%d topics)", broker.logs.data_dir, len(broker.logs.topics))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    background = asyncio.create_task(
-        logs.run(flush_check_ms=settings.log_flush_scheduler_interval_ms,
-                 retention_check_ms=settings.log_retention_check_interval_ms)
-    )
     await stop.wait()
-    background.cancel()
-    logs.close()
+    await broker.stop()
     log.info("tierlog: clean shutdown")
 
 
