@@ -7,24 +7,22 @@ import bisect
 import logging
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
-from .batch import BatchHeader, encode_base_offset, set_log_append_time, validate_batches
+from .batch import LOG_OVERHEAD, BatchHeader, encode_base_offset, set_log_append_time, validate_batches
 from .config import LogConfig
 from .errors import OffsetOutOfRangeError, RecordTooLargeError
 from .records import decode_batch
-from .segment import LOG_SUFFIX, AppendedBatch, FileSlice, LogSegment
+from .segment import LOG_SUFFIX, FileSlice, LogSegment
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AppendInfo:
+class AppendInfo(NamedTuple):
     base_offset: int
     last_offset: int
     log_append_time: int  # -1 unless the topic stamps LogAppendTime
-    batches: tuple[BatchHeader, ...]  # as written, offsets assigned
+    batches: list[BatchHeader]  # as written, offsets assigned
 
     @property
     def record_count(self) -> int:
@@ -39,7 +37,7 @@ class PartitionLog:
         self.directory = directory
         self.topic = topic
         self.partition = partition
-        self.config = config
+        self.config = config  # the setter caches what the append path reads
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self.recovery_point = 0  # every offset below it is fsynced
@@ -48,6 +46,18 @@ class PartitionLog:
         self._flush_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[["PartitionLog"], None]] = []
         self.closed = False
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: LogConfig) -> None:
+        self._config = config
+        self._append_limits = (
+            config.max_message_bytes, config.segment_bytes, config.segment_ms,
+            config.log_append_time, config.flush_messages,
+        )
 
     # -- opening -----------------------------------------------------------------------
 
@@ -141,43 +151,45 @@ class PartitionLog:
         partition). Offsets are assigned by rewriting each batch's baseOffset; nothing else
         changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing."""
         batches = validate_batches(data)
-        max_bytes = self.config.max_message_bytes
+        max_bytes, segment_bytes, segment_ms, log_append_time, flush_messages = self._append_limits
+        total = offsets = records = 0
         for _, header in batches:
-            if header.size > max_bytes or header.size > self.config.segment_bytes:
+            size = header[1] + LOG_OVERHEAD
+            if size > max_bytes or size > segment_bytes:
                 raise RecordTooLargeError(
-                    f"batch of {header.size} bytes exceeds max.message.bytes={max_bytes} "
-                    f"or segment.bytes={self.config.segment_bytes}"
+                    f"batch of {size} bytes exceeds max.message.bytes={max_bytes} or segment.bytes={segment_bytes}"
                 )
+            total += size
+            offsets += header.last_offset_delta + 1
+            records += header.record_count
         now = int(time.time() * 1000) if now_ms is None else now_ms
         append_time = -1
-        if self.config.log_append_time:
+        if log_append_time:
             data = bytearray(data)
             for pos, _ in batches:
                 set_log_append_time(data, pos, now)
             append_time = now
+        active = self.segments[-1]
+        next_offset = active.next_offset
+        if active.should_roll(total, next_offset + offsets - 1, segment_bytes, segment_ms, now):
+            active = self.roll()
         view = memoryview(data)
-        next_offset = self.log_end_offset
-        total = sum(h.size for _, h in batches)
-        last_offset = next_offset + sum(h.last_offset_delta + 1 for _, h in batches) - 1
-        if self.active_segment.should_roll(
-            total, last_offset, segment_bytes=self.config.segment_bytes, segment_ms=self.config.segment_ms, now_ms=now
-        ):
-            self.roll()
         iov: list[bytes | memoryview] = []
         written: list[BatchHeader] = []
-        placed: list[AppendedBatch] = []
+        placed: list[tuple[int, int, int]] = []
         for pos, header in batches:
+            size = header[1] + LOG_OVERHEAD
             iov.append(encode_base_offset(next_offset))
-            iov.append(view[pos + 8 : pos + header.size])
+            iov.append(view[pos + 8 : pos + size])
             max_ts = append_time if append_time >= 0 else header.max_timestamp
-            header = header._replace(base_offset=next_offset, max_timestamp=max_ts)
+            header = header._make((next_offset, *header[1:8], max_ts, *header[9:]))
             written.append(header)
-            placed.append(AppendedBatch(header.last_offset, max_ts, header.size))
-            next_offset = header.next_offset
-        self.active_segment.append(iov, total, placed)
-        self.unflushed_messages += sum(h.record_count for h in written)
-        info = AppendInfo(written[0].base_offset, written[-1].last_offset, append_time, tuple(written))
-        if self.unflushed_messages >= self.config.flush_messages:
+            next_offset += header.last_offset_delta + 1
+            placed.append((next_offset - 1, max_ts, size))
+        active.append(iov, total, placed)
+        self.unflushed_messages += records
+        info = AppendInfo(written[0].base_offset, next_offset - 1, append_time, written)
+        if self.unflushed_messages >= flush_messages:
             self.request_flush()
         for listener in self._listeners:
             listener(self)

@@ -27,15 +27,6 @@ def segment_file_name(base_offset: int, suffix: str) -> str:
 
 
 @dataclass(frozen=True)
-class AppendedBatch:
-    """What the segment needs of a batch to index it."""
-
-    last_offset: int
-    max_timestamp: int
-    size: int
-
-
-@dataclass(frozen=True)
 class FileSlice:
     """A byte range of whole batches in a segment file, ready for pread or sendfile.
 
@@ -90,7 +81,7 @@ class LogSegment:
     def paths(self) -> tuple[str, str, str]:
         return self.log_path, self.offset_index.path, self.time_index.path
 
-    def should_roll(self, incoming_bytes: int, last_offset: int, *, segment_bytes: int, segment_ms: int, now_ms: int) -> bool:
+    def should_roll(self, incoming_bytes: int, last_offset: int, segment_bytes: int, segment_ms: int, now_ms: int) -> bool:
         if self.is_empty:
             return False
         return (
@@ -103,13 +94,15 @@ class LogSegment:
 
     # -- writes ------------------------------------------------------------------------
 
-    def append(self, iov: Sequence[bytes | memoryview], size: int, batches: Sequence[AppendedBatch]) -> None:
-        """Write `iov` (whole batches, offsets already assigned) at the end; index them."""
+    def append(self, iov: Sequence[bytes | memoryview], size: int, batches: Sequence[tuple[int, int, int]]) -> None:
+        """Write `iov` (whole batches, offsets already assigned) at the end and index them;
+        `batches` holds (last offset, max timestamp, size) of each."""
         start = self.size
         try:
-            written = 0
-            for i in range(0, len(iov), _IOV_MAX):
-                written += os.writev(self.fd, iov[i : i + _IOV_MAX])
+            if len(iov) <= _IOV_MAX:
+                written = os.writev(self.fd, iov)
+            else:
+                written = sum(os.writev(self.fd, iov[i : i + _IOV_MAX]) for i in range(0, len(iov), _IOV_MAX))
             if written != size:
                 raise OSError(f"short write to {self.log_path}: {written} of {size} bytes")
         except OSError:
@@ -118,12 +111,12 @@ class LogSegment:
         if self.is_empty:
             self.rolling_base_ms = int(time.time() * 1000)
         position = start
-        for batch in batches:
-            self._index_batch(batch.last_offset, batch.max_timestamp, position)
-            position += batch.size
-            self.bytes_since_index_entry += batch.size
+        for last_offset, max_timestamp, batch_size in batches:
+            self._index_batch(last_offset, max_timestamp, position)
+            position += batch_size
+            self.bytes_since_index_entry += batch_size
         self.size = position
-        self.next_offset = batches[-1].last_offset + 1
+        self.next_offset = batches[-1][0] + 1
 
     def _index_batch(self, last_offset: int, max_timestamp: int, position: int) -> None:
         if max_timestamp > self.max_timestamp:
