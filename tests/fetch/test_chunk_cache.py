@@ -1,0 +1,121 @@
+import asyncio
+import os
+
+import pytest
+
+from fetch.chunk_cache import ChunkCache, ShortChunkError
+
+
+class CountingSource:
+    """Objects in memory; counts ranged GETs and can hold them until released."""
+
+    def __init__(self, objects: dict[str, bytes], delay: float = 0.0) -> None:
+        self.objects = objects
+        self.delay = delay
+        self.gets: list[tuple[str, int, int]] = []
+
+    async def get_range(self, key: str, start: int, end: int) -> bytes:
+        self.gets.append((key, start, end))
+        await asyncio.sleep(self.delay)
+        return self.objects[key][start:end]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_readers_of_one_chunk_share_one_get(tmp_path):
+    data = os.urandom(10_000)
+    source = CountingSource({"seg": data}, delay=0.05)
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
+        results = await asyncio.gather(*(cache.get("seg", 1, len(data)) for _ in range(20)))
+        await cache.close()
+        return results
+
+    results = run(scenario())
+    assert all(r == data[4096:8192] for r in results)
+    assert source.gets == [("seg", 4096, 8192)]
+
+
+def test_cached_chunk_is_served_without_a_get_and_last_chunk_is_short(tmp_path):
+    data = os.urandom(10_000)
+    source = CountingSource({"seg": data})
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
+        first = await cache.get("seg", 2, len(data))
+        again = await cache.get("seg", 2, len(data))
+        return first, again
+
+    first, again = run(scenario())
+    assert first == again == data[8192:]
+    assert len(source.gets) == 1
+
+
+def test_eviction_keeps_the_cache_within_its_bound(tmp_path):
+    data = os.urandom(64 * 1024)
+    source = CountingSource({"seg": data})
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=3 * 4096)
+        for index in range(16):
+            assert await cache.get("seg", index, len(data)) == data[index * 4096 : (index + 1) * 4096]
+        files = os.listdir(tmp_path / "c")
+        # the most recent chunk is still cached; the oldest was evicted and is fetched again
+        await cache.get("seg", 15, len(data))
+        gets_before = len(source.gets)
+        await cache.get("seg", 0, len(data))
+        return cache.cached_bytes, files, len(source.gets) - gets_before
+
+    cached, files, refetched = run(scenario())
+    assert cached <= 3 * 4096
+    assert len(files) == 3
+    assert refetched == 1
+
+
+def test_prefetch_loads_following_chunks_in_the_background(tmp_path):
+    data = os.urandom(40_000)
+    source = CountingSource({"seg": data})
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
+        cache.prefetch("seg", 1, 3, len(data))
+        await asyncio.sleep(0.05)
+        gets_after_prefetch = len(source.gets)
+        chunks = [await cache.get("seg", i, len(data)) for i in (1, 2, 3)]
+        await cache.close()
+        return gets_after_prefetch, chunks
+
+    gets, chunks = run(scenario())
+    assert gets == 3
+    assert len(source.gets) == 3  # served from the prefetched copies
+    assert b"".join(chunks) == data[4096 : 4 * 4096]
+
+
+def test_a_short_answer_from_the_store_is_an_error_and_not_cached(tmp_path):
+    data = os.urandom(10_000)
+    source = CountingSource({"seg": data[:5000]})  # the store lost the object's tail
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
+        with pytest.raises(ShortChunkError):
+            await cache.get("seg", 1, len(data))
+        return cache.cached_bytes
+
+    assert run(scenario()) == 0
+
+
+def test_invalidate_drops_a_corrupt_chunk(tmp_path):
+    data = bytearray(os.urandom(8192))
+    source = CountingSource({"seg": bytes(data)})
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
+        await cache.get("seg", 0, len(data))
+        cache.invalidate("seg", 0)
+        await cache.get("seg", 0, len(data))
+
+    run(scenario())
+    assert len(source.gets) == 2
