@@ -47,3 +47,15 @@ class InvalidTimestampError(LogError):
 
 class LogClosedError(LogError):
     """The log was closed or its topic deleted."""
+
+
+class OutOfOrderSequenceError(LogError):
+    """An idempotent producer's batch does not continue its last sequence."""
+
+
+class InvalidProducerEpochError(LogError):
+    """A batch from an older epoch of a producer that has since been bumped (fenced)."""
+
+
+class InvalidTxnStateError(LogError):
+    """A transaction marker or transactional batch that does not fit the producer's state."""

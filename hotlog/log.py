@@ -6,13 +6,16 @@ import asyncio
 import bisect
 import logging
 import os
+import struct
 import time
 from typing import Callable, Iterable, NamedTuple
 
 from .batch import LOG_OVERHEAD, BatchHeader, encode_base_offset, set_log_append_time, validate_batches
 from .config import LogConfig
-from .errors import OffsetOutOfRangeError, RecordTooLargeError
-from .records import decode_batch
+from .errors import CorruptRecordError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError
+from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
+from .records import Record, build_batch, decode_batch
+from .txn_index import AbortedTxn
 from .segment import LOG_SUFFIX, FileSlice, LogSegment
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,7 @@ class AppendInfo(NamedTuple):
     last_offset: int
     log_append_time: int  # -1 unless the topic stamps LogAppendTime
     batches: list[BatchHeader]  # as written, offsets assigned
+    duplicate: bool = False  # a producer's retry: nothing written, offsets of the first write
 
     @property
     def record_count(self) -> int:
@@ -45,6 +49,7 @@ class PartitionLog:
         self.last_flush_ms = int(time.time() * 1000)
         self._flush_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[["PartitionLog"], None]] = []
+        self.producers = ProducerStateManager()
         self.closed = False
 
     @property
@@ -97,7 +102,88 @@ class PartitionLog:
         self.recovery_point = self.log_end_offset if clean else min(recovery_point, self.log_end_offset)
         if not clean:
             self.flush()
+        self._load_producer_state()
         return self
+
+    # -- producer state ----------------------------------------------------------------
+
+    def _snapshot_offsets(self) -> list[int]:
+        return sorted(
+            int(name[: -len(SNAPSHOT_SUFFIX)]) for name in os.listdir(self.directory)
+            if name.endswith(SNAPSHOT_SUFFIX) and name[: -len(SNAPSHOT_SUFFIX)].isdigit()
+        )
+
+    def snapshot_path(self, offset: int) -> str:
+        return os.path.join(self.directory, snapshot_file_name(offset))
+
+    def _load_producer_state(self) -> None:
+        """The newest readable snapshot at or below the log end, then the batches after it."""
+        end = self.log_end_offset
+        start = self.log_start_offset
+        self.producers = ProducerStateManager()
+        for offset in reversed(self._snapshot_offsets()):
+            if offset > end:  # state of offsets the log no longer holds
+                os.unlink(self.snapshot_path(offset))
+                continue
+            try:
+                with open(self.snapshot_path(offset), "rb") as f:
+                    self.producers = ProducerStateManager.from_snapshot(f.read())
+                start = max(offset, start)
+                break
+            except CorruptRecordError:
+                log.warning("%s-%d: ignoring unreadable producer snapshot %d", self.topic, self.partition, offset)
+        self._replay_producer_state(start)
+
+    def _replay_producer_state(self, start: int) -> None:
+        i = max(0, bisect.bisect_right(self._bases, start) - 1)
+        for segment in self.segments[i:]:
+            found = segment.position_of(max(start, segment.base_offset))
+            if found is None:
+                continue
+            for position, header in segment.headers_from(found[0]):
+                if header.producer_id < 0 or header.last_offset < start:
+                    continue
+                if header.is_control:
+                    commit, coordinator_epoch = _read_marker(segment.pread(position, header.size))
+                    self._complete_txn(segment, header, commit, coordinator_epoch)
+                else:
+                    self.producers.on_batch(header)
+
+    def _complete_txn(self, segment: LogSegment, header: BatchHeader, commit: bool, coordinator_epoch: int) -> None:
+        completed = self.producers.on_marker(header, commit, coordinator_epoch)
+        if completed is not None and completed.aborted:
+            txn = AbortedTxn(completed.producer_id, completed.first_offset, completed.last_offset,
+                             self.last_stable_offset)
+            if txn not in segment.txn_index.entries:  # replays after a restart meet markers again
+                segment.txn_index.append(txn)
+
+    def load_producer_snapshot(self, data: bytes) -> None:
+        """Take producer state from a snapshot (a log restored from the object store)."""
+        self.producers = ProducerStateManager.from_snapshot(data)
+        self.producers_snapshot(self.log_end_offset)
+
+    def producers_snapshot(self, offset: int) -> str:
+        """Write the producer state as of `offset` to `<offset>.snapshot`; returns its path."""
+        path = self.snapshot_path(offset)
+        self.producers.write_snapshot(path)
+        return path
+
+    def expire_producers(self, now_ms: int, expiration_ms: int) -> list[int]:
+        return self.producers.expire(now_ms, expiration_ms)
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Below it every transaction has ended; read_committed readers stop here."""
+        first_open = self.producers.first_unstable_offset()
+        return self.high_watermark if first_open is None else min(first_open, self.high_watermark)
+
+    def aborted_transactions(self, start: int, end: int) -> list[AbortedTxn]:
+        """Aborted transactions with records in [start, end), for read_committed fetches."""
+        i = max(0, bisect.bisect_right(self._bases, start) - 1)
+        found: list[AbortedTxn] = []
+        for segment in self.segments[i:]:  # markers may lie in later segments than the data
+            found.extend(segment.txn_index.overlapping(start, end))
+        return found
 
     def _remove_stray_indexes(self, bases: set[int]) -> None:
         for name in os.listdir(self.directory):
@@ -146,12 +232,25 @@ class PartitionLog:
 
     # -- appends -----------------------------------------------------------------------
 
-    def append(self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None) -> AppendInfo:
+    def append(
+        self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None, _markers: bool = False
+    ) -> AppendInfo:
         """Validate and append the batches in `data` (a produce request's records for this
         partition). Offsets are assigned by rewriting each batch's baseOffset; nothing else
         changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing."""
         batches = validate_batches(data)
         max_bytes, segment_bytes, segment_ms, log_append_time, flush_messages = self._append_limits
+        for _, header in batches:
+            if header.producer_id < 0:
+                continue
+            if header.is_control and not _markers:
+                raise CorruptRecordError("control batches are written by the broker, not by clients")
+            duplicate = self.producers.find_duplicate(header)
+            if duplicate is not None:
+                if len(batches) > 1:
+                    raise OutOfOrderSequenceError("a retried batch must come alone in its request")
+                return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, [], duplicate=True)
+            self.producers.check(header)
         total = offsets = records = 0
         for _, header in batches:
             size = header[1] + LOG_OVERHEAD
@@ -187,6 +286,14 @@ class PartitionLog:
             next_offset += header.last_offset_delta + 1
             placed.append((next_offset - 1, max_ts, size))
         active.append(iov, total, placed)
+        for header in written:
+            if header.producer_id < 0:
+                continue
+            if header.is_control:
+                commit, coordinator_epoch = _read_marker(view[batches[0][0] : batches[0][0] + header.size])
+                self._complete_txn(active, header, commit, coordinator_epoch)
+            else:
+                self.producers.on_batch(header)
         self.unflushed_messages += records
         info = AppendInfo(written[0].base_offset, next_offset - 1, append_time, written)
         if self.unflushed_messages >= flush_messages:
@@ -195,11 +302,23 @@ class PartitionLog:
             listener(self)
         return info
 
+    def append_marker(self, producer_id: int, producer_epoch: int, *, commit: bool, coordinator_epoch: int,
+                      now_ms: int | None = None) -> AppendInfo:
+        """Write a transaction's COMMIT or ABORT marker (a control batch) for `producer_id`."""
+        marker = build_batch(
+            [Record(_MARKER_KEY.pack(0, 1 if commit else 0), _MARKER_VALUE.pack(0, coordinator_epoch))],
+            now_ms=now_ms, producer_id=producer_id, producer_epoch=producer_epoch,
+            transactional=True, control=True,
+        )
+        return self.append(marker, now_ms=now_ms, _markers=True)
+
     def roll(self) -> LogSegment:
-        """Close the active segment to appends and start a new one at the log end."""
+        """Close the active segment to appends and start a new one at the log end. The
+        producer state as of the new base offset is snapshotted (`<base>.snapshot`)."""
         if self.active_segment.is_empty:
             return self.active_segment
         self.active_segment.roll()
+        self.producers_snapshot(self.log_end_offset)
         segment = self._new_segment(self.log_end_offset)
         self._add_segment(segment)
         return segment
@@ -314,21 +433,44 @@ class PartitionLog:
             segment.delete()
         del self.segments[:count]
         del self._bases[:count]
+        for offset in self._snapshot_offsets():
+            if offset < self.log_start_offset:
+                os.unlink(self.snapshot_path(offset))
         return removed
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Drop every segment and continue at `offset` (a log restored from the object store)."""
         for segment in self.segments:
             segment.delete()
+        for snapshot in self._snapshot_offsets():
+            os.unlink(self.snapshot_path(snapshot))
         self.segments.clear()
         self._bases.clear()
+        self.producers = ProducerStateManager()
         self._add_segment(self._new_segment(offset))
         self.recovery_point = offset
 
     def close(self) -> None:
+        """Snapshot producer state at the log end (a clean restart replays nothing) and close."""
+        if not self.closed and os.path.isdir(self.directory):
+            self.producers_snapshot(self.log_end_offset)
         self.closed = True
         for segment in self.segments:
             segment.close()
+
+
+_MARKER_KEY = struct.Struct(">hh")  # version, type (0 abort, 1 commit)
+_MARKER_VALUE = struct.Struct(">hi")  # version, coordinator epoch
+
+
+def _read_marker(batch: bytes | memoryview) -> tuple[bool, int]:
+    """(commit?, coordinator epoch) of a control batch's one record."""
+    record = decode_batch(batch).records[0]
+    if record.key is None or len(record.key) < _MARKER_KEY.size:
+        raise CorruptRecordError("control record without a marker key")
+    _, kind = _MARKER_KEY.unpack_from(record.key)
+    epoch = _MARKER_VALUE.unpack_from(record.value)[1] if record.value and len(record.value) >= 6 else -1
+    return kind == 1, epoch
 
 
 def _sync_all(segments: list[LogSegment]) -> None:

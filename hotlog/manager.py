@@ -55,8 +55,11 @@ def write_atomically(path: str, data: bytes) -> None:
 
 
 class LogManager:
-    def __init__(self, data_dir: str, defaults: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, data_dir: str, defaults: Mapping[str, Any] | None = None, *, producer_expiration_ms: int = 86_400_000
+    ) -> None:
         self.data_dir = os.path.abspath(data_dir)
+        self.producer_expiration_ms = producer_expiration_ms
         self.defaults = dict(defaults or {})
         self.topics: dict[str, Topic] = {}
         self.logs: dict[tuple[str, int], PartitionLog] = {}
@@ -264,6 +267,9 @@ class LogManager:
             now = time.monotonic()
             if (now - last_retention) * 1000 >= retention_check_ms:
                 self.apply_retention()
+                wall_ms = int(time.time() * 1000)
+                for plog in list(self.logs.values()):
+                    plog.expire_producers(wall_ms, self.producer_expiration_ms)
                 last_retention = now
             if (now - last_checkpoint) * 1000 >= checkpoint_ms:
                 await asyncio.to_thread(self.write_checkpoint)

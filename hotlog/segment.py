@@ -12,6 +12,7 @@ from crc32c import crc32c
 
 from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchHeader, parse_header
 from .index import OffsetIndex, TimeIndex
+from .txn_index import TXN_INDEX_SUFFIX, TxnIndex
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -56,6 +57,8 @@ class LogSegment:
         self.time_index = TimeIndex(
             os.path.join(directory, segment_file_name(base_offset, TIME_INDEX_SUFFIX)), base_offset, index_max_bytes
         )
+        self.txn_index = TxnIndex(os.path.join(directory, segment_file_name(base_offset, TXN_INDEX_SUFFIX)))
+        self.txn_index.load()
         self.index_interval_bytes = index_interval_bytes
         self.fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         # Close the descriptor only when nobody holds the segment (readers may outlive deletion).
@@ -145,6 +148,7 @@ class LogSegment:
         if self.rolled:
             self.offset_index.fsync()
             self.time_index.fsync()
+            self.txn_index.fsync()
 
     def truncate_to_position(self, position: int) -> None:
         os.ftruncate(self.fd, position)
@@ -154,7 +158,7 @@ class LogSegment:
     def delete(self) -> None:
         """Unlink the files. The descriptor closes when the last reader lets go."""
         self.deleted = True
-        for path in self.paths:
+        for path in (*self.paths, self.txn_index.path):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -301,6 +305,7 @@ class LogSegment:
         cut = file_size - position
         if cut:
             os.ftruncate(self.fd, position)
+            self.txn_index.rewrite([t for t in self.txn_index.entries if t.last_offset < self.next_offset])
         self.size = position
         self.offset_index.rewrite()
         self.time_index.rewrite()

@@ -1,0 +1,120 @@
+"""Idempotent producers and transactions as the partition log sees them."""
+
+import pytest
+
+from hotlog.config import LogConfig
+from hotlog.errors import CorruptRecordError, InvalidProducerEpochError, OutOfOrderSequenceError
+from hotlog.log import PartitionLog
+from hotlog.records import Record, build_batch, decode_batches
+
+
+def open_log(path, clean=True, **configs):
+    return PartitionLog.open(str(path), "t", 0, LogConfig.build({}, configs), clean=clean)
+
+
+def batch(pid, epoch, seq, n=1, transactional=False, tag=b"v"):
+    return build_batch(
+        [Record(None, tag + b"%d" % i) for i in range(n)],
+        producer_id=pid, producer_epoch=epoch, base_sequence=seq, transactional=transactional,
+    )
+
+
+def read_all(plog, start=0, max_offset=None):
+    out, offset = [], start
+    while True:
+        found = plog.read(offset, 1 << 20, max_offset=max_offset)
+        if found is None:
+            return out
+        for b in decode_batches(found.read()):
+            out.append(b)
+        offset = out[-1].header.next_offset
+
+
+def test_a_retried_batch_is_answered_with_its_first_offsets_and_not_written_again(tmp_path):
+    plog = open_log(tmp_path)
+    first = plog.append(batch(7, 0, 0, n=3))
+    plog.append(batch(7, 0, 3, n=2))
+    retry = plog.append(batch(7, 0, 0, n=3))
+    assert retry.duplicate and (retry.base_offset, retry.last_offset) == (first.base_offset, first.last_offset)
+    assert plog.log_end_offset == 5
+
+
+def test_a_sequence_gap_and_a_fenced_epoch_are_rejected_and_change_nothing(tmp_path):
+    plog = open_log(tmp_path)
+    plog.append(batch(7, 1, 0, n=2))
+    size = plog.active_segment.size
+    with pytest.raises(OutOfOrderSequenceError):
+        plog.append(batch(7, 1, 5))
+    with pytest.raises(InvalidProducerEpochError):
+        plog.append(batch(7, 0, 2))
+    with pytest.raises(OutOfOrderSequenceError):
+        plog.append(batch(7, 2, 4))  # a new epoch starts at sequence 0
+    assert plog.log_end_offset == 2 and plog.active_segment.size == size
+    plog.append(batch(7, 2, 0))  # the bumped epoch is accepted from 0
+    assert plog.log_end_offset == 3
+
+
+def test_clients_cannot_write_control_batches(tmp_path):
+    plog = open_log(tmp_path)
+    marker = build_batch([Record(b"\x00\x00\x00\x01", b"")], producer_id=1, producer_epoch=0,
+                         transactional=True, control=True)
+    with pytest.raises(CorruptRecordError):
+        plog.append(marker)
+    assert plog.log_end_offset == 0
+
+
+def test_open_transactions_hold_back_the_last_stable_offset_and_aborts_are_indexed(tmp_path):
+    plog = open_log(tmp_path)
+    plog.append(batch(1, 0, 0, n=2, transactional=True, tag=b"a"))  # offsets 0-1, aborted later
+    plog.append(batch(2, 0, 0, n=1, transactional=True, tag=b"c"))  # offset 2, committed later
+    assert plog.last_stable_offset == 0
+    plog.append_marker(1, 0, commit=False, coordinator_epoch=0)  # offset 3
+    assert plog.last_stable_offset == 2  # producer 2 still open
+    plog.append_marker(2, 0, commit=True, coordinator_epoch=0)  # offset 4
+    assert plog.last_stable_offset == plog.log_end_offset == 5
+    aborted = plog.aborted_transactions(0, 5)
+    assert [(t.producer_id, t.first_offset, t.last_offset) for t in aborted] == [(1, 0, 3)]
+    assert plog.aborted_transactions(4, 5) == []
+    control = [b for b in read_all(plog) if b.header.is_control]
+    assert [b.header.base_offset for b in control] == [3, 4]
+
+
+def test_producer_state_and_aborted_index_survive_restarts_clean_and_unclean(tmp_path):
+    plog = open_log(tmp_path, **{"segment.bytes": 300})
+    plog.append(batch(1, 0, 0, n=2, transactional=True))
+    plog.append_marker(1, 0, commit=False, coordinator_epoch=3)
+    for seq in range(2, 8):
+        plog.append(batch(1, 0, seq))  # rolls segments: snapshots at each roll
+    plog.append(batch(9, 0, 0, transactional=True))  # left open
+    end, lso = plog.log_end_offset, plog.last_stable_offset
+    plog.flush()
+    plog.close()
+    for clean in (True, False):
+        again = open_log(tmp_path, clean=clean, **{"segment.bytes": 300})
+        assert (again.log_end_offset, again.last_stable_offset) == (end, lso)
+        assert [(t.producer_id, t.first_offset) for t in again.aborted_transactions(0, end)] == [(1, 0)]
+        assert again.append(batch(1, 0, 7)).duplicate  # the last batch is still known
+        with pytest.raises(OutOfOrderSequenceError):
+            again.append(batch(1, 0, 10))
+        again.close()
+    assert list(tmp_path.glob("*.snapshot"))
+
+
+def test_without_snapshots_the_state_is_rebuilt_from_the_log(tmp_path):
+    plog = open_log(tmp_path, **{"segment.bytes": 300})
+    plog.append(batch(1, 0, 0, n=2, transactional=True))
+    plog.append_marker(1, 0, commit=False, coordinator_epoch=0)
+    for seq in range(2, 6):
+        plog.append(batch(1, 0, seq))
+    plog.append(batch(4, 0, 0, transactional=True))
+    lso, end = plog.last_stable_offset, plog.log_end_offset
+    plog.flush()
+    plog.close()
+    for snapshot in tmp_path.glob("*.snapshot"):
+        snapshot.unlink()
+    for index in tmp_path.glob("*.txnindex"):
+        index.unlink()
+    again = open_log(tmp_path, clean=False, **{"segment.bytes": 300})
+    assert again.last_stable_offset == lso < end
+    assert [(t.producer_id, t.first_offset, t.last_offset) for t in again.aborted_transactions(0, end)] == [(1, 0, 2)]
+    assert again.append(batch(1, 0, 5)).duplicate
