@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from hotlog.log import PartitionLog
 from hotlog.manager import LogManager
+from hotlog.txn_index import AbortedTxn
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class ReadResult:
     high_watermark: int
     log_start_offset: int
     last_stable_offset: int
+    aborted: tuple[AbortedTxn, ...] = ()  # with read_committed: aborted transactions in range
 
 
 class Reader:
@@ -34,17 +36,23 @@ class Reader:
         return self._log(topic, partition).high_watermark
 
     def last_stable_offset(self, topic: str, partition: int) -> int:
-        return self._log(topic, partition).high_watermark
+        return self._log(topic, partition).last_stable_offset
 
     async def read(self, topic: str, partition: int, offset: int, max_bytes: int,
-                   *, max_offset: int | None = None) -> ReadResult:
+                   *, max_offset: int | None = None, read_committed: bool = False) -> ReadResult:
         """Whole batches from `offset` on, at least one even past `max_bytes` (KIP-74).
         Raises OffsetOutOfRangeError outside [log start, log end]."""
         plog = self._log(topic, partition)
+        lso = plog.last_stable_offset
+        if read_committed:
+            max_offset = lso if max_offset is None else min(max_offset, lso)
         found = plog.read(offset, max_bytes, max_offset=max_offset)
         # Local reads come from the page cache: cheaper inline than a hop to a thread.
         records = b"" if found is None else found.read()
-        return ReadResult(records, plog.high_watermark, plog.log_start_offset, plog.high_watermark)
+        aborted: tuple[AbortedTxn, ...] = ()
+        if read_committed and found is not None:
+            aborted = tuple(plog.aborted_transactions(offset, found.end_offset))
+        return ReadResult(records, plog.high_watermark, plog.log_start_offset, lso, aborted)
 
     async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after `timestamp`, or None."""

@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 from crc32c import crc32c
 
-from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchHeader, parse_header
+from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchHeader, parse_header, peek_offset_and_size
 from .index import OffsetIndex, TimeIndex
 from .txn_index import TXN_INDEX_SUFFIX, TxnIndex
 
@@ -44,6 +44,11 @@ class FileSlice:
 
     def read(self) -> bytes:
         return self.segment.pread(self.position, self.size)
+
+    @property
+    def end_offset(self) -> int:
+        """The offset after the slice's last batch."""
+        return self.segment.offset_at(self.position + self.size)
 
 
 class LogSegment:
@@ -195,6 +200,12 @@ class LogSegment:
                 return
             yield position, header
             position += header.size
+
+    def offset_at(self, position: int) -> int:
+        """Base offset of the batch starting at `position`; the segment's next offset at its end."""
+        if position >= self.size:
+            return self.next_offset
+        return peek_offset_and_size(self.pread(position, 12), 0)[0]
 
     def position_of(self, offset: int) -> tuple[int, BatchHeader] | None:
         """The batch holding `offset` (or the first after it), or None past the end."""

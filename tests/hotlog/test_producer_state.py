@@ -118,3 +118,27 @@ def test_without_snapshots_the_state_is_rebuilt_from_the_log(tmp_path):
     assert again.last_stable_offset == lso < end
     assert [(t.producer_id, t.first_offset, t.last_offset) for t in again.aborted_transactions(0, end)] == [(1, 0, 2)]
     assert again.append(batch(1, 0, 5)).duplicate
+
+
+def test_read_committed_reads_stop_at_the_last_stable_offset(tmp_path):
+    import asyncio
+
+    from fetch.reader import Reader
+    from hotlog.manager import LogManager
+
+    logs = LogManager(str(tmp_path / "data")).open()
+    logs.create_topic("t", 1)
+    plog = logs.log("t", 0)
+    plog.append(batch(1, 0, 0, n=2, transactional=True))  # 0-1, aborted
+    plog.append_marker(1, 0, commit=False, coordinator_epoch=0)  # 2
+    plog.append(batch(5, 0, 0, n=1))  # 3, plain
+    plog.append(batch(2, 0, 0, n=1, transactional=True))  # 4, open
+    reader = Reader(logs)
+    committed = asyncio.run(reader.read("t", 0, 0, 1 << 20, read_committed=True))
+    uncommitted = asyncio.run(reader.read("t", 0, 0, 1 << 20))
+    assert committed.last_stable_offset == 4
+    assert [b.header.base_offset for b in decode_batches(committed.records)] == [0, 2, 3]
+    assert [(t.producer_id, t.first_offset) for t in committed.aborted] == [(1, 0)]
+    assert [b.header.base_offset for b in decode_batches(uncommitted.records)] == [0, 2, 3, 4]
+    assert uncommitted.aborted == ()
+    logs.close()
