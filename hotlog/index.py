@@ -48,16 +48,25 @@ class SparseIndex:
                 data = f.read()
         except FileNotFoundError:
             return False
-        size = self.ENTRY.size
-        if len(data) % size:
+        if not self.load_bytes(data):
+            return False
+        self._persisted = len(self.keys)
+        return True
+
+    def load_bytes(self, data: bytes) -> bool:
+        """Take entries from an index file's bytes (local or fetched from the object store)."""
+        if len(data) % self.ENTRY.size:
             return False
         self.keys = array("q")
         self.values = array("q")
         for key, value in self.ENTRY.iter_unpack(data):
             self.keys.append(key)
             self.values.append(value)
-        self._persisted = len(self.keys)
         return True
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.keys) * self.ENTRY.size
 
     def write_pending(self) -> None:
         """Append entries not yet in the file (page cache only; fsync is the caller's)."""
