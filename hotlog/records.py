@@ -125,8 +125,12 @@ def _snappy_decompress(data: bytes) -> bytes:
     out = bytearray()
     pos = len(_XERIAL_MAGIC) + 8  # magic, version, compatible version
     while pos < len(data):
+        if pos + 4 > len(data):
+            raise CorruptRecordError("truncated xerial snappy block length")
         (length,) = struct.unpack_from(">i", data, pos)
         pos += 4
+        if length < 0 or pos + length > len(data):
+            raise CorruptRecordError(f"xerial snappy block of {length} bytes runs past the batch")
         out += cramjam.snappy.decompress_raw(data[pos : pos + length])
         pos += length
     return bytes(out)
