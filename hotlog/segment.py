@@ -242,7 +242,7 @@ class LogSegment:
                 if position + header.size > target:
                     break
                 end = position + header.size
-        return FileSlice(self, start, min(end, limit))
+        return FileSlice(self, start, min(end, limit) - start)
 
     def batch_at_or_after_timestamp(self, timestamp: int) -> tuple[int, BatchHeader] | None:
         """The first batch whose max timestamp is >= `timestamp`, or None."""
