@@ -10,7 +10,9 @@ import struct
 import time
 from typing import Callable, Iterable, NamedTuple
 
-from .batch import LOG_OVERHEAD, BatchHeader, encode_base_offset, set_log_append_time, validate_batches
+from .batch import (
+    LOG_OVERHEAD, BatchHeader, encode_base_offset, parse_header, set_log_append_time, validate_batches,
+)
 from .config import LogConfig
 from .errors import CorruptRecordError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
@@ -267,6 +269,7 @@ class PartitionLog:
             data = bytearray(data)
             for pos, _ in batches:
                 set_log_append_time(data, pos, now)
+            batches = [(pos, parse_header(data, pos)) for pos, _ in batches]  # new CRC and attributes
             append_time = now
         active = self.segments[-1]
         next_offset = active.next_offset
