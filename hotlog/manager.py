@@ -161,7 +161,7 @@ class LogManager:
         self, name: str, partitions: int, configs: Mapping[str, Any] | None = None, *,
         topic_id: uuid.UUID | None = None, validate_only: bool = False,
     ) -> Topic:
-        if not _LEGAL_TOPIC.match(name) or name in (".", ".."):
+        if not _LEGAL_TOPIC.fullmatch(name) or name in (".", ".."):  # match() lets "$" pass a trailing newline
             raise InvalidTopicError(
                 f"topic name {name!r} is not legal: 1 to 249 characters of ASCII letters, digits, '.', '_' and '-'"
             )
