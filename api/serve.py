@@ -8,12 +8,21 @@ import logging
 import signal
 import sys
 
+from prometheus_client import REGISTRY
+
 from hotlog.errors import InvalidConfigError
 
 from .broker import Broker
+from .committed_offsets import CommittedOffsetStore
+from .grpc_server import GrpcServer
+from .grpc_service import TierlogService
+from .http import HttpServer
+from .listen import ListenError
+from .metrics import register_log_collector
 from .settings import BrokerSettings
 
 log = logging.getLogger("tierlog")
+GRACE_SECONDS = 5.0  # for calls in flight at shutdown
 
 
 def read_properties(args: argparse.Namespace) -> dict[str, str]:
@@ -35,17 +44,39 @@ def read_properties(args: argparse.Namespace) -> dict[str, str]:
     return properties
 
 
-async def serve(args: argparse.Namespace, settings: BrokerSettings) -> None:
+async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
     broker = Broker(args.data_dir, settings)
+    offsets = CommittedOffsetStore(args.data_dir)
+    service = TierlogService(broker, offsets)
+    grpc_server = GrpcServer(service, args.grpc_listen)
+    http = HttpServer(args.http_listen, serving=lambda: not service.closing)
+    # Bind the listeners before opening the log, so a busy port leaves the data untouched.
+    try:
+        grpc_server.bind()
+        await http.start()
+    except ListenError as exc:
+        print(f"tierlog serve: {exc}", file=sys.stderr)
+        await http.stop()
+        await grpc_server.server.stop(None)
+        return 1
     await broker.start()
-    log.info("tierlog: local log open at %s (%d topics)", broker.logs.data_dir, len(broker.logs.topics))
+    offsets.load()
+    collector = register_log_collector(broker.logs, service.remote)
+    log.info("local log open at %s (%d topics)", broker.logs.data_dir, len(broker.logs.topics))
+    await grpc_server.start()
+    log.info("gRPC on %s, HTTP (/metrics, /healthz) on %s", args.grpc_listen, args.http_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Stop taking requests, let those in flight finish, then flush and checkpoint.
+    await grpc_server.stop(GRACE_SECONDS)
+    await http.stop()
     await broker.stop()
-    log.info("tierlog: clean shutdown")
+    REGISTRY.unregister(collector)
+    log.info("clean shutdown")
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -55,5 +86,4 @@ def run_serve(args: argparse.Namespace) -> int:
     except (InvalidConfigError, OSError) as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(args, settings))
-    return 0
+    return asyncio.run(serve(args, settings))

@@ -1,0 +1,293 @@
+"""A small synchronous Python client over tierlog's gRPC API: Producer, Consumer, Admin.
+
+    from api.client import Admin, Consumer, Producer
+    Admin().create_topic("events", partitions=3)
+    Producer().send("events", b"hello", key=b"user-1")
+    for message in Consumer("events", start="beginning").poll(timeout=1.0):
+        print(message.partition, message.offset, message.value)
+
+Calls that fail raise TierlogError, carrying the gRPC status code and the server's message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Iterator, Sequence, Union
+
+import grpc
+
+from .proto import tierlog_pb2 as pb
+from .proto import tierlog_pb2_grpc as pb_grpc
+
+DEFAULT_SERVER = "127.0.0.1:9093"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+COMPRESSIONS = {"none": pb.COMPRESSION_NONE, "gzip": pb.COMPRESSION_GZIP, "snappy": pb.COMPRESSION_SNAPPY,
+                "lz4": pb.COMPRESSION_LZ4, "zstd": pb.COMPRESSION_ZSTD}
+
+# Where to start reading: "beginning", "latest", an offset, or the first record at or after a time.
+Start = Union[str, int, datetime]
+
+
+class TierlogError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_rpc(cls, error: grpc.RpcError, server: str) -> "TierlogError":
+        code, details = error.code(), error.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
+            details = f"cannot reach tierlog at {server} (is `tierlog serve` running?)"
+        return cls(code, details)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    value: bytes | None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int | None = None  # None: the broker's clock
+
+
+@dataclass(frozen=True)
+class Appended:
+    partition: int
+    base_offset: int
+    last_offset: int
+
+
+def timestamp_ms(when: datetime) -> int:
+    return round(when.timestamp() * 1000)
+
+
+def _to_proto(record: NewRecord) -> pb.Record:
+    return pb.Record(key=record.key, value=record.value, timestamp_ms=record.timestamp_ms,
+                     headers=[pb.Header(key=k, value=v) for k, v in record.headers])
+
+
+def _message(topic: str, partition: int, record: pb.Record) -> Message:
+    return Message(
+        topic, partition, record.offset, record.timestamp_ms,
+        record.key if record.HasField("key") else None,
+        record.value if record.HasField("value") else None,
+        tuple((h.key, h.value if h.HasField("value") else None) for h in record.headers),
+    )
+
+
+class _Client:
+    def __init__(self, server: str = DEFAULT_SERVER, *, timeout: float = 30.0) -> None:
+        self.server = server
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(server, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ])
+        self.stub = pb_grpc.TierlogStub(self.channel)
+
+    def _call(self, method: str, request: object, timeout: float | None = None):  # type: ignore[no-untyped-def]
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise TierlogError.from_rpc(error, self.server) from None
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _list_offsets(client: _Client, topic: str, spec: Start, partitions: Sequence[int]) -> dict[int, int]:
+    if isinstance(spec, int):
+        if not partitions:
+            description = client._call("DescribeTopic", pb.DescribeTopicRequest(name=topic))
+            partitions = [p.partition for p in description.partitions]
+        return {p: spec for p in partitions}
+    request = pb.ListOffsetsRequest(topic=topic, partitions=partitions)
+    if isinstance(spec, datetime):
+        request.spec, request.timestamp_ms = pb.OFFSET_SPEC_TIMESTAMP, timestamp_ms(spec)
+    elif spec in ("beginning", "earliest"):
+        request.spec = pb.OFFSET_SPEC_EARLIEST
+    elif spec in ("latest", "end"):
+        request.spec = pb.OFFSET_SPEC_LATEST
+    else:
+        raise ValueError(f"start must be 'beginning', 'latest', an offset or a datetime, not {spec!r}")
+    return {p.partition: p.offset for p in client._call("ListOffsets", request).partitions}
+
+
+class Producer(_Client):
+    def send(self, topic: str, value: bytes | None, *, key: bytes | None = None,
+             headers: Sequence[tuple[str, bytes | None]] = (), partition: int | None = None,
+             timestamp_ms: int | None = None) -> Appended:
+        """Append one record; returns where it went."""
+        return self.send_many(topic, [NewRecord(value, key, tuple(headers), timestamp_ms)], partition=partition)[0]
+
+    def send_many(self, topic: str, records: Iterable[NewRecord], *, partition: int | None = None,
+                  compression: str = "none", durable: bool = True) -> list[Appended]:
+        """Append records in one request. Without `partition`, keyed records go where Kafka's
+        partitioner puts them and the others to one partition. `durable`: reply after fsync."""
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+        response = self._call("Produce", pb.ProduceRequest(
+            topic=topic, partition=partition, records=[_to_proto(r) for r in records],
+            compression=COMPRESSIONS[compression], ack=pb.ACK_DURABLE if durable else pb.ACK_APPENDED,
+        ))
+        return [Appended(p.partition, p.base_offset, p.last_offset) for p in response.partitions]
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    partition: int
+    log_start_offset: int
+    high_watermark: int
+    local_bytes: int
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    topic_id: str
+    partitions: list[PartitionInfo]
+    configs: dict[str, str]  # every config's effective value
+    overrides: frozenset[str]  # the configs the topic sets itself
+
+
+def _topic_info(description: pb.TopicDescription) -> TopicInfo:
+    return TopicInfo(
+        description.name, description.topic_id,
+        [PartitionInfo(p.partition, p.log_start_offset, p.high_watermark, p.local_bytes)
+         for p in description.partitions],
+        {c.name: c.value for c in description.configs},
+        frozenset(c.name for c in description.configs if not c.is_default),
+    )
+
+
+class Admin(_Client):
+    def create_topic(self, name: str, partitions: int = 0, configs: dict[str, str] | None = None, *,
+                     validate_only: bool = False) -> TopicInfo:
+        """Create a topic; `partitions` 0 takes the broker's num.partitions."""
+        return _topic_info(self._call("CreateTopic", pb.CreateTopicRequest(
+            name=name, partitions=partitions, configs={k: str(v) for k, v in (configs or {}).items()},
+            validate_only=validate_only,
+        )))
+
+    def list_topics(self, *, internal: bool = False) -> list[str]:
+        topics = self._call("ListTopics", pb.ListTopicsRequest()).topics
+        return [t.name for t in topics if internal or not t.internal]
+
+    def describe_topic(self, name: str) -> TopicInfo:
+        return _topic_info(self._call("DescribeTopic", pb.DescribeTopicRequest(name=name)))
+
+    def delete_topic(self, name: str) -> None:
+        self._call("DeleteTopic", pb.DeleteTopicRequest(name=name))
+
+    def list_offsets(self, topic: str, spec: Start, partitions: Sequence[int] = ()) -> dict[int, int]:
+        """Offset per partition: "beginning" (earliest), "latest" (the log end), or for a datetime
+        the first record at or after it (-1 when there is none). An int is returned as given."""
+        return _list_offsets(self, topic, spec, partitions)
+
+    def tier_status(self, topic: str | None = None) -> pb.TierStatusResponse:
+        return self._call("TierStatus", pb.TierStatusRequest(topic=topic or ""))
+
+
+class Consumer(_Client):
+    """Reads one topic (all partitions or some). With a `group`, it starts where the group
+    committed and `commit()` records its position; otherwise it starts at `start`."""
+
+    def __init__(self, topic: str, server: str = DEFAULT_SERVER, *, start: Start = "latest",
+                 partitions: Sequence[int] = (), group: str | None = None, max_bytes: int = 1024 * 1024,
+                 timeout: float = 30.0) -> None:
+        super().__init__(server, timeout=timeout)
+        self.topic = topic
+        self.group = group
+        self.max_bytes = max_bytes
+        self._start = start
+        self._partitions = list(partitions)
+        self._positions: dict[int, int] | None = None
+        self._stream: grpc.Future | None = None
+
+    @property
+    def positions(self) -> dict[int, int]:
+        """The next offset to read, per partition (resolved on first use)."""
+        if self._positions is None:
+            positions = _list_offsets(self, self.topic, self._start, self._partitions)
+            if self.group:
+                for committed in self._call("FetchCommittedOffsets", pb.FetchCommittedOffsetsRequest(
+                        group=self.group, topic=self.topic, partitions=list(positions))).offsets:
+                    if committed.offset >= 0:
+                        positions[committed.partition] = committed.offset
+            if isinstance(self._start, datetime):  # nothing at or after the time: start at the end
+                ends = _list_offsets(self, self.topic, "latest", self._partitions)
+                positions = {p: ends[p] if o < 0 else o for p, o in positions.items()}
+            self._positions = positions
+        return self._positions
+
+    def seek(self, partition: int, offset: int) -> None:
+        self.positions[partition] = offset
+
+    def pause(self, partition: int) -> None:
+        """Stop reading a partition."""
+        self.positions.pop(partition, None)
+
+    def poll(self, timeout: float = 1.0) -> list[Message]:
+        """What is there now; if nothing, wait up to `timeout` seconds for records to arrive."""
+        positions = self.positions
+        if not positions:
+            return []
+        response = self._call("Fetch", pb.FetchRequest(
+            topic=self.topic, partitions=[pb.PartitionOffset(partition=p, offset=o) for p, o in positions.items()],
+            max_bytes=self.max_bytes, max_wait_ms=int(timeout * 1000),
+        ), timeout=self.timeout + timeout)
+        messages = []
+        for part in response.partitions:
+            positions[part.partition] = part.next_offset
+            messages.extend(_message(self.topic, part.partition, r) for r in part.records)
+        return messages
+
+    def __iter__(self) -> Iterator[Message]:
+        """Records pushed by the server as they arrive, without end (break out, or close())."""
+        positions = self.positions
+        self._stream = stream = self.stub.Subscribe(pb.SubscribeRequest(
+            topic=self.topic, partitions=list(positions), offsets=positions, max_bytes=self.max_bytes,
+        ))
+        try:
+            for part in stream:
+                for record in part.records:
+                    positions[part.partition] = record.offset + 1
+                    yield _message(self.topic, part.partition, record)
+                positions[part.partition] = part.next_offset
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                raise TierlogError.from_rpc(error, self.server) from None
+        finally:
+            stream.cancel()
+            self._stream = None
+
+    def commit(self) -> None:
+        """Commit the current positions for the group."""
+        if not self.group:
+            raise ValueError("commit needs a consumer group")
+        self._call("CommitOffsets", pb.CommitOffsetsRequest(group=self.group, topic=self.topic, offsets=[
+            pb.CommittedOffset(partition=p, offset=o) for p, o in self.positions.items()
+        ]))
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+        super().close()

@@ -1,0 +1,55 @@
+"""The gRPC server: tierlog's service, health checking and reflection on one listener."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .grpc_service import TierlogService
+from .listen import ListenError, parse_host_port
+from .proto import tierlog_pb2 as pb
+from .proto import tierlog_pb2_grpc as pb_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Tierlog"].full_name
+# Produce requests are split into batches of max.message.bytes; this only bounds one request.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class GrpcServer:
+    def __init__(self, service: TierlogService, address: str) -> None:
+        self.service = service
+        self.address = address
+        # so_reuseport off: a port another process holds must fail the bind, not be shared.
+        self.server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ])
+        pb_grpc.add_TierlogServicer_to_server(service, self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = 0
+
+    def bind(self) -> int:
+        """Bind the listener (the server does not serve until `start`). Returns the port."""
+        host, port = parse_host_port(self.address)
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            self.port = self.server.add_insecure_port(target)
+        except RuntimeError as exc:
+            raise ListenError(f"gRPC cannot listen on {self.address}: {exc}") from None
+        if self.port == 0:
+            raise ListenError(f"gRPC cannot listen on {self.address}: the address is in use or not local")
+        return self.port
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Report NOT_SERVING, end waiting readers, let calls in flight finish within the grace."""
+        await self.health.enter_graceful_shutdown()
+        self.service.close()
+        await self.server.stop(grace_seconds)

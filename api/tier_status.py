@@ -1,0 +1,49 @@
+"""Where each partition's data lives: offsets and bytes per tier, and what waits for upload.
+
+The local side comes from the log manager. The remote side comes from a `RemoteTierView`
+(the tiering manager, once wired into serve); without one it reads as empty."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from hotlog.manager import LogManager
+
+
+class RemoteStatus(NamedTuple):
+    log_start_offset: int = -1  # -1: nothing in the object store
+    log_end_offset: int = -1
+    size_bytes: int = 0
+    copy_lag_segments: int = 0  # sealed segments not uploaded yet
+    copy_lag_bytes: int = 0
+
+
+class RemoteTierView(Protocol):
+    def remote_status(self, topic: str, partition: int) -> RemoteStatus: ...
+
+
+class PartitionTierStatus(NamedTuple):
+    topic: str
+    partition: int
+    local_log_start_offset: int
+    log_end_offset: int
+    local_bytes: int
+    remote: RemoteStatus
+
+
+NO_REMOTE = RemoteStatus()
+
+
+def tier_status(logs: LogManager, remote: RemoteTierView | None, topic: str | None = None) -> list[PartitionTierStatus]:
+    """Every partition of `topic` (default: of every topic), in topic and partition order.
+    An unknown topic raises UnknownTopicOrPartitionError."""
+    topics = [logs.topic(topic)] if topic else [logs.topics[name] for name in sorted(logs.topics)]
+    rows = []
+    for t in topics:
+        for partition in range(t.partitions):
+            plog = logs.log(t.name, partition)
+            rows.append(PartitionTierStatus(
+                t.name, partition, plog.log_start_offset, plog.log_end_offset, plog.size_bytes,
+                remote.remote_status(t.name, partition) if remote is not None else NO_REMOTE,
+            ))
+    return rows
