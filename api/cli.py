@@ -3,24 +3,142 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Sequence
+from datetime import datetime, timezone
+from typing import NoReturn, Sequence
+
+from .listen import ListenError, parse_host_port
+
+DEFAULT_SERVER = "127.0.0.1:9093"
+_OBJECT_STORE = re.compile(r"^(file://.+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def listen_address(text: str) -> str:
+    try:
+        parse_host_port(text)
+    except ListenError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def object_store_url(text: str) -> str:
+    if not _OBJECT_STORE.match(text):
+        raise argparse.ArgumentTypeError(f"expected file:///path or s3://bucket[/prefix], got {text!r}")
+    return text
+
+
+def position(text: str) -> str | int | datetime:
+    """beginning | latest | OFFSET | @TIMESTAMP (ms since the epoch, or ISO 8601; UTC unless it says)."""
+    if text in ("beginning", "earliest", "latest", "end"):
+        return text
+    if text.isdigit():
+        return int(text)
+    if text.startswith("@"):
+        stamp = text[1:]
+        try:
+            when = (datetime.fromtimestamp(int(stamp) / 1000, timezone.utc) if stamp.isdigit()
+                    else datetime.fromisoformat(stamp))
+        except (ValueError, OverflowError, OSError):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected @MILLISECONDS or @ISO-8601 time") from None
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    raise argparse.ArgumentTypeError(f"expected beginning, latest, an offset or @TIMESTAMP, got {text!r}")
+
+
+def non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {text!r}")
+    return int(text)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of 1 or more, got {text!r}")
+    return int(text)
+
+
+def name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _client_parser(commands: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help, description=help)
+    parser.add_argument("--server", default=DEFAULT_SERVER, type=listen_address, metavar="HOST:PORT",
+                        help=f"tierlog's gRPC address (default {DEFAULT_SERVER})")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tierlog", description="A tiered-storage event log.")
+    parser = _Parser(prog="tierlog", description="A tiered-storage event log.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the broker")
     serve.add_argument("--data-dir", default="./tierlog-data", help="local tier folder (default ./tierlog-data)")
-    serve.add_argument("--object-store", default="file://./tierlog-objects",
+    serve.add_argument("--object-store", default="file://./tierlog-objects", type=object_store_url,
                        help="cold tier URL: file:///path or s3://bucket/prefix (default file://./tierlog-objects)")
-    serve.add_argument("--kafka-listen", default="127.0.0.1:9092", help="Kafka protocol listener HOST:PORT")
-    serve.add_argument("--grpc-listen", default="127.0.0.1:9093", help="gRPC listener HOST:PORT")
-    serve.add_argument("--http-listen", default="127.0.0.1:9644", help="HTTP listener (metrics, health) HOST:PORT")
+    serve.add_argument("--kafka-listen", default="127.0.0.1:9092", type=listen_address,
+                       help="Kafka protocol listener HOST:PORT")
+    serve.add_argument("--grpc-listen", default="127.0.0.1:9093", type=listen_address,
+                       help="gRPC listener HOST:PORT")
+    serve.add_argument("--http-listen", default="127.0.0.1:9644", type=listen_address,
+                       help="HTTP listener (metrics, health) HOST:PORT")
     serve.add_argument("--config", metavar="FILE", help="a properties file of broker settings (name=value lines)")
     serve.add_argument("--conf", action="append", default=[], metavar="NAME=VALUE",
                        help="a broker property, e.g. log.segment.bytes=1048576 (repeatable)")
+
+    topics = commands.add_parser("topics", help="create, list, describe and delete topics")
+    actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _client_parser(actions, "create", "create a topic")
+    create.add_argument("topic")
+    create.add_argument("--partitions", type=positive, help="partitions (default: the broker's num.partitions)")
+    create.add_argument("--config", action="append", default=[], type=name_value, metavar="NAME=VALUE",
+                        help="a topic config, e.g. retention.ms=86400000 (repeatable)")
+    listing = _client_parser(actions, "list", "list topic names")
+    listing.add_argument("--internal", action="store_true", help="include the broker's own topics")
+    describe = _client_parser(actions, "describe", "partitions, offsets and configs of a topic")
+    describe.add_argument("topic")
+    delete = _client_parser(actions, "delete", "delete a topic and its data")
+    delete.add_argument("topic")
+
+    produce = _client_parser(commands, "produce", "send stdin's lines as records")
+    produce.add_argument("topic")
+    produce.add_argument("--key-separator", metavar="SEP",
+                         help="split each line into KEY SEP VALUE (a line without SEP has no key)")
+    produce.add_argument("--partition", type=non_negative, help="write to this partition (default: by key)")
+    produce.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default="none")
+
+    consume = _client_parser(commands, "consume", "print records, one per line, as they arrive")
+    consume.add_argument("topic")
+    consume.add_argument("--from", dest="start", type=position, default="latest", metavar="WHERE",
+                         help="beginning, latest (default), OFFSET or @TIMESTAMP (ms or ISO 8601)")
+    consume.add_argument("--partition", type=non_negative, help="only this partition (default: all)")
+    consume.add_argument("--group", help="consumer group: start where it committed, and commit as we go")
+    consume.add_argument("--max-messages", type=positive, metavar="N", help="stop after N records")
+    consume.add_argument("--key-separator", metavar="SEP", help="print KEY SEP VALUE")
+    consume.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text: the value per line (default); json: one JSON object per record")
+
+    replay = _client_parser(commands, "replay", "write a range of a topic to a JSON lines or Parquet file")
+    replay.add_argument("topic")
+    replay.add_argument("--from", dest="start", type=position, default="beginning", metavar="WHERE",
+                        help="beginning (default), OFFSET or @TIMESTAMP")
+    replay.add_argument("--to", dest="end", type=position, default="latest", metavar="WHERE",
+                        help="latest (default: the end when replay starts), OFFSET or @TIMESTAMP (exclusive)")
+    replay.add_argument("--out", required=True, metavar="FILE", help="FILE.jsonl or FILE.parquet")
+    replay.add_argument("--partition", type=non_negative, help="only this partition (default: all)")
+
+    status = _client_parser(commands, "tier-status", "offsets and bytes per tier, per partition")
+    status.add_argument("topic", nargs="?", help="one topic (default: all)")
     return parser
 
 
@@ -30,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .serve import run_serve
 
         return run_serve(args)
-    return 2
+    from .commands import run_client_command
+
+    return run_client_command(args)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .grpc_service import TierlogService
-from .listen import ListenError, parse_host_port
+from .listen import ListenError, check_can_listen, parse_host_port
 from .proto import tierlog_pb2 as pb
 from .proto import tierlog_pb2_grpc as pb_grpc
 
@@ -34,6 +34,7 @@ class GrpcServer:
 
     def bind(self) -> int:
         """Bind the listener (the server does not serve until `start`). Returns the port."""
+        check_can_listen("gRPC", self.address)  # a clear reason, before gRPC logs its own
         host, port = parse_host_port(self.address)
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:

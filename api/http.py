@@ -7,7 +7,7 @@ from typing import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from .listen import ListenError, parse_host_port
+from .listen import ListenError, parse_host_port, reason
 
 
 class HttpServer:
@@ -38,7 +38,7 @@ class HttpServer:
             await site.start()
         except OSError as exc:
             await self.runner.cleanup()
-            raise ListenError(f"HTTP cannot listen on {self.address}: {exc.strerror or exc}") from None
+            raise ListenError(f"HTTP cannot listen on {self.address}: {reason(exc)}") from None
         self.port = self.runner.addresses[0][1]
         return self.port
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import socket
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
@@ -30,3 +32,18 @@ def parse_host_port(address: str) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ListenError(f"{address!r}: the port must be a number from 0 to 65535")
     return host, int(port_text)
+
+
+def check_can_listen(what: str, address: str) -> None:
+    """Fail early, with the OS's reason, if `address` cannot be bound (in use, not local)."""
+    host, port = parse_host_port(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        raise ListenError(f"{what} cannot listen on {address}: {reason(exc)}") from None
+
+
+def reason(exc: OSError) -> str:
+    """The OS's words for the error, without the address wrappers add to them."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)

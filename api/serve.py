@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -85,5 +86,8 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = BrokerSettings.parse(read_properties(args))
     except (InvalidConfigError, OSError) as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
+        return 2
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        print(f"tierlog serve: --data-dir {args.data_dir} exists and is not a folder", file=sys.stderr)
         return 2
     return asyncio.run(serve(args, settings))
