@@ -69,6 +69,9 @@ class LogSegment:
         # Close the descriptor only when nobody holds the segment (readers may outlive deletion).
         self._closer = weakref.finalize(self, os.close, self.fd)
         self.size = os.fstat(self.fd).st_size
+        if self.size == 0:  # a new segment's indexes exist from the start, so an empty one loads
+            for index in (self.offset_index, self.time_index):
+                os.close(os.open(index.path, os.O_WRONLY | os.O_CREAT, 0o644))
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
