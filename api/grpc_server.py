@@ -31,6 +31,11 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.port = 0
+        self.started = False
+
+    @property
+    def serving(self) -> bool:
+        return self.started and not self.service.closing
 
     def bind(self) -> int:
         """Bind the listener (the server does not serve until `start`). Returns the port."""
@@ -47,6 +52,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         await self.server.start()
+        self.started = True
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_seconds: float) -> None:

@@ -18,6 +18,7 @@ from .committed_offsets import CommittedOffsetStore
 from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
+from .kafka import KafkaListener
 from .listen import ListenError
 from .metrics import register_log_collector
 from .settings import BrokerSettings
@@ -50,13 +51,16 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
     offsets = CommittedOffsetStore(args.data_dir)
     service = TierlogService(broker, offsets)
     grpc_server = GrpcServer(service, args.grpc_listen)
-    http = HttpServer(args.http_listen, serving=lambda: not service.closing)
+    http = HttpServer(args.http_listen, serving=lambda: grpc_server.serving)
+    kafka = KafkaListener(broker, args.kafka_listen)
     # Bind the listeners before opening the log, so a busy port leaves the data untouched.
     try:
         grpc_server.bind()
         await http.start()
+        await kafka.bind()
     except ListenError as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
+        await kafka.close()
         await http.stop()
         await grpc_server.server.stop(None)
         return 1
@@ -65,6 +69,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
     collector = register_log_collector(broker.logs, service.remote)
     log.info("local log open at %s (%d topics)", broker.logs.data_dir, len(broker.logs.topics))
     await grpc_server.start()
+    await kafka.start()
     log.info("gRPC on %s, HTTP (/metrics, /healthz) on %s", args.grpc_listen, args.http_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,6 +78,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
     await stop.wait()
     # Stop taking requests, let those in flight finish, then flush and checkpoint.
     await grpc_server.stop(GRACE_SECONDS)
+    await kafka.close()
     await http.stop()
     await broker.stop()
     REGISTRY.unregister(collector)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import Iterator
+
+import grpc
+import pytest
+
+from api.proto import tierlog_pb2_grpc as pb_grpc
+
+from .server import TierlogServer
+
+
+@pytest.fixture(scope="module")
+def tierlog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TierlogServer]:
+    """One server per test module; tests use topics of their own."""
+    server = TierlogServer(str(tmp_path_factory.mktemp("tierlog") / "data")).start()
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="module")
+def grpc_channel(tierlog_server: TierlogServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(tierlog_server.grpc_address) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="module")
+def grpc_stub(grpc_channel: grpc.Channel) -> pb_grpc.TierlogStub:
+    return pb_grpc.TierlogStub(grpc_channel)
