@@ -7,6 +7,7 @@ import asyncio
 from fetch.reader import Reader
 from hotlog.manager import LogManager
 
+from .kafka.coordinator import GroupCoordinator
 from .settings import BrokerSettings
 
 
@@ -15,10 +16,13 @@ class Broker:
         self.settings = settings
         self.logs = LogManager(data_dir, settings.log_defaults)
         self.reader = Reader(self.logs)
+        # Consumer groups and their committed offsets (in `__consumer_offsets`).
+        self.groups = GroupCoordinator(self.logs, self.reader, settings)
         self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.logs.open()
+        await self.groups.load()
         self._background.append(
             asyncio.create_task(
                 self.logs.run(
@@ -33,4 +37,5 @@ class Broker:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self.groups.close()
         self.logs.close()

@@ -37,6 +37,9 @@ class BrokerSettings:
     log_flush_scheduler_interval_ms: int = 100
     group_initial_rebalance_delay_ms: int = 3_000
     offsets_topic_num_partitions: int = 50
+    group_min_session_timeout_ms: int = 6_000
+    group_max_session_timeout_ms: int = 1_800_000
+    socket_request_max_bytes: int = 104_857_600  # larger Kafka request frames close the connection
 
     @classmethod
     def parse(cls, properties: Mapping[str, str]) -> "BrokerSettings":
@@ -64,6 +67,12 @@ class BrokerSettings:
                 settings.group_initial_rebalance_delay_ms = _int(name, raw)
             elif name == "offsets.topic.num.partitions":
                 settings.offsets_topic_num_partitions = _int(name, raw, 1)
+            elif name == "group.min.session.timeout.ms":
+                settings.group_min_session_timeout_ms = _int(name, raw, 1)
+            elif name == "group.max.session.timeout.ms":
+                settings.group_max_session_timeout_ms = _int(name, raw, 1)
+            elif name == "socket.request.max.bytes":
+                settings.socket_request_max_bytes = _int(name, raw, 1)
             else:
                 raise InvalidConfigError(f"unknown broker property {name!r}")
         return settings

@@ -1,0 +1,42 @@
+"""What a Kafka request handler gets: the broker-wide state and the request's own context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+    from .coordinator import GroupCoordinator
+
+NO_THROTTLE = timedelta(0)
+
+
+@dataclass
+class KafkaContext:
+    """Shared by every connection of one listener."""
+
+    broker: "Broker"
+    groups: "GroupCoordinator"
+    host: str  # advertised to clients in Metadata and FindCoordinator
+    port: int
+    cluster_id: str
+
+    @property
+    def node_id(self) -> int:
+        return self.broker.settings.node_id
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as its handler sees it."""
+
+    api_version: int
+    client_id: str
+    client_host: str
+    response_type: type  # the kio response entity of this API version
+
+
+# A handler maps a kio request entity to a kio response entity (None: send no response).
+Handler = Callable[[KafkaContext, Call, Any], Awaitable[Any]]

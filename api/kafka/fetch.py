@@ -1,0 +1,151 @@
+"""Fetch: whole batches through the fetch layer, spliced into the response as they lie
+on disk; long polling (`fetch.max.wait.ms`) waits on the logs' append listeners.
+
+Fetch sessions (KIP-227) are not kept: every response carries session id 0, which
+clients take as "no session" and keep sending full fetch requests."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from hotlog.errors import LogError, OffsetOutOfRangeError
+from hotlog.log import PartitionLog
+
+from .codec import build, nested
+from .context import NO_THROTTLE, Call, KafkaContext
+from .errors import error_code
+
+READ_COMMITTED = 1
+
+
+@dataclass
+class _PartitionRead:
+    topic: str
+    partition: int
+    fetch_offset: int
+    max_bytes: int
+    code: ErrorCode = ErrorCode.none
+    records: bytes = b""
+    high_watermark: int = -1
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+    aborted: tuple[tuple[int, int], ...] | None = None
+
+
+class _FetchPlan:
+    def __init__(self, kafka: KafkaContext, request: Any) -> None:
+        self.reader = kafka.broker.reader
+        self.read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
+        self.max_bytes = request.max_bytes
+        self.min_bytes = request.min_bytes
+        self.partitions = [
+            _PartitionRead(topic.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
+            for topic in request.topics for p in topic.partitions
+        ]
+
+    async def read_all(self) -> int:
+        """Read every partition within the response's byte budget; returns bytes read."""
+        total = 0
+        for part in self.partitions:
+            budget = min(part.max_bytes, self.max_bytes - total)
+            total += await self._read(part, budget if budget > 0 or total == 0 else 0)
+        return total
+
+    async def _read(self, part: _PartitionRead, max_bytes: int) -> int:
+        part.code, part.records = ErrorCode.none, b""
+        reader = self.reader
+        try:
+            if max_bytes <= 0:  # budget spent: offsets only, the client asks again
+                part.high_watermark = reader.high_watermark(part.topic, part.partition)
+                part.log_start_offset = reader.log_start_offset(part.topic, part.partition)
+                part.last_stable_offset = reader.last_stable_offset(part.topic, part.partition)
+                return 0
+            found = await reader.read(part.topic, part.partition, part.fetch_offset, max_bytes,
+                                      read_committed=self.read_committed)
+        except OffsetOutOfRangeError as exc:
+            part.code = ErrorCode.offset_out_of_range
+            part.high_watermark, part.log_start_offset = exc.log_end_offset, exc.log_start_offset
+            part.last_stable_offset = exc.log_end_offset
+            return 0
+        except LogError as exc:
+            part.code = error_code(exc)
+            return 0
+        part.records = found.records
+        part.high_watermark = found.high_watermark
+        part.last_stable_offset = found.last_stable_offset
+        part.log_start_offset = found.log_start_offset
+        if self.read_committed:
+            part.aborted = tuple((t.producer_id, t.first_offset) for t in found.aborted)
+        return len(found.records)
+
+    def satisfied(self, total: int) -> bool:
+        return total >= self.min_bytes or any(p.code for p in self.partitions)
+
+
+async def _long_poll(kafka: KafkaContext, plan: _FetchPlan, deadline: float) -> None:
+    """Wait until appends bring `min_bytes` or the deadline passes; no polling loop: the
+    logs call back on every append."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake(_: PartitionLog) -> None:
+        woken.set()
+
+    watched: list[tuple[PartitionLog, int]] = []
+    for part in plan.partitions:
+        try:
+            plog = kafka.broker.logs.log(part.topic, part.partition)
+        except LogError:
+            continue
+        plog.add_listener(wake)
+        watched.append((plog, part.high_watermark))
+    try:
+        while True:
+            # An append while the last read was in flight has already happened: no wait.
+            if not any(plog.log_end_offset != seen for plog, seen in watched):
+                try:
+                    await asyncio.wait_for(woken.wait(), deadline - loop.time())
+                except TimeoutError:
+                    return
+            woken.clear()
+            total = await plan.read_all()
+            if plan.satisfied(total) or loop.time() >= deadline:
+                return
+            watched = [(plog, plog.log_end_offset) for plog, _ in watched]
+    finally:
+        for plog, _ in watched:
+            plog.remove_listener(wake)
+
+
+async def handle_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    session_id = getattr(request, "session_id", 0)
+    if session_id != 0 or getattr(request, "session_epoch", -1) > 0:
+        return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.fetch_session_id_not_found,
+                     session_id=0, responses=())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.max_wait.total_seconds()
+    plan = _FetchPlan(kafka, request)
+    total = await plan.read_all()
+    if not plan.satisfied(total) and loop.time() < deadline:
+        await _long_poll(kafka, plan, deadline)
+    topic_entity = nested(response, "responses")
+    partition_entity = nested(topic_entity, "partitions")
+    aborted_entity = nested(partition_entity, "aborted_transactions")
+    by_topic: dict[str, list[Any]] = {}
+    for part in plan.partitions:
+        aborted = None if part.aborted is None else tuple(
+            build(aborted_entity, producer_id=pid, first_offset=first) for pid, first in part.aborted
+        )
+        by_topic.setdefault(part.topic, []).append(build(
+            partition_entity, partition_index=part.partition, error_code=part.code,
+            high_watermark=part.high_watermark, last_stable_offset=part.last_stable_offset,
+            log_start_offset=part.log_start_offset, aborted_transactions=aborted,
+            preferred_read_replica=-1, records=part.records,
+        ))
+    return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=0,
+                 responses=tuple(build(topic_entity, topic=t, partitions=tuple(ps)) for t, ps in by_topic.items()))

@@ -1,0 +1,185 @@
+"""Consumer group APIs: kio entities in and out of the group coordinator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from .codec import build, nested
+from .context import NO_THROTTLE, Call, KafkaContext
+from .coordinator import GroupState, JoinRequest
+
+GROUP_KEY = 0
+TRANSACTION_KEY = 1
+
+
+def _ms(delta: Any) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+async def handle_find_coordinator(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    key_type = getattr(request, "key_type", GROUP_KEY)
+    if key_type == GROUP_KEY:
+        error, message = ErrorCode.none, None
+    elif key_type == TRANSACTION_KEY:
+        error, message = ErrorCode.transactional_id_authorization_failed, "transactions are not supported yet"
+    else:
+        error, message = ErrorCode.invalid_request, f"unknown coordinator key type {key_type}"
+    node = (-1, "", -1) if error else (kafka.node_id, kafka.host, kafka.port)
+    if call.api_version < 4:
+        return build(response, throttle_time=NO_THROTTLE, error_code=error, error_message=message,
+                     node_id=node[0], host=node[1], port=node[2])
+    entity = nested(response, "coordinators")
+    return build(response, throttle_time=NO_THROTTLE, coordinators=tuple(
+        build(entity, key=key, node_id=node[0], host=node[1], port=node[2], error_code=error, error_message=message)
+        for key in request.coordinator_keys
+    ))
+
+
+async def handle_join_group(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    session_ms = _ms(request.session_timeout)
+    rebalance = getattr(request, "rebalance_timeout", None)  # v0: the session timeout bounds rebalances
+    result = await kafka.groups.join(JoinRequest(
+        group_id=request.group_id, member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        protocol_type=request.protocol_type,
+        protocols=tuple((p.name, p.metadata) for p in request.protocols),
+        session_timeout_ms=session_ms, rebalance_timeout_ms=session_ms if rebalance is None else _ms(rebalance),
+        client_id=call.client_id, client_host=call.client_host,
+        require_known_member_id=call.api_version >= 4,
+    ))
+    response = call.response_type
+    member_entity = nested(response, "members")
+    return build(
+        response, throttle_time=NO_THROTTLE, error_code=result.error, generation_id=result.generation_id,
+        protocol_type=result.protocol_type, protocol_name=result.protocol_name or "", leader=result.leader_id,
+        skip_assignment=False, member_id=result.member_id,
+        members=tuple(build(member_entity, member_id=member_id, group_instance_id=instance_id, metadata=metadata)
+                      for member_id, instance_id, metadata in result.members),
+    )
+
+
+async def handle_sync_group(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    result = await kafka.groups.sync(
+        request.group_id, request.generation_id, request.member_id, getattr(request, "group_instance_id", None),
+        getattr(request, "protocol_type", None), getattr(request, "protocol_name", None),
+        {a.member_id: a.assignment for a in request.assignments},
+    )
+    return build(call.response_type, throttle_time=NO_THROTTLE, error_code=result.error,
+                 protocol_type=result.protocol_type, protocol_name=result.protocol_name, assignment=result.assignment)
+
+
+async def handle_heartbeat(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    error = kafka.groups.heartbeat(request.group_id, request.generation_id, request.member_id,
+                                   getattr(request, "group_instance_id", None))
+    return build(call.response_type, throttle_time=NO_THROTTLE, error_code=error)
+
+
+async def handle_leave_group(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    if call.api_version < 3:
+        (error,) = kafka.groups.leave(request.group_id, [(request.member_id, None)])
+        return build(response, throttle_time=NO_THROTTLE, error_code=error)
+    leaving = [(m.member_id, m.group_instance_id) for m in request.members]
+    errors = kafka.groups.leave(request.group_id, leaving)
+    entity = nested(response, "members")
+    return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, members=tuple(
+        build(entity, member_id=member_id, group_instance_id=instance_id, error_code=error)
+        for (member_id, instance_id), error in zip(leaving, errors)
+    ))
+
+
+async def handle_offset_commit(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    offsets = {
+        (topic.name, p.partition_index): (p.committed_offset, getattr(p, "committed_leader_epoch", -1),
+                                          p.committed_metadata)
+        for topic in request.topics for p in topic.partitions
+    }
+    errors = await kafka.groups.commit_offsets(
+        request.group_id, request.generation_id_or_member_epoch, request.member_id,
+        getattr(request, "group_instance_id", None), offsets,
+    )
+    response = call.response_type
+    topic_entity = nested(response, "topics")
+    partition_entity = nested(topic_entity, "partitions")
+    return build(response, throttle_time=NO_THROTTLE, topics=tuple(
+        build(topic_entity, name=topic.name, partitions=tuple(
+            build(partition_entity, partition_index=p.partition_index,
+                  error_code=errors[(topic.name, p.partition_index)])
+            for p in topic.partitions
+        ))
+        for topic in request.topics
+    ))
+
+
+def _committed_topics(kafka: KafkaContext, group_id: str, topics: Any, topic_entity: type) -> tuple[Any, ...]:
+    partition_entity = nested(topic_entity, "partitions")
+    wanted = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
+    by_topic: dict[str, list[Any]] = {}
+    for (topic, partition), committed in sorted(kafka.groups.committed(group_id, wanted).items()):
+        by_topic.setdefault(topic, []).append(build(
+            partition_entity, partition_index=partition, error_code=ErrorCode.none,
+            committed_offset=-1 if committed is None else committed.offset,
+            committed_leader_epoch=-1 if committed is None else committed.leader_epoch,
+            metadata="" if committed is None else committed.metadata,
+        ))
+    return tuple(build(topic_entity, name=t, partitions=tuple(ps)) for t, ps in by_topic.items())
+
+
+async def handle_offset_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    if call.api_version < 8:
+        topics = _committed_topics(kafka, request.group_id, request.topics, nested(response, "topics"))
+        return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, topics=topics)
+    group_entity = nested(response, "groups")
+    topic_entity = nested(group_entity, "topics")
+    return build(response, throttle_time=NO_THROTTLE, groups=tuple(
+        build(group_entity, group_id=g.group_id, error_code=ErrorCode.none,
+              topics=_committed_topics(kafka, g.group_id, g.topics, topic_entity))
+        for g in request.groups
+    ))
+
+
+async def handle_list_groups(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    states = set(getattr(request, "states_filter", ()))
+    entity = nested(response, "groups")
+    return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=tuple(
+        build(entity, group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value)
+        for g in kafka.groups.groups.values() if not states or g.state.value in states
+    ))
+
+
+async def handle_describe_groups(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    group_entity = nested(response, "groups")
+    member_entity = nested(group_entity, "members")
+    described = []
+    for group_id in request.groups:
+        group = kafka.groups.groups.get(group_id)
+        if group is None:
+            described.append(build(group_entity, error_code=ErrorCode.none, group_id=group_id,
+                                   group_state=GroupState.DEAD.value, protocol_type="", protocol_data="", members=()))
+            continue
+        stable = group.state is GroupState.STABLE
+        members = tuple(
+            build(member_entity, member_id=m.member_id, group_instance_id=m.group_instance_id, client_id=m.client_id,
+                  client_host=m.client_host, member_metadata=m.metadata_for(group.protocol_name),
+                  member_assignment=m.assignment if stable else b"")
+            for m in group.members.values()
+        )
+        described.append(build(group_entity, error_code=ErrorCode.none, group_id=group_id,
+                               group_state=group.state.value, protocol_type=group.protocol_type or "",
+                               protocol_data=group.protocol_name or "", members=members))
+    return build(response, throttle_time=NO_THROTTLE, groups=tuple(described))
+
+
+async def handle_delete_groups(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    results = await kafka.groups.delete_groups(list(request.groups_names))
+    entity = nested(response, "results")
+    return build(response, throttle_time=NO_THROTTLE, results=tuple(
+        build(entity, group_id=group_id, error_code=error) for group_id, error in results.items()
+    ))

@@ -1,0 +1,93 @@
+"""Metadata and DescribeCluster: one broker leads every partition; unknown topics are
+created on request when `auto.create.topics.enable` allows it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from hotlog.errors import LogError
+from hotlog.manager import Topic
+
+from .codec import build, nested
+from .context import NO_THROTTLE, Call, KafkaContext
+from .errors import error_code
+from .offset_store import OFFSETS_TOPIC
+
+log = logging.getLogger(__name__)
+
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
+NO_TOPIC_ID = uuid.UUID(int=0)
+
+
+def topic_by_id(kafka: KafkaContext, topic_id: uuid.UUID) -> Topic | None:
+    return next((t for t in kafka.broker.logs.topics.values() if t.topic_id == topic_id), None)
+
+
+def _topic_entry(kafka: KafkaContext, entity: type, topic: Topic) -> Any:
+    partition_type = nested(entity, "partitions")
+    node = kafka.node_id
+    partitions = tuple(
+        build(partition_type, error_code=ErrorCode.none, partition_index=p, leader_id=node, leader_epoch=-1,
+              replica_nodes=(node,), isr_nodes=(node,), offline_replicas=())
+        for p in range(topic.partitions)
+    )
+    return build(entity, error_code=ErrorCode.none, name=topic.name, topic_id=topic.topic_id,
+                 is_internal=topic.name in INTERNAL_TOPICS, partitions=partitions)
+
+
+def _error_entry(entity: type, code: ErrorCode, name: str | None, topic_id: uuid.UUID = NO_TOPIC_ID) -> Any:
+    return build(entity, error_code=code, name=name, topic_id=topic_id, is_internal=False, partitions=())
+
+
+def _lookup(kafka: KafkaContext, name: str, auto_create: bool) -> Topic:
+    logs = kafka.broker.logs
+    topic = logs.topics.get(name)
+    if topic is not None or not auto_create or name in INTERNAL_TOPICS:
+        return logs.topic(name)  # raises UnknownTopicOrPartitionError when missing
+    topic = logs.create_topic(name, kafka.broker.settings.num_partitions)
+    log.info("auto-created topic %r with %d partitions", name, topic.partitions)
+    return topic
+
+
+async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    topic_entity = nested(response, "topics")
+    logs = kafka.broker.logs
+    requested = request.topics
+    # v0 asks for every topic with an empty list; later versions with null.
+    if requested is None or (call.api_version == 0 and not requested):
+        entries = [_topic_entry(kafka, topic_entity, t) for _, t in sorted(logs.topics.items())]
+    else:
+        auto_create = getattr(request, "allow_auto_topic_creation", True) and \
+            kafka.broker.settings.auto_create_topics_enable
+        entries = []
+        for wanted in requested:
+            name = wanted.name
+            if name is None:  # v10+: by topic id
+                topic_id = getattr(wanted, "topic_id", NO_TOPIC_ID)
+                found = topic_by_id(kafka, topic_id)
+                entries.append(_error_entry(topic_entity, ErrorCode.unknown_topic_id, None, topic_id)
+                               if found is None else _topic_entry(kafka, topic_entity, found))
+                continue
+            try:
+                entries.append(_topic_entry(kafka, topic_entity, _lookup(kafka, name, auto_create)))
+            except LogError as exc:
+                entries.append(_error_entry(topic_entity, error_code(exc), name))
+    brokers = (build(nested(response, "brokers"), node_id=kafka.node_id, host=kafka.host, port=kafka.port, rack=None),)
+    return build(response, throttle_time=NO_THROTTLE, brokers=brokers, cluster_id=kafka.cluster_id,
+                 controller_id=kafka.node_id, topics=tuple(entries))
+
+
+async def handle_describe_cluster(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    brokers = (build(nested(response, "brokers"), broker_id=kafka.node_id, host=kafka.host, port=kafka.port,
+                     rack=None),)
+    if getattr(request, "endpoint_type", 1) != 1:  # 2 = controllers: clients talk to brokers only
+        return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.unsupported_endpoint_type,
+                     error_message="only broker endpoints are served", cluster_id=kafka.cluster_id, brokers=())
+    return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, cluster_id=kafka.cluster_id,
+                 controller_id=kafka.node_id, brokers=brokers)

@@ -1,0 +1,163 @@
+"""Committed offsets kept in the internal topic `__consumer_offsets`, as Kafka keeps them.
+
+Each commit is a record keyed like Kafka's OffsetCommitKey (version 1: group, topic,
+partition) with an OffsetCommitValue (version 3: offset, leader epoch, metadata, commit
+timestamp); a deleted group or topic leaves tombstones (null values). A group's records
+go to partition abs(javaHashCode(group)) % partitions, as in Kafka. At start-up the
+topic is read back through the fetch layer, so offsets survive restarts and tier like
+any other topic. The log has no compaction, so the topic keeps every commit
+(retention.ms=-1) and start-up replays them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from fetch.reader import Reader
+from hotlog.errors import CorruptRecordError
+from hotlog.manager import LogManager
+from hotlog.records import Record, build_batch, decode_batches
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
+OFFSET_KEY_VERSION = 1
+OFFSET_VALUE_VERSION = 3
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_VALUE_HEAD = struct.Struct(">hqi")  # version, offset, leader epoch
+_I64 = struct.Struct(">q")
+_LOAD_READ_BYTES = 1024 * 1024
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class CommittedOffset:
+    offset: int
+    leader_epoch: int
+    metadata: str
+    commit_timestamp: int
+
+
+def java_string_hash(text: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units), as a signed 32-bit int."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for_group(group_id: str, partitions: int) -> int:
+    return (java_string_hash(group_id) & 0x7FFFFFFF) % partitions
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return _I16.pack(len(raw)) + raw
+
+
+def _read_string(buf: bytes, pos: int) -> tuple[str, int]:
+    (length,) = _I16.unpack_from(buf, pos)
+    pos += 2
+    if length < 0 or pos + length > len(buf):
+        raise CorruptRecordError("bad string length in an offsets record")
+    return buf[pos : pos + length].decode(), pos + length
+
+
+def encode_key(group_id: str, topic: str, partition: int) -> bytes:
+    return _I16.pack(OFFSET_KEY_VERSION) + _string(group_id) + _string(topic) + _I32.pack(partition)
+
+
+def encode_value(committed: CommittedOffset) -> bytes:
+    return (_VALUE_HEAD.pack(OFFSET_VALUE_VERSION, committed.offset, committed.leader_epoch)
+            + _string(committed.metadata) + _I64.pack(committed.commit_timestamp))
+
+
+def decode_key(key: bytes) -> tuple[str, str, int] | None:
+    """(group, topic, partition) of an offset commit key; None for other record kinds."""
+    try:
+        (version,) = _I16.unpack_from(key, 0)
+        if version not in (0, 1):  # 2 is group metadata, which tierlog does not keep
+            return None
+        group_id, pos = _read_string(key, 2)
+        topic, pos = _read_string(key, pos)
+        (partition,) = _I32.unpack_from(key, pos)
+    except struct.error:
+        raise CorruptRecordError("truncated offsets record key") from None
+    return group_id, topic, partition
+
+
+def decode_value(value: bytes) -> CommittedOffset:
+    try:
+        version, offset, leader_epoch = _VALUE_HEAD.unpack_from(value, 0)
+        if version != OFFSET_VALUE_VERSION:
+            raise CorruptRecordError(f"offsets record value version {version} is not {OFFSET_VALUE_VERSION}")
+        metadata, pos = _read_string(value, _VALUE_HEAD.size)
+        (timestamp,) = _I64.unpack_from(value, pos)
+    except struct.error:
+        raise CorruptRecordError("truncated offsets record value") from None
+    return CommittedOffset(offset, leader_epoch, metadata, timestamp)
+
+
+class OffsetStore:
+    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int) -> None:
+        self.logs = logs
+        self.reader = reader
+        self.default_partitions = default_partitions
+
+    def _partitions(self) -> int:
+        topic = self.logs.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            topic = self.logs.create_topic(OFFSETS_TOPIC, self.default_partitions, OFFSETS_TOPIC_CONFIGS)
+            log.info("created %s with %d partitions", OFFSETS_TOPIC, topic.partitions)
+        return topic.partitions
+
+    async def write(self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset | None]) -> None:
+        """Append the commits (None: a tombstone) as one batch and wait until it is fsynced."""
+        records = [
+            Record(encode_key(group_id, topic, partition), None if c is None else encode_value(c))
+            for (topic, partition), c in offsets.items()
+        ]
+        if not records:
+            return
+        plog = self.logs.log(OFFSETS_TOPIC, partition_for_group(group_id, self._partitions()))
+        info = plog.append(build_batch(records))
+        await plog.flush_async(info.last_offset + 1)
+
+    async def load(self) -> dict[str, dict[TopicPartition, CommittedOffset]]:
+        """Every group's latest committed offsets, replayed from the topic."""
+        groups: dict[str, dict[TopicPartition, CommittedOffset]] = {}
+        topic = self.logs.topics.get(OFFSETS_TOPIC)
+        for partition in range(topic.partitions if topic else 0):
+            offset = self.reader.log_start_offset(OFFSETS_TOPIC, partition)
+            while offset < self.reader.high_watermark(OFFSETS_TOPIC, partition):
+                found = await self.reader.read(OFFSETS_TOPIC, partition, offset, _LOAD_READ_BYTES)
+                start = offset
+                for batch in decode_batches(found.records):
+                    _apply(groups, (r for r in batch.records if r.key is not None))
+                    offset = batch.header.next_offset
+                if offset == start:
+                    raise CorruptRecordError(f"{OFFSETS_TOPIC}-{partition}: no whole batch at offset {offset}")
+        return groups
+
+
+def _apply(groups: dict[str, dict[TopicPartition, CommittedOffset]], records: Iterable[Record]) -> None:
+    for record in records:
+        assert record.key is not None
+        key = decode_key(record.key)
+        if key is None:
+            continue
+        group_id, topic, partition = key
+        offsets = groups.setdefault(group_id, {})
+        if record.value is None:
+            offsets.pop((topic, partition), None)
+            if not offsets:
+                del groups[group_id]
+        else:
+            offsets[(topic, partition)] = decode_value(record.value)

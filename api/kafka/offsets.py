@@ -1,0 +1,55 @@
+"""ListOffsets: the earliest (-2) or latest (-1) offset, or the first offset at or after a
+timestamp, through the fetch layer so both tiers answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from hotlog.errors import LogError
+
+from .codec import build, nested
+from .context import NO_THROTTLE, Call, KafkaContext
+from .errors import error_code
+from .fetch import READ_COMMITTED
+
+LATEST = -1
+EARLIEST = -2
+
+
+async def _offset_for(kafka: KafkaContext, topic: str, partition: int, timestamp: int,
+                      read_committed: bool) -> tuple[ErrorCode, int, int]:
+    """(error, offset, timestamp) for one partition."""
+    reader = kafka.broker.reader
+    try:
+        if timestamp == LATEST:
+            latest = reader.last_stable_offset if read_committed else reader.high_watermark
+            return ErrorCode.none, latest(topic, partition), -1
+        if timestamp == EARLIEST:
+            return ErrorCode.none, reader.log_start_offset(topic, partition), -1
+        if timestamp < 0:  # -3 (max timestamp) and the tiered specs need newer versions
+            return ErrorCode.invalid_request, -1, -1
+        found = await reader.offset_for_timestamp(topic, partition, timestamp)
+    except LogError as exc:
+        return error_code(exc), -1, -1
+    if found is None:  # no record at or after it: Kafka answers -1
+        return ErrorCode.none, -1, -1
+    return ErrorCode.none, found[0], found[1]
+
+
+async def handle_list_offsets(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    topic_entity = nested(response, "topics")
+    partition_entity = nested(topic_entity, "partitions")
+    read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for p in topic.partitions:
+            code, offset, timestamp = await _offset_for(kafka, topic.name, p.partition_index, p.timestamp,
+                                                        read_committed)
+            partitions.append(build(partition_entity, partition_index=p.partition_index, error_code=code,
+                                    timestamp=timestamp, offset=offset, leader_epoch=-1))
+        topics.append(build(topic_entity, name=topic.name, partitions=tuple(partitions)))
+    return build(response, throttle_time=NO_THROTTLE, topics=tuple(topics))

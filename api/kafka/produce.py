@@ -1,0 +1,125 @@
+"""Produce: batches are appended as they come (any compression; the log checks header and
+CRC only). acks=all answers once the batches are fsynced (fsyncs shared by concurrent
+producers), acks=1 once they are in the page cache, acks=0 never."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from datetime import datetime, timezone
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from hotlog.batch import ATTRIBUTES_AT, LOG_OVERHEAD, TRANSACTIONAL_BIT
+from hotlog.errors import CorruptRecordError, InvalidTopicError, LogError
+from hotlog.log import AppendInfo, PartitionLog
+
+from .codec import build, nested
+from .context import NO_THROTTLE, Call, KafkaContext
+from .errors import error_code
+from .metadata import INTERNAL_TOPICS
+
+_BATCH_LENGTH = struct.Struct(">i")
+_ATTRIBUTES = struct.Struct(">h")
+
+
+def _has_transactional_batch(records: bytes) -> bool:
+    """Whether any batch carries the transactional bit (headers only; the log validates)."""
+    pos = 0
+    while pos + ATTRIBUTES_AT + 2 <= len(records):
+        if _ATTRIBUTES.unpack_from(records, pos + ATTRIBUTES_AT)[0] & TRANSACTIONAL_BIT:
+            return True
+        length = _BATCH_LENGTH.unpack_from(records, pos + 8)[0]
+        if length <= 0:
+            return False
+        pos += length + LOG_OVERHEAD
+    return False
+
+
+class _PartitionResult:
+    __slots__ = ("index", "code", "message", "info", "log")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.code = ErrorCode.none
+        self.message: str | None = None
+        self.info: AppendInfo | None = None
+        self.log: PartitionLog | None = None
+
+    def fail(self, code: ErrorCode, message: str | None) -> None:
+        self.code, self.message = code, message
+
+
+def _append(kafka: KafkaContext, topic: str, result: _PartitionResult, records: bytes | None) -> None:
+    try:
+        if topic in INTERNAL_TOPICS:
+            raise InvalidTopicError(f"{topic} is an internal topic; clients cannot write to it")
+        plog = kafka.broker.logs.log(topic, result.index)
+        if not records:
+            raise CorruptRecordError("a produce request partition without record batches")
+        if _has_transactional_batch(records):
+            result.fail(ErrorCode.transactional_id_authorization_failed,
+                        "transactional producers are not supported yet")
+            return
+        result.info = plog.append(records)
+        result.log = plog
+    except LogError as exc:
+        result.fail(error_code(exc), str(exc))
+
+
+async def _wait_durable(result: _PartitionResult) -> None:
+    assert result.log is not None and result.info is not None
+    try:
+        await result.log.flush_async(result.info.last_offset + 1)
+    except OSError as exc:  # the disk refused the fsync: the batch is not durable
+        result.fail(ErrorCode.kafka_storage_error, f"fsync failed: {exc}")
+
+
+def _append_time(info: AppendInfo | None) -> datetime | None:
+    if info is None or info.log_append_time < 0:
+        return None
+    return datetime.fromtimestamp(info.log_append_time / 1000, tz=timezone.utc)
+
+
+async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    acks = request.acks
+    if acks not in (0, 1, -1):
+        refusal: tuple[ErrorCode, str] | None = (ErrorCode.invalid_required_acks, f"acks={acks} is not 0, 1 or -1")
+    elif request.transactional_id is not None:
+        refusal = (ErrorCode.transactional_id_authorization_failed, "transactional producers are not supported yet")
+    else:
+        refusal = None
+    # Appends run before the first await, so requests pipelined on a connection are
+    # written in the order they were sent.
+    topics: list[tuple[str, list[_PartitionResult]]] = []
+    for topic_data in request.topic_data:
+        results = []
+        for partition_data in topic_data.partition_data:
+            result = _PartitionResult(partition_data.index)
+            if refusal is not None:
+                result.fail(*refusal)
+            else:
+                _append(kafka, topic_data.name, result, partition_data.records)
+            results.append(result)
+        topics.append((topic_data.name, results))
+    if acks == 0:
+        return None
+    if acks == -1:
+        durable = [_wait_durable(r) for _, results in topics for r in results if r.info is not None]
+        if durable:
+            await asyncio.gather(*durable)
+    response = call.response_type
+    topic_entity = nested(response, "responses")
+    partition_entity = nested(topic_entity, "partition_responses")
+    return build(response, throttle_time=NO_THROTTLE, responses=tuple(
+        build(topic_entity, name=name, partition_responses=tuple(
+            build(partition_entity, index=r.index, error_code=r.code,
+                  base_offset=-1 if r.info is None or r.code else r.info.base_offset,
+                  log_append_time=_append_time(r.info),
+                  log_start_offset=-1 if r.log is None else r.log.log_start_offset,
+                  record_errors=(), error_message=r.message)
+            for r in results
+        ))
+        for name, results in topics
+    ))

@@ -1,0 +1,277 @@
+"""The Kafka listener: one event loop for every connection, no thread per client.
+
+Frames are read straight into a receive buffer (a large request gets a buffer of its
+own, handed to the decoder without a copy). Requests on a connection run in order, as
+Kafka runs them, with one exception: pipelined Produce requests run side by side (each
+appends before its first await, so in order), which lets acks=all requests share one
+fsync. Responses go back in request order. A frame that is malformed, too large, or of
+an API or version not in the table closes its connection; other clients carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import socket
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any, Coroutine
+
+from ..listen import ListenError, parse_host_port, reason
+from .apis import API_VERSIONS_KEY, APIS, PRODUCE_KEY, unsupported_api_versions
+from .codec import SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
+from .context import Call, KafkaContext
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+log = logging.getLogger(__name__)
+
+RECEIVE_BUFFER = 256 * 1024
+MIN_FREE = 16 * 1024  # compact the receive buffer when less than this is left at its end
+MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
+
+
+def advertised_endpoint(advertised_listeners: str | None, host: str, port: int) -> tuple[str, int]:
+    """The first entry of `advertised.listeners` (NAME://host:port, ...), else the listener."""
+    if not advertised_listeners:
+        if host in ("0.0.0.0", "::", ""):
+            return socket.gethostname(), port
+        return host, port
+    first = advertised_listeners.split(",")[0].strip()
+    _, _, address = first.rpartition("://")
+    advertised_host, advertised_port = parse_host_port(address)
+    return advertised_host or host, advertised_port
+
+
+def cluster_id_for(data_dir: str) -> str:
+    """A stable cluster id per data folder, in Kafka's form (URL-safe base64 of a UUID)."""
+    raw = uuid.uuid5(uuid.NAMESPACE_URL, f"tierlog:{data_dir}").bytes
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class KafkaConnection(asyncio.BufferedProtocol):
+    def __init__(self, listener: "KafkaListener") -> None:
+        self.listener = listener
+        self.kafka = listener.kafka
+        self.max_frame = self.kafka.broker.settings.socket_request_max_bytes
+        self.transport: asyncio.Transport | None = None
+        self.peer_host = ""
+        self._buf = bytearray(RECEIVE_BUFFER)
+        self._start = 0  # first byte not yet parsed
+        self._end = 0  # end of received bytes
+        # (correlation id, api key, task) per request, in arrival order.
+        self._pending: deque[tuple[int, int, asyncio.Future[Any]]] = deque()
+        self._reading_paused = False
+        self._writing_paused = False
+        self._closed = False
+
+    # -- transport callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_host = f"/{peer[0]}" if peer else ""
+        self.listener.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.listener.connections.discard(self)
+        for _, _, task in self._pending:
+            task.cancel()
+        self._pending.clear()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
+        self._parse_frames()
+
+    def eof_received(self) -> bool:
+        return False  # close once the client has closed its side
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _parse_frames(self) -> None:
+        while not self._closed:
+            available = self._end - self._start
+            if available < SIZE.size:
+                break
+            (size,) = SIZE.unpack_from(self._buf, self._start)
+            if size < 8 or size > self.max_frame:
+                log.warning("closing connection from %s: request frame of %d bytes (limit %d, socket.request.max.bytes)",
+                            self.peer_host, size, self.max_frame)
+                self.close()
+                return
+            if available < SIZE.size + size:
+                self._make_room(SIZE.size + size)
+                return
+            if self._start == 0 and len(self._buf) == SIZE.size + size > RECEIVE_BUFFER:
+                # A buffer of its own, filled exactly: hand it to the decoder as it is.
+                frame: bytes | memoryview = memoryview(self._buf)[SIZE.size:]
+                self._buf = bytearray(RECEIVE_BUFFER)
+                self._start = self._end = 0
+            else:
+                begin = self._start + SIZE.size
+                with memoryview(self._buf) as view:
+                    frame = bytes(view[begin : begin + size])
+                self._start = begin + size
+            self._dispatch(frame)
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._buf) - self._end < MIN_FREE:
+            self._make_room(0)
+
+    def _make_room(self, frame_bytes: int) -> None:
+        """Move the unparsed bytes to the front, into a larger buffer if the frame needs it."""
+        available = self._end - self._start
+        if frame_bytes > len(self._buf):
+            grown = bytearray(max(frame_bytes, RECEIVE_BUFFER))
+            grown[:available] = self._buf[self._start : self._end]
+            self._buf = grown
+        elif self._start and (frame_bytes > len(self._buf) - self._start or len(self._buf) - self._end < MIN_FREE):
+            self._buf[:available] = self._buf[self._start : self._end]
+        else:
+            return
+        self._start, self._end = 0, available
+
+    def _dispatch(self, frame: bytes | memoryview) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            api_key, api_version, correlation_id = peek_header(frame)
+            api = APIS.get(api_key)
+            if api is None or not api.supports(api_version):
+                if api_key != API_VERSIONS_KEY:
+                    log.warning("closing connection from %s: API key %d version %d is not supported",
+                                self.peer_host, api_key, api_version)
+                    self.close()
+                    return
+                answered: asyncio.Future[Any] = loop.create_future()
+                answered.set_result(unsupported_api_versions())
+                self._queue(correlation_id, api_key, answered)
+                return
+            request = decode_request(frame, api_key, api_version)
+        except RequestDecodeError as exc:
+            log.warning("closing connection from %s: %s", self.peer_host, exc)
+            self.close()
+            return
+        call = Call(api_version, request.client_id or "", self.peer_host, response_type(api_key, api_version))
+        handling = api.handler(self.kafka, call, request.body)
+        earlier = [task for _, key, task in self._pending if not task.done()]
+        if earlier and not (api_key == PRODUCE_KEY and all(key == PRODUCE_KEY for _, key, _ in self._pending)):
+            handling = self._after(earlier, handling)
+        self._queue(correlation_id, api_key, loop.create_task(handling))
+
+    @staticmethod
+    async def _after(earlier: list[asyncio.Future[Any]], handling: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            await asyncio.wait(earlier)
+        except asyncio.CancelledError:
+            handling.close()
+            raise
+        return await handling
+
+    def _queue(self, correlation_id: int, api_key: int, task: asyncio.Future[Any]) -> None:
+        self._pending.append((correlation_id, api_key, task))
+        task.add_done_callback(self._respond)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self._closed or self.transport is None:
+            return
+        pause = self._writing_paused or len(self._pending) >= MAX_IN_FLIGHT
+        if pause and not self._reading_paused:
+            self.transport.pause_reading()
+        elif not pause and self._reading_paused:
+            self.transport.resume_reading()
+        self._reading_paused = pause
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _respond(self, _: asyncio.Future[Any]) -> None:
+        """Write every finished response at the head of the queue, in request order."""
+        while self._pending and self._pending[0][2].done() and not self._closed:
+            correlation_id, api_key, task = self._pending.popleft()
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if error is not None:
+                log.error("closing connection from %s: API %d failed", self.peer_host, api_key, exc_info=error)
+                self.close()
+                return
+            response = task.result()
+            if response is None:  # acks=0 produce
+                continue
+            assert self.transport is not None
+            for chunk in encode_response(correlation_id, response):
+                self.transport.write(chunk)
+        self._update_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closed:
+            self._closed = True
+            self.transport.close()
+
+
+class KafkaListener:
+    """Bind first (a busy port fails before the log opens), then serve."""
+
+    def __init__(self, broker: "Broker", address: str) -> None:
+        self.broker = broker
+        self.address = address
+        self.connections: set[KafkaConnection] = set()
+        self._server: asyncio.Server | None = None
+        # The advertised endpoint is known once the port is bound.
+        self.kafka = KafkaContext(broker, broker.groups, "", 0, cluster_id_for(broker.logs.data_dir))
+
+    async def bind(self) -> None:
+        host, port = parse_host_port(self.address)
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(self._connection, host, port, reuse_address=True,
+                                                    start_serving=False)
+        except OSError as exc:
+            raise ListenError(f"the Kafka listener cannot listen on {self.address}: {reason(exc)}") from None
+        bound_port = self._server.sockets[0].getsockname()[1]
+        self.kafka.host, self.kafka.port = advertised_endpoint(self.broker.settings.advertised_listeners,
+                                                               host, bound_port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        assert self._server is not None, "bind() first"
+        await self._server.start_serving()
+        log.info("Kafka protocol on %s (advertised as %s:%d)", self.address, self.kafka.host, self.kafka.port)
+
+    def _connection(self) -> KafkaConnection:
+        return KafkaConnection(self)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self.connections):
+            connection.close()
+        await self._server.wait_closed()
+        self._server = None
+
+
+async def start_kafka_listener(broker: "Broker", address: str) -> KafkaListener:
+    listener = KafkaListener(broker, address)
+    await listener.bind()
+    await listener.start()
+    return listener
