@@ -7,7 +7,6 @@ import struct
 import time
 
 import pytest
-from crc32c import crc32c
 
 from hotlog.batch import MIN_BATCH_LENGTH, validate_batch, validate_batches
 from hotlog.errors import CorruptRecordError, OffsetOutOfRangeError, RecordTooLargeError
@@ -288,8 +287,86 @@ def test_sync_counts_per_segment(tmp_path, monkeypatch):
     assert calls == [plog.active_segment.base_offset]
 
 
-def test_crc_covers_what_log_append_time_rewrites(tmp_path):
-    plog = open_log(tmp_path, {"message.timestamp.type": "LogAppendTime"})
-    plog.append(make_batch(2), now_ms=5)
-    data = bytearray(plog.read(0, 1 << 20).read())
-    assert crc32c(bytes(data[21:])) == struct.unpack_from(">I", data, 17)[0]
+def test_a_failed_write_leaves_the_log_as_it_was(tmp_path, monkeypatch):
+    plog = open_log(tmp_path)
+    plog.append(make_batch(2))
+    before = (plog.log_end_offset, dir_state(tmp_path), read_all(plog))
+    real_writev = os.writev
+
+    def half_then_enospc(fd, buffers):
+        data = b"".join(bytes(b) for b in buffers)
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", half_then_enospc)
+    with pytest.raises(OSError):
+        plog.append(make_batch(3, tag=b"lost"))
+    monkeypatch.setattr(os, "writev", real_writev)
+    assert (plog.log_end_offset, dir_state(tmp_path), read_all(plog)) == before
+    assert plog.append(make_batch(1)).base_offset == 2 and len(read_all(plog)) == 2
+
+
+def test_a_failed_fsync_reaches_every_waiter_and_the_next_flush_retries(tmp_path, monkeypatch):
+    plog = open_log(tmp_path)
+    real_fdatasync = os.fdatasync
+    failures = [OSError(5, "Input/output error")]
+
+    def flaky(fd):
+        if failures:
+            raise failures.pop()
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", flaky)
+
+    async def scenario():
+        plog.append(make_batch(1))
+        results = await asyncio.gather(*(plog.flush_async() for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(r, OSError) for r in results) and plog.recovery_point == 0
+        await plog.flush_async()
+        assert plog.recovery_point == 1
+
+    asyncio.run(scenario())
+
+
+def test_flush_async_up_to_an_offset_waits_only_for_that(tmp_path, fsyncs):
+    plog = open_log(tmp_path)
+    plog.append(make_batch(2))
+    plog.flush()
+    plog.append(make_batch(2))
+    fsyncs.clear()
+    asyncio.run(plog.flush_async(2))  # offsets below 2 are durable already
+    assert fsyncs == [] and plog.recovery_point == 2
+    asyncio.run(plog.flush_async(3))
+    assert fsyncs and plog.recovery_point == 4
+
+
+def test_truncate_fully_and_start_at_continues_an_empty_log_at_the_offset(tmp_path):
+    plog = open_log(tmp_path, {"segment.bytes": 500})
+    for _ in range(6):
+        plog.append(make_batch(2, value_size=60))
+    old_files = [s.log_path for s in plog.segments]
+    plog.truncate_fully_and_start_at(1000)
+    assert not any(os.path.exists(p) for p in old_files)
+    assert (plog.log_start_offset, plog.log_end_offset) == (1000, 1000) and read_all(plog) == []
+    with pytest.raises(OffsetOutOfRangeError):
+        plog.read(0, 100)
+    assert plog.append(make_batch(3)).base_offset == 1000
+    plog.close()
+    again = open_log(tmp_path)
+    assert (again.log_start_offset, again.log_end_offset) == (1000, 1003) and len(read_all(again)) == 1
+
+
+def test_batches_larger_than_the_scan_window_read_and_recover(tmp_path):
+    plog = open_log(tmp_path, {"index.interval.bytes": 100_000})
+    sent = [build_batch([Record(None, os.urandom(70_000 + 1000 * i), (), BASE_TS)]) for i in range(6)]
+    for batch in sent:
+        plog.append(batch)
+        plog.append(make_batch(1))
+    plog.flush()
+    expected = [payload_digest(b) for b in read_all(plog)]
+    assert [payload_digest(b) for b in read_all(plog, max_bytes=100)] == expected
+    assert [payload_digest(b) for b in read_all(plog, max_bytes=150_000)] == expected
+    plog.close()
+    again = open_log(tmp_path, {"index.interval.bytes": 100_000}, clean=False)
+    assert [payload_digest(b) for b in read_all(again)] == expected
+    check_index_files(again.active_segment.log_path, 0)

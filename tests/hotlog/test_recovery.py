@@ -134,22 +134,20 @@ def assert_recovered_to(plog, sent, kept: int) -> None:
     assert info.base_offset == end and payload_digest(read_all(plog, end)[0]) == payload_digest(make_batch(2, tag=b"new"))
 
 
-def test_a_batch_torn_mid_write_is_cut(tmp_path):
-    plog, sent = crashed_manager(tmp_path)
-    active = plog.active_segment.log_path
-    positions = batches_in(active)
-    last_pos, last = positions[-1]
-    os.truncate(active, last_pos + last.size // 2)
-    _, plog = reopen(tmp_path)
-    assert os.path.getsize(active) == last_pos
-    assert_recovered_to(plog, sent, len(sent) - 1)
+def flip_byte(path, position: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(position)
+        byte = f.read(1)
+        f.seek(position)
+        f.write(bytes([byte[0] ^ 0x10]))
 
 
-def test_a_batch_torn_inside_its_header_is_cut(tmp_path):
+@pytest.mark.parametrize("keep", [lambda size: size // 2, lambda size: 30], ids=["in-records", "in-header"])
+def test_a_batch_torn_mid_write_is_cut(tmp_path, keep):
     plog, sent = crashed_manager(tmp_path)
     active = plog.active_segment.log_path
-    last_pos, _ = batches_in(active)[-1]
-    os.truncate(active, last_pos + 30)
+    last_pos, last = batches_in(active)[-1]
+    os.truncate(active, last_pos + keep(last.size))
     _, plog = reopen(tmp_path)
     assert os.path.getsize(active) == last_pos
     assert_recovered_to(plog, sent, len(sent) - 1)
@@ -159,11 +157,7 @@ def test_a_crc_mismatch_in_the_last_batch_cuts_that_batch(tmp_path):
     plog, sent = crashed_manager(tmp_path)
     active = plog.active_segment.log_path
     last_pos, last = batches_in(active)[-1]
-    with open(active, "r+b") as f:
-        f.seek(last_pos + last.size - 3)
-        byte = f.read(1)
-        f.seek(last_pos + last.size - 3)
-        f.write(bytes([byte[0] ^ 0x10]))
+    flip_byte(active, last_pos + last.size - 3)
     _, plog = reopen(tmp_path)
     assert os.path.getsize(active) == last_pos
     assert_recovered_to(plog, sent, len(sent) - 1)
@@ -186,12 +180,8 @@ def test_corruption_in_an_earlier_segment_cuts_it_there_and_drops_every_later_se
     victim = plog.segments[1]
     later = [s.log_path for s in plog.segments[2:]]
     positions = batches_in(victim.log_path)
-    bad_pos, bad = positions[2]
-    with open(victim.log_path, "r+b") as f:
-        f.seek(bad_pos + 70)
-        byte = f.read(1)
-        f.seek(bad_pos + 70)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    bad_pos, _ = positions[2]
+    flip_byte(victim.log_path, bad_pos + 70)
     _, plog = reopen(tmp_path)
     assert [s.base_offset for s in plog.segments] == [0, victim.base_offset]
     assert os.path.getsize(victim.log_path) == bad_pos
