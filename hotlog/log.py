@@ -97,7 +97,7 @@ class PartitionLog:
                     truncated = True
             self._add_segment(segment)
         for segment in self.segments[:-1]:
-            segment.rolled = True
+            segment.roll()  # a rebuilt time index gets its final (max timestamp) entry back
             segment.sealed = segment.flushed_size == segment.size
         if not self.segments:
             self._add_segment(self._new_segment(0))

@@ -13,7 +13,9 @@ import pytest
 from hotlog.manager import CLEAN_SHUTDOWN_FILE, LogManager
 from hotlog.segment import LogSegment
 
-from .support import check_index_files, dir_state, make_batch, payload_digest, read_all, split_batches
+from .support import (
+    BASE_TS, check_index_files, dir_state, make_batch, payload_digest, read_all, split_batches, time_index_entries,
+)
 
 WRITER = os.path.join(os.path.dirname(__file__), "crash_writer.py")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -104,7 +106,7 @@ def crashed_manager(tmp_path, batches=40, segment_bytes=3000):
                                   "remote.storage.enable": "false"})
     manager.write_checkpoint()
     plog = manager.log("t", 0)
-    sent = [make_batch(1 + i % 4, value_size=70, tag=b"%d" % i) for i in range(batches)]
+    sent = [make_batch(1 + i % 4, value_size=70, tag=b"%d" % i, timestamp=BASE_TS + 100 * i) for i in range(batches)]
     for batch in sent:
         plog.append(batch)
     plog.flush()
@@ -246,3 +248,14 @@ def test_stray_index_files_and_an_empty_segment_left_mid_roll_are_handled(tmp_pa
     assert not os.path.exists(os.path.join(folder, f"{end + 500:020d}.index"))
     assert plog.log_end_offset == end and plog.active_segment.base_offset == end
     assert_recovered_to(plog, sent, len(sent))
+
+
+def test_recovered_sealed_segments_end_their_time_index_with_the_max_timestamp(tmp_path):
+    plog, _ = crashed_manager(tmp_path)
+    expected = [(s.base_offset, s.max_timestamp) for s in plog.segments[:-1]]
+    _, plog = reopen(tmp_path)  # the checkpoint predates every segment: all are rebuilt
+    assert [(s.base_offset, s.max_timestamp) for s in plog.segments[:-1]] == expected
+    for segment in plog.segments[:-1]:
+        assert segment.sealed
+        last_timestamp, _ = time_index_entries(segment.time_index.path)[-1]
+        assert last_timestamp == segment.max_timestamp, "a sealed time index lacks its final entry"
