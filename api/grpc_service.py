@@ -32,11 +32,12 @@ from .metrics import BYTES_IN, BYTES_OUT, MESSAGES_IN, REQUEST_SECONDS, REQUESTS
 from .proto import tierlog_pb2 as pb
 from .proto import tierlog_pb2_grpc as pb_grpc
 from .records import build_batches, decode_read, from_proto, group_by_partition
-from .tier_status import RemoteTierView, tier_status
+from .tier_status import RemoteTierView, is_internal, tier_status
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 MAX_READ_BYTES = 8 * 1024 * 1024  # per response; a client's receive limit must allow more
-# A waiting subscription wakes this often to notice that its topic was deleted.
+# A waiting subscription wakes this often to notice that its topic was deleted (by the
+# Kafka protocol; a gRPC delete wakes it at once).
 TOPIC_CHECK_SECONDS = 2.0
 
 
@@ -319,6 +320,9 @@ class TierlogService(pb_grpc.TierlogServicer):
         with self._signal(topic.name, partitions) as signal:
             try:
                 while not self.closing:
+                    current = self.logs.topics.get(topic.name)
+                    if current is None or current.topic_id != topic.topic_id:
+                        raise UnknownTopicOrPartitionError(f"topic {topic.name!r} was deleted")
                     signal.event.clear()
                     progressed = False
                     for partition in partitions:
@@ -332,9 +336,6 @@ class TierlogService(pb_grpc.TierlogServicer):
                             yield found
                     if not progressed:
                         await signal.wait(TOPIC_CHECK_SECONDS)
-                        current = self.logs.topics.get(topic.name)
-                        if current is None or current.topic_id != topic.topic_id:
-                            raise UnknownTopicOrPartitionError(f"topic {topic.name!r} was deleted")
             finally:
                 self._signals.discard(signal)
         raise ShuttingDownError("the server is shutting down; subscribe again to resume")
@@ -395,7 +396,7 @@ class TierlogService(pb_grpc.TierlogServicer):
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
         return pb.ListTopicsResponse(topics=[
             pb.TopicSummary(name=t.name, topic_id=str(t.topic_id), partitions=t.partitions,
-                            internal=t.name.startswith("__"))
+                            internal=is_internal(t.name))
             for t in sorted(self.logs.topics.values(), key=lambda t: t.name)
         ])
 
@@ -409,6 +410,8 @@ class TierlogService(pb_grpc.TierlogServicer):
                           context: grpc.aio.ServicerContext) -> pb.DeleteTopicResponse:
         self._topic(request.name)
         self.logs.delete_topic(request.name)
+        for signal in self._signals:  # subscribers of the topic learn at once
+            signal.event.set()
         return pb.DeleteTopicResponse()
 
     # -- committed offsets -----------------------------------------------------------

@@ -34,7 +34,7 @@ class LogCollector(Collector):
         self.remote = remote
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        rows = tier_status(self.logs, self.remote)
+        rows = tier_status(self.logs, self.remote, include_internal=True)
         yield GaugeMetricFamily("tierlog_topics", "Topics", value=len(self.logs.topics))
         yield GaugeMetricFamily("tierlog_partitions", "Partitions of all topics", value=len(rows))
         sizes = GaugeMetricFamily("tierlog_log_size_bytes", "Bytes of a partition's log, by tier",

@@ -34,10 +34,17 @@ class PartitionTierStatus(NamedTuple):
 NO_REMOTE = RemoteStatus()
 
 
-def tier_status(logs: LogManager, remote: RemoteTierView | None, topic: str | None = None) -> list[PartitionTierStatus]:
-    """Every partition of `topic` (default: of every topic), in topic and partition order.
-    An unknown topic raises UnknownTopicOrPartitionError."""
-    topics = [logs.topic(topic)] if topic else [logs.topics[name] for name in sorted(logs.topics)]
+def is_internal(topic: str) -> bool:
+    """The broker's own topics, such as __consumer_offsets (Kafka's convention: a __ prefix)."""
+    return topic.startswith("__")
+
+
+def tier_status(logs: LogManager, remote: RemoteTierView | None, topic: str | None = None, *,
+                include_internal: bool = False) -> list[PartitionTierStatus]:
+    """Every partition of `topic` (default: of every topic, the broker's own only if asked),
+    in topic and partition order. An unknown topic raises UnknownTopicOrPartitionError."""
+    names = [topic] if topic else [n for n in sorted(logs.topics) if include_internal or not is_internal(n)]
+    topics = [logs.topic(name) for name in names]
     rows = []
     for t in topics:
         for partition in range(t.partitions):

@@ -55,6 +55,14 @@ def test_client_errors_carry_status_codes(tierlog_server: TierlogServer) -> None
         Producer(tierlog_server.grpc_address).send_many("missing", [NewRecord(b"x")], compression="brotli")
 
 
+def _stream_until_error(consumer: Consumer, errors: list[TierlogError]) -> None:
+    try:
+        for _ in consumer:
+            pass
+    except TierlogError as error:
+        errors.append(error)
+
+
 def test_committed_offsets_survive_a_restart(tmp_path: Path) -> None:
     server = TierlogServer(str(tmp_path / "data")).start()
     address = server.grpc_address
@@ -65,8 +73,17 @@ def test_committed_offsets_survive_a_restart(tmp_path: Path) -> None:
         assert len(consumer.poll(0)) == 10
         consumer.commit()
         Consumer("jobs", address, start="beginning", group="other").commit()  # another group, its own offsets
+        ended: list[TierlogError] = []
+        subscriber = threading.Thread(target=_stream_until_error, args=(Consumer("jobs", address), ended))
+        subscriber.start()
+        time.sleep(0.5)  # subscribed and waiting
     finally:
+        stopping = time.monotonic()
         assert server.stop() == 0, server.log()
+    # A waiting subscriber does not hold the shutdown up: its stream ends, and it is told why.
+    assert time.monotonic() - stopping < 3
+    subscriber.join(5)
+    assert ended[0].code == grpc.StatusCode.UNAVAILABLE and "shutting down" in ended[0].message
     assert os.path.exists(tmp_path / "data" / ".clean-shutdown")
 
     server.start()

@@ -158,6 +158,18 @@ def test_subscribe_from_latest_offset_and_timestamp(grpc_stub: pb_grpc.TierlogSt
     stream.cancel()
 
 
+def test_a_subscription_ends_when_its_topic_is_deleted(grpc_stub: pb_grpc.TierlogStub) -> None:
+    create(grpc_stub, "doomed")
+    grpc_stub.Produce(pb.ProduceRequest(topic="doomed", records=[record(b"last words")]))
+    stream = iter(grpc_stub.Subscribe(pb.SubscribeRequest(topic="doomed", start=pb.StartPosition(beginning=True))))
+    assert next(stream).records[0].value == b"last words"  # subscribed and waiting
+    grpc_stub.DeleteTopic(pb.DeleteTopicRequest(name="doomed"))
+    started = time.monotonic()
+    error = status_of(lambda: next(stream))
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "topic 'doomed' was deleted")
+    assert time.monotonic() - started < 1  # woken by the delete, not by the periodic check
+
+
 def test_list_offsets_earliest_latest_and_by_timestamp(grpc_stub: pb_grpc.TierlogStub) -> None:
     create(grpc_stub, "times")
     grpc_stub.Produce(pb.ProduceRequest(topic="times", records=[
