@@ -380,6 +380,8 @@ class PartitionLog:
             self._flushed(target, dirty, messages)
         finally:
             self._flush_task = None
+        if self.unflushed_messages >= self.config.flush_messages and not self.closed:
+            self.request_flush()  # appends made while this flush ran reached flush.messages again
 
     def request_flush(self) -> None:
         """Start a background flush if an event loop runs here; otherwise flush now."""

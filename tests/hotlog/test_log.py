@@ -370,3 +370,21 @@ def test_batches_larger_than_the_scan_window_read_and_recover(tmp_path):
     again = open_log(tmp_path, {"index.interval.bytes": 100_000}, clean=False)
     assert [payload_digest(b) for b in read_all(again)] == expected
     check_index_files(again.active_segment.log_path, 0)
+
+
+def test_flush_messages_counts_appends_made_while_a_flush_runs(tmp_path, monkeypatch):
+    plog = open_log(tmp_path, {"flush.messages": 1})
+    real_fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (time.sleep(0.02), real_fdatasync(fd))[1])
+
+    async def scenario():
+        plog.append(make_batch(1))  # starts a background flush
+        await asyncio.sleep(0.005)
+        plog.append(make_batch(1))  # arrives while it runs
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if plog.recovery_point == 2:
+                break
+
+    asyncio.run(scenario())
+    assert plog.recovery_point == 2 and plog.unflushed_messages == 0
