@@ -27,7 +27,7 @@ E = TypeVar("E")
 
 
 class RequestDecodeError(Exception):
-    """A request frame that is truncated, malformed or has bytes left over."""
+    """A request frame that is truncated or malformed."""
 
 
 @dataclass(frozen=True)
@@ -71,15 +71,13 @@ _DECODE_ERRORS = (SerialError, ValueError, TypeError, OverflowError, UnicodeDeco
 def decode_request(frame: bytes | memoryview, api_key: int, api_version: int) -> DecodedRequest:
     """Decode a whole request frame (without its size prefix) of a known API and version."""
     schema = request_type(api_key, api_version)
+    # Bytes after the body are ignored, as Kafka does: librdkafka's all-topics Metadata
+    # request (v9+) carries three.
     try:
         header, used = entity_reader(schema.__header_schema__)(frame, 0)
-        body, body_size = entity_reader(schema)(frame, used)
+        body, _ = entity_reader(schema)(frame, used)
     except _DECODE_ERRORS as exc:
         raise RequestDecodeError(f"malformed {schema.__name__} v{api_version}: {exc}") from None
-    if used + body_size != len(frame):
-        raise RequestDecodeError(
-            f"{schema.__name__} v{api_version}: {len(frame) - used - body_size} bytes left over after the body"
-        )
     return DecodedRequest(api_key, api_version, header.correlation_id, header.client_id, body)
 
 
