@@ -111,6 +111,11 @@ def validate_batch(buf: memoryview, pos: int = 0) -> BatchHeader:
         )
     if header.record_count == 0 and not header.is_control:
         raise CorruptRecordError("empty batch")
+    if header.record_count and header.last_offset_delta != header.record_count - 1:
+        # Kafka's LogValidator refuses these: the batch would claim offsets it has no records for.
+        raise CorruptRecordError(
+            f"inconsistent batch: {header.record_count} records but last offset delta {header.last_offset_delta}"
+        )
     if header.compression > 4:
         raise CorruptRecordError(f"unknown compression codec {header.compression}")
     actual = crc32c(buf[pos + CRC_START : pos + header.size])

@@ -71,8 +71,9 @@ def test_validate_batches_returns_each_position_and_rejects_a_trailing_fragment(
         (lambda b: b[:8] + struct.pack(">i", MIN_BATCH_LENGTH - 1) + b[12:], "below the minimum"),
         (lambda b: refresh_crc(bytearray(b[:57] + struct.pack(">i", -1) + b[61:])), "record count"),
         (lambda b: refresh_crc(bytearray(b[:21] + struct.pack(">h", 5) + b[23:])), "compression codec"),
+        (lambda b: refresh_crc(bytearray(b[:23] + struct.pack(">i", 999) + b[27:])), "inconsistent batch"),
     ],
-    ids=["short-header", "short-body", "magic", "crc", "length", "count", "codec"],
+    ids=["short-header", "short-body", "magic", "crc", "length", "count", "codec", "offset-delta"],
 )
 def test_bad_batches_raise_corrupt_record_error(damage, message):
     with pytest.raises(CorruptRecordError, match=message):
