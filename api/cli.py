@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -11,7 +12,7 @@ from typing import NoReturn, Sequence
 from .listen import ListenError, parse_host_port
 
 DEFAULT_SERVER = "127.0.0.1:9093"
-_OBJECT_STORE = re.compile(r"^(file://.+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$")
+_OBJECT_STORE = re.compile(r"^(file://.+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]([/?].*)?)$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,8 +31,12 @@ def listen_address(text: str) -> str:
 
 
 def object_store_url(text: str) -> str:
+    """The URL checked; a relative folder (file://./objects, the default) made absolute."""
     if not _OBJECT_STORE.match(text):
         raise argparse.ArgumentTypeError(f"expected file:///path or s3://bucket[/prefix], got {text!r}")
+    folder = text.removeprefix("file://")
+    if text.startswith("file://") and not folder.startswith("/"):
+        return f"file://{os.path.abspath(folder)}"
     return text
 
 
@@ -114,14 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("topic")
     produce.add_argument("--key-separator", metavar="SEP",
                          help="split each line into KEY SEP VALUE (a line without SEP has no key)")
-    produce.add_argument("--partition", type=non_negative, help="write to this partition (default: by key)")
+    produce.add_argument("--partition", type=non_negative, metavar="N", help="write to this partition (default: by key)")
     produce.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default="none")
 
     consume = _client_parser(commands, "consume", "print records, one per line, as they arrive")
     consume.add_argument("topic")
     consume.add_argument("--from", dest="start", type=position, default="latest", metavar="WHERE",
                          help="beginning, latest (default), OFFSET or @TIMESTAMP (ms or ISO 8601)")
-    consume.add_argument("--partition", type=non_negative, help="only this partition (default: all)")
+    consume.add_argument("--partition", type=non_negative, metavar="N", help="only this partition (default: all)")
     consume.add_argument("--group", help="consumer group: start where it committed, and commit as we go")
     consume.add_argument("--max-messages", type=positive, metavar="N", help="stop after N records")
     consume.add_argument("--key-separator", metavar="SEP", help="print KEY SEP VALUE")
@@ -135,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--to", dest="end", type=position, default="latest", metavar="WHERE",
                         help="latest (default: the end when replay starts), OFFSET or @TIMESTAMP (exclusive)")
     replay.add_argument("--out", required=True, metavar="FILE", help="FILE.jsonl or FILE.parquet")
-    replay.add_argument("--partition", type=non_negative, help="only this partition (default: all)")
+    replay.add_argument("--partition", type=non_negative, metavar="N", help="only this partition (default: all)")
 
     status = _client_parser(commands, "tier-status", "offsets and bytes per tier, per partition")
     status.add_argument("topic", nargs="?", help="one topic (default: all)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from api.cli import build_parser
 from api.client import Admin, NewRecord, Producer
 from hotlog.partitioner import partition_for_key
 
@@ -254,3 +255,14 @@ def test_serve_on_a_busy_port_says_so_and_touches_nothing(tmp_path: Path) -> Non
     file_instead.write_text("")
     result = tierlog("serve", "--data-dir", str(file_instead))
     assert result.returncode == 2 and "is not a folder" in one_line(result.stderr)
+
+
+def test_serve_defaults_and_object_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    defaults = build_parser().parse_args(["serve"])
+    assert (defaults.data_dir, defaults.object_store) == ("./tierlog-data", f"file://{tmp_path}/tierlog-objects")
+    assert (defaults.kafka_listen, defaults.grpc_listen, defaults.http_listen) == (
+        "127.0.0.1:9092", "127.0.0.1:9093", "127.0.0.1:9644")
+    for url in ("s3://my-bucket", "s3://my-bucket/tier/prefix", "s3://my-bucket?endpoint_url=http://127.0.0.1:9000",
+                "file:///var/lib/tierlog-objects"):
+        assert build_parser().parse_args(["serve", "--object-store", url]).object_store == url
