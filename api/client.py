@@ -263,6 +263,8 @@ class Consumer(_Client):
     def __iter__(self) -> Iterator[Message]:
         """Records pushed by the server as they arrive, without end (break out, or close())."""
         positions = self.positions
+        if not positions:  # every partition paused (an empty list would mean all of them)
+            return
         self._stream = stream = self.stub.Subscribe(pb.SubscribeRequest(
             topic=self.topic, partitions=list(positions), offsets=positions, max_bytes=self.max_bytes,
         ))
