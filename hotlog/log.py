@@ -14,7 +14,9 @@ from .batch import (
     LOG_OVERHEAD, BatchHeader, encode_base_offset, parse_header, set_log_append_time, validate_batches,
 )
 from .config import LogConfig
-from .errors import CorruptRecordError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError
+from .errors import (
+    CorruptRecordError, LogClosedError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError,
+)
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .records import Record, build_batch, decode_batch
 from .txn_index import AbortedTxn
@@ -240,6 +242,8 @@ class PartitionLog:
         """Validate and append the batches in `data` (a produce request's records for this
         partition). Offsets are assigned by rewriting each batch's baseOffset; nothing else
         changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing."""
+        if self.closed:
+            raise LogClosedError(f"{self.topic}-{self.partition} is closed")
         batches = validate_batches(data)
         max_bytes, segment_bytes, segment_ms, log_append_time, flush_messages = self._append_limits
         for _, header in batches:
@@ -399,6 +403,8 @@ class PartitionLog:
     def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None, min_one: bool = True) -> FileSlice | None:
         """Whole batches from the one holding `offset`, within one segment; None at the end.
         Raises OffsetOutOfRangeError below the log start or past the log end."""
+        if self.closed:
+            raise LogClosedError(f"{self.topic}-{self.partition} is closed")
         end = self.log_end_offset
         if offset < self.log_start_offset or offset > end:
             raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
@@ -460,8 +466,8 @@ class PartitionLog:
         if not self.closed and os.path.isdir(self.directory):
             self.producers_snapshot(self.log_end_offset)
         self.closed = True
-        for segment in self.segments:
-            segment.close()
+        # Descriptors close when the last holder of a segment lets go: closing them here would
+        # let a reader's FileSlice read whatever file reuses the descriptor number.
 
 
 _MARKER_KEY = struct.Struct(">hh")  # version, type (0 abort, 1 commit)

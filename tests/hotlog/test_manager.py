@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from hotlog.errors import InvalidConfigError, InvalidTopicError, TopicExistsError, UnknownTopicOrPartitionError
+from hotlog.errors import (
+    InvalidConfigError, InvalidTopicError, LogClosedError, TopicExistsError, UnknownTopicOrPartitionError,
+)
 from hotlog.manager import CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, TOPICS_FILE, LogManager
 
 from .support import dir_state, make_batch, payload_digest, read_all
@@ -83,6 +85,29 @@ def test_a_deleted_topic_leaves_no_folder_and_a_recreated_one_starts_empty(tmp_p
     manager.close()
     again = LogManager(str(tmp_path)).open()
     assert again.topic("t").topic_id == second.topic_id and again.log("t", 0).log_end_offset == 0
+
+
+def test_a_deleted_topics_log_refuses_appends_and_reads_but_slices_under_way_stay_valid(tmp_path):
+    manager = LogManager(str(tmp_path)).open()
+    manager.create_topic("t", 1)
+    plog = manager.log("t", 0)
+    plog.append(make_batch(3))
+    under_way = plog.read(0, 1 << 20)
+    expected = under_way.read()
+    manager.delete_topic("t")
+    with open(tmp_path / "other", "wb") as f:
+        f.write(b"not a segment" * 100)
+    other_fds = [os.open(tmp_path / "other", os.O_RDWR) for _ in range(8)]  # would reuse a closed fd
+    try:
+        assert under_way.read() == expected
+        with pytest.raises(LogClosedError):
+            plog.append(make_batch(1))
+        with pytest.raises(LogClosedError):
+            plog.read(0, 1000)
+        assert (tmp_path / "other").read_bytes() == b"not a segment" * 100
+    finally:
+        for fd in other_fds:
+            os.close(fd)
 
 
 def test_a_folder_left_by_a_deleted_topic_is_not_taken_by_its_successor(tmp_path):
