@@ -103,6 +103,11 @@ class PartitionLog:
             segment.sealed = segment.flushed_size == segment.size
         if not self.segments:
             self._add_segment(self._new_segment(0))
+        active = self.active_segment
+        if not active.is_empty:  # segment.ms counts from the first batch, not from this restart
+            first_timestamp = next(active.headers_from(0))[1].max_timestamp
+            if first_timestamp >= 0:
+                active.rolling_base_ms = min(active.rolling_base_ms, first_timestamp)
         self.recovery_point = self.log_end_offset if clean else min(recovery_point, self.log_end_offset)
         if not clean:
             self.flush()

@@ -388,3 +388,18 @@ def test_flush_messages_counts_appends_made_while_a_flush_runs(tmp_path, monkeyp
 
     asyncio.run(scenario())
     assert plog.recovery_point == 2 and plog.unflushed_messages == 0
+
+
+def test_segment_ms_counts_from_the_first_batch_across_restarts(tmp_path, monkeypatch):
+    clock = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    start_ms = int(clock[0] * 1000)
+    plog = open_log(tmp_path, {"segment.ms": 60_000})
+    plog.append(make_batch(1, timestamp=start_ms), now_ms=start_ms)
+    plog.close()
+    clock[0] += 40  # a restart 40 s later must not give the segment a fresh minute
+    plog = open_log(tmp_path, {"segment.ms": 60_000})
+    plog.append(make_batch(1, timestamp=start_ms + 50_000), now_ms=start_ms + 50_000)
+    assert len(plog.segments) == 1
+    plog.append(make_batch(1, timestamp=start_ms + 61_000), now_ms=start_ms + 61_000)
+    assert [s.base_offset for s in plog.segments] == [0, 2]
