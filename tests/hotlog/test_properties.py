@@ -82,7 +82,7 @@ class Harness:
             if retention_ms >= 0:
                 assert self.now - segment.max_timestamp > retention_ms
         first = plog.segments[0]
-        if first is not plog.active_segment and first.sealed:  # retention could have taken it: why not?
+        if first is not plog.active_segment and first.sealed:  # a candidate that was kept: it must be in limits
             if retention_ms >= 0:
                 assert self.now - first.max_timestamp <= retention_ms
             if retention_bytes >= 0:
