@@ -1,0 +1,214 @@
+"""The protocol itself, frame by frame: version negotiation, ordering, acks=0, long
+polling, KIP-74, bad frames, many idle consumers."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsV0
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v12 import request as fetch_v12
+from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
+from kio.schema.join_group.v5 import request as join_v5
+from kio.schema.metadata.v12 import request as metadata_v12
+from kio.schema.produce.v9 import request as produce_v9
+
+from hotlog.batch import parse_header
+from hotlog.records import Record, build_batch
+
+from .cluster import KafkaServer
+from .wire import SIZE, Wire, request_frame
+
+PRODUCE, FETCH, METADATA, FIND_COORDINATOR, JOIN_GROUP, API_VERSIONS = 0, 1, 3, 10, 11, 18
+
+
+def metadata(*topics: str) -> Any:
+    return metadata_v12.MetadataRequest(
+        topics=tuple(metadata_v12.MetadataRequestTopic(topic_id=uuid.UUID(int=0), name=t) for t in topics),
+        allow_auto_topic_creation=True, include_topic_authorized_operations=False,
+    )
+
+
+def produce(topic: str, records: bytes, acks: int = 1) -> Any:
+    return produce_v9.ProduceRequest(acks=acks, timeout=timedelta(seconds=5), topic_data=(
+        produce_v9.TopicProduceData(name=topic, partition_data=(
+            produce_v9.PartitionProduceData(index=0, records=records),)),))
+
+
+def fetch(topic: str, offset: int, max_wait_ms: int, partition_max_bytes: int = 1 << 20) -> Any:
+    return fetch_v12.FetchRequest(
+        max_wait=timedelta(milliseconds=max_wait_ms), min_bytes=1, forgotten_topics_data=(),
+        topics=(fetch_v12.FetchTopic(topic=topic, partitions=(
+            fetch_v12.FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=partition_max_bytes),)),),
+    )
+
+
+def batch(*values: bytes) -> bytes:
+    return build_batch([Record(None, v) for v in values])
+
+
+def create(server: KafkaServer, topic: str) -> None:
+    wire = Wire(server.bootstrap)
+    wire.send(metadata(topic), 1)
+    _, response = wire.receive(METADATA, 12)
+    assert response.topics[0].error_code == ErrorCode.none
+    wire.close()
+
+
+def test_api_versions_answer_with_header_v0_and_the_table(kafka_server: KafkaServer) -> None:
+    for version, request in ((0, ApiVersionsV0()),
+                             (3, ApiVersionsRequest(client_software_name="wire", client_software_version="1"))):
+        wire = Wire(kafka_server.bootstrap)
+        wire.send(request, 42)
+        correlation_id, response = wire.receive(API_VERSIONS, version)  # reads header v0: id only
+        assert correlation_id == 42 and response.error_code == ErrorCode.none
+        ranges = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+        assert ranges[PRODUCE] == (3, 12) and ranges[FETCH] == (4, 12) and ranges[API_VERSIONS] == (0, 4)
+        assert 22 not in ranges  # InitProducerId waits for exactly-once
+        wire.close()
+
+
+def test_an_unknown_api_versions_version_gets_unsupported_version_and_the_table(kafka_server: KafkaServer) -> None:
+    wire = Wire(kafka_server.bootstrap)
+    # ApiVersions v99: a header v2 frame with a body the broker cannot know.
+    wire.send_raw(SIZE.pack(16) + struct.pack(">hhih", API_VERSIONS, 99, 7, 4) + b"wire" + b"\x00\x00")
+    correlation_id, response = wire.receive(API_VERSIONS, 0)
+    assert correlation_id == 7 and response.error_code == ErrorCode.unsupported_version
+    assert any(k.api_key == METADATA and k.max_version == 12 for k in response.api_keys)
+    wire.send(ApiVersionsRequest(client_software_name="wire", client_software_version="1"), 8)  # the retry
+    assert wire.receive(API_VERSIONS, 3)[1].error_code == ErrorCode.none
+    wire.close()
+
+
+def test_pipelined_requests_are_answered_in_order(kafka_server: KafkaServer) -> None:
+    create(kafka_server, "wire-order")
+    wire = Wire(kafka_server.bootstrap)
+    wire.send_raw(request_frame(fetch("wire-order", 0, 400), 1)  # long-polls 400 ms on an empty log
+                  + request_frame(metadata("wire-order"), 2)
+                  + request_frame(ApiVersionsRequest(client_software_name="w", client_software_version="1"), 3))
+    assert wire.receive(FETCH, 12)[0] == 1
+    assert wire.receive(METADATA, 12)[0] == 2
+    assert wire.receive(API_VERSIONS, 3)[0] == 3
+    wire.close()
+
+
+def test_acks_zero_gets_no_response_but_is_written(kafka_server: KafkaServer) -> None:
+    create(kafka_server, "wire-acks0")
+    wire = Wire(kafka_server.bootstrap)
+    wire.send(produce("wire-acks0", batch(b"fire", b"forget"), acks=0), 10)
+    wire.send(fetch("wire-acks0", 0, 1000), 11)
+    correlation_id, response = wire.receive(FETCH, 12)
+    assert correlation_id == 11  # nothing came back for request 10
+    partition = response.responses[0].partitions[0]
+    assert partition.high_watermark == 2
+    wire.close()
+
+
+def test_fetched_batches_are_the_produced_bytes_and_kip74_returns_one_past_max_bytes(
+        kafka_server: KafkaServer) -> None:
+    create(kafka_server, "wire-bytes")
+    produced = batch(os.urandom(40_000), os.urandom(40_000))
+    wire = Wire(kafka_server.bootstrap)
+    wire.send(produce("wire-bytes", produced), 1)
+    assert wire.receive(PRODUCE, 9)[1].responses[0].partition_responses[0].error_code == ErrorCode.none
+    wire.send(fetch("wire-bytes", 0, 0, partition_max_bytes=1000), 2)
+    records = wire.receive(FETCH, 12)[1].responses[0].partitions[0].records
+    assert len(records) == len(produced) > 1000  # a whole batch even above the limit
+    assert records[8:] == produced[8:]  # as produced, only the base offset assigned
+    assert parse_header(records).base_offset == 0
+    wire.close()
+
+
+def test_long_poll_is_woken_by_an_append(kafka_server: KafkaServer) -> None:
+    create(kafka_server, "wire-wake")
+    waiting = Wire(kafka_server.bootstrap)
+    waiting.send(fetch("wire-wake", 0, 10_000), 1)
+    time.sleep(0.5)
+    started = time.monotonic()
+    producer = Wire(kafka_server.bootstrap)
+    producer.send(produce("wire-wake", batch(b"wake up")), 2)
+    producer.receive(PRODUCE, 9)
+    _, response = waiting.receive(FETCH, 12)
+    assert time.monotonic() - started < 2  # not the 10 s max wait
+    assert parse_header(response.responses[0].partitions[0].records).record_count == 1
+    waiting.close()
+    producer.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_hundreds_of_idle_long_polls_cost_little_and_all_wake(kafka_server: KafkaServer) -> None:
+    create(kafka_server, "wire-idle")
+    assert kafka_server.process is not None
+    pid = kafka_server.process.pid
+    consumers = [Wire(kafka_server.bootstrap) for _ in range(200)]
+    for i, wire in enumerate(consumers):
+        wire.send(fetch("wire-idle", 0, 8_000), i)
+    time.sleep(0.5)  # all parked
+    before = _cpu_seconds(pid)
+    time.sleep(2)
+    assert _cpu_seconds(pid) - before < 0.2  # parked fetches do not spin
+    producer = Wire(kafka_server.bootstrap)
+    producer.send(produce("wire-idle", batch(b"for everyone")), 1)
+    producer.receive(PRODUCE, 9)
+    started = time.monotonic()
+    for i, wire in enumerate(consumers):
+        correlation_id, response = wire.receive(FETCH, 12)
+        assert correlation_id == i and response.responses[0].partitions[0].high_watermark == 1
+        wire.close()
+    assert time.monotonic() - started < 3
+    producer.close()
+
+
+def test_bad_frames_close_only_their_connection(kafka_server: KafkaServer) -> None:
+    bystander = Wire(kafka_server.bootstrap)
+    bad_frames = {
+        "unknown api key": SIZE.pack(10) + struct.pack(">hhih", 999, 0, 1, -1),
+        "unsupported version": SIZE.pack(10) + struct.pack(">hhih", PRODUCE, 2, 1, -1),
+        "malformed body": SIZE.pack(13) + struct.pack(">hhih", METADATA, 4, 1, -1) + b"\x00\x00\x00",
+        "truncated array": SIZE.pack(14) + struct.pack(">hhih", METADATA, 4, 1, -1) + b"\x00\x00\x00\x05",
+        "negative size": SIZE.pack(-5),
+        "above socket.request.max.bytes": SIZE.pack(200 * 1024 * 1024),
+    }
+    for name, frame in bad_frames.items():
+        wire = Wire(kafka_server.bootstrap)
+        wire.send_raw(frame)
+        assert wire.is_closed_by_server(), name
+        wire.close()
+    bystander.send(metadata(), 5)
+    assert bystander.receive(METADATA, 12)[0] == 5
+    bystander.close()
+
+
+def test_join_group_v4_plus_asks_for_a_member_id_first(kafka_server: KafkaServer) -> None:
+    def join(member_id: str) -> Any:
+        return join_v5.JoinGroupRequest(
+            group_id="wire-join", session_timeout=timedelta(seconds=10), rebalance_timeout=timedelta(seconds=10),
+            member_id=member_id, protocol_type="consumer",
+            protocols=(join_v5.JoinGroupRequestProtocol(name="range", metadata=b"meta"),),
+        )
+
+    wire = Wire(kafka_server.bootstrap)
+    wire.send(join(""), 1)
+    _, first = wire.receive(JOIN_GROUP, 5)
+    assert first.error_code == ErrorCode.member_id_required and first.member_id.startswith("wire-test-")
+    wire.send(join(first.member_id), 2)
+    _, joined = wire.receive(JOIN_GROUP, 5)
+    assert joined.error_code == ErrorCode.none
+    assert (joined.generation_id, joined.leader, joined.protocol_name) == (1, first.member_id, "range")
+    assert [(m.member_id, m.metadata) for m in joined.members] == [(first.member_id, b"meta")]
+    wire.send(FindCoordinatorRequest(key_type=0, coordinator_keys=("wire-join", "other")), 3)
+    _, found = wire.receive(FIND_COORDINATOR, 4)
+    assert [(c.key, c.node_id, f"{c.host}:{c.port}") for c in found.coordinators] == \
+        [("wire-join", 0, kafka_server.bootstrap), ("other", 0, kafka_server.bootstrap)]
+    wire.close()
