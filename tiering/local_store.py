@@ -1,0 +1,226 @@
+"""An object store in a local folder (`file:///path`): the embedded default.
+
+An object is a file at `<root>/<key>`. Writes go to a temporary file under
+`<root>/.incoming/`, are fsynced, and are renamed into place, so a reader (or a restart
+after a crash) sees the whole object or none of it, as with S3."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import time
+import uuid
+from typing import AsyncIterable, BinaryIO, Sequence
+
+from .store import (
+    COMPLETE_MULTIPART, CREATE_MULTIPART, DELETE, GET, HEAD, LIST, PUT, UPLOAD_PART,
+    AccessDeniedError, InvalidKeyError, InvalidRangeError, NotFoundError, ObjectInfo, ObjectStore, check_key,
+    check_range,
+)
+
+INCOMING = ".incoming"
+STALE_INCOMING_SECONDS = 3600  # temporary files older than this are leftovers of a crash
+
+
+class LocalFolderStore(ObjectStore):
+    def __init__(self, root: str, *, part_bytes: int | None = None) -> None:
+        super().__init__()
+        self.root = os.path.abspath(root)
+        if part_bytes is not None:
+            self.part_bytes = part_bytes
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, key: str) -> str:
+        check_key(key)
+        if key.split("/", 1)[0] == INCOMING:
+            raise InvalidKeyError(f"object key {key!r}: {INCOMING}/ is reserved for writes in progress")
+        return os.path.join(self.root, key)
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        self.count(PUT)
+        await asyncio.to_thread(self._write, path, [data])
+
+    async def put_multipart(self, key: str, parts: AsyncIterable[bytes]) -> None:
+        path = self._path(key)
+        self.count(CREATE_MULTIPART)
+        tmp = self._incoming_path()
+        f = await asyncio.to_thread(open, tmp, "wb")
+        try:
+            async for part in parts:
+                self.count(UPLOAD_PART)
+                await asyncio.to_thread(f.write, part)
+            self.count(COMPLETE_MULTIPART)
+            await asyncio.to_thread(self._finish, f, tmp, path)
+        except BaseException:
+            f.close()
+            _unlink_quietly(tmp)
+            raise
+
+    def _incoming_path(self) -> str:
+        directory = os.path.join(self.root, INCOMING)
+        os.makedirs(directory, exist_ok=True)
+        return os.path.join(directory, uuid.uuid4().hex)
+
+    def _write(self, path: str, chunks: list[bytes]) -> None:
+        tmp = self._incoming_path()
+        f = open(tmp, "wb")
+        try:
+            for chunk in chunks:
+                f.write(chunk)
+            self._finish(f, tmp, path)
+        except BaseException:
+            f.close()
+            _unlink_quietly(tmp)
+            raise
+
+    def _finish(self, f: BinaryIO, tmp: str, path: str) -> None:
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        directory = os.path.dirname(path)
+        for _ in range(3):  # a concurrent delete may remove the folder between the two calls
+            os.makedirs(directory, exist_ok=True)
+            try:
+                os.replace(tmp, path)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            raise OSError(f"could not place object {path}")
+        _fsync_dir(directory)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        path = self._path(key)
+        check_range(key, start, end)
+        if end is not None and end == start:
+            return b""
+        self.count(GET)
+        return await asyncio.to_thread(self._read, key, path, start, end)
+
+    def _read(self, key: str, path: str, start: int, end: int | None) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFoundError(f"{self.url}: no object {key!r}") from None
+        try:
+            size = os.fstat(fd).st_size
+            if start >= size and size > 0 or start > size:
+                raise InvalidRangeError(f"{key}: range starts at {start}, the object has {size} bytes")
+            stop = size if end is None else min(end, size)
+            chunks = []
+            position = start
+            while position < stop:
+                chunk = os.pread(fd, stop - position, position)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                position += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    async def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        self.count(HEAD)
+        try:
+            st = await asyncio.to_thread(os.stat, path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"{self.url}: no object {key!r}") from None
+        if not os.path.isfile(path):
+            raise NotFoundError(f"{self.url}: no object {key!r}")
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        self.count(LIST)
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> list[ObjectInfo]:
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        top = os.path.join(self.root, folder) if folder else self.root
+        found = []
+        for directory, dirs, files in os.walk(top):
+            relative = os.path.relpath(directory, self.root)
+            if relative == INCOMING or relative.startswith(INCOMING + os.sep):
+                dirs.clear()
+                continue
+            for name in files:
+                key = name if relative == "." else f"{relative.replace(os.sep, '/')}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(directory, name))
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                found.append(ObjectInfo(key, st.st_size, st.st_mtime))
+        found.sort(key=lambda info: info.key.encode())
+        return found
+
+    # -- deletes -----------------------------------------------------------------------
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        paths = [self._path(key) for key in keys]
+        if paths:
+            self.count(DELETE)
+            await asyncio.to_thread(self._delete, paths)
+
+    def _delete(self, paths: list[str]) -> None:
+        for path in paths:
+            _unlink_quietly(path)
+            # Drop folders left empty, up to the root, so listings stay short.
+            directory = os.path.dirname(path)
+            while directory != self.root and directory.startswith(self.root):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
+                directory = os.path.dirname(directory)
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self._check)
+
+    def _check(self) -> None:
+        try:
+            os.makedirs(os.path.join(self.root, INCOMING), exist_ok=True)
+            probe = self._incoming_path()
+            with open(probe, "wb") as f:
+                f.write(b"probe")
+            os.unlink(probe)
+        except PermissionError as exc:
+            raise AccessDeniedError(f"{self.url}: the folder is not writable: {exc.strerror}") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+                raise AccessDeniedError(f"{self.url}: not a folder") from None
+            raise
+        cutoff = time.time() - STALE_INCOMING_SECONDS
+        incoming = os.path.join(self.root, INCOMING)
+        for name in os.listdir(incoming):
+            path = os.path.join(incoming, name)
+            try:
+                if os.stat(path).st_mtime < cutoff:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,573 @@
+"""The tiering manager: a background task that copies sealed segments to the object
+store and applies local and remote retention, and that restores tiered topics from the
+bucket when the local folder lacks them.
+
+Per pass, for every partition of a tiered topic (`remote.storage.enable`):
+1. copy: sealed segments past the remote end, in offset order; up to
+   `upload_concurrency` segments upload at once (across all partitions), and their
+   metadata records, the commit points, are written in offset order;
+2. local retention: local segments go only once committed remotely and beyond
+   `local.retention.ms` / `local.retention.bytes`;
+3. remote retention: `retention.ms` / `retention.bytes` over the whole log (remote plus
+   local segments not uploaded yet); a tombstone first, then the objects;
+4. now and then, orphans: objects of no committed segment, older than a grace period.
+Topics deleted locally have their objects deleted. A failing partition backs off
+exponentially; produce never waits on the store, the local tier just grows.
+
+One tiering manager writes under a store prefix; two servers must not share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections import deque
+
+from hotlog.errors import CorruptRecordError, InvalidConfigError
+from hotlog.log import PartitionLog
+from hotlog.manager import LogManager, Topic, write_atomically
+from hotlog.retention import expired_segment_count
+from hotlog.segment import LogSegment
+
+from . import metrics
+from .metadata import (
+    META_FOLDER, TOPICS_PREFIX, RemoteSegment, SegmentState, TopicRecord, TopicState, parse_segment_name,
+    partition_prefix,
+)
+from .partition_state import RemotePartition, RemoteStatus
+from .quota import ByteRateLimiter
+from .store import NotFoundError, ObjectStore, ObjectStoreError
+from .uploader import SegmentGoneError, SegmentUploader
+
+log = logging.getLogger(__name__)
+
+# Ids of the topics this data folder has held, so that a topic missing locally but
+# present in the bucket can be told apart: deleted here (delete its objects) or never
+# here (restore it).
+KNOWN_TOPICS_FILE = "tiering-topic-ids.json"
+
+
+class TieringManager:
+    def __init__(
+        self,
+        logs: LogManager,
+        store: ObjectStore,
+        *,
+        task_interval_ms: int = 30_000,
+        upload_concurrency: int = 4,
+        upload_bytes_per_sec: int = 0,
+        orphan_grace_ms: int = 3_600_000,
+        orphan_check_interval_ms: int = 1_800_000,
+        retry_backoff_ms: int = 1_000,
+        retry_backoff_max_ms: int = 60_000,
+        metadata_concurrency: int = 16,
+    ) -> None:
+        if task_interval_ms < 1 or upload_concurrency < 1 or metadata_concurrency < 1:
+            raise InvalidConfigError("task interval, upload concurrency and metadata concurrency must be at least 1")
+        if min(upload_bytes_per_sec, orphan_grace_ms, orphan_check_interval_ms, retry_backoff_ms) < 0:
+            raise InvalidConfigError("tiering quotas, grace periods and backoffs must not be negative")
+        self.logs = logs
+        self.store = store
+        self.task_interval_ms = task_interval_ms
+        self.upload_concurrency = upload_concurrency
+        self.orphan_grace_ms = orphan_grace_ms
+        self.orphan_check_interval_ms = orphan_check_interval_ms
+        self.retry_backoff_ms = retry_backoff_ms
+        self.retry_backoff_max_ms = max(retry_backoff_ms, retry_backoff_max_ms)
+        self.partitions: dict[tuple[uuid.UUID, int], RemotePartition] = {}
+        self.topic_records: dict[uuid.UUID, TopicRecord] = {}  # as written in the bucket
+        self.known_topic_ids: set[uuid.UUID] = set()
+        self._uploader = SegmentUploader(store, ByteRateLimiter(upload_bytes_per_sec))
+        self._upload_slots = asyncio.Semaphore(upload_concurrency)
+        self._metadata_slots = asyncio.Semaphore(metadata_concurrency)
+        self._pass_lock = asyncio.Lock()
+        self._last_orphan_check: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        # From now on hotlog leaves the retention of tiered logs to us: nothing local is
+        # deleted before its upload is committed.
+        logs.retention_delegate = self.owns_retention
+
+    def owns_retention(self, plog: PartitionLog) -> bool:
+        return plog.config.remote_storage_enable
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def check_store(self) -> None:
+        """Raise AccessDeniedError / BucketNotFoundError / TransientStoreError with a clear
+        message unless the store can be listed, read and written."""
+        await self.store.check()
+
+    async def open(self) -> None:
+        """Check the store, read what the bucket holds, restore the tiered topics this data
+        folder lacks and delete those it deleted. Call after LogManager.open() and before
+        serving (a restored partition's log must start at the remote end first)."""
+        await self.check_store()
+        self.known_topic_ids = self._read_known_ids()
+        records = await self._read_topic_records()
+        local = {t.topic_id: t for t in self.logs.topics.values()}
+        for record in records:
+            self.topic_records[record.topic_id] = record
+            if record.state is TopicState.DELETING or (
+                record.topic_id not in local and record.topic_id in self.known_topic_ids
+            ):
+                await self._delete_remote_topic(record.topic_id)
+            elif record.topic_id not in local:
+                if record.name in self.logs.topics:
+                    log.warning("the bucket holds topic %s with id %s, but the local topic of that name has id %s; "
+                                "leaving the bucket's copy alone", record.name, record.topic_id,
+                                self.logs.topics[record.name].topic_id)
+                    del self.topic_records[record.topic_id]
+                    continue
+                self.logs.create_topic(record.name, record.partitions, record.configs, topic_id=record.topic_id)
+                log.info("restored topic %s (%d partitions) from %s", record.name, record.partitions, self.store.url)
+        loads = []
+        for record in self.topic_records.values():
+            topic = self.logs.topics[record.name]
+            for partition in range(min(record.partitions, topic.partitions)):
+                loads.append(self._load_partition(topic, partition))
+        for state in await asyncio.gather(*loads):
+            self.partitions[(state.topic_id, state.partition)] = state
+            plog = self.logs.log(state.topic, state.partition)
+            if plog.log_end_offset < state.end_offset:
+                await self._restore_partition(state, plog)
+        self._remember_local_topics()
+
+    async def start(self) -> None:
+        """open(), then run the background task until close()."""
+        await self.open()
+        self._task = asyncio.create_task(self.run())
+        self._task.add_done_callback(_log_task_end)
+
+    async def run(self) -> None:
+        while True:
+            await self.run_once()
+            await asyncio.sleep(self.task_interval_ms / 1000)
+
+    async def close(self) -> None:
+        """Stop the background task. Uploads in flight are abandoned (their objects are
+        orphans the next start cleans); the store stays open (its owner closes it)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.logs.retention_delegate == self.owns_retention:
+            self.logs.retention_delegate = None
+
+    # -- what the read path and tier status need ---------------------------------------
+
+    def remote_partition(self, topic: str, partition: int) -> RemotePartition | None:
+        local = self.logs.topics.get(topic)
+        return None if local is None else self.partitions.get((local.topic_id, partition))
+
+    def remote_segments(self, topic: str, partition: int) -> list[RemoteSegment]:
+        """Committed remote segments, by base offset."""
+        state = self.remote_partition(topic, partition)
+        return [] if state is None else list(state.segments)
+
+    def remote_segment_for(self, topic: str, partition: int, offset: int) -> RemoteSegment | None:
+        state = self.remote_partition(topic, partition)
+        return None if state is None else state.segment_for(offset)
+
+    def remote_log_start_offset(self, topic: str, partition: int) -> int:
+        state = self.remote_partition(topic, partition)
+        return -1 if state is None else state.log_start_offset
+
+    def remote_end_offset(self, topic: str, partition: int) -> int:
+        """One past the highest tiered offset, or -1."""
+        state = self.remote_partition(topic, partition)
+        return -1 if state is None else state.end_offset
+
+    def remote_status(self, topic: str, partition: int) -> RemoteStatus:
+        state = self.remote_partition(topic, partition)
+        if state is None:
+            return RemoteStatus()
+        return state.status(self.logs.logs.get((topic, partition)))
+
+    # -- one pass ----------------------------------------------------------------------
+
+    async def run_once(self, now_ms: int | None = None) -> None:
+        """Copy, then local retention, remote retention and (when due) orphan cleaning,
+        for every tiered partition. Failures are logged, counted and retried later."""
+        async with self._pass_lock:
+            now = int(time.time() * 1000) if now_ms is None else now_ms
+            synced = await self._sync_topics()
+            orphans_due = (self._last_orphan_check is None
+                           or (time.monotonic() - self._last_orphan_check) * 1000 >= self.orphan_check_interval_ms)
+            passes = []
+            for state in list(self.partitions.values()):
+                plog = self._local_log(state)
+                if plog is not None:
+                    passes.append(self._partition_pass(state, plog, now, state.topic_id in synced, orphans_due))
+            await asyncio.gather(*passes)
+            if orphans_due:
+                self._last_orphan_check = time.monotonic()
+            self._update_gauges()
+
+    async def _partition_pass(self, state: RemotePartition, plog: PartitionLog, now_ms: int, may_copy: bool,
+                              orphans_due: bool) -> None:
+        if state.retry_at > time.monotonic():
+            self._apply_local_retention(state, plog, now_ms)
+            return
+        try:
+            if may_copy and plog.config.remote_storage_enable and not plog.closed:
+                await self._copy_partition(state, plog)
+        except SegmentGoneError as exc:  # its topic was deleted while we read it
+            log.info("%s", exc)
+            return
+        except (ObjectStoreError, OSError) as exc:  # OSError: a local segment file unreadable
+            self._failed(state, "copy", exc)
+        self._apply_local_retention(state, plog, now_ms)
+        if state.retry_at > time.monotonic():
+            return
+        try:
+            await self._apply_remote_retention(state, plog, now_ms)
+            if orphans_due:
+                await self._clean_orphans(state)
+        except ObjectStoreError as exc:
+            self._failed(state, "remote_retention", exc)
+            return
+        state.failures = 0
+
+    def _failed(self, state: RemotePartition, task: str, exc: Exception) -> None:
+        metrics.ERRORS.labels(task).inc()
+        state.failures += 1
+        backoff_ms = min(self.retry_backoff_max_ms, self.retry_backoff_ms * 2 ** min(state.failures - 1, 30))
+        delay = backoff_ms / 1000 * random.uniform(0.5, 1.0)
+        state.retry_at = time.monotonic() + delay
+        log.warning("%s-%d: %s failed, retrying in %.1fs: %s", state.topic, state.partition, task, delay, exc)
+
+    # -- topics ------------------------------------------------------------------------
+
+    async def _sync_topics(self) -> set[uuid.UUID]:
+        """Delete the remote objects of topics deleted locally; write the records of tiered
+        topics (new, or with new partitions or configs). Returns the ids of topics whose
+        record is in the bucket as it is locally: only those may upload."""
+        local = {t.topic_id: t for t in self.logs.topics.values()}
+        for topic_id in (self.known_topic_ids | set(self.topic_records)) - set(local):
+            try:
+                await self._delete_remote_topic(topic_id)
+            except ObjectStoreError as exc:
+                metrics.ERRORS.labels("delete_topic").inc()
+                log.warning("deleting the objects of deleted topic %s failed, will retry: %s", topic_id, exc)
+        self._remember_local_topics()
+        synced = set()
+        for topic in local.values():
+            config = self.logs.config_for(topic)
+            if not config.remote_storage_enable and topic.topic_id not in self.topic_records:
+                continue
+            record = TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.overrides))
+            if self.topic_records.get(topic.topic_id) != record:
+                try:
+                    await self.store.put(record.key, record.to_json())
+                except ObjectStoreError as exc:
+                    metrics.ERRORS.labels("topic_record").inc()
+                    log.warning("writing the record of topic %s failed, will retry: %s", topic.name, exc)
+                    continue
+                self.topic_records[topic.topic_id] = record
+            synced.add(topic.topic_id)
+            for partition in range(topic.partitions):
+                self.partitions.setdefault(
+                    (topic.topic_id, partition), RemotePartition(topic.name, topic.topic_id, partition)
+                )
+        return synced
+
+    async def _delete_remote_topic(self, topic_id: uuid.UUID) -> None:
+        """Tombstone the topic record, delete every object of the topic, then the record."""
+        record = self.topic_records.get(topic_id)
+        if record is not None:
+            if record.state is not TopicState.DELETING:
+                record = TopicRecord(record.name, topic_id, record.partitions, record.configs, TopicState.DELETING)
+                await self.store.put(record.key, record.to_json())
+                self.topic_records[topic_id] = record
+            objects = await self.store.list(record.folder)
+            await self.store.delete([o.key for o in objects])
+            await self.store.delete([record.key])
+            deleted = sum(1 for o in objects if f"/{META_FOLDER}" in o.key)
+            metrics.REMOTE_DELETED_SEGMENTS.inc(deleted)
+            log.info("deleted topic %s (%s) from %s: %d objects", record.name, topic_id, self.store.url, len(objects))
+            del self.topic_records[topic_id]
+        for key in [k for k in self.partitions if k[0] == topic_id]:
+            del self.partitions[key]
+        if topic_id in self.known_topic_ids:
+            self.known_topic_ids.discard(topic_id)
+            self._save_known_ids()
+
+    async def _read_topic_records(self) -> list[TopicRecord]:
+        objects = await self.store.list(TOPICS_PREFIX)
+        return list(await asyncio.gather(*(self._read_topic_record(o.key) for o in objects)))
+
+    async def _read_topic_record(self, key: str) -> TopicRecord:
+        async with self._metadata_slots:
+            return TopicRecord.from_json(await self.store.get(key), f"{self.store.url} {key}")
+
+    def _known_ids_path(self) -> str:
+        return os.path.join(self.logs.data_dir, KNOWN_TOPICS_FILE)
+
+    def _read_known_ids(self) -> set[uuid.UUID]:
+        try:
+            with open(self._known_ids_path()) as f:
+                return {uuid.UUID(text) for text in json.load(f)["topic_ids"]}
+        except FileNotFoundError:
+            return set()
+
+    def _save_known_ids(self) -> None:
+        data = {"version": 1, "topic_ids": sorted(str(i) for i in self.known_topic_ids)}
+        write_atomically(self._known_ids_path(), json.dumps(data).encode())
+
+    def _remember_local_topics(self) -> None:
+        local = {t.topic_id for t in self.logs.topics.values()}
+        if not local <= self.known_topic_ids:
+            self.known_topic_ids |= local
+            self._save_known_ids()
+
+    def _local_log(self, state: RemotePartition) -> PartitionLog | None:
+        topic: Topic | None = self.logs.topics.get(state.topic)
+        if topic is None or topic.topic_id != state.topic_id:
+            return None
+        return self.logs.logs.get((state.topic, state.partition))
+
+    # -- loading and restoring ---------------------------------------------------------
+
+    async def _load_partition(self, topic: Topic, partition: int) -> RemotePartition:
+        prefix = partition_prefix(topic.name, topic.topic_id, partition) + META_FOLDER
+        objects = await self.store.list(prefix)
+        records = await asyncio.gather(*(self._read_segment_record(o.key) for o in objects))
+        return RemotePartition.from_records(topic.name, topic.topic_id, partition, list(records))
+
+    async def _read_segment_record(self, key: str) -> RemoteSegment:
+        async with self._metadata_slots:
+            return RemoteSegment.from_json(await self.store.get(key), f"{self.store.url} {key}")
+
+    async def _restore_partition(self, state: RemotePartition, plog: PartitionLog) -> None:
+        """The local log is behind the bucket (an empty machine, or a crash mid-restore):
+        continue at the remote end, with the producer state of the last remote segment."""
+        log.info("%s-%d: local log ends at %d, the bucket at %d: continuing from the bucket",
+                 state.topic, state.partition, plog.log_end_offset, state.end_offset)
+        plog.truncate_fully_and_start_at(state.end_offset)
+        last = state.segments[-1] if state.segments else None
+        if last is not None and last.next_offset == state.end_offset and "snapshot" in last.files:
+            data = await self.store.get(last.key("snapshot"))
+            try:
+                plog.load_producer_snapshot(data)
+            except CorruptRecordError as exc:
+                log.warning("%s-%d: producer snapshot from the bucket unreadable, idempotence restarts: %s",
+                            state.topic, state.partition, exc)
+
+    # -- copy --------------------------------------------------------------------------
+
+    async def _copy_partition(self, state: RemotePartition, plog: PartitionLog) -> None:
+        """Upload sealed segments past the remote end. Up to `upload_concurrency` of this
+        partition's segments upload at once; each is committed (its metadata written) only
+        after every segment before it, so the remote log never has holes."""
+        if state.uncertain is not None:
+            await self._resolve_uncertain(state)
+        pending: deque[asyncio.Task[tuple[RemoteSegment, float]]] = deque()
+        cursor = state.end_offset
+        try:
+            while True:
+                while len(pending) < self.upload_concurrency:
+                    segment = self._next_to_copy(state, plog, cursor)
+                    if segment is None:
+                        break
+                    cursor = segment.next_offset
+                    pending.append(asyncio.create_task(self._upload(state, plog, segment)))
+                if not pending:
+                    return
+                remote, began = await pending.popleft()
+                try:
+                    await self.store.put(remote.metadata_key, remote.to_json())  # the commit point
+                except ObjectStoreError:
+                    state.uncertain = remote
+                    raise
+                self._committed(state, remote, began)
+        finally:
+            for task in pending:
+                task.cancel()
+            for outcome in await asyncio.gather(*pending, return_exceptions=True):
+                if isinstance(outcome, tuple):  # uploaded, never committed: an orphan now
+                    state.in_flight.discard(outcome[0].segment_id)
+
+    async def _resolve_uncertain(self, state: RemotePartition) -> None:
+        remote = state.uncertain
+        assert remote is not None
+        try:
+            await self.store.head(remote.metadata_key)
+        except NotFoundError:
+            state.in_flight.discard(remote.segment_id)  # never committed: its objects are orphans
+        else:
+            self._committed(state, remote, None)
+        state.uncertain = None
+
+    def _next_to_copy(self, state: RemotePartition, plog: PartitionLog, cursor: int) -> LogSegment | None:
+        for segment in plog.segments:
+            if segment.base_offset >= cursor:
+                return segment if segment.sealed else None
+            if segment.next_offset > cursor:
+                log.warning("%s-%d: local segment %d straddles the remote end %d; it cannot be tiered",
+                            state.topic, state.partition, segment.base_offset, cursor)
+        return None
+
+    async def _upload(self, state: RemotePartition, plog: PartitionLog,
+                      segment: LogSegment) -> tuple[RemoteSegment, float]:
+        segment_id = uuid.uuid4()  # a retry uploads under new keys, never over a winner
+        state.in_flight.add(segment_id)
+        try:
+            async with self._upload_slots:
+                began = time.perf_counter()
+                return await self._uploader.upload(plog, segment, state.topic_id, segment_id), began
+        except BaseException:
+            state.in_flight.discard(segment_id)
+            raise
+
+    def _committed(self, state: RemotePartition, remote: RemoteSegment, began: float | None) -> None:
+        state.segments.append(remote)
+        state.in_flight.discard(remote.segment_id)
+        if state.end_marker is not None and remote.next_offset > state.end_marker.next_offset:
+            state.stale_markers.append(state.end_marker)
+            state.end_marker = None
+        metrics.UPLOADED_SEGMENTS.inc()
+        if began is not None:
+            metrics.UPLOAD_SECONDS.observe(time.perf_counter() - began)
+
+    # -- retention ---------------------------------------------------------------------
+
+    def _apply_local_retention(self, state: RemotePartition, plog: PartitionLog, now_ms: int) -> None:
+        """Delete the oldest local segments that are committed remotely and beyond local
+        retention. Nothing is deleted that the bucket does not hold."""
+        if plog.closed or not self.owns_retention(plog):
+            return
+        end = state.end_offset
+        uploaded = 0
+        for segment in plog.segments:
+            if not segment.sealed or segment.next_offset > end:
+                break
+            uploaded += 1
+        if not uploaded:
+            return
+        config = plog.config
+        expired = expired_segment_count(plog.segments, retention_ms=config.local_retention_ms,
+                                        retention_bytes=config.local_retention_bytes, now_ms=now_ms)
+        count = min(uploaded, expired)
+        if count:
+            plog.delete_oldest_segments(count)
+            metrics.LOCAL_DELETED_SEGMENTS.inc(count)
+
+    async def _apply_remote_retention(self, state: RemotePartition, plog: PartitionLog, now_ms: int) -> None:
+        """retention.ms / retention.bytes over the whole log, oldest remote segments first."""
+        await self._finish_deletions(state)
+        if state.stale_markers:
+            await self.store.delete([m.metadata_key for m in state.stale_markers])
+            state.stale_markers.clear()
+        segments = state.segments
+        config = plog.config
+        doomed = 0
+        if config.retention_ms >= 0:
+            while doomed < len(segments) and now_ms - segments[doomed].max_timestamp > config.retention_ms:
+                doomed += 1
+        if config.retention_bytes >= 0:
+            end = state.end_offset
+            total = state.size_bytes + sum(s.size for s in plog.segments if s.base_offset >= end)
+            by_size = 0
+            while by_size < len(segments) and total - segments[by_size].size_bytes >= config.retention_bytes:
+                total -= segments[by_size].size_bytes
+                by_size += 1
+            doomed = max(doomed, by_size)
+        if not doomed:
+            return
+        # Tombstones one by one, oldest first: after a crash the deleted ones are a prefix.
+        for segment in segments[:doomed]:
+            tombstone = segment.with_state(SegmentState.DELETE_STARTED)
+            await self.store.put(tombstone.metadata_key, tombstone.to_json())
+            state.segments.remove(segment)
+            state.tombstones.append(tombstone)
+        deleted_to = state.tombstones[-1].next_offset
+        await self._finish_deletions(state)
+        # Local copies past the whole log's retention go too (local retention longer than
+        # retention is a misconfiguration, but the log start must not stay behind).
+        local = 0
+        for segment in plog.segments[:-1]:
+            if segment.next_offset > deleted_to:
+                break
+            local += 1
+        if local:
+            plog.delete_oldest_segments(local)
+
+    async def _finish_deletions(self, state: RemotePartition) -> None:
+        """Delete the objects of tombstoned segments, then their records; the newest keeps
+        a DELETE_FINISHED record if it leaves the remote log empty."""
+        if not state.tombstones:
+            return
+        doomed = list(state.tombstones)
+        await self.store.delete([f.key for t in doomed for f in t.files.values()])
+        newest = max(doomed, key=lambda t: t.next_offset)
+        keep_marker = not state.segments and (
+            state.end_marker is None or newest.next_offset > state.end_marker.next_offset
+        )
+        records = [t.metadata_key for t in doomed if not (keep_marker and t is newest)]
+        if keep_marker:
+            marker = newest.with_state(SegmentState.DELETE_FINISHED)
+            await self.store.put(marker.metadata_key, marker.to_json())
+            if state.end_marker is not None:
+                records.append(state.end_marker.metadata_key)
+            state.end_marker = marker
+        await self.store.delete(records)
+        state.tombstones = [t for t in state.tombstones if t not in doomed]
+        metrics.REMOTE_DELETED_SEGMENTS.inc(len(doomed))
+
+    # -- orphans -----------------------------------------------------------------------
+
+    async def _clean_orphans(self, state: RemotePartition) -> None:
+        """Delete segment objects that no record names (left by a crash mid-upload) once
+        older than the grace period."""
+        prefix = partition_prefix(state.topic, state.topic_id, state.partition)
+        objects = await self.store.list(prefix)
+        recorded: set[uuid.UUID] = set()
+        data = []
+        for info in objects:
+            name = info.key[len(prefix):]
+            parsed = parse_segment_name(name.removeprefix(META_FOLDER))
+            if parsed is None:
+                continue
+            if name.startswith(META_FOLDER):
+                recorded.add(parsed[1])
+            else:
+                data.append((info, parsed[1]))
+        protected = recorded | state.protected_ids()
+        cutoff = time.time() - self.orphan_grace_ms / 1000
+        orphans = [info.key for info, segment_id in data if segment_id not in protected and info.last_modified < cutoff]
+        if orphans:
+            await self.store.delete(orphans)
+            metrics.ORPHANS_DELETED.inc(len(orphans))
+            log.info("%s-%d: deleted %d orphan objects", state.topic, state.partition, len(orphans))
+
+    # -- metrics -----------------------------------------------------------------------
+
+    def _update_gauges(self) -> None:
+        lag_segments = lag_bytes = local_bytes = local_segments = remote_bytes = remote_segments = 0
+        for state in self.partitions.values():
+            remote_bytes += state.size_bytes
+            remote_segments += len(state.segments)
+            plog = self._local_log(state)
+            if plog is None or not plog.config.remote_storage_enable:
+                continue
+            segments, size = state.copy_lag(plog)
+            lag_segments += segments
+            lag_bytes += size
+            local_bytes += plog.size_bytes
+            local_segments += len(plog.segments)
+        metrics.COPY_LAG_SEGMENTS.set(lag_segments)
+        metrics.COPY_LAG_BYTES.set(lag_bytes)
+        metrics.TIER_BYTES.labels("local").set(local_bytes)
+        metrics.TIER_BYTES.labels("remote").set(remote_bytes)
+        metrics.TIER_SEGMENTS.labels("local").set(local_segments)
+        metrics.TIER_SEGMENTS.labels("remote").set(remote_segments)
+
+
+def _log_task_end(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the tiering task stopped", exc_info=task.exception())

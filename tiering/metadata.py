@@ -1,0 +1,202 @@
+"""What the bucket holds besides segment files: one metadata record per remote segment
+(the commit point of its upload) and one record per tiered topic.
+
+Layout, under the store's prefix:
+
+    _topics/<topic>-<topic id>.json                         topic record
+    <topic>-<topic id>/<partition>/<base:020d>-<segment id>.<ext>   segment files
+    <topic>-<topic id>/<partition>/meta/<base:020d>-<segment id>.json   segment record
+
+One small immutable object per segment record, rather than a per-partition manifest:
+committing is a single PUT that needs no read-modify-write (S3 has no append and a
+crash cannot leave a half-updated manifest), a tombstone overwrites just that record,
+and listing `<partition>/meta/` returns the records already in offset order (the
+20-digit base offset sorts). Restore and start-up pay one LIST per 1000 segments and
+one GET per segment; at run time the manager keeps the records in memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+TOPICS_PREFIX = "_topics/"
+META_FOLDER = "meta/"
+SEGMENT_EXTENSIONS = ("log", "index", "timeindex", "snapshot", "txnindex")
+_SEGMENT_NAME = re.compile(r"^(\d{20})-([0-9a-f-]{36})\.([a-z]+)$")
+
+
+class CorruptMetadataError(Exception):
+    """A metadata record in the bucket that cannot be read."""
+
+
+class SegmentState(str, enum.Enum):
+    COPY_FINISHED = "COPY_FINISHED"  # committed: part of the remote log
+    DELETE_STARTED = "DELETE_STARTED"  # tombstone: no longer part of the log, objects going away
+    # Objects gone; the record stays only while it is a partition's newest, so a restore
+    # knows where offsets continue even when retention emptied the remote log.
+    DELETE_FINISHED = "DELETE_FINISHED"
+
+
+class TopicState(str, enum.Enum):
+    LIVE = "LIVE"
+    DELETING = "DELETING"
+
+
+def topic_folder(topic: str, topic_id: uuid.UUID) -> str:
+    return f"{topic}-{topic_id}"
+
+
+def partition_prefix(topic: str, topic_id: uuid.UUID, partition: int) -> str:
+    return f"{topic_folder(topic, topic_id)}/{partition}/"
+
+
+def segment_stem(base_offset: int, segment_id: uuid.UUID) -> str:
+    return f"{base_offset:020d}-{segment_id}"
+
+
+def segment_key(topic: str, topic_id: uuid.UUID, partition: int, base_offset: int, segment_id: uuid.UUID,
+                extension: str) -> str:
+    return f"{partition_prefix(topic, topic_id, partition)}{segment_stem(base_offset, segment_id)}.{extension}"
+
+
+def metadata_key(topic: str, topic_id: uuid.UUID, partition: int, base_offset: int, segment_id: uuid.UUID) -> str:
+    return f"{partition_prefix(topic, topic_id, partition)}{META_FOLDER}{segment_stem(base_offset, segment_id)}.json"
+
+
+def topic_record_key(topic: str, topic_id: uuid.UUID) -> str:
+    return f"{TOPICS_PREFIX}{topic_folder(topic, topic_id)}.json"
+
+
+def parse_segment_name(name: str) -> tuple[int, uuid.UUID, str] | None:
+    """(base offset, segment id, extension) of a segment file's name within its partition
+    folder, or None for anything else."""
+    match = _SEGMENT_NAME.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        return int(match[1]), uuid.UUID(match[2]), match[3]
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class SegmentFile:
+    key: str
+    size: int
+    crc32c: int  # of the whole object, for readers to verify what they fetched
+
+
+@dataclass(frozen=True)
+class RemoteSegment:
+    topic: str
+    topic_id: uuid.UUID
+    partition: int
+    segment_id: uuid.UUID
+    base_offset: int
+    next_offset: int  # one past the segment's last offset
+    max_timestamp: int
+    files: Mapping[str, SegmentFile]  # by extension; `log`, `index`, `timeindex` always
+    uploaded_ms: int
+    state: SegmentState = SegmentState.COPY_FINISHED
+
+    @property
+    def last_offset(self) -> int:
+        return self.next_offset - 1
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the `.log` object: what retention.bytes counts."""
+        return self.files["log"].size
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files.values())
+
+    @property
+    def metadata_key(self) -> str:
+        return metadata_key(self.topic, self.topic_id, self.partition, self.base_offset, self.segment_id)
+
+    def key(self, extension: str) -> str:
+        return self.files[extension].key
+
+    def with_state(self, state: SegmentState) -> "RemoteSegment":
+        return replace(self, state=state)
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "version": 1,
+            "topic": self.topic,
+            "topic_id": str(self.topic_id),
+            "partition": self.partition,
+            "segment_id": str(self.segment_id),
+            "base_offset": self.base_offset,
+            "next_offset": self.next_offset,
+            "max_timestamp": self.max_timestamp,
+            "uploaded_ms": self.uploaded_ms,
+            "state": self.state.value,
+            "files": {ext: {"key": f.key, "size": f.size, "crc32c": f.crc32c} for ext, f in self.files.items()},
+        }, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> "RemoteSegment":
+        raw = _load(data, where)
+        try:
+            files = {ext: SegmentFile(str(f["key"]), int(f["size"]), int(f["crc32c"])) for ext, f in raw["files"].items()}
+            segment = cls(
+                topic=str(raw["topic"]), topic_id=uuid.UUID(raw["topic_id"]), partition=int(raw["partition"]),
+                segment_id=uuid.UUID(raw["segment_id"]), base_offset=int(raw["base_offset"]),
+                next_offset=int(raw["next_offset"]), max_timestamp=int(raw["max_timestamp"]), files=files,
+                uploaded_ms=int(raw["uploaded_ms"]), state=SegmentState(raw["state"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptMetadataError(f"{where}: not a segment record ({exc!r})") from None
+        if "log" not in files or segment.next_offset <= segment.base_offset:
+            raise CorruptMetadataError(f"{where}: segment record without a log file or with an empty offset range")
+        return segment
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: Mapping[str, Any] = field(default_factory=dict)  # the topic's overrides
+    state: TopicState = TopicState.LIVE
+
+    @property
+    def key(self) -> str:
+        return topic_record_key(self.name, self.topic_id)
+
+    @property
+    def folder(self) -> str:
+        return topic_folder(self.name, self.topic_id) + "/"
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "version": 1, "name": self.name, "topic_id": str(self.topic_id), "partitions": self.partitions,
+            "configs": dict(self.configs), "state": self.state.value,
+        }, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> "TopicRecord":
+        raw = _load(data, where)
+        try:
+            return cls(str(raw["name"]), uuid.UUID(raw["topic_id"]), int(raw["partitions"]), dict(raw["configs"]),
+                       TopicState(raw["state"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptMetadataError(f"{where}: not a topic record ({exc!r})") from None
+
+
+def _load(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptMetadataError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("version") != 1:
+        raise CorruptMetadataError(f"{where}: unknown record version")
+    return raw

@@ -1,0 +1,111 @@
+"""What the tiering manager knows of one partition's remote log: its committed segments
+(what readers may fetch), tombstones still being deleted, and upload bookkeeping."""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from hotlog.log import PartitionLog
+
+from .metadata import RemoteSegment, SegmentState
+
+
+class RemoteStatus(NamedTuple):
+    """A partition's remote tier at a glance (tier status, metrics)."""
+
+    log_start_offset: int = -1  # -1: nothing readable in the object store
+    log_end_offset: int = -1  # one past the highest tiered offset; -1: nothing ever tiered
+    size_bytes: int = 0
+    copy_lag_segments: int = 0  # sealed local segments not uploaded yet
+    copy_lag_bytes: int = 0
+
+
+@dataclass
+class RemotePartition:
+    topic: str
+    topic_id: uuid.UUID
+    partition: int
+    segments: list[RemoteSegment] = field(default_factory=list)  # COPY_FINISHED, by base offset
+    tombstones: list[RemoteSegment] = field(default_factory=list)  # DELETE_STARTED, objects to delete
+    # The newest DELETE_FINISHED record while no committed segment is newer: it remembers
+    # where offsets continue after retention emptied the remote log.
+    end_marker: RemoteSegment | None = None
+    stale_markers: list[RemoteSegment] = field(default_factory=list)  # older markers, to delete
+    in_flight: set[uuid.UUID] = field(default_factory=set)  # segment ids uploading, not committed
+    # Uploaded, but the PUT of its record failed in a way that may have reached the store
+    # (a timeout): whether it is committed is checked before anything else is uploaded.
+    uncertain: RemoteSegment | None = None
+    failures: int = 0  # consecutive failed tasks; sets the backoff
+    retry_at: float = 0.0  # monotonic time before which the partition is left alone
+
+    @classmethod
+    def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int,
+                     records: list[RemoteSegment]) -> "RemotePartition":
+        state = cls(topic, topic_id, partition)
+        markers = []
+        for record in sorted(records, key=lambda r: (r.base_offset, r.uploaded_ms)):
+            if record.state is SegmentState.COPY_FINISHED:
+                if state.segments and record.base_offset < state.segments[-1].next_offset:
+                    # The same offsets committed twice (a commit retried after an ambiguous
+                    # failure): the first one stands, the other is deleted.
+                    state.tombstones.append(record.with_state(SegmentState.DELETE_STARTED))
+                    continue
+                state.segments.append(record)
+            elif record.state is SegmentState.DELETE_STARTED:
+                state.tombstones.append(record)
+            else:
+                markers.append(record)
+        if markers:
+            newest = max(markers, key=lambda r: r.next_offset)
+            markers.remove(newest)
+            state.stale_markers = markers
+            if state.segments and state.segments[-1].next_offset >= newest.next_offset:
+                state.stale_markers.append(newest)
+            else:
+                state.end_marker = newest
+        return state
+
+    # -- what readers need -------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        """The first offset readable from the object store, or -1."""
+        return self.segments[0].base_offset if self.segments else -1
+
+    @property
+    def end_offset(self) -> int:
+        """One past the highest offset ever tiered (still readable or expired), or -1."""
+        ends = [self.segments[-1].next_offset] if self.segments else []
+        if self.end_marker is not None:
+            ends.append(self.end_marker.next_offset)
+        return max(ends, default=-1)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size_bytes for s in self.segments)
+
+    def segment_for(self, offset: int) -> RemoteSegment | None:
+        """The committed segment holding `offset`, or None."""
+        i = bisect.bisect_right([s.base_offset for s in self.segments], offset) - 1
+        if i >= 0 and offset < self.segments[i].next_offset:
+            return self.segments[i]
+        return None
+
+    def protected_ids(self) -> set[uuid.UUID]:
+        """Segment ids whose objects must stay: committed, being deleted, or uploading."""
+        return {r.segment_id for r in (*self.segments, *self.tombstones)} | self.in_flight
+
+    # -- upload bookkeeping ------------------------------------------------------------
+
+    def copy_lag(self, plog: PartitionLog) -> tuple[int, int]:
+        """(segments, bytes) of sealed local segments not uploaded yet."""
+        end = self.end_offset
+        lagging = [s for s in plog.segments if s.sealed and s.base_offset >= end]
+        return len(lagging), sum(s.size for s in lagging)
+
+    def status(self, plog: PartitionLog | None) -> RemoteStatus:
+        lag_segments, lag_bytes = self.copy_lag(plog) if plog is not None else (0, 0)
+        return RemoteStatus(self.log_start_offset, self.end_offset, self.size_bytes, lag_segments, lag_bytes)

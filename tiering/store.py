@@ -1,0 +1,123 @@
+"""The object store interface: a few async calls every backend (S3, a local folder, the
+latency and fault wrappers) implements, and the typed errors they raise."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from typing import AsyncIterable, Sequence
+
+from . import metrics
+
+# Request names for the per-operation counters (S3 bills by them).
+PUT, GET, HEAD, LIST, DELETE = "PUT", "GET", "HEAD", "LIST", "DELETE"
+CREATE_MULTIPART, UPLOAD_PART, COMPLETE_MULTIPART, ABORT_MULTIPART = (
+    "CREATE_MULTIPART", "UPLOAD_PART", "COMPLETE_MULTIPART", "ABORT_MULTIPART",
+)
+DEFAULT_PART_BYTES = 8 * 1024 * 1024
+
+
+class ObjectStoreError(Exception):
+    """Base of every error an object store raises."""
+
+
+class NotFoundError(ObjectStoreError):
+    """The object does not exist."""
+
+
+class InvalidRangeError(ObjectStoreError):
+    """A ranged read starting at or past the end of the object."""
+
+
+class InvalidKeyError(ObjectStoreError):
+    """A key the store cannot hold (empty, absolute, or climbing out of the root)."""
+
+
+class StoreConfigError(ObjectStoreError):
+    """A store URL or option that is not valid."""
+
+
+class AccessDeniedError(ObjectStoreError):
+    """The store refuses our credentials, or there are none."""
+
+
+class BucketNotFoundError(ObjectStoreError):
+    """The bucket (or root folder) does not exist."""
+
+
+class TransientStoreError(ObjectStoreError):
+    """A failure worth retrying: 5xx, throttling, a timeout, a dropped connection."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: float  # seconds since the epoch
+
+
+class ObjectStore(ABC):
+    """Objects by key. Writes are all or nothing: a reader never sees half an object.
+
+    `requests` counts requests sent, by operation (retries included), for metrics and
+    the cost model."""
+
+    part_bytes: int = DEFAULT_PART_BYTES  # multipart puts split data in parts of this size
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+
+    def count(self, operation: str, n: int = 1) -> None:
+        self.requests[operation] += n
+        metrics.STORE_REQUESTS.labels(operation).inc(n)
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """Where the store points, for messages (no credentials)."""
+
+    @abstractmethod
+    async def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` in one request, replacing what was there."""
+
+    @abstractmethod
+    async def put_multipart(self, key: str, parts: AsyncIterable[bytes]) -> None:
+        """Store the concatenation of `parts` under `key`. Every part but the last must be
+        `part_bytes` long; the object appears only once all parts are in."""
+
+    @abstractmethod
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes [start, end) of an object (to its end when `end` is None or past it).
+        Raises NotFoundError, or InvalidRangeError when `start` is at or past the end."""
+
+    @abstractmethod
+    async def head(self, key: str) -> ObjectInfo:
+        """Size and age of an object; NotFoundError if absent."""
+
+    @abstractmethod
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order."""
+
+    @abstractmethod
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete objects; keys that do not exist are not an error."""
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise AccessDeniedError or BucketNotFoundError (with a message a person can act
+        on) unless the store can be read and written."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def check_key(key: str) -> str:
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+        raise InvalidKeyError(f"object key {key!r} is not valid: use non-empty '/'-separated names")
+    return key
+
+
+def check_range(key: str, start: int, end: int | None) -> None:
+    if start < 0 or (end is not None and end < start):
+        raise InvalidRangeError(f"{key}: range [{start}, {end}) is not valid")
