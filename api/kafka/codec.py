@@ -64,8 +64,9 @@ def has_schema(api_key: int, api_version: int) -> bool:
     return True
 
 
-# What kio's native reader raises on bytes that do not fit the schema.
-_DECODE_ERRORS = (SerialError, ValueError, TypeError, OverflowError, UnicodeDecodeError, IndexError)
+# What kio's native reader raises on bytes that do not fit the schema. KeyError is its
+# answer to a tagged field it does not know (Kafka would skip those).
+_DECODE_ERRORS = (SerialError, ValueError, TypeError, OverflowError, UnicodeDecodeError, IndexError, KeyError)
 
 
 def decode_request(frame: bytes | memoryview, api_key: int, api_version: int) -> DecodedRequest:

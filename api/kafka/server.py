@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Coroutine
 
 from ..listen import ListenError, parse_host_port, reason
 from .apis import API_VERSIONS_KEY, APIS, PRODUCE_KEY, unsupported_api_versions
-from .codec import SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
+from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
 
 if TYPE_CHECKING:
@@ -109,9 +109,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if available < SIZE.size:
                 break
             (size,) = SIZE.unpack_from(self._buf, self._start)
-            if size < 8 or size > self.max_frame:
-                log.warning("closing connection from %s: request frame of %d bytes (limit %d, socket.request.max.bytes)",
-                            self.peer_host, size, self.max_frame)
+            if size < REQUEST_PREFIX.size or size > self.max_frame:
+                log.warning("closing connection from %s: a request frame of %d bytes (at least %d, at most %d: "
+                            "socket.request.max.bytes)", self.peer_host, size, REQUEST_PREFIX.size, self.max_frame)
                 self.close()
                 return
             if available < SIZE.size + size:
