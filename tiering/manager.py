@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import os
-import random
 import time
 import uuid
 from collections import deque
@@ -35,6 +34,7 @@ from hotlog.retention import expired_segment_count
 from hotlog.segment import LogSegment
 
 from . import metrics
+from .backoff import Backoff
 from .metadata import (
     META_FOLDER, TOPICS_PREFIX, RemoteSegment, SegmentState, TopicRecord, TopicState, parse_segment_name,
     partition_prefix,
@@ -86,6 +86,7 @@ class TieringManager:
         self._upload_slots = asyncio.Semaphore(upload_concurrency)
         self._metadata_slots = asyncio.Semaphore(metadata_concurrency)
         self._pass_lock = asyncio.Lock()
+        self._topics_backoff = Backoff(retry_backoff_ms, self.retry_backoff_max_ms)
         self._last_orphan_check: float | None = None
         self._task: asyncio.Task[None] | None = None
         # From now on hotlog leaves the retention of tiered logs to us: nothing local is
@@ -131,7 +132,7 @@ class TieringManager:
             for partition in range(min(record.partitions, topic.partitions)):
                 loads.append(self._load_partition(topic, partition))
         for state in await asyncio.gather(*loads):
-            self.partitions[(state.topic_id, state.partition)] = state
+            self._track(state)
             plog = self.logs.log(state.topic, state.partition)
             if plog.log_end_offset < state.end_offset:
                 await self._restore_partition(state, plog)
@@ -210,7 +211,7 @@ class TieringManager:
 
     async def _partition_pass(self, state: RemotePartition, plog: PartitionLog, now_ms: int, may_copy: bool,
                               orphans_due: bool) -> None:
-        if state.retry_at > time.monotonic():
+        if state.backoff.waiting:
             self._apply_local_retention(state, plog, now_ms)
             return
         try:
@@ -222,7 +223,7 @@ class TieringManager:
         except (ObjectStoreError, OSError) as exc:  # OSError: a local segment file unreadable
             self._failed(state, "copy", exc)
         self._apply_local_retention(state, plog, now_ms)
-        if state.retry_at > time.monotonic():
+        if state.backoff.waiting:
             return
         try:
             await self._apply_remote_retention(state, plog, now_ms)
@@ -231,14 +232,11 @@ class TieringManager:
         except ObjectStoreError as exc:
             self._failed(state, "remote_retention", exc)
             return
-        state.failures = 0
+        state.backoff.succeeded()
 
     def _failed(self, state: RemotePartition, task: str, exc: Exception) -> None:
         metrics.ERRORS.labels(task).inc()
-        state.failures += 1
-        backoff_ms = min(self.retry_backoff_max_ms, self.retry_backoff_ms * 2 ** min(state.failures - 1, 30))
-        delay = backoff_ms / 1000 * random.uniform(0.5, 1.0)
-        state.retry_at = time.monotonic() + delay
+        delay = state.backoff.failed()
         log.warning("%s-%d: %s failed, retrying in %.1fs: %s", state.topic, state.partition, task, delay, exc)
 
     # -- topics ------------------------------------------------------------------------
@@ -248,33 +246,38 @@ class TieringManager:
         topics (new, or with new partitions or configs). Returns the ids of topics whose
         record is in the bucket as it is locally: only those may upload."""
         local = {t.topic_id: t for t in self.logs.topics.values()}
-        for topic_id in (self.known_topic_ids | set(self.topic_records)) - set(local):
-            try:
-                await self._delete_remote_topic(topic_id)
-            except ObjectStoreError as exc:
-                metrics.ERRORS.labels("delete_topic").inc()
-                log.warning("deleting the objects of deleted topic %s failed, will retry: %s", topic_id, exc)
-        self._remember_local_topics()
-        synced = set()
-        for topic in local.values():
-            config = self.logs.config_for(topic)
-            if not config.remote_storage_enable and topic.topic_id not in self.topic_records:
-                continue
-            record = TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.overrides))
-            if self.topic_records.get(topic.topic_id) != record:
-                try:
-                    await self.store.put(record.key, record.to_json())
-                except ObjectStoreError as exc:
-                    metrics.ERRORS.labels("topic_record").inc()
-                    log.warning("writing the record of topic %s failed, will retry: %s", topic.name, exc)
+        ready = not self._topics_backoff.waiting
+        try:
+            for topic_id in (self.known_topic_ids | set(self.topic_records)) - set(local):
+                if ready:
+                    await self._delete_remote_topic(topic_id)
+            self._remember_local_topics()
+            synced = set()
+            for topic in local.values():
+                if not self.logs.config_for(topic).remote_storage_enable and topic.topic_id not in self.topic_records:
                     continue
-                self.topic_records[topic.topic_id] = record
-            synced.add(topic.topic_id)
-            for partition in range(topic.partitions):
-                self.partitions.setdefault(
-                    (topic.topic_id, partition), RemotePartition(topic.name, topic.topic_id, partition)
-                )
+                for partition in range(topic.partitions):
+                    if (topic.topic_id, partition) not in self.partitions:
+                        self._track(RemotePartition(topic.name, topic.topic_id, partition))
+                record = TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.overrides))
+                if self.topic_records.get(topic.topic_id) != record:
+                    if not ready:
+                        continue
+                    await self.store.put(record.key, record.to_json())
+                    self.topic_records[topic.topic_id] = record
+                synced.add(topic.topic_id)
+        except ObjectStoreError as exc:
+            metrics.ERRORS.labels("topics").inc()
+            delay = self._topics_backoff.failed()
+            log.warning("writing or deleting topic records failed, retrying in %.1fs: %s", delay, exc)
+            return set()
+        if ready:
+            self._topics_backoff.succeeded()
         return synced
+
+    def _track(self, state: RemotePartition) -> None:
+        state.backoff = Backoff(self.retry_backoff_ms, self.retry_backoff_max_ms)
+        self.partitions[(state.topic_id, state.partition)] = state
 
     async def _delete_remote_topic(self, topic_id: uuid.UUID) -> None:
         """Tombstone the topic record, delete every object of the topic, then the record."""

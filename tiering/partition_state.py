@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from hotlog.log import PartitionLog
 
+from .backoff import Backoff
 from .metadata import RemoteSegment, SegmentState
 
 
@@ -38,8 +39,7 @@ class RemotePartition:
     # Uploaded, but the PUT of its record failed in a way that may have reached the store
     # (a timeout): whether it is committed is checked before anything else is uploaded.
     uncertain: RemoteSegment | None = None
-    failures: int = 0  # consecutive failed tasks; sets the backoff
-    retry_at: float = 0.0  # monotonic time before which the partition is left alone
+    backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 60_000))  # after failed tasks
 
     @classmethod
     def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int,

@@ -90,7 +90,7 @@ class S3Store(ObjectStore):
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             max_pool_connections=max_pool_connections,
-            retries={"max_attempts": 1, "mode": "standard"},  # we retry, and count, ourselves
+            retries={"total_max_attempts": 1, "mode": "standard"},  # we retry, and count, ourselves
         )
         self._exit_stack = contextlib.AsyncExitStack()
         self._client: Any = None
@@ -169,7 +169,7 @@ class S3Store(ObjectStore):
         full = self._full_key(key)
         checksum = crc32c_b64(data)
         await self._call(PUT, full, lambda s3: s3.put_object(
-            Bucket=self.bucket, Key=full, Body=data, ChecksumCRC32C=checksum,
+            Bucket=self.bucket, Key=full, Body=data, ChecksumAlgorithm="CRC32C", ChecksumCRC32C=checksum,
         ))
 
     async def put_multipart(self, key: str, parts: AsyncIterable[bytes]) -> None:
@@ -201,7 +201,7 @@ class S3Store(ObjectStore):
                 checksum = crc32c_b64(data)
                 response = await self._call(UPLOAD_PART, full, lambda s3: s3.upload_part(
                     Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=data,
-                    ChecksumCRC32C=checksum,
+                    ChecksumAlgorithm="CRC32C", ChecksumCRC32C=checksum,
                 ))
                 return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32C": checksum}
             finally:

@@ -46,7 +46,7 @@ def open_store(url: str, **options: Any) -> ObjectStore:
             try:
                 kwargs[name] = kind(raw)
             except ValueError:
-                raise StoreConfigError(f"object store URL {url!r}: {name}={raw!r} is not a {kind.__name__}") from None
+                raise StoreConfigError(f"object store URL {url!r}: {name}={raw!r} is not a number") from None
         kwargs.update(options)
         return S3Store(bucket, unquote(parts.path).strip("/"), **kwargs)
     raise StoreConfigError(f"object store URL {url!r}: use file:///path or s3://bucket/prefix")
