@@ -1,4 +1,4 @@
-"""The local log's typed errors as Kafka error codes."""
+"""The local log's typed errors as Kafka error codes, and the protocol's own error."""
 
 from __future__ import annotations
 
@@ -30,3 +30,7 @@ def error_code(exc: log_errors.LogError) -> ErrorCode:
         if code is not None:
             return code
     return ErrorCode.unknown_server_error
+
+
+class RequestDecodeError(Exception):
+    """A request frame that is truncated or malformed."""

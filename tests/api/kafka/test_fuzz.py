@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kio.schema.create_topics.v7 import request as create_topics_v7
@@ -16,7 +17,8 @@ from kio.schema.offset_commit.v8 import request as commit_v8
 from kio.schema.sync_group.v5 import request as sync_v5
 
 from api.kafka.apis import APIS
-from api.kafka.codec import RequestDecodeError, decode_request, peek_header
+from api.kafka.codec import decode_request, peek_header
+from api.kafka.errors import RequestDecodeError
 
 from .cluster import KafkaServer
 from .test_protocol import batch, fetch, metadata, produce
@@ -76,6 +78,19 @@ def decode_or_refuse(frame: bytes) -> None:
         decode_request(frame, api_key, api_version)
     except RequestDecodeError:
         pass
+
+
+# A mutated Fetch v12 the fuzzer found: a partitions count of billions. kio sizes a vector
+# from it before reading an element, and the allocation failure aborts the process.
+KIO_ABORT = bytes.fromhex(
+    "0001000c000000020009776972652d7465737400ffffffff00000032000000017fffffff00000000000766757ab4f0b1"
+    "fb5e8f907a2d610200000000ffffffff0000000000000000ffffffffffffffcbffffffff001000000000010100"
+)
+
+
+def test_a_huge_array_count_is_refused_before_kio_allocates_for_it() -> None:
+    with pytest.raises(RequestDecodeError, match="an array of 25491699763 elements"):
+        decode_request(KIO_ABORT, 1, 12)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
