@@ -1,16 +1,24 @@
 """One read path for every front end (Kafka protocol, gRPC, CLI).
 
-Today it serves the local tier; the remote tier plugs in behind the same calls, so
-callers never learn which tier held an offset."""
+An offset still on local disk is served from the local log; an older one from its
+segment in the object store. Callers never learn which tier held an offset."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
+from hotlog.errors import OffsetOutOfRangeError
 from hotlog.log import PartitionLog
 from hotlog.manager import LogManager
 from hotlog.txn_index import AbortedTxn
+from tiering.manager import TieringManager
+from tiering.partition_state import RemotePartition
+from tiering.store import NotFoundError
+
+from . import metrics
+from .index_cache import RemoteDataError
+from .remote import RemoteReader
 
 
 @dataclass(frozen=True)
@@ -23,14 +31,35 @@ class ReadResult:
 
 
 class Reader:
-    def __init__(self, logs: LogManager) -> None:
+    def __init__(self, logs: LogManager, tiering: TieringManager | None = None,
+                 remote: RemoteReader | None = None) -> None:
         self.logs = logs
+        self.tiering = tiering
+        self.remote = remote
 
     def _log(self, topic: str, partition: int) -> PartitionLog:
         return self.logs.log(topic, partition)
 
+    def _remote_state(self, topic: str, partition: int) -> RemotePartition | None:
+        if self.tiering is None or self.remote is None:
+            return None
+        state = self.tiering.remote_partition(topic, partition)
+        return state if state is not None and state.segments else None
+
     def log_start_offset(self, topic: str, partition: int) -> int:
+        """The earliest readable offset: the remote log start once segments are tiered."""
+        local = self._log(topic, partition).log_start_offset
+        state = self._remote_state(topic, partition)
+        return local if state is None else min(local, state.log_start_offset)
+
+    def local_log_start_offset(self, topic: str, partition: int) -> int:
         return self._log(topic, partition).log_start_offset
+
+    def last_tiered_offset(self, topic: str, partition: int) -> int:
+        """The highest offset in the object store, or -1 (KIP-1005)."""
+        self._log(topic, partition)
+        state = self._remote_state(topic, partition)
+        return -1 if state is None else state.end_offset - 1
 
     def high_watermark(self, topic: str, partition: int) -> int:
         return self._log(topic, partition).high_watermark
@@ -41,19 +70,61 @@ class Reader:
     async def read(self, topic: str, partition: int, offset: int, max_bytes: int,
                    *, max_offset: int | None = None, read_committed: bool = False) -> ReadResult:
         """Whole batches from `offset` on, at least one even past `max_bytes` (KIP-74).
-        Raises OffsetOutOfRangeError outside [log start, log end]."""
+        Raises OffsetOutOfRangeError outside [log start, log end]; RemoteDataError (retriable)
+        when the object store returned data that failed its checks."""
         plog = self._log(topic, partition)
         lso = plog.last_stable_offset
         if read_committed:
             max_offset = lso if max_offset is None else min(max_offset, lso)
-        found = plog.read(offset, max_bytes, max_offset=max_offset)
+        if offset < plog.log_start_offset:
+            return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
+        try:
+            found = plog.read(offset, max_bytes, max_offset=max_offset)
+        except OffsetOutOfRangeError:
+            if offset < plog.log_start_offset:  # local retention moved the start meanwhile
+                return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
+            raise
         # Local reads come from the page cache: cheaper inline than a hop to a thread.
         records = b"" if found is None else found.read()
+        metrics.BYTES_SERVED.labels("local").inc(len(records))
         aborted: tuple[AbortedTxn, ...] = ()
         if read_committed and found is not None:
             aborted = tuple(plog.aborted_transactions(offset, found.end_offset))
-        return ReadResult(records, plog.high_watermark, plog.log_start_offset, lso, aborted)
+        return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, aborted)
+
+    async def _read_remote(self, plog: PartitionLog, offset: int, max_bytes: int, max_offset: int | None,
+                           read_committed: bool, lso: int) -> ReadResult:
+        topic, partition = plog.topic, plog.partition
+        state = self._remote_state(topic, partition)
+        segment = state.segment_for(offset) if state is not None else None
+        if segment is None or self.remote is None:
+            raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
+        try:
+            records, end_offset = await self.remote.read(segment, offset, max_bytes, max_offset=max_offset)
+        except NotFoundError as exc:  # remote retention deleted it while we read
+            start = self.log_start_offset(topic, partition)
+            if offset < start:
+                raise OffsetOutOfRangeError(offset, start, plog.log_end_offset) from exc
+            raise RemoteDataError(f"{segment.key('log')} vanished from the object store") from exc
+        metrics.BYTES_SERVED.labels("remote").inc(len(records))
+        aborted: list[AbortedTxn] = []
+        if read_committed and records:
+            # A transaction's marker may lie in a later segment, remote or local.
+            for later in state.segments[state.segments.index(segment):]:
+                aborted += [t for t in await self.remote.indexes.aborted_transactions(later)
+                            if t.last_offset >= offset and t.first_offset < end_offset]
+            aborted += [t for t in plog.aborted_transactions(offset, end_offset) if t not in aborted]
+        return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, tuple(aborted))
 
     async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record at or after `timestamp`, or None."""
-        return await asyncio.to_thread(self._log(topic, partition).offset_for_timestamp, timestamp)
+        """(offset, timestamp) of the first record at or after `timestamp`, across both tiers."""
+        plog = self._log(topic, partition)
+        state = self._remote_state(topic, partition)
+        if state is not None and self.remote is not None:
+            for segment in list(state.segments):
+                if segment.next_offset > plog.log_start_offset:
+                    break  # from here on the local log has it
+                found = await self.remote.offset_for_timestamp(segment, timestamp)
+                if found is not None:
+                    return found
+        return await asyncio.to_thread(plog.offset_for_timestamp, timestamp)

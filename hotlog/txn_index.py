@@ -32,8 +32,12 @@ class TxnIndex:
                 data = f.read()
         except FileNotFoundError:
             return
+        self.entries = self.parse(data)
+
+    @staticmethod
+    def parse(data: bytes) -> list[AbortedTxn]:
         whole = len(data) - len(data) % _ENTRY.size  # a torn last entry is dropped
-        self.entries = [AbortedTxn(*fields[1:]) for fields in _ENTRY.iter_unpack(data[:whole])]
+        return [AbortedTxn(*fields[1:]) for fields in _ENTRY.iter_unpack(data[:whole])]
 
     def append(self, txn: AbortedTxn) -> None:
         self.entries.append(txn)

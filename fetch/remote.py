@@ -1,0 +1,135 @@
+"""Reads of record batches from segments in the object store, through the chunk cache."""
+
+from __future__ import annotations
+
+from hotlog.batch import HEADER_SIZE, BatchHeader, parse_header, validate_batches
+from hotlog.errors import CorruptRecordError
+from hotlog.records import decode_batch
+from tiering.metadata import RemoteSegment
+
+from .chunk_cache import ChunkCache, ShortChunkError
+from .index_cache import RemoteDataError, RemoteIndexCache
+
+
+class _Span:
+    """Bytes of one remote `.log` object, assembled from cached chunks as a read needs them."""
+
+    def __init__(self, cache: ChunkCache, key: str, size: int) -> None:
+        self.cache = cache
+        self.key = key
+        self.size = size
+        self.chunks: dict[int, bytes] = {}
+
+    async def _chunk(self, index: int) -> bytes:
+        chunk = self.chunks.get(index)
+        if chunk is None:
+            try:
+                chunk = self.chunks[index] = await self.cache.get(self.key, index, self.size)
+            except ShortChunkError as exc:
+                raise RemoteDataError(str(exc)) from exc
+        return chunk
+
+    async def read(self, position: int, length: int) -> bytes:
+        """Bytes [position, position + length), stitched across chunk boundaries."""
+        size = self.cache.chunk_bytes
+        first, last = position // size, (position + length - 1) // size
+        if first == last:
+            chunk = await self._chunk(first)
+            return chunk[position - first * size : position - first * size + length]
+        parts = []
+        for index in range(first, last + 1):
+            chunk = await self._chunk(index)
+            lo = max(position - index * size, 0)
+            hi = min(position + length - index * size, len(chunk))
+            parts.append(chunk[lo:hi])
+        return b"".join(parts)
+
+    async def header(self, position: int) -> BatchHeader:
+        return parse_header(await self.read(position, HEADER_SIZE))
+
+    def last_chunk(self, end_position: int) -> int:
+        return max(end_position - 1, 0) // self.cache.chunk_bytes
+
+
+def _check_offsets(batches: list[tuple[int, BatchHeader]], offset: int, segment: RemoteSegment) -> None:
+    """Offsets are outside the CRC: check that they run on without a gap inside the segment."""
+    expected = batches[0][1].base_offset
+    if not (segment.base_offset <= expected <= offset):
+        raise CorruptRecordError(f"batch at offset {expected} cannot hold offset {offset}")
+    for _, header in batches:
+        if header.base_offset != expected or header.next_offset > segment.next_offset:
+            raise CorruptRecordError(f"batch offsets {header.base_offset}..{header.last_offset} out of sequence")
+        expected = header.next_offset
+
+
+class RemoteReader:
+    def __init__(self, cache: ChunkCache, indexes: RemoteIndexCache, *, readahead_chunks: int = 4) -> None:
+        self.cache = cache
+        self.indexes = indexes
+        self.readahead_chunks = readahead_chunks
+        self._read_ends: dict[str, int] = {}  # object key -> where the last read ended
+
+    async def read(
+        self, segment: RemoteSegment, offset: int, max_bytes: int, *, max_offset: int | None = None
+    ) -> tuple[bytes, int]:
+        """Whole batches from the one holding `offset` (at least one), up to `max_bytes`,
+        before `max_offset`. Returns the bytes and the offset after them. Every batch is
+        checked (CRC-32C) before it is served."""
+        key, size = segment.key("log"), segment.files["log"].size
+        span = _Span(self.cache, key, size)
+        index = await self.indexes.offset_index(segment)
+        position = index.position_for(offset)
+        start = None
+        while position + HEADER_SIZE <= size:
+            header = await span.header(position)
+            if header.last_offset >= offset:
+                start = position
+                break
+            position += header.size
+        if start is None or (max_offset is not None and header.base_offset >= max_offset):
+            return b"", offset
+        end, end_offset = start, offset
+        while end + HEADER_SIZE <= size:
+            header = await span.header(end)
+            if max_offset is not None and header.base_offset >= max_offset:
+                break
+            if end > start and end + header.size - start > max_bytes:
+                break
+            end += header.size
+            end_offset = header.next_offset
+        data = await span.read(start, end - start)
+        try:
+            _check_offsets(validate_batches(data), offset, segment)
+        except CorruptRecordError as exc:
+            for chunk in range(start // self.cache.chunk_bytes, span.last_chunk(end) + 1):
+                self.cache.invalidate(key, chunk)
+            raise RemoteDataError(f"{key}: {exc}") from exc
+        self._read_ahead(key, start, end, size)
+        return data, end_offset
+
+    def _read_ahead(self, key: str, start: int, end: int, size: int) -> None:
+        """Sequential readers (this read begins where the last one ended, or at the segment's
+        start) get the next chunks loading before they ask."""
+        sequential = start == 0 or self._read_ends.get(key) == start
+        self._read_ends[key] = end
+        if sequential and end < size:
+            self.cache.prefetch(key, end // self.cache.chunk_bytes, self.readahead_chunks, size)
+
+    async def offset_for_timestamp(self, segment: RemoteSegment, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the segment's first record at or after `timestamp`."""
+        if segment.max_timestamp < timestamp:
+            return None
+        time_index = await self.indexes.time_index(segment)
+        offset_index = await self.indexes.offset_index(segment)
+        span = _Span(self.cache, segment.key("log"), segment.files["log"].size)
+        position = offset_index.position_for(time_index.offset_before(timestamp))
+        while position + HEADER_SIZE <= span.size:
+            header = await span.header(position)
+            if header.max_timestamp >= timestamp:
+                batch = decode_batch(await span.read(position, header.size))
+                for record in batch.records:
+                    if record.timestamp >= timestamp:
+                        return record.offset, record.timestamp
+                return header.last_offset, header.max_timestamp
+            position += header.size
+        return None
