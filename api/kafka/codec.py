@@ -10,7 +10,7 @@ one buffer: they go to the socket as they came from the log.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from types import NoneType, UnionType
 from typing import Any, TypeVar, get_args, get_origin
@@ -79,38 +79,7 @@ def decode_request(frame: bytes | memoryview, api_key: int, api_version: int) ->
         body, _ = entity_reader(schema)(frame, used)
     except _DECODE_ERRORS as exc:
         raise RequestDecodeError(f"malformed {schema.__name__} v{api_version}: {exc}") from None
-    _check_arrays(body, schema.__name__)
     return DecodedRequest(api_key, api_version, header.correlation_id, header.client_id, body)
-
-
-@cache
-def _structure(entity_type: type) -> tuple[tuple[str, bool, type | None], ...]:
-    """(field, may be null, entity type inside) for the array and entity fields of a schema."""
-    found = []
-    for f in fields(entity_type):
-        field_type, nullable = f.type, False
-        if get_origin(field_type) is UnionType:
-            nullable = NoneType in get_args(field_type)
-            field_type = next(a for a in get_args(field_type) if a is not NoneType)
-        is_array = get_origin(field_type) is tuple
-        inner = get_args(field_type)[0] if is_array else field_type
-        entity = inner if is_dataclass(inner) else None
-        if is_array or entity is not None:
-            found.append((f.name, nullable, entity))
-    return tuple(found)
-
-
-def _check_arrays(entity: Any, schema_name: str) -> None:
-    """kio reads a null array wherever the bytes say so; Kafka refuses one where the schema
-    does not allow it, and so do we, before a handler sees it."""
-    for name, nullable, inner in _structure(type(entity)):
-        value = getattr(entity, name)
-        if value is None:
-            if not nullable:
-                raise RequestDecodeError(f"malformed {schema_name}: {name} is null")
-        elif inner is not None:
-            for item in value if isinstance(value, tuple) else (value,):
-                _check_arrays(item, schema_name)
 
 
 class FrameWriter:

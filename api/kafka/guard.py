@@ -3,7 +3,8 @@
 kio's native reader sizes an array from the count on the wire before reading a single
 element, so a frame claiming two billion elements aborts the whole process with an
 allocation failure. This walk follows the same schema without building anything and
-refuses a frame whose counts or lengths run past its end; only then does kio decode it.
+refuses a frame whose counts or lengths run past its end, or that has a null array where
+the schema has none (kio would pass the None on); only then does kio decode it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class _Field:
     kafka_type: str | None  # None: an entity
     entity: type | None
     array: bool
-    nullable_entity: bool  # KIP-893: a nullable struct, after an int8 marker
+    nullable: bool  # an array that may be null; an entity behind an int8 marker (KIP-893)
     legacy_string: bool  # the request header's client id is never compact
 
 
@@ -52,7 +53,7 @@ def _plan(entity_type: type) -> _Plan:
         entity = inner if is_dataclass(inner) else None
         step = _Field(
             None if entity else f.metadata["kafka_type"], entity, array,
-            nullable and entity is not None and not array and "tag" not in f.metadata,
+            nullable and (array or entity is not None) and "tag" not in f.metadata,
             entity_type.__name__ == "RequestHeader" and f.name == "client_id",
         )
         if "tag" in f.metadata:
@@ -95,7 +96,7 @@ class _Cursor:
 
 def _skip_value(cursor: _Cursor, field: _Field, flexible: bool) -> None:
     if field.entity is not None:
-        if field.nullable_entity and cursor.buf[cursor.take(1)] == 0xFF:
+        if field.nullable and not field.array and cursor.buf[cursor.take(1)] == 0xFF:
             return
         _skip_entity(cursor, field.entity)
         return
@@ -118,6 +119,8 @@ def _skip_field(cursor: _Cursor, field: _Field, flexible: bool) -> None:
         _skip_value(cursor, field, flexible)
         return
     count = cursor.uvarint() - 1 if flexible else cursor.int32()
+    if count < 0 and not field.nullable:  # kio would hand the handler a None
+        raise RequestDecodeError("a null array where the schema requires one")
     if count > cursor.end - cursor.pos:  # every element takes at least one byte
         raise RequestDecodeError(f"an array of {count} elements in {cursor.end - cursor.pos} bytes")
     for _ in range(count):
