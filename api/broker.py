@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import os
+
+from fetch.chunk_cache import ChunkCache
+from fetch.index_cache import RemoteIndexCache
 from fetch.reader import Reader
+from fetch.remote import RemoteReader
+from hotlog.errors import InvalidConfigError
 from hotlog.manager import LogManager
+from tiering.manager import TieringManager
+from tiering.store import ObjectStore
 
 from .kafka.coordinator import GroupCoordinator
 from .settings import BrokerSettings
@@ -19,6 +27,20 @@ class Broker:
         # Consumer groups and their committed offsets (in `__consumer_offsets`).
         self.groups = GroupCoordinator(self.logs, self.reader, settings)
         self._background: list[asyncio.Task[None]] = []
+
+    def attach_tiering(self, tiering: TieringManager, store: ObjectStore) -> None:
+        """Serve offsets below the local log start from the object store."""
+        settings = self.settings
+        if settings.remote_log_chunk_cache_bytes < settings.remote_log_chunk_bytes:
+            raise InvalidConfigError("remote.log.chunk.cache.bytes must hold at least one chunk")
+        cache = ChunkCache(
+            os.path.join(self.logs.data_dir, "remote-chunk-cache"), store.get,
+            chunk_bytes=settings.remote_log_chunk_bytes, max_bytes=settings.remote_log_chunk_cache_bytes,
+            max_concurrent_gets=settings.remote_log_max_concurrent_gets,
+        )
+        indexes = RemoteIndexCache(store, max_bytes=settings.remote_log_index_cache_bytes)
+        self.reader.tiering = tiering
+        self.reader.remote = RemoteReader(cache, indexes, readahead_chunks=settings.remote_log_prefetch_chunks)
 
     async def start(self) -> None:
         self.logs.open()
@@ -37,5 +59,7 @@ class Broker:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.reader.remote is not None:
+            await self.reader.remote.cache.close()
         self.groups.close()
         self.logs.close()

@@ -40,6 +40,11 @@ class BrokerSettings:
     group_min_session_timeout_ms: int = 6_000
     group_max_session_timeout_ms: int = 1_800_000
     socket_request_max_bytes: int = 104_857_600  # larger Kafka request frames close the connection
+    remote_log_chunk_bytes: int = 4 * 1024 * 1024
+    remote_log_chunk_cache_bytes: int = 1024 * 1024 * 1024
+    remote_log_index_cache_bytes: int = 64 * 1024 * 1024
+    remote_log_max_concurrent_gets: int = 16
+    remote_log_prefetch_chunks: int = 4
 
     @classmethod
     def parse(cls, properties: Mapping[str, str]) -> "BrokerSettings":
@@ -49,30 +54,35 @@ class BrokerSettings:
             topic_name = BROKER_TO_TOPIC.get(name)
             if topic_name is not None:
                 settings.log_defaults[topic_name] = TOPIC_CONFIGS[topic_name].parse(raw)
-            elif name == "num.partitions":
-                settings.num_partitions = _int(name, raw, 1)
+            elif name in _INTS:
+                field_name, low = _INTS[name]
+                setattr(settings, field_name, _int(name, raw, low))
             elif name == "auto.create.topics.enable":
                 settings.auto_create_topics_enable = _bool(name, raw)
             elif name == "advertised.listeners":
                 settings.advertised_listeners = raw
-            elif name in ("node.id", "broker.id"):
-                settings.node_id = _int(name, raw)
-            elif name == "remote.log.manager.task.interval.ms":
-                settings.remote_log_manager_task_interval_ms = _int(name, raw, 1)
-            elif name == "log.retention.check.interval.ms":
-                settings.log_retention_check_interval_ms = _int(name, raw, 1)
-            elif name == "log.flush.scheduler.interval.ms":
-                settings.log_flush_scheduler_interval_ms = _int(name, raw, 1)
-            elif name == "group.initial.rebalance.delay.ms":
-                settings.group_initial_rebalance_delay_ms = _int(name, raw)
-            elif name == "offsets.topic.num.partitions":
-                settings.offsets_topic_num_partitions = _int(name, raw, 1)
-            elif name == "group.min.session.timeout.ms":
-                settings.group_min_session_timeout_ms = _int(name, raw, 1)
-            elif name == "group.max.session.timeout.ms":
-                settings.group_max_session_timeout_ms = _int(name, raw, 1)
-            elif name == "socket.request.max.bytes":
-                settings.socket_request_max_bytes = _int(name, raw, 1)
             else:
                 raise InvalidConfigError(f"unknown broker property {name!r}")
         return settings
+
+
+# Integer broker properties: Kafka's name -> (BrokerSettings field, lowest value).
+_INTS: dict[str, tuple[str, int]] = {
+    "num.partitions": ("num_partitions", 1),
+    "node.id": ("node_id", 0),
+    "broker.id": ("node_id", 0),
+    "remote.log.manager.task.interval.ms": ("remote_log_manager_task_interval_ms", 1),
+    "log.retention.check.interval.ms": ("log_retention_check_interval_ms", 1),
+    "log.flush.scheduler.interval.ms": ("log_flush_scheduler_interval_ms", 1),
+    "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", 0),
+    "offsets.topic.num.partitions": ("offsets_topic_num_partitions", 1),
+    "group.min.session.timeout.ms": ("group_min_session_timeout_ms", 1),
+    "group.max.session.timeout.ms": ("group_max_session_timeout_ms", 1),
+    "socket.request.max.bytes": ("socket_request_max_bytes", 1),
+    # The read path over the object store (tierlog's own names, in Kafka's remote.log.* family).
+    "remote.log.chunk.bytes": ("remote_log_chunk_bytes", 4096),
+    "remote.log.chunk.cache.bytes": ("remote_log_chunk_cache_bytes", 4096),
+    "remote.log.index.file.cache.total.size.bytes": ("remote_log_index_cache_bytes", 1),
+    "remote.log.reader.max.concurrent.gets": ("remote_log_max_concurrent_gets", 1),
+    "remote.log.prefetch.chunks": ("remote_log_prefetch_chunks", 0),
+}
