@@ -49,6 +49,11 @@ class LogClosedError(LogError):
     """The log was closed or its topic deleted."""
 
 
+class LogStorageError(LogError):
+    """An fsync failed: what the page cache held may be lost, so the log takes no more
+    writes until the broker restarts and recovery has checked the disk."""
+
+
 class OutOfOrderSequenceError(LogError):
     """An idempotent producer's batch does not continue its last sequence."""
 

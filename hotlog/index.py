@@ -131,9 +131,6 @@ class OffsetIndex(SparseIndex):
         slot = bisect_right(self.values, position) - 1
         return 0 if slot < 0 else self.values[slot]
 
-    def truncate_to_position(self, size: int) -> None:
-        self.truncate_entries(bisect_left(self.values, size))
-
 
 class TimeIndex(SparseIndex):
     """Largest timestamp so far -> relative offset of the batch that holds it."""
@@ -158,11 +155,4 @@ class TimeIndex(SparseIndex):
         Scanning from that batch finds the first record at or after `timestamp`."""
         slot = bisect_left(self.keys, timestamp) - 1
         return self.base_offset if slot < 0 else self.base_offset + self.values[slot]
-
-    def truncate_to_offset(self, next_offset: int) -> None:
-        """Drop entries pointing at offsets >= `next_offset`."""
-        count = len(self.values)
-        while count and self.base_offset + self.values[count - 1] >= next_offset:
-            count -= 1
-        self.truncate_entries(count)
 

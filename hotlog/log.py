@@ -15,7 +15,7 @@ from .batch import (
 )
 from .config import LogConfig
 from .errors import (
-    CorruptRecordError, LogClosedError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError,
+    CorruptRecordError, LogClosedError, LogStorageError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError,
 )
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .records import Record, build_batch, decode_batch
@@ -49,6 +49,7 @@ class PartitionLog:
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self.recovery_point = 0  # every offset below it is fsynced
+        self.storage_error: OSError | None = None  # a failed fsync takes the log offline
         self.unflushed_messages = 0
         self.last_flush_ms = int(time.time() * 1000)
         self._flush_task: asyncio.Task[None] | None = None
@@ -197,7 +198,8 @@ class PartitionLog:
     def _remove_stray_indexes(self, bases: set[int]) -> None:
         for name in os.listdir(self.directory):
             stem, dot, suffix = name.partition(".")
-            if dot and suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
+            stray_index = suffix in ("index", "timeindex", "txnindex") and stem.isdigit() and int(stem) not in bases
+            if dot and (stray_index or name.endswith(".tmp")):  # .tmp: a snapshot write a crash cut short
                 os.unlink(os.path.join(self.directory, name))
 
     def _new_segment(self, base_offset: int) -> LogSegment:
@@ -249,6 +251,8 @@ class PartitionLog:
         changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing."""
         if self.closed:
             raise LogClosedError(f"{self.topic}-{self.partition} is closed")
+        if self.storage_error is not None:
+            raise LogStorageError(f"{self.topic}-{self.partition} is offline: {self.storage_error}")
         batches = validate_batches(data)
         max_bytes, segment_bytes, segment_ms, log_append_time, flush_messages = self._append_limits
         for _, header in batches:
@@ -365,8 +369,7 @@ class PartitionLog:
         """fsync everything appended so far, on the calling thread."""
         target, messages = self.log_end_offset, self.unflushed_messages
         dirty = self._dirty_segments()
-        for segment, _, _ in dirty:
-            segment.sync()
+        self._sync_or_go_offline([segment for segment, _, _ in dirty])
         self._flushed(target, dirty, messages)
 
     async def flush_async(self, offset: int | None = None) -> None:
@@ -385,12 +388,26 @@ class PartitionLog:
         try:
             target, messages = self.log_end_offset, self.unflushed_messages
             dirty = self._dirty_segments()
-            await asyncio.to_thread(_sync_all, [segment for segment, _, _ in dirty])
+            await asyncio.to_thread(self._sync_or_go_offline, [segment for segment, _, _ in dirty])
             self._flushed(target, dirty, messages)
         finally:
             self._flush_task = None
         if self.unflushed_messages >= self.config.flush_messages and not self.closed:
             self.request_flush()  # appends made while this flush ran reached flush.messages again
+
+    def _sync_or_go_offline(self, segments: list[LogSegment]) -> None:
+        """fsync the segments. After a failed fsync the kernel may have dropped the dirty
+        pages, so a later fsync that succeeds proves nothing: the log goes offline (as a
+        Kafka log directory does) and every flush from then on fails."""
+        if self.storage_error is not None:
+            raise LogStorageError(f"{self.topic}-{self.partition} is offline: {self.storage_error}")
+        try:
+            for segment in segments:
+                segment.sync()
+        except OSError as exc:
+            self.storage_error = exc
+            log.error("%s-%d: fsync failed, the log is offline until restart: %s", self.topic, self.partition, exc)
+            raise LogStorageError(f"{self.topic}-{self.partition}: fsync failed: {exc}") from exc
 
     def request_flush(self) -> None:
         """Start a background flush if an event loop runs here; otherwise flush now."""
@@ -488,10 +505,6 @@ def _read_marker(batch: bytes | memoryview) -> tuple[bool, int]:
     epoch = _MARKER_VALUE.unpack_from(record.value)[1] if record.value and len(record.value) >= 6 else -1
     return kind == 1, epoch
 
-
-def _sync_all(segments: list[LogSegment]) -> None:
-    for segment in segments:
-        segment.sync()
 
 
 def _log_flush_error(task: "asyncio.Task[None]") -> None:

@@ -158,11 +158,6 @@ class LogSegment:
             self.time_index.fsync()
             self.txn_index.fsync()
 
-    def truncate_to_position(self, position: int) -> None:
-        os.ftruncate(self.fd, position)
-        self.size = position
-        self.offset_index.truncate_to_position(position)
-
     def delete(self) -> None:
         """Unlink the files. The descriptor closes when the last reader lets go."""
         self.deleted = True

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hotlog.batch import MIN_BATCH_LENGTH, validate_batch, validate_batches
-from hotlog.errors import CorruptRecordError, OffsetOutOfRangeError, RecordTooLargeError
+from hotlog.errors import CorruptRecordError, LogStorageError, OffsetOutOfRangeError, RecordTooLargeError
 from hotlog.records import Record, build_batch, decode_batch, decode_batches
 from hotlog.segment import LogSegment
 
@@ -313,7 +313,7 @@ def test_a_failed_write_leaves_the_log_as_it_was(tmp_path, monkeypatch):
     assert plog.append(make_batch(1)).base_offset == 2 and len(read_all(plog)) == 2
 
 
-def test_a_failed_fsync_reaches_every_waiter_and_the_next_flush_retries(tmp_path, monkeypatch):
+def test_a_failed_fsync_reaches_every_waiter_and_takes_the_log_offline_until_restart(tmp_path, monkeypatch):
     plog = open_log(tmp_path)
     real_fdatasync = os.fdatasync
     failures = [OSError(5, "Input/output error")]
@@ -328,11 +328,21 @@ def test_a_failed_fsync_reaches_every_waiter_and_the_next_flush_retries(tmp_path
     async def scenario():
         plog.append(make_batch(1))
         results = await asyncio.gather(*(plog.flush_async() for _ in range(5)), return_exceptions=True)
-        assert all(isinstance(r, OSError) for r in results) and plog.recovery_point == 0
-        await plog.flush_async()
-        assert plog.recovery_point == 1
+        assert all(isinstance(r, LogStorageError) for r in results) and plog.recovery_point == 0
+        # a later fsync could succeed on pages the kernel already dropped: it must not count
+        with pytest.raises(LogStorageError):
+            await plog.flush_async()
+        with pytest.raises(LogStorageError):
+            plog.append(make_batch(1))
+        assert plog.recovery_point == 0 and plog.log_end_offset == 1
 
     asyncio.run(scenario())
+    plog.close()
+    again = open_log(tmp_path, clean=False)  # recovery checks the disk and the log takes writes again
+    assert again.log_end_offset == 1
+    again.append(make_batch(1))
+    again.flush()
+    assert again.recovery_point == 2
 
 
 def test_flush_async_up_to_an_offset_waits_only_for_that(tmp_path, fsyncs):
