@@ -223,19 +223,20 @@ class TierlogService(pb_grpc.TierlogServicer):
         plans = []
         for partition, records in grouped.items():
             plog = self.logs.log(topic.name, partition)
-            data = build_batches(records, compression=request.compression,
-                                 max_batch_bytes=plog.config.max_message_bytes)
-            plans.append((plog, data, len(records)))
+            limit = min(plog.config.max_message_bytes, plog.config.segment_bytes)  # the log refuses larger
+            plans.append((plog, build_batches(records, compression=request.compression, max_batch_bytes=limit),
+                          len(records)))
         response = pb.ProduceResponse()
         appended = []
-        for plog, data, count in plans:
-            info = plog.append(data)
-            BYTES_IN.labels("grpc").inc(len(data))
+        for plog, batches, count in plans:
+            # One append per batch, so a segment may roll between them.
+            infos = [plog.append(batch) for batch in batches]
+            BYTES_IN.labels("grpc").inc(sum(len(b) for b in batches))
             MESSAGES_IN.labels("grpc").inc(count)
-            appended.append((plog, info.last_offset + 1))
+            appended.append((plog, infos[-1].last_offset + 1))
             response.partitions.append(pb.PartitionAppend(
-                partition=plog.partition, base_offset=info.base_offset, last_offset=info.last_offset,
-                log_append_time_ms=info.log_append_time,
+                partition=plog.partition, base_offset=infos[0].base_offset, last_offset=infos[-1].last_offset,
+                log_append_time_ms=infos[0].log_append_time,
             ))
         if request.ack == pb.ACK_DURABLE:
             await asyncio.gather(*(plog.flush_async(end) for plog, end in appended))

@@ -59,27 +59,28 @@ def _estimated_size(record: Record) -> int:
     return size
 
 
-def build_batches(records: Sequence[Record], *, compression: int, max_batch_bytes: int) -> bytes:
-    """Records as back-to-back batches, each within `max_batch_bytes` (the topic's
-    max.message.bytes). A single record too large for a batch raises RecordTooLargeError."""
+def build_batches(records: Sequence[Record], *, compression: int, max_batch_bytes: int) -> list[bytes]:
+    """Records as batches of at most `max_batch_bytes` each (the topic's max.message.bytes,
+    and its segment.bytes). A single record too large for a batch raises RecordTooLargeError."""
     budget = max_batch_bytes - HEADER_SIZE
-    out = bytearray()
+    batches: list[bytes] = []
     chunk: list[Record] = []
     chunk_bytes = 0
     for record in records:
         size = _estimated_size(record)
         if size > budget:
             raise RecordTooLargeError(
-                f"a record of about {size} bytes does not fit in a batch of max.message.bytes={max_batch_bytes}"
+                f"a record of about {size} bytes does not fit in a batch of {max_batch_bytes} bytes "
+                "(the topic's max.message.bytes or segment.bytes)"
             )
         if chunk and chunk_bytes + size > budget:
-            out += build_batch(chunk, compression=compression)
+            batches.append(build_batch(chunk, compression=compression))
             chunk, chunk_bytes = [], 0
         chunk.append(record)
         chunk_bytes += size
     if chunk:
-        out += build_batch(chunk, compression=compression)
-    return bytes(out)
+        batches.append(build_batch(chunk, compression=compression))
+    return batches
 
 
 def _aborted(batch_producer: int, base_offset: int, aborted: Sequence[AbortedTxn]) -> bool:

@@ -1,4 +1,5 @@
-"""`tierlog serve`: open the local log and run until SIGTERM or SIGINT."""
+"""`tierlog serve`: open the local log, tier it to the object store, and serve the gRPC,
+Kafka and HTTP listeners until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import sys
 from prometheus_client import REGISTRY
 
 from hotlog.errors import InvalidConfigError
+from tiering.manager import TieringManager
+from tiering.store import ObjectStore, ObjectStoreError, StoreConfigError
+from tiering.url import open_store
 
 from .broker import Broker
 from .committed_offsets import CommittedOffsetStore
@@ -19,7 +23,7 @@ from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
 from .kafka import KafkaListener
-from .listen import ListenError
+from .listen import ListenError, reason
 from .metrics import register_log_collector
 from .settings import BrokerSettings
 
@@ -46,42 +50,72 @@ def read_properties(args: argparse.Namespace) -> dict[str, str]:
     return properties
 
 
+async def check_store(store: ObjectStore) -> None:
+    """The store's own check, with an OS error it lets through (a folder that cannot be made)
+    turned into an ObjectStoreError naming the store."""
+    try:
+        await store.check()
+    except OSError as exc:
+        raise ObjectStoreError(f"{store.url}: {reason(exc)}") from None
+
+
 async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
+    try:
+        store = open_store(args.object_store)
+    except StoreConfigError as exc:
+        print(f"tierlog serve: {exc}", file=sys.stderr)
+        return 2
     broker = Broker(args.data_dir, settings)
+    tiering = TieringManager(broker.logs, store, task_interval_ms=settings.remote_log_manager_task_interval_ms)
     offsets = CommittedOffsetStore(args.data_dir)
-    service = TierlogService(broker, offsets)
+    service = TierlogService(broker, offsets, remote=tiering)
     grpc_server = GrpcServer(service, args.grpc_listen)
     http = HttpServer(args.http_listen, serving=lambda: grpc_server.serving)
     kafka = KafkaListener(broker, args.kafka_listen)
-    # Bind the listeners before opening the log, so a busy port leaves the data untouched.
+
+    async def stop_listeners() -> None:
+        # Stop taking requests and let those in flight finish.
+        await grpc_server.stop(GRACE_SECONDS)
+        await kafka.close()
+        await http.stop()
+
+    # Bind the listeners and check the object store before opening the log, so a busy
+    # port or a bucket that refuses us leaves the data untouched.
     try:
         grpc_server.bind()
         await http.start()
         await kafka.bind()
-    except ListenError as exc:
+        await check_store(store)
+    except (ListenError, ObjectStoreError) as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
-        await kafka.close()
-        await http.stop()
-        await grpc_server.server.stop(None)
+        await stop_listeners()
+        await store.close()
         return 1
     await broker.start()
     offsets.load()
-    collector = register_log_collector(broker.logs, service.remote)
-    log.info("local log open at %s (%d topics)", broker.logs.data_dir, len(broker.logs.topics))
-    await grpc_server.start()
-    await kafka.start()
-    log.info("gRPC on %s, HTTP (/metrics, /healthz) on %s", args.grpc_listen, args.http_listen)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    # Stop taking requests, let those in flight finish, then flush and checkpoint.
-    await grpc_server.stop(GRACE_SECONDS)
-    await kafka.close()
-    await http.stop()
-    await broker.stop()
-    REGISTRY.unregister(collector)
+    collector = register_log_collector(broker.logs, tiering)
+    try:
+        await tiering.start()  # restores the tiered topics this folder lacks: before serving
+        log.info("local log open at %s (%d topics), object store %s",
+                 broker.logs.data_dir, len(broker.logs.topics), store.url)
+        await grpc_server.start()
+        await kafka.start()
+        log.info("gRPC on %s, Kafka on %s, HTTP (/metrics, /healthz) on %s",
+                 args.grpc_listen, args.kafka_listen, args.http_listen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    except ObjectStoreError as exc:
+        print(f"tierlog serve: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await stop_listeners()
+        await tiering.close()
+        await broker.stop()  # flush and write the clean-shutdown checkpoint
+        await store.close()
+        REGISTRY.unregister(collector)
     log.info("clean shutdown")
     return 0
 

@@ -13,7 +13,9 @@ from .server import TierlogServer
 @pytest.fixture(scope="module")
 def tierlog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TierlogServer]:
     """One server per test module; tests use topics of their own."""
-    server = TierlogServer(str(tmp_path_factory.mktemp("tierlog") / "data")).start()
+    # Tiering passes every 200 ms, so small segments reach the object store within a test.
+    server = TierlogServer(str(tmp_path_factory.mktemp("tierlog") / "data"),
+                           "--conf", "remote.log.manager.task.interval.ms=200").start()
     yield server
     assert server.stop() == 0, server.log()
 

@@ -44,6 +44,7 @@ class TierlogServer:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.kafka_port = free_port()
+        self.objects_dir = f"{data_dir}-objects"
         self.log_path = f"{data_dir}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -60,7 +61,8 @@ class TierlogServer:
             self.process = subprocess.Popen(
                 [*tierlog_command(), "serve", "--data-dir", self.data_dir,
                  "--grpc-listen", self.grpc_address, "--http-listen", f"127.0.0.1:{self.http_port}",
-                 "--kafka-listen", f"127.0.0.1:{self.kafka_port}", *self.extra],
+                 "--kafka-listen", f"127.0.0.1:{self.kafka_port}", "--object-store", f"file://{self.objects_dir}",
+                 *self.extra],
                 stdout=log, stderr=log,
             )
         deadline = time.monotonic() + STARTUP_SECONDS

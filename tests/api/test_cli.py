@@ -126,7 +126,8 @@ def test_consume_from_latest_waits_for_new_records(server: str) -> None:
 
 def test_consume_into_a_closed_pipe_exits_quietly(server: str) -> None:
     assert tierlog("topics", "create", "piped", "--server", server).returncode == 0
-    tierlog("produce", "piped", "--server", server, input=b"".join(b"line %d\n" % i for i in range(2000)))
+    # More than a pipe holds (64 KiB), so the consumer is still writing when `head` leaves.
+    tierlog("produce", "piped", "--server", server, input=b"".join(b"line %d\n" % i for i in range(30_000)))
     shell = subprocess.run(f"{tierlog_command()[0]} consume piped --from beginning --server {server} | head -n 1",
                            shell=True, capture_output=True, timeout=TIMEOUT)
     assert shell.stdout == b"line 0\n"
@@ -182,17 +183,25 @@ def test_replay_refuses_what_it_cannot_write_and_leaves_no_file(server: str, tmp
 
 
 def test_tier_status_prints_a_table(server: str) -> None:
-    tierlog("topics", "create", "tiered", "--partitions", "2", "--server", server)
-    tierlog("produce", "tiered", "--partition", "1", "--server", server, input=b"a\nb\nc\n")
-    result = tierlog("tier-status", "tiered", "--server", server)
-    assert result.returncode == 0, result.stderr
-    lines = [line.split() for line in result.stdout.splitlines()]
+    tierlog("topics", "create", "tiered", "--partitions", "2", "--config", "segment.bytes=1024", "--server", server)
+    produced = tierlog("produce", "tiered", "--partition", "1", "--server", server,
+                       input=b"".join(b"line %03d of the tiered topic\n" % i for i in range(100)))
+    assert produced.returncode == 0, produced.stderr  # in batches that fit 1 KB segments
+    deadline = time.monotonic() + 15
+    while True:  # until tiering (a pass every 200 ms) has copied the rolled segments
+        result = tierlog("tier-status", "tiered", "--server", server)
+        assert result.returncode == 0, result.stderr
+        lines = [line.split() for line in result.stdout.splitlines()]
+        if lines[2][5] != "-" and lines[2][8] == "0":
+            break
+        assert time.monotonic() < deadline, result.stdout
+        time.sleep(0.2)
     assert lines[0] == ["TOPIC", "PARTITION", "LOCAL_START", "LOG_END", "LOCAL_BYTES", "REMOTE_START", "REMOTE_END",
                         "REMOTE_BYTES", "COPY_LAG_SEGMENTS", "COPY_LAG_BYTES"]
-    assert lines[1][:5] == ["tiered", "0", "0", "0", "0"]
-    assert lines[2][:4] == ["tiered", "1", "0", "3"] and int(lines[2][4]) > 0
-    assert lines[2][5:7] == ["-", "-"]
-    assert "tiering is not running" in result.stderr
+    assert lines[1] == ["tiered", "0", "0", "0", "0", "-", "-", "0", "0", "0"]
+    assert lines[2][:4] == ["tiered", "1", "0", "100"] and lines[2][5] == "0"
+    assert 0 < int(lines[2][6]) < 100 and 0 < int(lines[2][7]) < int(lines[2][4])
+    assert result.stderr == ""
 
 
 @pytest.mark.parametrize("args, code, words", [

@@ -234,7 +234,7 @@ def test_errors_map_to_status_codes(grpc_stub: pb_grpc.TierlogStub) -> None:
         (lambda: grpc_stub.Produce(pb.ProduceRequest(topic="errors", records=[record(b"x")], compression=9)),
          grpc.StatusCode.INVALID_ARGUMENT, "compression"),
         (lambda: grpc_stub.Produce(pb.ProduceRequest(topic="errors", partition=0, records=[
-            record(b"ok"), record(b"x" * 20_000)])), grpc.StatusCode.RESOURCE_EXHAUSTED, "max.message.bytes=10000"),
+            record(b"ok"), record(b"x" * 20_000)])), grpc.StatusCode.RESOURCE_EXHAUSTED, "batch of 10000 bytes"),
         (lambda: fetch(grpc_stub, "errors", 0, 5), grpc.StatusCode.OUT_OF_RANGE, "errors-0: offset 5 is out of range [0, 1]"),
         (lambda: fetch(grpc_stub, "errors", 0, 0, max_wait_ms=-1), grpc.StatusCode.INVALID_ARGUMENT, "max_wait_ms"),
         (lambda: grpc_stub.Fetch(pb.FetchRequest(topic="errors")), grpc.StatusCode.INVALID_ARGUMENT, "partition"),
@@ -258,16 +258,24 @@ def test_errors_map_to_status_codes(grpc_stub: pb_grpc.TierlogStub) -> None:
     assert fetch(grpc_stub, "errors", 0, 0).partitions[0].high_watermark == 1
 
 
-def test_tier_status_reports_local_offsets_and_bytes(grpc_stub: pb_grpc.TierlogStub) -> None:
-    create(grpc_stub, "tiers", partitions=2)
-    grpc_stub.Produce(pb.ProduceRequest(topic="tiers", partition=1, records=[record(b"v" * 100)] * 10))
+def test_tier_status_reports_both_tiers(grpc_stub: pb_grpc.TierlogStub) -> None:
+    create(grpc_stub, "tiers", partitions=2, **{"segment.bytes": "4096"})
+    for _ in range(8):  # ~8 KB into 4 KB segments: rolled segments to upload
+        grpc_stub.Produce(pb.ProduceRequest(topic="tiers", partition=1, records=[record(b"v" * 100)] * 10))
     status = grpc_stub.TierStatus(pb.TierStatusRequest(topic="tiers"))
     rows = {(p.topic, p.partition): p for p in status.partitions}
-    assert set(rows) == {("tiers", 0), ("tiers", 1)}
-    assert (rows["tiers", 1].local_log_start_offset, rows["tiers", 1].log_end_offset) == (0, 10)
-    assert rows["tiers", 1].local_bytes > 1000 and rows["tiers", 0].local_bytes == 0
-    assert not status.tiering_enabled
-    assert (rows["tiers", 1].remote_log_start_offset, rows["tiers", 1].remote_bytes) == (-1, 0)
+    assert set(rows) == {("tiers", 0), ("tiers", 1)} and status.tiering_enabled
+    assert (rows["tiers", 1].local_log_start_offset, rows["tiers", 1].log_end_offset) == (0, 80)
+    assert rows["tiers", 1].local_bytes > 8000 and rows["tiers", 0].local_bytes == 0
+    assert (rows["tiers", 0].remote_log_start_offset, rows["tiers", 0].remote_bytes) == (-1, 0)
+    deadline = time.monotonic() + 15
+    while rows["tiers", 1].copy_lag_segments or not rows["tiers", 1].remote_bytes:  # tiering passes every 200 ms
+        assert time.monotonic() < deadline, rows["tiers", 1]
+        time.sleep(0.1)
+        rows = {(p.topic, p.partition): p for p in grpc_stub.TierStatus(pb.TierStatusRequest(topic="tiers")).partitions}
+    tiered = rows["tiers", 1]
+    assert tiered.remote_log_start_offset == 0 and 0 < tiered.remote_log_end_offset < 80
+    assert 4000 < tiered.remote_bytes < tiered.local_bytes  # the active segment stays local only
     everything = grpc_stub.TierStatus(pb.TierStatusRequest())
     assert {("tiers", 0), ("tiers", 1)} <= {(p.topic, p.partition) for p in everything.partitions}
 
