@@ -1,21 +1,14 @@
 """Where each partition's data lives: offsets and bytes per tier, and what waits for upload.
 
-The local side comes from the log manager. The remote side comes from a `RemoteTierView`
-(the tiering manager, once wired into serve); without one it reads as empty."""
+The local side comes from the log manager, the remote side from a `RemoteTierView` (the
+tiering manager); without one it reads as empty."""
 
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
 from hotlog.manager import LogManager
-
-
-class RemoteStatus(NamedTuple):
-    log_start_offset: int = -1  # -1: nothing in the object store
-    log_end_offset: int = -1
-    size_bytes: int = 0
-    copy_lag_segments: int = 0  # sealed segments not uploaded yet
-    copy_lag_bytes: int = 0
+from tiering.partition_state import RemoteStatus
 
 
 class RemoteTierView(Protocol):
