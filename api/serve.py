@@ -91,6 +91,10 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
         await stop_listeners()
         await store.close()
         return 1
+    stop = asyncio.Event()  # a signal during a long start (a restore) stops right after it
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await broker.start()
     offsets.load()
     collector = register_log_collector(broker.logs, tiering)
@@ -102,10 +106,6 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
         await kafka.start()
         log.info("gRPC on %s, Kafka on %s, HTTP (/metrics, /healthz) on %s",
                  args.grpc_listen, args.kafka_listen, args.http_listen)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     except ObjectStoreError as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
