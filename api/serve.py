@@ -95,6 +95,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    broker.attach_tiering(tiering, store)  # offsets below the local log start come from the store
     await broker.start()
     offsets.load()
     collector = register_log_collector(broker.logs, tiering)

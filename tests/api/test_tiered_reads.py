@@ -1,0 +1,86 @@
+"""History that lives in the object store, read through `tierlog serve` as users read it:
+over gRPC and with kcat, then again from a server restored from the bucket alone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import grpc
+
+from api.proto import tierlog_pb2 as pb
+from api.proto import tierlog_pb2_grpc as pb_grpc
+
+from .server import TierlogServer
+from .test_grpc import create, fetch, record
+
+TIERED = (
+    "--conf", "remote.log.manager.task.interval.ms=100",
+    "--conf", "log.local.retention.bytes=4096",
+    "--conf", "remote.log.chunk.bytes=4096",
+    "--conf", "remote.log.chunk.cache.bytes=65536",
+)
+
+
+def replay(stub: pb_grpc.TierlogStub, topic: str) -> list[tuple[int, bytes]]:
+    seen: list[tuple[int, bytes]] = []
+    offset = 0
+    while True:
+        response = fetch(stub, topic, 0, offset, max_bytes=3000)
+        if not response.partitions:
+            return seen
+        part = response.partitions[0]
+        seen += [(r.offset, r.value) for r in part.records]
+        offset = part.next_offset
+
+
+def wait_until_mostly_remote(stub: pb_grpc.TierlogStub, topic: str) -> pb.PartitionTierStatus:
+    deadline = time.monotonic() + 20
+    while True:
+        [row] = stub.TierStatus(pb.TierStatusRequest(topic=topic)).partitions
+        if row.local_log_start_offset > 100 and row.remote_log_start_offset == 0:
+            return row
+        assert time.monotonic() < deadline, row
+        time.sleep(0.1)
+
+
+def test_offsets_in_the_object_store_read_like_local_ones_and_survive_losing_the_disk(tmp_path) -> None:
+    sent = [(i, f"event {i}".encode().ljust(100, b".")) for i in range(400)]
+    server = TierlogServer(str(tmp_path / "data"), *TIERED).start()
+    try:
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            stub = pb_grpc.TierlogStub(channel)
+            create(stub, "history", **{"segment.bytes": "4096", "retention.ms": "-1"})
+            for start in range(0, 400, 20):
+                stub.Produce(pb.ProduceRequest(topic="history", partition=0,
+                                               records=[record(v) for _, v in sent[start : start + 20]]))
+            row = wait_until_mostly_remote(stub, "history")
+            assert row.local_bytes < row.remote_bytes
+            assert replay(stub, "history") == sent
+        kcat = subprocess.run(
+            ["kcat", "-C", "-b", f"127.0.0.1:{server.kafka_port}", "-t", "history", "-p", "0",
+             "-o", "beginning", "-e", "-q", "-f", "%o %s\n"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert kcat.returncode == 0, kcat.stderr
+        assert kcat.stdout.splitlines() == [f"{o} {v.decode()}" for o, v in sent]
+    finally:
+        server.stop()
+
+    # A new machine: an empty data folder, the same bucket.
+    shutil.rmtree(tmp_path / "data")
+    restored = TierlogServer(str(tmp_path / "fresh"), *TIERED)
+    restored.objects_dir = server.objects_dir
+    restored.start()
+    try:
+        with grpc.insecure_channel(restored.grpc_address) as channel:
+            stub = pb_grpc.TierlogStub(channel)
+            tiered = [(o, v) for o, v in sent if o < stub.TierStatus(
+                pb.TierStatusRequest(topic="history")).partitions[0].remote_log_end_offset]
+            assert len(tiered) > 300
+            assert replay(stub, "history") == tiered
+            appended = stub.Produce(pb.ProduceRequest(topic="history", partition=0, records=[record(b"after")]))
+            assert appended.partitions[0].base_offset == len(tiered)
+    finally:
+        restored.stop()
