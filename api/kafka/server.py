@@ -118,8 +118,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 self._make_room(SIZE.size + size)
                 return
             if self._start == 0 and len(self._buf) == SIZE.size + size > RECEIVE_BUFFER:
-                # A buffer of its own, filled exactly: hand it to the decoder as it is.
-                frame: bytes | memoryview = memoryview(self._buf)[SIZE.size:]
+                # A buffer of its own, filled exactly: hand it to the decoder as it is
+                # (read-only: kio's reader takes no writable buffers).
+                frame: bytes | memoryview = memoryview(self._buf)[SIZE.size:].toreadonly()
                 self._buf = bytearray(RECEIVE_BUFFER)
                 self._start = self._end = 0
             else:

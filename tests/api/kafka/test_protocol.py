@@ -125,6 +125,19 @@ def test_fetched_batches_are_the_produced_bytes_and_kip74_returns_one_past_max_b
     wire.close()
 
 
+def test_requests_larger_than_the_receive_buffer_are_served(kafka_server: KafkaServer) -> None:
+    create(kafka_server, "wire-large")
+    large = batch(*(os.urandom(1000) for _ in range(900)))  # about 0.9 MiB
+    wire = Wire(kafka_server.bootstrap)
+    wire.send_raw(request_frame(produce("wire-large", large), 1) + request_frame(produce("wire-large", large), 2))
+    for correlation_id in (1, 2):
+        got, response = wire.receive(PRODUCE, 9)
+        partition = response.responses[0].partition_responses[0]
+        assert (got, partition.error_code, partition.base_offset) == (correlation_id, ErrorCode.none,
+                                                                       (correlation_id - 1) * 900)
+    wire.close()
+
+
 def test_long_poll_is_woken_by_an_append(kafka_server: KafkaServer) -> None:
     create(kafka_server, "wire-wake")
     waiting = Wire(kafka_server.bootstrap)
