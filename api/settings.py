@@ -53,7 +53,7 @@ class BrokerSettings:
         for name, raw in properties.items():
             topic_name = BROKER_TO_TOPIC.get(name)
             if topic_name is not None:
-                settings.log_defaults[topic_name] = TOPIC_CONFIGS[topic_name].parse(raw)
+                settings.log_defaults[topic_name] = TOPIC_CONFIGS[topic_name].parse(raw, shown_as=name)
             elif name in _INTS:
                 field_name, low = _INTS[name]
                 setattr(settings, field_name, _int(name, raw, low))

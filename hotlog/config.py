@@ -25,25 +25,27 @@ class ConfigDef:
     check: Callable[[Any], str | None] = lambda v: None
     doc: str = ""
 
-    def parse(self, raw: Any) -> Any:
-        """Parse a value given as text (Kafka protocol, CLI) or as a Python value."""
+    def parse(self, raw: Any, shown_as: str | None = None) -> Any:
+        """Parse a value given as text (Kafka protocol, CLI) or as a Python value; errors name
+        it `shown_as` (a broker property) or the topic config name."""
+        name = shown_as or self.name
         if self.kind is bool:
             if isinstance(raw, bool):
                 value = raw
             elif str(raw).lower() in ("true", "false"):
                 value = str(raw).lower() == "true"
             else:
-                raise InvalidConfigError(f"{self.name}: expected true or false, got {raw!r}")
+                raise InvalidConfigError(f"{name}: expected true or false, got {raw!r}")
         elif self.kind is int:
             try:
                 value = int(raw)
             except (TypeError, ValueError):
-                raise InvalidConfigError(f"{self.name}: expected an integer, got {raw!r}") from None
+                raise InvalidConfigError(f"{name}: expected an integer, got {raw!r}") from None
         else:
             value = str(raw)
         problem = self.check(value)
         if problem:
-            raise InvalidConfigError(f"{self.name}={raw}: {problem}")
+            raise InvalidConfigError(f"{name}={raw}: {problem}")
         return value
 
 
