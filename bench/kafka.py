@@ -197,9 +197,8 @@ def raw_append(root: str, batch: bytes, count: int, fsync: bool) -> float:
     return elapsed
 
 
-def plain_read(paths: list[str]) -> tuple[float, int]:
-    """Seconds and bytes to pread the files in 1 MiB chunks (from the page cache)."""
-    total = 0
+def plain_read(paths: list[str]) -> float:
+    """Seconds to pread the files in 1 MiB chunks (from the page cache)."""
     start = time.perf_counter()
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
@@ -207,12 +206,7 @@ def plain_read(paths: list[str]) -> tuple[float, int]:
         while chunk := os.pread(fd, READ_CHUNK, position):
             position += len(chunk)
         os.close(fd)
-        total += position
-    return time.perf_counter() - start, total
-
-
-def median(rounds: int, run: Callable[[int], float]) -> float:
-    return statistics.median(run(i) for i in range(rounds))
+    return time.perf_counter() - start
 
 
 def client_cpu_seconds() -> float:
@@ -220,82 +214,93 @@ def client_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measured(broker: Broker, figures: dict[str, float], key: str, payload: int, rounds: int,
-             run: Callable[[int], float]) -> None:
-    """MB/s of `run` (median of rounds), and CPU seconds per GB of broker and client."""
-    server_before, client_before = broker.cpu_seconds(), client_cpu_seconds()
-    figures[key] = mbps(payload, median(rounds, run))
-    gigabytes = payload * rounds / 1e9
-    figures[f"{key} server cpu"] = (broker.cpu_seconds() - server_before) / gigabytes
-    figures[f"{key} client cpu"] = (client_cpu_seconds() - client_before) / gigabytes
+class Samples:
+    """Per figure: seconds of each run, and the CPU the broker and the client spent."""
 
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[tuple[float, float]]] = {}
 
-def mbps(total_bytes: int, seconds: float) -> float:
-    return total_bytes / seconds / 1e6
+    def time(self, key: str, run: Callable[[], float], broker: Broker | None = None) -> None:
+        server_before, client_before = (broker.cpu_seconds() if broker else 0.0), client_cpu_seconds()
+        self.seconds.setdefault(key, []).append(run())
+        if broker is not None:
+            self.cpu.setdefault(key, []).append((broker.cpu_seconds() - server_before,
+                                                 client_cpu_seconds() - client_before))
+
+    def mbps(self, key: str, total_bytes: int) -> float:
+        return total_bytes / statistics.median(self.seconds[key]) / 1e6
+
+    def cpu_per_gb(self, key: str, total_bytes: int) -> str:
+        runs = self.cpu[key]
+        gigabytes = total_bytes * len(runs) / 1e9
+        return f"{sum(s for s, _ in runs) / gigabytes:.2f} / {sum(c for _, c in runs) / gigabytes:.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=256, help="MiB of messages per produce run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per figure; medians are reported")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
     parser.add_argument("--no-tansu", action="store_true", help="skip the Tansu comparison")
     args = parser.parse_args()
     root = args.dir or tempfile.mkdtemp(prefix="tierlog-kafka-bench-", dir=".")
+    os.makedirs(root, exist_ok=True)
     count = args.mib * 1024 * 1024 // MESSAGE_BYTES
     payload = count * MESSAGE_BYTES
-    figures: dict[str, float] = {}
+    batch = build_batch([Record(None, os.urandom(MESSAGE_BYTES)) for _ in range(BATCH_BYTES // (MESSAGE_BYTES + 8))])
+    batches = max(1, payload // len(batch))
+    fsync_batches = min(batches, 200)
+    samples = Samples()
+    segment_bytes = 0
+    brokers: list[tuple[str, Broker]] = []
     try:
-        batch = build_batch([Record(None, os.urandom(MESSAGE_BYTES)) for _ in range(BATCH_BYTES // (MESSAGE_BYTES + 8))])
-        batches = max(1, payload // len(batch))
-        figures["raw append"] = mbps(batches * len(batch), median(args.rounds, lambda _: raw_append(root, batch, batches, False)))
-        fsync_batches = min(batches, 200)
-        figures["raw append + fsync"] = mbps(fsync_batches * len(batch), median(
-            args.rounds, lambda _: raw_append(root, batch, fsync_batches, True)))
-
-        brokers = [("tierlog", lambda: start_tierlog(root))]
+        brokers.append(("tierlog", start_tierlog(root)))
         if not args.no_tansu:
-            brokers.append(("tansu", start_tansu))
-        for key, start in brokers:
-            broker = start()
-            try:
-                measured(broker, figures, f"{key} acks=1", payload, args.rounds,
-                         lambda i: produce(broker, f"acks1-{i}", count, "1"))
-                measured(broker, figures, f"{key} acks=all", payload, args.rounds,
-                         lambda i: produce(broker, f"acksall-{i}", count, "all"))
-                measured(broker, figures, f"{key} consume", payload, args.rounds,
-                         lambda _: consume(broker, "acks1-0", count))
-                if broker.data_dir is not None:
-                    segments = sorted(glob.glob(os.path.join(broker.data_dir, "acks1-0-0", "*.log")))
-                    seconds = median(args.rounds, lambda _: plain_read(segments)[0])
-                    figures["plain file read"] = mbps(plain_read(segments)[1], seconds)
-            finally:
-                broker.stop()
+            brokers.append(("tansu", start_tansu()))
+        # Every round runs every figure once, so drift on this shared machine hits all alike.
+        for i in range(args.rounds):
+            samples.time("raw append", lambda: raw_append(root, batch, batches, False))
+            samples.time("raw append + fsync", lambda: raw_append(root, batch, fsync_batches, True))
+            for key, broker in brokers:
+                samples.time(f"{key} acks=1", lambda: produce(broker, f"acks1-{i}", count, "1"), broker)
+                samples.time(f"{key} acks=all", lambda: produce(broker, f"acksall-{i}", count, "all"), broker)
+                samples.time(f"{key} consume", lambda: consume(broker, f"acks1-{i}", count), broker)
+            data_dir = brokers[0][1].data_dir
+            assert data_dir is not None
+            segments = sorted(glob.glob(os.path.join(data_dir, f"acks1-{i}-0", "*.log")))
+            samples.time("plain file read", lambda: plain_read(segments))
+            segment_bytes = sum(os.path.getsize(path) for path in segments)
     finally:
+        for _, broker in brokers:
+            broker.stop()
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
-    report(figures)
+    report(samples, payload, batches * len(batch), fsync_batches * len(batch), segment_bytes)
 
 
-def report(figures: dict[str, float]) -> None:
-    raw, durable, read = figures["raw append"], figures["raw append + fsync"], figures["plain file read"]
+def report(samples: Samples, payload: int, appended: int, fsynced: int, segment_bytes: int) -> None:
+    baselines = {
+        "acks=1": [("raw append", samples.mbps("raw append", appended))],
+        "acks=all": [("raw append", samples.mbps("raw append", appended)),
+                     ("raw append + fsync per batch", samples.mbps("raw append + fsync", fsynced))],
+        "consume": [("plain file read", samples.mbps("plain file read", segment_bytes))],
+    }
     loads = [("produce, acks=1", "acks=1"), ("produce, acks=all (fsync before ack)", "acks=all"),
              ("consume from the local tier", "consume")]
-    baselines = {"acks=1": [("raw append", raw)], "acks=all": [("raw append", raw), ("raw append + fsync per batch", durable)],
-                 "consume": [("plain file read", read)]}
     print("| load | tierlog MB/s | baseline MB/s | ratio | CPU-s per GB: broker / client |")
     print("| --- | --- | --- | --- | --- |")
     for load, key in loads:
-        ours = figures[f"tierlog {key}"]
-        cpu = f"{figures[f'tierlog {key} server cpu']:.2f} / {figures[f'tierlog {key} client cpu']:.2f}"
+        ours = samples.mbps(f"tierlog {key}", payload)
+        cpu = samples.cpu_per_gb(f"tierlog {key}", payload)
         rows = list(baselines[key])
-        if f"tansu {key}" in figures:
-            rows.append(("Tansu, memory storage", figures[f"tansu {key}"]))
+        tansu = f"tansu {key}"
+        if tansu in samples.seconds:
+            rows.append(("Tansu (memory storage)", samples.mbps(tansu, payload)))
         for name, baseline in rows:
             print(f"| {load} | {ours:.0f} | {name} {baseline:.0f} | **{ours / baseline:.2f}** | {cpu} |")
-        if f"tansu {key}" in figures:
-            print(f"| {load}: Tansu | {figures[f'tansu {key}']:.0f} | | | "
-                  f"{figures[f'tansu {key} server cpu']:.2f} / {figures[f'tansu {key} client cpu']:.2f} |")
+        if tansu in samples.seconds:
+            print(f"| {load}, Tansu | {samples.mbps(tansu, payload):.0f} | | | {samples.cpu_per_gb(tansu, payload)} |")
 
 
 if __name__ == "__main__":
