@@ -1,10 +1,9 @@
 """The Kafka listener: one event loop for every connection, no thread per client.
 
-Frames are read straight into a receive buffer (a large request gets a buffer of its
-own, handed to the decoder without a copy). Requests on a connection run in order, as
-Kafka runs them, with one exception: pipelined Produce requests run side by side (each
-appends before its first await, so in order), which lets acks=all requests share one
-fsync. Responses go back in request order. A frame that is malformed, too large, or of
+Frames are read straight into a receive buffer (grown for large requests) and decoded
+where they lie. Requests on a connection run in order, as Kafka runs them, with one
+exception: pipelined Produce requests run side by side (each appends before its first
+await, so in order), which lets acks=all requests share one fsync. Responses go back in request order. A frame that is malformed, too large, or of
 an API or version not in the table closes its connection; other clients carry on.
 """
 
@@ -29,8 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER = 256 * 1024
+MAX_IDLE_BUFFER = 8 * 1024 * 1024  # a receive buffer grown past this shrinks once drained
 MIN_FREE = 16 * 1024  # compact the receive buffer when less than this is left at its end
 MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
+WRITE_SLICE = 256 * 1024
 
 
 def advertised_endpoint(advertised_listeners: str | None, host: str, port: int) -> tuple[str, int]:
@@ -63,6 +64,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._end = 0  # end of received bytes
         # (correlation id, api key, task) per request, in arrival order.
         self._pending: deque[tuple[int, int, asyncio.Future[Any]]] = deque()
+        self._outgoing: deque[memoryview] = deque()  # response bytes not yet given to the transport
         self._reading_paused = False
         self._writing_paused = False
         self._closed = False
@@ -99,6 +101,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._send_outgoing()
         self._update_reading()
 
     # -- reading ------------------------------------------------------------------------
@@ -117,20 +120,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if available < SIZE.size + size:
                 self._make_room(SIZE.size + size)
                 return
-            if self._start == 0 and len(self._buf) == SIZE.size + size > RECEIVE_BUFFER:
-                # A buffer of its own, filled exactly: hand it to the decoder as it is
-                # (read-only: kio's reader takes no writable buffers).
-                frame: bytes | memoryview = memoryview(self._buf)[SIZE.size:].toreadonly()
-                self._buf = bytearray(RECEIVE_BUFFER)
-                self._start = self._end = 0
-            else:
-                begin = self._start + SIZE.size
-                with memoryview(self._buf) as view:
-                    frame = bytes(view[begin : begin + size])
-                self._start = begin + size
-            self._dispatch(frame)
+            begin = self._start + SIZE.size
+            self._start = begin + size
+            # Decoded in place: kio copies out what it keeps (read-only: it takes no writable buffer).
+            self._dispatch(memoryview(self._buf)[begin : begin + size].toreadonly())
         if self._start == self._end:
             self._start = self._end = 0
+            if len(self._buf) > MAX_IDLE_BUFFER:  # a rare huge request: give the memory back
+                self._buf = bytearray(RECEIVE_BUFFER)
         elif len(self._buf) - self._end < MIN_FREE:
             self._make_room(0)
 
@@ -191,7 +188,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _update_reading(self) -> None:
         if self._closed or self.transport is None:
             return
-        pause = self._writing_paused or len(self._pending) >= MAX_IN_FLIGHT
+        pause = self._writing_paused or bool(self._outgoing) or len(self._pending) >= MAX_IN_FLIGHT
         if pause and not self._reading_paused:
             self.transport.pause_reading()
         elif not pause and self._reading_paused:
@@ -214,10 +211,25 @@ class KafkaConnection(asyncio.BufferedProtocol):
             response = task.result()
             if response is None:  # acks=0 produce
                 continue
-            assert self.transport is not None
-            for chunk in encode_response(correlation_id, response):
-                self.transport.write(chunk)
+            self._outgoing.extend(memoryview(chunk) for chunk in encode_response(correlation_id, response))
+        self._send_outgoing()
         self._update_reading()
+
+    def _send_outgoing(self) -> None:
+        """Hand response bytes to the transport a slice at a time while it keeps up.
+
+        The transport copies what the socket does not take at once into its buffer and
+        shifts that buffer after each send; fed whole multi-MiB fetch responses it would
+        copy them again and again, fed slices it copies at most one slice."""
+        while self._outgoing and not self._writing_paused and not self._closed:
+            head = self._outgoing[0]
+            if len(head) <= WRITE_SLICE:
+                self._outgoing.popleft()
+            else:
+                self._outgoing[0] = head[WRITE_SLICE:]
+                head = head[:WRITE_SLICE]
+            assert self.transport is not None
+            self.transport.write(head)
 
     def close(self) -> None:
         if self.transport is not None and not self._closed:
@@ -270,9 +282,3 @@ class KafkaListener:
         await self._server.wait_closed()
         self._server = None
 
-
-async def start_kafka_listener(broker: "Broker", address: str) -> KafkaListener:
-    listener = KafkaListener(broker, address)
-    await listener.bind()
-    await listener.start()
-    return listener
