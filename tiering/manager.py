@@ -364,16 +364,18 @@ class TieringManager:
     # -- copy --------------------------------------------------------------------------
 
     async def _copy_partition(self, state: RemotePartition, plog: PartitionLog) -> None:
-        """Upload sealed segments past the remote end. Up to `upload_concurrency` of this
-        partition's segments upload at once; each is committed (its metadata written) only
-        after every segment before it, so the remote log never has holes."""
+        """Upload sealed segments past the remote end. Up to `upload_concurrency` segments
+        upload at once (across partitions); each is committed (its metadata written) only
+        after every segment before it, so the remote log never has holes. Twice as many
+        may be under way, so that uploads done early wait for their turn to commit without
+        holding an upload slot."""
         if state.uncertain is not None:
             await self._resolve_uncertain(state)
         pending: deque[asyncio.Task[tuple[RemoteSegment, float]]] = deque()
         cursor = state.end_offset
         try:
             while True:
-                while len(pending) < self.upload_concurrency:
+                while len(pending) < 2 * self.upload_concurrency:
                     segment = self._next_to_copy(state, plog, cursor)
                     if segment is None:
                         break

@@ -3,10 +3,12 @@ latency and fault wrappers) implements, and the typed errors they raise."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
-from typing import AsyncIterable, Sequence
+from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 from . import metrics
 
@@ -16,6 +18,7 @@ CREATE_MULTIPART, UPLOAD_PART, COMPLETE_MULTIPART, ABORT_MULTIPART = (
     "CREATE_MULTIPART", "UPLOAD_PART", "COMPLETE_MULTIPART", "ABORT_MULTIPART",
 )
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
+Pace = Callable[[int], Awaitable[None]]  # awaited before n bytes go out (an upload quota)
 
 
 class ObjectStoreError(Exception):
@@ -86,6 +89,25 @@ class ObjectStore(ABC):
         """Store the concatenation of `parts` under `key`. Every part but the last must be
         `part_bytes` long; the object appears only once all parts are in."""
 
+    async def put_file(self, key: str, fd: int, size: int, pace: Pace | None = None) -> None:
+        """Store the first `size` bytes of the open file `fd` (read with pread, so its position
+        is untouched): one put, or a multipart put of parts read one at a time."""
+        if size <= self.part_bytes:
+            data = await asyncio.to_thread(read_exactly, fd, 0, size)
+            if pace is not None:
+                await pace(size)
+            await self.put(key, data)
+            return
+
+        async def parts() -> AsyncIterator[bytes]:
+            for position in range(0, size, self.part_bytes):
+                part = await asyncio.to_thread(read_exactly, fd, position, min(self.part_bytes, size - position))
+                if pace is not None:
+                    await pace(len(part))
+                yield part
+
+        await self.put_multipart(key, parts())
+
     @abstractmethod
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         """Bytes [start, end) of an object (to its end when `end` is None or past it).
@@ -121,3 +143,14 @@ def check_key(key: str) -> str:
 def check_range(key: str, start: int, end: int | None) -> None:
     if start < 0 or (end is not None and end < start):
         raise InvalidRangeError(f"{key}: range [{start}, {end}) is not valid")
+
+
+def read_exactly(fd: int, position: int, size: int) -> bytes:
+    """`size` bytes at `position`; OSError if the file ends first."""
+    data = os.pread(fd, size, position)
+    while len(data) < size:  # pread may return short; rare, so the copy below is too
+        more = os.pread(fd, size - len(data), position + len(data))
+        if not more:
+            raise OSError(f"file ended {size - len(data)} bytes early at position {position + len(data)}")
+        data += more
+    return data

@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 import uuid
-from typing import AsyncIterator
+from typing import Any, Awaitable
 
 from crc32c import crc32c
 
@@ -57,7 +57,7 @@ class SegmentUploader:
             local_files = segment_files(plog, segment)
             uploads = [self._upload_fd(key("log"), log_fd, segment.size)]
             uploads += [self._upload_path(key(ext), path) for ext, path in local_files[1:]]
-            files = await asyncio.gather(*uploads)
+            files = await gather_all(*uploads)
         finally:
             os.close(log_fd)
         return RemoteSegment(
@@ -78,37 +78,38 @@ class SegmentUploader:
         return SegmentFile(key, len(data), crc32c(data))
 
     async def _upload_fd(self, key: str, fd: int, size: int) -> SegmentFile:
-        """The first `size` bytes of an open file: one PUT, or a multipart upload in
-        `part_bytes` parts read one at a time (memory stays at a few parts)."""
-        part_bytes = self.store.part_bytes
-        if size <= part_bytes:
-            data, crc = await asyncio.to_thread(_read_part, fd, 0, size, 0)
-            await self.quota.acquire(size)
-            await self.store.put(key, data)
-        else:
-            crc = 0
-
-            async def parts() -> AsyncIterator[bytes]:
-                nonlocal crc
-                for position in range(0, size, part_bytes):
-                    part, crc = await asyncio.to_thread(_read_part, fd, position, min(part_bytes, size - position), crc)
-                    await self.quota.acquire(len(part))
-                    yield part
-
-            await self.store.put_multipart(key, parts())
+        """The first `size` bytes of an open file, paced by the quota; its CRC-32C is
+        computed alongside from the page cache."""
+        crc, _ = await gather_all(
+            asyncio.to_thread(file_crc32c, fd, size),
+            self.store.put_file(key, fd, size, pace=self.quota.acquire),
+        )
         metrics.UPLOAD_BYTES.inc(size)
         return SegmentFile(key, size, crc)
 
 
-def _read_part(fd: int, position: int, size: int, crc: int) -> tuple[bytes, int]:
-    """`size` bytes at `position`, and the running CRC-32C extended over them."""
-    data = os.pread(fd, size, position)
-    while len(data) < size:  # pread may return short; rare, so the copy below is too
-        more = os.pread(fd, size - len(data), position + len(data))
-        if not more:
-            raise OSError(f"segment file ended {size - len(data)} bytes early at position {position + len(data)}")
-        data += more
-    return data, crc32c(data, crc)
+async def gather_all(*calls: Awaitable[Any]) -> list[Any]:
+    """Like asyncio.gather, but every call has ended before the first error is raised (they
+    share file descriptors the caller closes afterwards)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+def file_crc32c(fd: int, size: int, chunk_bytes: int = 1024 * 1024) -> int:
+    """CRC-32C of the first `size` bytes of `fd`, through one reused buffer."""
+    buffer = bytearray(chunk_bytes)
+    view = memoryview(buffer)
+    crc = position = 0
+    while position < size:
+        n = os.preadv(fd, [view[: min(chunk_bytes, size - position)]], position)
+        if n == 0:
+            raise OSError(f"file ended {size - position} bytes early at position {position}")
+        crc = crc32c(view[:n], crc)
+        position += n
+    return crc
 
 
 def _read_file(path: str) -> bytes:

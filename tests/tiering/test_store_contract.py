@@ -139,3 +139,27 @@ def test_check_passes_on_a_usable_store(make_store: StoreFactory) -> None:
         assert await store.list("") == [], "the probe object is gone after the check"
 
     run(make_store, scenario)
+
+
+def test_put_file_stores_the_first_bytes_of_an_open_file_paced(make_store: StoreFactory, tmp_path) -> None:
+    async def scenario(store: ObjectStore) -> None:
+        data = os.urandom(2 * store.part_bytes + 777)
+        path = tmp_path / "segment.log"
+        path.write_bytes(data + b"trailing bytes past the size")
+        paced: list[int] = []
+
+        async def pace(n: int) -> None:
+            paced.append(n)
+
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            await store.put_file("f/big", fd, len(data), pace)
+            await store.put_file("f/small", fd, 1000)
+            assert os.lseek(fd, 0, os.SEEK_CUR) == 0, "the file position is untouched"
+        finally:
+            os.close(fd)
+        assert await store.get("f/big") == data
+        assert await store.get("f/small") == data[:1000]
+        assert sum(paced) == len(data)
+
+    run(make_store, scenario)
