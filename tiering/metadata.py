@@ -26,7 +26,6 @@ from typing import Any, Mapping
 
 TOPICS_PREFIX = "_topics/"
 META_FOLDER = "meta/"
-SEGMENT_EXTENSIONS = ("log", "index", "timeindex", "snapshot", "txnindex")
 _SEGMENT_NAME = re.compile(r"^(\d{20})-([0-9a-f-]{36})\.([a-z]+)$")
 
 
@@ -105,17 +104,9 @@ class RemoteSegment:
     state: SegmentState = SegmentState.COPY_FINISHED
 
     @property
-    def last_offset(self) -> int:
-        return self.next_offset - 1
-
-    @property
     def size_bytes(self) -> int:
         """Bytes of the `.log` object: what retention.bytes counts."""
         return self.files["log"].size
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files.values())
 
     @property
     def metadata_key(self) -> str:

@@ -31,6 +31,7 @@ def test_sealed_segments_are_uploaded_in_offset_order_with_their_indexes(tmp_pat
     logs = open_logs(tmp_path / "data", partitions=2)
     acked = {p: produce(logs.log("t", p), 40) for p in range(2)}
     uploaded_before = sample("tierlog_tiering_uploaded_segments_total")
+    puts_before = sample("tierlog_object_store_requests_total", {"operation": "PUT"})
 
     async def scenario() -> None:
         store = make_store()
@@ -53,6 +54,9 @@ def test_sealed_segments_are_uploaded_in_offset_order_with_their_indexes(tmp_pat
                     assert "snapshot" in r.files  # producer state as of the segment's end
                 assert manager.remote_end_offset("t", p) == sealed[-1].next_offset
                 assert manager.remote_log_start_offset("t", p) == 0
+                middle = remote[2]
+                assert manager.remote_segment_for("t", p, middle.next_offset - 1) == middle
+                assert manager.remote_segment_for("t", p, sealed[-1].next_offset) is None
                 status = manager.remote_status("t", p)
                 assert (status.copy_lag_segments, status.copy_lag_bytes) == (0, 0)
                 assert status.size_bytes == sum(s.size for s in sealed)
@@ -62,6 +66,10 @@ def test_sealed_segments_are_uploaded_in_offset_order_with_their_indexes(tmp_pat
             assert sample("tierlog_tiering_uploaded_segments_total") - uploaded_before == sum(
                 len(manager.remote_segments("t", p)) for p in range(2))
             assert sample("tierlog_tiering_copy_lag_segments") == 0
+            assert sample("tierlog_tier_bytes", {"tier": "remote"}) == sum(
+                manager.remote_status("t", p).size_bytes for p in range(2))
+            puts = sample("tierlog_object_store_requests_total", {"operation": "PUT"}) - puts_before
+            assert puts >= store.requests["PUT"] > 0
             # A second pass has nothing to do: no request but the topic being in sync.
             before = sum(store.requests.values())
             await manager.run_once()
@@ -228,6 +236,33 @@ def test_restore_on_an_empty_machine_brings_back_every_offset_and_producer_state
 
     asyncio.run(second_life())
     fresh.close()
+
+
+def test_a_restore_after_retention_emptied_the_bucket_continues_after_the_last_offset(
+        tmp_path, make_store: StoreFactory) -> None:
+    logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.ms": HOUR_MS})
+    plog = logs.log("t", 0)
+    produce(plog, 20, timestamp=int(time.time() * 1000) - 3 * HOUR_MS)
+    seal_active(plog)
+    end = plog.log_end_offset
+
+    async def tier() -> None:
+        store = make_store()
+        async with opened(logs, store) as manager:
+            await manager.run_once()
+            assert manager.remote_segments("t", 0) == [] and manager.remote_end_offset("t", 0) == end
+            topic_id = logs.topics["t"].topic_id
+            left = [o.key for o in await store.list(f"t-{topic_id}/")]
+            assert len(left) == 1 and f"/{META_FOLDER}" in left[0], "only the record of where offsets continue"
+
+    asyncio.run(tier())
+    fresh = open_logs(tmp_path / "empty-machine", create=False)
+
+    async def restore() -> None:
+        async with opened(fresh, make_store()):
+            assert fresh.log("t", 0).log_end_offset == end, "offsets are never handed out twice"
+
+    asyncio.run(restore())
 
 
 def test_a_restart_after_a_crash_mid_restore_finishes_it(tmp_path, make_store: StoreFactory) -> None:
