@@ -289,8 +289,10 @@ class S3Store(ObjectStore):
                 )
 
     async def check(self) -> None:
-        """HeadBucket, then a probe object written and deleted (a read-only key fails here)."""
-        await self._call(HEAD, self.bucket, lambda s3: s3.head_bucket(Bucket=self.bucket))
+        """A list under our prefix (HeadBucket would need ListBucket on the whole bucket, which
+        a least-privilege role lacks), then a probe object written and deleted (a read-only
+        key fails here)."""
+        await self.list("_probe/")
         probe = f"_probe/{uuid.uuid4().hex}"
         await self.put(probe, b"tierlog start-up probe")
         await self.delete([probe])

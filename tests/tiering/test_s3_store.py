@@ -122,7 +122,7 @@ def test_a_missing_bucket_is_a_clear_error_at_start_up(moto: MotoServer, tmp_pat
         manager = TieringManager(logs, store)
         with pytest.raises(BucketNotFoundError, match="'no-such-bucket-here' does not exist"):
             await manager.open()
-        assert store.requests["HEAD"] == 1, "not retried"
+        assert store.requests["LIST"] == 1, "not retried"
         await store.close()
 
     asyncio.run(scenario())
