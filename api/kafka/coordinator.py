@@ -89,6 +89,12 @@ class Member:
     expiry: asyncio.TimerHandle | None = None
 
     @property
+    def rejoined(self) -> bool:
+        """Asked to join this rebalance. A member whose connection dropped meanwhile still
+        counts (as in Kafka); it then misses its session timeout and leaves."""
+        return self.join_waiter is not None
+
+    @property
     def awaiting_join(self) -> bool:
         return self.join_waiter is not None and not self.join_waiter.done()
 
@@ -124,7 +130,7 @@ class Group:
         return names or set()
 
     def all_joined(self) -> bool:
-        return not self.pending and all(m.awaiting_join for m in self.members.values())
+        return not self.pending and all(m.rejoined for m in self.members.values())
 
 
 def _resolve(waiter: asyncio.Future[JoinResult] | asyncio.Future[SyncResult] | None, result: object) -> None:
@@ -303,7 +309,7 @@ class GroupCoordinator:
         if group.rebalance_timer is not None:
             group.rebalance_timer.cancel()
             group.rebalance_timer = None
-        for member in [m for m in group.members.values() if not m.awaiting_join]:
+        for member in [m for m in group.members.values() if not m.rejoined]:
             log.info("group %s: member %s did not rejoin in time", group.group_id, member.member_id)
             self._drop(group, member)
         for timer in group.pending.values():

@@ -113,6 +113,23 @@ def test_a_member_that_does_not_rejoin_in_the_rebalance_timeout_is_dropped(tmp_p
     run(str(tmp_path), scenario)
 
 
+def test_a_member_whose_join_is_dropped_does_not_hold_up_the_rebalance(tmp_path: Any) -> None:
+    async def scenario(broker: Broker, groups: GroupCoordinator) -> None:
+        first = await groups.join(join(session_ms=300, rebalance_ms=10_000))
+        vanishing = asyncio.ensure_future(groups.join(join(session_ms=300, rebalance_ms=10_000)))
+        await asyncio.sleep(0.05)
+        vanishing.cancel()  # its connection closed while it waited
+        rejoined = await groups.join(join(first.member_id, session_ms=300, rebalance_ms=10_000))
+        assert rejoined.generation_id == 2 and len(rejoined.members) == 2  # at once, not after 10 s
+        await groups.sync("g", 2, first.member_id, None, None, None, {})
+        for _ in range(6):  # the vanished member sends no heartbeats and times out
+            await asyncio.sleep(0.1)
+            groups.heartbeat("g", 2, first.member_id, None)
+        assert list(groups.groups["g"].members) == [first.member_id]
+
+    run(str(tmp_path), scenario)
+
+
 def test_the_initial_delay_gathers_members_starting_together(tmp_path: Any) -> None:
     async def scenario(broker: Broker, groups: GroupCoordinator) -> None:
         first = asyncio.ensure_future(groups.join(join()))
