@@ -138,6 +138,20 @@ def test_requests_larger_than_the_receive_buffer_are_served(kafka_server: KafkaS
     wire.close()
 
 
+def test_transactional_produce_is_refused_until_transactions_land(kafka_server: KafkaServer) -> None:
+    create(kafka_server, "wire-txn")
+    request = produce_v9.ProduceRequest(transactional_id="txn-1", acks=-1, timeout=timedelta(seconds=5), topic_data=(
+        produce_v9.TopicProduceData(name="wire-txn", partition_data=(
+            produce_v9.PartitionProduceData(index=0, records=batch(b"in a transaction")),)),))
+    wire = Wire(kafka_server.bootstrap)
+    wire.send(request, 1)
+    partition = wire.receive(PRODUCE, 9)[1].responses[0].partition_responses[0]
+    assert partition.error_code == ErrorCode.transactional_id_authorization_failed
+    wire.send(fetch("wire-txn", 0, 0), 2)
+    assert wire.receive(FETCH, 12)[1].responses[0].partitions[0].high_watermark == 0  # nothing written
+    wire.close()
+
+
 def test_long_poll_is_woken_by_an_append(kafka_server: KafkaServer) -> None:
     create(kafka_server, "wire-wake")
     waiting = Wire(kafka_server.bootstrap)
