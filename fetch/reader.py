@@ -116,6 +116,18 @@ class Reader:
             aborted += [t for t in plog.aborted_transactions(offset, end_offset) if t not in aborted]
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, tuple(aborted))
 
+    async def max_timestamp_offset(self, topic: str, partition: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp in either tier (KIP-734)."""
+        plog = self._log(topic, partition)
+        stamps = [s.max_timestamp for s in plog.segments]
+        state = self._remote_state(topic, partition)
+        if state is not None:
+            stamps += [s.max_timestamp for s in state.segments]
+        largest = max(stamps, default=-1)
+        if largest < 0:
+            return None
+        return await self.offset_for_timestamp(topic, partition, largest)
+
     async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after `timestamp`, across both tiers."""
         plog = self._log(topic, partition)

@@ -78,7 +78,7 @@ APIS: dict[int, Api] = {
     for api in (
         Api(0, 3, 12, handle_produce),
         Api(1, 4, 12, handle_fetch),
-        Api(2, 1, 6, handle_list_offsets),
+        Api(2, 1, 9, handle_list_offsets),
         Api(3, 0, 12, handle_metadata),
         Api(8, 2, 8, handle_offset_commit),
         Api(9, 1, 8, handle_offset_fetch),

@@ -1,5 +1,7 @@
-"""ListOffsets: the earliest (-2) or latest (-1) offset, or the first offset at or after a
-timestamp, through the fetch layer so both tiers answer."""
+"""ListOffsets: the earliest (-2) or latest (-1) offset, the record with the largest
+timestamp (-3, KIP-734), the earliest offset on local disk (-4) and the latest tiered one
+(-5, KIP-405/KIP-1005), or the first offset at or after a timestamp; through the fetch
+layer so both tiers answer."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from .fetch import READ_COMMITTED
 
 LATEST = -1
 EARLIEST = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
+LATEST_TIERED = -5
 
 
 async def _offset_for(kafka: KafkaContext, topic: str, partition: int, timestamp: int,
@@ -28,9 +33,16 @@ async def _offset_for(kafka: KafkaContext, topic: str, partition: int, timestamp
             return ErrorCode.none, latest(topic, partition), -1
         if timestamp == EARLIEST:
             return ErrorCode.none, reader.log_start_offset(topic, partition), -1
-        if timestamp < 0:  # -3 (max timestamp) and the tiered specs need newer versions
+        if timestamp == EARLIEST_LOCAL:
+            return ErrorCode.none, reader.local_log_start_offset(topic, partition), -1
+        if timestamp == LATEST_TIERED:
+            return ErrorCode.none, reader.last_tiered_offset(topic, partition), -1
+        if timestamp == MAX_TIMESTAMP:
+            found = await reader.max_timestamp_offset(topic, partition)
+        elif timestamp < 0:
             return ErrorCode.invalid_request, -1, -1
-        found = await reader.offset_for_timestamp(topic, partition, timestamp)
+        else:
+            found = await reader.offset_for_timestamp(topic, partition, timestamp)
     except LogError as exc:
         return error_code(exc), -1, -1
     if found is None:  # no record at or after it: Kafka answers -1

@@ -51,6 +51,9 @@ def test_a_replay_from_zero_reads_every_batch_once_across_both_tiers(tmp_path, m
         await tiering.run_once()
         assert plog.log_start_offset > 0, "local retention should have removed tiered segments"
         assert reader.log_start_offset("t", 0) == 0
+        assert reader.local_log_start_offset("t", 0) == plog.log_start_offset
+        assert reader.last_tiered_offset("t", 0) == tiering.remote_segments("t", 0)[-1].next_offset - 1
+        assert reader.last_tiered_offset("t", 0) >= plog.log_start_offset - 1
         seen = await read_all(reader)
         await tiering.close()
         await reader.remote.cache.close()

@@ -239,3 +239,29 @@ def test_join_group_v4_plus_asks_for_a_member_id_first(kafka_server: KafkaServer
     assert [(c.key, c.node_id, f"{c.host}:{c.port}") for c in found.coordinators] == \
         [("wire-join", 0, kafka_server.bootstrap), ("other", 0, kafka_server.bootstrap)]
     wire.close()
+
+
+def test_list_offsets_v9_answers_max_timestamp_earliest_local_and_latest_tiered(kafka_server: KafkaServer) -> None:
+    from kio.schema.list_offsets.v9 import request as list_v9
+
+    create(kafka_server, "stamps")
+    wire = Wire(kafka_server.bootstrap)
+    stamped = build_batch([Record(None, b"a", timestamp=1_000), Record(None, b"b", timestamp=9_000),
+                           Record(None, b"c", timestamp=5_000)])
+    wire.send(produce("stamps", stamped), 1)
+    wire.receive(PRODUCE, 9)
+    answers = {}
+    for spec in (-1, -2, -3, -4, -5, 4_000):
+        wire.send(list_v9.ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=(
+            list_v9.ListOffsetsTopic(name="stamps", partitions=(
+                list_v9.ListOffsetsPartition(partition_index=0, current_leader_epoch=-1, timestamp=spec),)),)), 2)
+        _, response = wire.receive(2, 9)
+        part = response.topics[0].partitions[0]
+        assert part.error_code == ErrorCode.none
+        answers[spec] = (part.offset, part.timestamp)
+    wire.close()
+    assert answers[-1][0] == 3 and answers[-2][0] == 0
+    assert answers[-3] == (1, 9_000)  # the record with the largest timestamp, not the last one
+    assert answers[-4][0] == 0  # nothing tiered yet: the local log starts at 0
+    assert answers[-5][0] == -1  # and no offset is tiered
+    assert answers[4_000] == (1, 9_000)
