@@ -98,30 +98,32 @@ def validate_batch(buf: memoryview, pos: int = 0) -> BatchHeader:
     available = len(buf) - pos
     if available < HEADER_SIZE:
         raise CorruptRecordError(f"truncated batch: {available} bytes, a header needs {HEADER_SIZE}")
-    header = parse_header(buf, pos)
-    if header.batch_length < MIN_BATCH_LENGTH:
-        raise CorruptRecordError(f"batch length {header.batch_length} is below the minimum {MIN_BATCH_LENGTH}")
-    if header.size > available:
-        raise CorruptRecordError(f"truncated batch: length says {header.size} bytes, {available} present")
-    if header.magic != MAGIC:
-        raise CorruptRecordError(f"unsupported magic {header.magic}; only RecordBatch v2 (magic 2) is accepted")
-    if header.record_count < 0 or header.last_offset_delta < 0:
-        raise CorruptRecordError(
-            f"bad record count {header.record_count} or last offset delta {header.last_offset_delta}"
-        )
-    if header.record_count == 0 and not header.is_control:
-        raise CorruptRecordError("empty batch")
-    if header.record_count and header.last_offset_delta != header.record_count - 1:
-        # Kafka's LogValidator refuses these: the batch would claim offsets it has no records for.
-        raise CorruptRecordError(
-            f"inconsistent batch: {header.record_count} records but last offset delta {header.last_offset_delta}"
-        )
-    if header.compression > 4:
-        raise CorruptRecordError(f"unknown compression codec {header.compression}")
-    actual = crc32c(buf[pos + CRC_START : pos + header.size])
-    if actual != header.crc:
-        raise CorruptRecordError(f"CRC mismatch: header says {header.crc:#010x}, data gives {actual:#010x}")
-    return header
+    fields = HEADER.unpack_from(buf, pos)
+    # Plain locals, not the header's properties: this runs once per batch on the append path.
+    _, batch_length, _, magic, crc, attributes, last_offset_delta, _, _, _, _, _, record_count = fields
+    size = batch_length + LOG_OVERHEAD
+    if batch_length < MIN_BATCH_LENGTH:
+        raise CorruptRecordError(f"batch length {batch_length} is below the minimum {MIN_BATCH_LENGTH}")
+    if size > available:
+        raise CorruptRecordError(f"truncated batch: length says {size} bytes, {available} present")
+    if magic != MAGIC:
+        raise CorruptRecordError(f"unsupported magic {magic}; only RecordBatch v2 (magic 2) is accepted")
+    if record_count <= 0 or last_offset_delta != record_count - 1:
+        if record_count < 0 or last_offset_delta < 0:
+            raise CorruptRecordError(f"bad record count {record_count} or last offset delta {last_offset_delta}")
+        if record_count:
+            # Kafka's LogValidator refuses these: the batch would claim offsets it has no records for.
+            raise CorruptRecordError(
+                f"inconsistent batch: {record_count} records but last offset delta {last_offset_delta}"
+            )
+        if not attributes & CONTROL_BIT:
+            raise CorruptRecordError("empty batch")
+    if attributes & COMPRESSION_MASK > 4:
+        raise CorruptRecordError(f"unknown compression codec {attributes & COMPRESSION_MASK}")
+    actual = crc32c(buf[pos + CRC_START : pos + size])
+    if actual != crc:
+        raise CorruptRecordError(f"CRC mismatch: header says {crc:#010x}, data gives {actual:#010x}")
+    return BatchHeader._make(fields)
 
 
 def validate_batches(data: bytes | bytearray | memoryview) -> list[tuple[int, BatchHeader]]:

@@ -255,27 +255,30 @@ class PartitionLog:
             raise LogStorageError(f"{self.topic}-{self.partition} is offline: {self.storage_error}")
         batches = validate_batches(data)
         max_bytes, segment_bytes, segment_ms, log_append_time, flush_messages = self._append_limits
-        for _, header in batches:
-            if header.producer_id < 0:
-                continue
-            if header.is_control and not _markers:
-                raise CorruptRecordError("control batches are written by the broker, not by clients")
-            duplicate = self.producers.find_duplicate(header)
-            if duplicate is not None:
-                if len(batches) > 1:
-                    raise OutOfOrderSequenceError("a retried batch must come alone in its request")
-                return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, [], duplicate=True)
-            self.producers.check(header)
         total = offsets = records = 0
-        for _, header in batches:
+        has_producer = False
+        for _, header in batches:  # tuple indexes, not properties: once per batch on the hot path
             size = header[1] + LOG_OVERHEAD
             if size > max_bytes or size > segment_bytes:
                 raise RecordTooLargeError(
                     f"batch of {size} bytes exceeds max.message.bytes={max_bytes} or segment.bytes={segment_bytes}"
                 )
             total += size
-            offsets += header.last_offset_delta + 1
-            records += header.record_count
+            offsets += header[6] + 1  # last_offset_delta
+            records += header[12]  # record_count
+            has_producer = has_producer or header[9] >= 0  # producer_id
+        if has_producer:
+            for _, header in batches:
+                if header.producer_id < 0:
+                    continue
+                if header.is_control and not _markers:
+                    raise CorruptRecordError("control batches are written by the broker, not by clients")
+                duplicate = self.producers.find_duplicate(header)
+                if duplicate is not None:
+                    if len(batches) > 1:
+                        raise OutOfOrderSequenceError("a retried batch must come alone in its request")
+                    return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, [], duplicate=True)
+                self.producers.check(header)
         now = int(time.time() * 1000) if now_ms is None else now_ms
         append_time = -1
         if log_append_time:
@@ -302,14 +305,15 @@ class PartitionLog:
             next_offset += header.last_offset_delta + 1
             placed.append((next_offset - 1, max_ts, size))
         active.append(iov, total, placed)
-        for header in written:
-            if header.producer_id < 0:
-                continue
-            if header.is_control:
-                commit, coordinator_epoch = _read_marker(view[batches[0][0] : batches[0][0] + header.size])
-                self._complete_txn(active, header, commit, coordinator_epoch)
-            else:
-                self.producers.on_batch(header)
+        if has_producer:
+            for header in written:
+                if header.producer_id < 0:
+                    continue
+                if header.is_control:
+                    commit, coordinator_epoch = _read_marker(view[batches[0][0] : batches[0][0] + header.size])
+                    self._complete_txn(active, header, commit, coordinator_epoch)
+                else:
+                    self.producers.on_batch(header)
         self.unflushed_messages += records
         info = AppendInfo(written[0].base_offset, next_offset - 1, append_time, written)
         if self.unflushed_messages >= flush_messages:
