@@ -66,7 +66,12 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
         print(f"tierlog serve: {exc}", file=sys.stderr)
         return 2
     broker = Broker(args.data_dir, settings)
-    tiering = TieringManager(broker.logs, store, task_interval_ms=settings.remote_log_manager_task_interval_ms)
+    tiering = TieringManager(
+        broker.logs, store,
+        task_interval_ms=settings.remote_log_manager_task_interval_ms,
+        upload_concurrency=settings.remote_log_manager_copier_thread_pool_size,
+        upload_bytes_per_sec=settings.remote_log_manager_copy_max_bytes_per_second,
+    )
     offsets = CommittedOffsetStore(args.data_dir)
     service = TierlogService(broker, offsets, remote=tiering)
     grpc_server = GrpcServer(service, args.grpc_listen)

@@ -33,6 +33,8 @@ class BrokerSettings:
     advertised_listeners: str | None = None  # PLAINTEXT://host:port; default: the Kafka listener
     node_id: int = 0
     remote_log_manager_task_interval_ms: int = 30_000
+    remote_log_manager_copier_thread_pool_size: int = 4  # segments uploading at once
+    remote_log_manager_copy_max_bytes_per_second: int = 0  # 0: no quota (Kafka: Long.MAX_VALUE)
     log_retention_check_interval_ms: int = 300_000
     log_flush_scheduler_interval_ms: int = 100
     group_initial_rebalance_delay_ms: int = 3_000
@@ -72,6 +74,8 @@ _INTS: dict[str, tuple[str, int]] = {
     "node.id": ("node_id", 0),
     "broker.id": ("node_id", 0),
     "remote.log.manager.task.interval.ms": ("remote_log_manager_task_interval_ms", 1),
+    "remote.log.manager.copier.thread.pool.size": ("remote_log_manager_copier_thread_pool_size", 1),
+    "remote.log.manager.copy.max.bytes.per.second": ("remote_log_manager_copy_max_bytes_per_second", 1),
     "log.retention.check.interval.ms": ("log_retention_check_interval_ms", 1),
     "log.flush.scheduler.interval.ms": ("log_flush_scheduler_interval_ms", 1),
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", 0),

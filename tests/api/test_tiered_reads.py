@@ -84,3 +84,26 @@ def test_offsets_in_the_object_store_read_like_local_ones_and_survive_losing_the
             assert appended.partitions[0].base_offset == len(tiered)
     finally:
         restored.stop()
+
+
+def test_copy_quota_paces_uploads(tmp_path) -> None:
+    """remote.log.manager.copy.max.bytes.per.second holds uploads to the rate asked for."""
+    quota = 20_000
+    server = TierlogServer(str(tmp_path / "data"), "--conf", "remote.log.manager.task.interval.ms=50",
+                           "--conf", f"remote.log.manager.copy.max.bytes.per.second={quota}",
+                           "--conf", "remote.log.manager.copier.thread.pool.size=2").start()
+    try:
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            stub = pb_grpc.TierlogStub(channel)
+            create(stub, "paced", **{"segment.bytes": "4096", "retention.ms": "-1"})
+            for _ in range(30):  # ~120 KiB in 4 KiB segments: six seconds of quota
+                stub.Produce(pb.ProduceRequest(topic="paced", partition=0, records=[record(b"x" * 1000)] * 4))
+            start = time.monotonic()
+            time.sleep(2.0)
+            [row] = stub.TierStatus(pb.TierStatusRequest(topic="paced")).partitions
+            elapsed = time.monotonic() - start
+            # One second of burst, one segment in flight per upload slot, on top of the rate.
+            assert 0 < row.remote_bytes <= quota * (elapsed + 1) + 2 * 4096, (row.remote_bytes, elapsed)
+            assert row.remote_log_end_offset < 29 * 4  # most segments still wait their turn
+    finally:
+        server.stop()
