@@ -2,7 +2,9 @@
 
 Chunk i of an object covers bytes [i * chunk_bytes, (i + 1) * chunk_bytes). Concurrent
 readers of one missing chunk share one GET (single flight); a global semaphore bounds
-GETs in flight; the least recently used chunks are evicted past `max_bytes`.
+GETs in flight; the least recently used chunks are evicted past `max_bytes`. The most
+recently used chunks are also kept in memory (up to `memory_bytes`), so a sequential reader,
+which asks for each chunk once per read, reads it from disk at most once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ChunkCache:
         chunk_bytes: int = 4 * 1024 * 1024,
         max_bytes: int = 1024 * 1024 * 1024,
         max_concurrent_gets: int = 16,
+        memory_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if chunk_bytes <= 0 or max_bytes < chunk_bytes:
             raise ValueError("chunk_bytes must be positive and max_bytes at least one chunk")
@@ -37,7 +40,10 @@ class ChunkCache:
         self.chunk_bytes = chunk_bytes
         self.max_bytes = max_bytes
         self._gets = asyncio.Semaphore(max_concurrent_gets)
+        self.memory_bytes = memory_bytes
         self._lru: OrderedDict[tuple[str, int], int] = OrderedDict()  # chunk -> size on disk
+        self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # a subset of _lru
+        self._memory_used = 0
         self._prefetched: set[tuple[str, int]] = set()
         self._in_flight: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self._background: set[asyncio.Task[bytes]] = set()
@@ -62,10 +68,18 @@ class ChunkCache:
             if chunk in self._prefetched:
                 self._prefetched.discard(chunk)
                 metrics.PREFETCH_HITS.inc()
+            data = self._memory.get(chunk)
+            if data is not None:
+                self._memory.move_to_end(chunk)
+                return data
             try:
-                return await asyncio.to_thread(_read_file, self._path(key, index))
+                data = await asyncio.to_thread(_read_file, self._path(key, index))
             except FileNotFoundError:  # evicted while the read was on its way
                 self._forget(chunk)
+            else:
+                if chunk in self._lru:  # not dropped while the read was on its way
+                    self._remember(chunk, data)
+                return data
         metrics.CHUNK_CACHE.labels("miss").inc()
         return await self._load(key, index, object_size)
 
@@ -104,6 +118,7 @@ class ChunkCache:
                 raise ShortChunkError(f"{key}: chunk {index} came back with {len(data)} of {end - start} bytes")
             await asyncio.to_thread(_write_file, self._path(key, index), data)
             self._admit(chunk, len(data))
+            self._remember(chunk, data)
             if prefetch:
                 self._prefetched.add(chunk)
             future.set_result(data)
@@ -122,11 +137,23 @@ class ChunkCache:
             old, _ = next(iter(self._lru.items()))
             self.invalidate(*old)
 
+    def _remember(self, chunk: tuple[str, int], data: bytes) -> None:
+        if chunk in self._memory or len(data) > self.memory_bytes:
+            return
+        self._memory[chunk] = data
+        self._memory_used += len(data)
+        while self._memory_used > self.memory_bytes:
+            _, old = self._memory.popitem(last=False)
+            self._memory_used -= len(old)
+
     def _forget(self, chunk: tuple[str, int]) -> None:
         size = self._lru.pop(chunk, None)
         if size is not None:
             self.cached_bytes -= size
         self._prefetched.discard(chunk)
+        data = self._memory.pop(chunk, None)
+        if data is not None:
+            self._memory_used -= len(data)
 
     def invalidate(self, key: str, index: int) -> None:
         """Drop a chunk (evicted, or found corrupt by a reader)."""

@@ -88,12 +88,17 @@ class RemoteReader:
             position += header.size
         if start is None or (max_offset is not None and header.base_offset >= max_offset):
             return b"", offset
-        end, end_offset = start, offset
+        end, end_offset = start + header.size, header.next_offset  # the first batch, even past max_bytes
+        if max_offset is None or max_offset >= segment.next_offset:
+            # As the local log does: jump by the offset index to near the byte limit, so
+            # only the last few headers are read, not every one.
+            end = max(end, index.position_floor(start + max_bytes))
         while end + HEADER_SIZE <= size:
             header = await span.header(end)
+            end_offset = header.base_offset
             if max_offset is not None and header.base_offset >= max_offset:
                 break
-            if end > start and end + header.size - start > max_bytes:
+            if end + header.size - start > max_bytes:
                 break
             end += header.size
             end_offset = header.next_offset
@@ -113,7 +118,9 @@ class RemoteReader:
         sequential = start == 0 or self._read_ends.get(key) == start
         self._read_ends[key] = end
         if sequential and end < size:
-            self.cache.prefetch(key, end // self.cache.chunk_bytes, self.readahead_chunks, size)
+            # `readahead_chunks` past the chunk this read ended in (which the next read uses).
+            following = -(-end // self.cache.chunk_bytes)
+            self.cache.prefetch(key, following, self.readahead_chunks, size)
 
     async def offset_for_timestamp(self, segment: RemoteSegment, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the segment's first record at or after `timestamp`."""

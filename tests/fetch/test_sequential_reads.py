@@ -1,0 +1,68 @@
+"""What a sequential replay costs the read path: each chunk read from disk at most once,
+and the read-ahead window counted past the chunk a read ended in."""
+
+import asyncio
+import os
+
+import fetch.chunk_cache as chunk_cache
+from fetch.chunk_cache import ChunkCache
+from tiering.local_store import LocalFolderStore
+from tests.fetch.test_reader import make_reader, read_all
+from tests.tiering.support import open_logs, produce, seal_active
+
+from .test_chunk_cache import CountingSource
+
+
+def test_recent_chunks_are_served_from_memory_within_its_bound(tmp_path, monkeypatch):
+    data = os.urandom(6 * 4096)
+    source = CountingSource({"seg": data})
+    disk_reads: list[str] = []
+    read_file = chunk_cache._read_file
+    monkeypatch.setattr(chunk_cache, "_read_file", lambda path: disk_reads.append(path) or read_file(path))
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20,
+                           memory_bytes=2 * 4096)
+        for index in range(6):
+            await cache.get("seg", index, len(data))
+        recent = [await cache.get("seg", 5, len(data)) for _ in range(4)]  # a reader's four reads of it
+        reads_of_recent = len(disk_reads)
+        old = await cache.get("seg", 0, len(data))  # beyond the memory bound: from disk, once
+        old_again = await cache.get("seg", 0, len(data))
+        cache.invalidate("seg", 0)  # found corrupt: the memory copy goes too
+        refetched = await cache.get("seg", 0, len(data))
+        await cache.close()
+        return recent, reads_of_recent, old, old_again, refetched
+
+    recent, reads_of_recent, old, old_again, refetched = asyncio.run(scenario())
+    assert recent == [data[5 * 4096:]] * 4 and reads_of_recent == 0
+    assert old == old_again == refetched == data[:4096]
+    assert len(disk_reads) == 1
+    assert len(source.gets) == 7  # six chunks, and chunk 0 again after the invalidation
+
+
+def test_a_sequential_reader_has_its_read_ahead_chunks_past_the_current_one_loading(tmp_path):
+    async def scenario():
+        logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.ms": -1,
+                                                     "segment.bytes": 64 * 1024})
+        plog = logs.log("t", 0)
+        acked = produce(plog, 40, value_size=400)  # about 70 KiB: one full segment and a bit
+        seal_active(plog)
+        store = LocalFolderStore(str(tmp_path / "bucket"))
+        tiering, reader = make_reader(tmp_path, logs, store, chunk_bytes=4096, readahead=2)
+        await tiering.open()
+        await tiering.run_once()
+        first = await reader.read("t", 0, 0, 6000)  # three batches: ends inside chunk 1
+        await asyncio.sleep(0.2)  # the read-ahead lands
+        key = tiering.remote_segments("t", 0)[0].key("log")
+        cached = sorted(index for k, index in reader.remote.cache._lru if k == key)
+        seen = await read_all(reader, max_bytes=5000)
+        await tiering.close()
+        await reader.remote.cache.close()
+        await store.close()
+        return len(first.records), cached, acked, seen
+
+    first_bytes, cached, acked, seen = asyncio.run(scenario())
+    assert 4096 < first_bytes <= 6000
+    assert cached == [0, 1, 2, 3]  # read: 0 and 1; read ahead: the two after chunk 1
+    assert seen == acked
