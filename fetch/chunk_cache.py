@@ -44,6 +44,7 @@ class ChunkCache:
         self._lru: OrderedDict[tuple[str, int], int] = OrderedDict()  # chunk -> size on disk
         self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # a subset of _lru
         self._memory_used = 0
+        self._from_disk: dict[tuple[str, int], asyncio.Task[bytes]] = {}  # chunk files being read into memory
         self._prefetched: set[tuple[str, int]] = set()
         self._in_flight: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self._background: set[asyncio.Task[bytes]] = set()
@@ -73,13 +74,9 @@ class ChunkCache:
                 self._memory.move_to_end(chunk)
                 return data
             try:
-                data = await asyncio.to_thread(_read_file, self._path(key, index))
+                return await asyncio.shield(self._read_from_disk(chunk))
             except FileNotFoundError:  # evicted while the read was on its way
                 self._forget(chunk)
-            else:
-                if chunk in self._lru:  # not dropped while the read was on its way
-                    self._remember(chunk, data)
-                return data
         metrics.CHUNK_CACHE.labels("miss").inc()
         return await self._load(key, index, object_size)
 
@@ -88,7 +85,10 @@ class ChunkCache:
         last = (object_size - 1) // self.chunk_bytes
         for index in range(first, min(first + count, last + 1)):
             chunk = (key, index)
-            if chunk in self._lru or chunk in self._in_flight:
+            if chunk in self._memory or chunk in self._in_flight or chunk in self._from_disk:
+                continue
+            if chunk in self._lru:  # on disk: into memory before the reader asks
+                self._read_from_disk(chunk)
                 continue
             task = asyncio.get_running_loop().create_task(self._load(key, index, object_size, prefetch=True))
             self._background.add(task)
@@ -98,6 +98,27 @@ class ChunkCache:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # a failed prefetch is retried by the reader that needs the chunk
+
+    def _read_from_disk(self, chunk: tuple[str, int]) -> "asyncio.Task[bytes]":
+        """A cached chunk's file read into memory: one read however many readers ask at once."""
+        task = self._from_disk.get(chunk)
+        if task is None:
+            task = self._from_disk[chunk] = asyncio.get_running_loop().create_task(self._file_to_memory(chunk))
+            self._background.add(task)
+
+            def done(finished: "asyncio.Task[bytes]") -> None:
+                if self._from_disk.get(chunk) is finished:
+                    del self._from_disk[chunk]
+                self._prefetch_done(finished)
+
+            task.add_done_callback(done)
+        return task
+
+    async def _file_to_memory(self, chunk: tuple[str, int]) -> bytes:
+        data = await asyncio.to_thread(_read_file, self._path(*chunk))
+        if chunk in self._lru:  # not dropped while the read was on its way
+            self._remember(chunk, data)
+        return data
 
     async def _load(self, key: str, index: int, object_size: int, *, prefetch: bool = False) -> bytes:
         chunk = (key, index)

@@ -100,7 +100,8 @@ class Reader:
         if segment is None or self.remote is None:
             raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
         try:
-            records, end_offset = await self.remote.read(segment, offset, max_bytes, max_offset=max_offset)
+            records, end_offset = await self.remote.read(segment, offset, max_bytes, max_offset=max_offset,
+                                                         following=state.segment_for(segment.next_offset))
         except NotFoundError as exc:  # remote retention deleted it while we read
             start = self.log_start_offset(topic, partition)
             if offset < start:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hotlog.batch import HEADER_SIZE, BatchHeader, parse_header, validate_batches
 from hotlog.errors import CorruptRecordError
+from hotlog.index import OffsetIndex
 from hotlog.records import decode_batch
 from tiering.metadata import RemoteSegment
 
@@ -68,13 +71,16 @@ class RemoteReader:
         self.indexes = indexes
         self.readahead_chunks = readahead_chunks
         self._read_ends: dict[str, int] = {}  # object key -> where the last read ended
+        self._index_loads: set[asyncio.Task[OffsetIndex]] = set()
 
     async def read(
-        self, segment: RemoteSegment, offset: int, max_bytes: int, *, max_offset: int | None = None
+        self, segment: RemoteSegment, offset: int, max_bytes: int, *, max_offset: int | None = None,
+        following: RemoteSegment | None = None,
     ) -> tuple[bytes, int]:
         """Whole batches from the one holding `offset` (at least one), up to `max_bytes`,
         before `max_offset`. Returns the bytes and the offset after them. Every batch is
-        checked (CRC-32C) before it is served."""
+        checked (CRC-32C) before it is served. A sequential reader near the segment's end
+        has the `following` segment's index and first chunks read ahead."""
         key, size = segment.key("log"), segment.files["log"].size
         span = _Span(self.cache, key, size)
         index = await self.indexes.offset_index(segment)
@@ -109,18 +115,30 @@ class RemoteReader:
             for chunk in range(start // self.cache.chunk_bytes, span.last_chunk(end) + 1):
                 self.cache.invalidate(key, chunk)
             raise RemoteDataError(f"{key}: {exc}") from exc
-        self._read_ahead(key, start, end, size)
+        self._read_ahead(key, start, end, size, following)
         return data, end_offset
 
-    def _read_ahead(self, key: str, start: int, end: int, size: int) -> None:
+    def _read_ahead(self, key: str, start: int, end: int, size: int, following: RemoteSegment | None) -> None:
         """Sequential readers (this read begins where the last one ended, or at the segment's
-        start) get the next chunks loading before they ask."""
+        start) get the next chunks loading before they ask: `readahead_chunks` past the chunk
+        this read ended in (which the next read uses), running on into the next segment."""
         sequential = start == 0 or self._read_ends.get(key) == start
         self._read_ends[key] = end
-        if sequential and end < size:
-            # `readahead_chunks` past the chunk this read ended in (which the next read uses).
-            following = -(-end // self.cache.chunk_bytes)
-            self.cache.prefetch(key, following, self.readahead_chunks, size)
+        if not sequential:
+            return
+        first = -(-end // self.cache.chunk_bytes)
+        self.cache.prefetch(key, first, self.readahead_chunks, size)
+        beyond = first + self.readahead_chunks - (-(-size // self.cache.chunk_bytes))  # chunks past this object
+        if beyond > 0 and following is not None:
+            index = asyncio.get_running_loop().create_task(self.indexes.offset_index(following))
+            self._index_loads.add(index)
+            index.add_done_callback(self._index_loaded)
+            self.cache.prefetch(following.key("log"), 0, beyond, following.files["log"].size)
+
+    def _index_loaded(self, task: "asyncio.Task[OffsetIndex]") -> None:
+        self._index_loads.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed load is retried by the read that needs the index
 
     async def offset_for_timestamp(self, segment: RemoteSegment, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the segment's first record at or after `timestamp`."""
