@@ -16,16 +16,20 @@ from tiering.manager import TieringManager
 from tiering.store import ObjectStore
 
 from .kafka.coordinator import GroupCoordinator
+from .kafka.txn_coordinator import TransactionCoordinator
 from .settings import BrokerSettings
 
 
 class Broker:
     def __init__(self, data_dir: str, settings: BrokerSettings) -> None:
         self.settings = settings
-        self.logs = LogManager(data_dir, settings.log_defaults)
+        self.logs = LogManager(data_dir, settings.log_defaults,
+                               producer_expiration_ms=settings.producer_id_expiration_ms)
         self.reader = Reader(self.logs)
         # Consumer groups and their committed offsets (in `__consumer_offsets`).
         self.groups = GroupCoordinator(self.logs, self.reader, settings)
+        # Producer ids and transactions (in `__transaction_state`).
+        self.txns = TransactionCoordinator(self.logs, self.reader, self.groups, settings)
         self._background: list[asyncio.Task[None]] = []
 
     def attach_tiering(self, tiering: TieringManager, store: ObjectStore) -> None:
@@ -45,6 +49,8 @@ class Broker:
     async def start(self) -> None:
         self.logs.open()
         await self.groups.load()
+        await self.txns.load(unclean=not self.logs.opened_clean)
+        self._background.append(asyncio.create_task(self.txns.run()))
         self._background.append(
             asyncio.create_task(
                 self.logs.run(

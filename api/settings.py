@@ -47,6 +47,10 @@ class BrokerSettings:
     remote_log_index_cache_bytes: int = 64 * 1024 * 1024
     remote_log_max_concurrent_gets: int = 16
     remote_log_prefetch_chunks: int = 4
+    producer_id_expiration_ms: int = 86_400_000  # idle producers' idempotence state is dropped after it
+    transaction_max_timeout_ms: int = 900_000
+    transaction_state_log_num_partitions: int = 50
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
 
     @classmethod
     def parse(cls, properties: Mapping[str, str]) -> "BrokerSettings":
@@ -89,4 +93,9 @@ _INTS: dict[str, tuple[str, int]] = {
     "remote.log.index.file.cache.total.size.bytes": ("remote_log_index_cache_bytes", 1),
     "remote.log.reader.max.concurrent.gets": ("remote_log_max_concurrent_gets", 1),
     "remote.log.prefetch.chunks": ("remote_log_prefetch_chunks", 0),
+    "producer.id.expiration.ms": ("producer_id_expiration_ms", 1),
+    "transaction.max.timeout.ms": ("transaction_max_timeout_ms", 1),
+    "transaction.state.log.num.partitions": ("transaction_state_log_num_partitions", 1),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
+        "transaction_abort_timed_out_transaction_cleanup_interval_ms", 1),
 }

@@ -2,9 +2,8 @@
 
 ApiVersions advertises exactly this table; clients pick the highest version both sides
 know. Every version in a range has a kio schema and is handled by the same handler.
-InitProducerId and the transaction APIs are absent until exactly-once lands: clients
-that need them (enable.idempotence=true) then fail cleanly at start-up instead of
-producing without the guarantee.
+InitProducerId and the transaction APIs stop at the versions before KIP-890's second
+part (transaction version 2), whose clients expect an epoch bump on every EndTxn.
 """
 
 from __future__ import annotations
@@ -40,6 +39,13 @@ from .groups import (
 from .metadata import handle_describe_cluster, handle_metadata
 from .offsets import handle_list_offsets
 from .produce import handle_produce
+from .txn_apis import (
+    handle_add_offsets_to_txn,
+    handle_add_partitions_to_txn,
+    handle_end_txn,
+    handle_init_producer_id,
+    handle_txn_offset_commit,
+)
 
 API_VERSIONS_KEY = 18
 PRODUCE_KEY = 0
@@ -97,6 +103,11 @@ APIS: dict[int, Api] = {
         Api(37, 0, 3, handle_create_partitions),
         Api(42, 0, 2, handle_delete_groups),
         Api(44, 0, 1, handle_incremental_alter_configs),
+        Api(22, 0, 4, handle_init_producer_id),
+        Api(24, 0, 3, handle_add_partitions_to_txn),
+        Api(25, 0, 3, handle_add_offsets_to_txn),
+        Api(26, 0, 3, handle_end_txn),
+        Api(28, 0, 3, handle_txn_offset_commit),
         Api(60, 0, 1, handle_describe_cluster),
     )
 }

@@ -24,9 +24,10 @@ from kio.schema.errors import ErrorCode
 from fetch.reader import Reader
 from hotlog.errors import LogError, RecordTooLargeError
 from hotlog.manager import LogManager
+from hotlog.records import Record
 
 from ..settings import BrokerSettings
-from .offset_store import CommittedOffset, OffsetStore, TopicPartition
+from .offset_store import CommittedOffset, OffsetStore, TopicPartition, apply_records, encode_key, encode_value
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,13 @@ class GroupCoordinator:
         self.settings = settings
         self.store = OffsetStore(logs, reader, settings.offsets_topic_num_partitions)
         self.groups: dict[str, Group] = {}
+        # TxnOffsetCommit offsets by producer id, applied when its transaction commits.
+        self.txn_offsets: dict[int, list[Record]] = {}
 
     async def load(self) -> None:
         """Read committed offsets back from the offsets topic."""
-        for group_id, offsets in (await self.store.load()).items():
+        committed, self.txn_offsets = await self.store.load()
+        for group_id, offsets in committed.items():
             self.groups[group_id] = Group(group_id, offsets=offsets)
         if self.groups:
             log.info("loaded committed offsets of %d groups", len(self.groups))
@@ -478,17 +482,7 @@ class GroupCoordinator:
         group = self.groups.setdefault(group_id, Group(group_id))
         if member_id in group.members:  # a commit shows the member is alive
             self._schedule_expiry(group, group.members[member_id])
-        now = int(time.time() * 1000)
-        results: dict[TopicPartition, ErrorCode] = {}
-        accepted: dict[TopicPartition, CommittedOffset] = {}
-        for (topic, partition), (offset, leader_epoch, metadata) in offsets.items():
-            topic_entry = self.logs.topics.get(topic)
-            if topic_entry is None or not 0 <= partition < topic_entry.partitions:
-                results[(topic, partition)] = ErrorCode.unknown_topic_or_partition
-            elif metadata is not None and len(metadata.encode()) > OFFSET_METADATA_MAX_BYTES:
-                results[(topic, partition)] = ErrorCode.offset_metadata_too_large
-            else:
-                accepted[(topic, partition)] = CommittedOffset(offset, leader_epoch, metadata or "", now)
+        results, accepted = self._accept(offsets)
         try:
             await self.store.write(group_id, accepted)
         except RecordTooLargeError:
@@ -497,6 +491,53 @@ class GroupCoordinator:
             return {**results, **{tp: ErrorCode.coordinator_not_available for tp in accepted}}
         group.offsets.update(accepted)
         return {**results, **{tp: ErrorCode.none for tp in accepted}}
+
+    def _accept(self, offsets: Mapping[TopicPartition, tuple[int, int, str | None]]
+                ) -> tuple[dict[TopicPartition, ErrorCode], dict[TopicPartition, CommittedOffset]]:
+        """The refused partitions with their errors, and the commits to write."""
+        now = int(time.time() * 1000)
+        refused: dict[TopicPartition, ErrorCode] = {}
+        accepted: dict[TopicPartition, CommittedOffset] = {}
+        for (topic, partition), (offset, leader_epoch, metadata) in offsets.items():
+            topic_entry = self.logs.topics.get(topic)
+            if topic_entry is None or not 0 <= partition < topic_entry.partitions:
+                refused[(topic, partition)] = ErrorCode.unknown_topic_or_partition
+            elif metadata is not None and len(metadata.encode()) > OFFSET_METADATA_MAX_BYTES:
+                refused[(topic, partition)] = ErrorCode.offset_metadata_too_large
+            else:
+                accepted[(topic, partition)] = CommittedOffset(offset, leader_epoch, metadata or "", now)
+        return refused, accepted
+
+    async def commit_txn_offsets(
+        self, group_id: str, producer: tuple[int, int], generation_id: int, member_id: str,
+        instance_id: str | None, offsets: Mapping[TopicPartition, tuple[int, int, str | None]],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """TxnOffsetCommit: write the offsets into the producer's transaction; the group sees
+        them once the transaction commits. Raises InvalidProducerEpochError when fenced."""
+        error = ErrorCode.invalid_group_id if not group_id else ErrorCode.none
+        if member_id and not error:  # v3+: the consumer's generation is checked (KIP-447)
+            error = self._member_error(self.groups.get(group_id), member_id, instance_id, generation_id)
+        if error:
+            return {tp: error for tp in offsets}
+        results, accepted = self._accept(offsets)
+        try:
+            await self.store.write(group_id, accepted, producer)
+        except RecordTooLargeError:
+            return {**results, **{tp: ErrorCode.invalid_commit_offset_size for tp in accepted}}
+        self.txn_offsets.setdefault(producer[0], []).extend(
+            Record(encode_key(group_id, topic, partition), encode_value(c)) for (topic, partition), c in accepted.items()
+        )
+        return {**results, **{tp: ErrorCode.none for tp in accepted}}
+
+    def end_txn(self, producer_id: int, commit: bool) -> None:
+        """The producer's marker is in the offsets topic: apply or drop its offsets."""
+        records = self.txn_offsets.pop(producer_id, [])
+        if not commit or not records:
+            return
+        committed: dict[str, dict[TopicPartition, CommittedOffset]] = {}
+        apply_records(committed, records)
+        for group_id, offsets in committed.items():
+            self.groups.setdefault(group_id, Group(group_id)).offsets.update(offsets)
 
     def _commit_error(self, group_id: str, generation_id: int, member_id: str, instance_id: str | None) -> ErrorCode:
         if not group_id:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from kio.schema.errors import ErrorCode
 
@@ -21,10 +21,8 @@ def _ms(delta: Any) -> int:
 async def handle_find_coordinator(kafka: KafkaContext, call: Call, request: Any) -> Any:
     response = call.response_type
     key_type = getattr(request, "key_type", GROUP_KEY)
-    if key_type == GROUP_KEY:
+    if key_type in (GROUP_KEY, TRANSACTION_KEY):  # one broker coordinates both
         error, message = ErrorCode.none, None
-    elif key_type == TRANSACTION_KEY:
-        error, message = ErrorCode.transactional_id_authorization_failed, "transactions are not supported yet"
     else:
         error, message = ErrorCode.invalid_request, f"unknown coordinator key type {key_type}"
     node = (-1, "", -1) if error else (kafka.node_id, kafka.host, kafka.port)
@@ -101,7 +99,11 @@ async def handle_offset_commit(kafka: KafkaContext, call: Call, request: Any) ->
         request.group_id, request.generation_id_or_member_epoch, request.member_id,
         getattr(request, "group_instance_id", None), offsets,
     )
-    response = call.response_type
+    return commit_response(call.response_type, request.topics, errors)
+
+
+def commit_response(response: type, topics: Any, errors: Mapping[tuple[str, int], ErrorCode]) -> Any:
+    """An OffsetCommit or TxnOffsetCommit response: one error per requested partition."""
     topic_entity = nested(response, "topics")
     partition_entity = nested(topic_entity, "partitions")
     return build(response, throttle_time=NO_THROTTLE, topics=tuple(
@@ -110,7 +112,7 @@ async def handle_offset_commit(kafka: KafkaContext, call: Call, request: Any) ->
                   error_code=errors[(topic.name, p.partition_index)])
             for p in topic.partitions
         ))
-        for topic in request.topics
+        for topic in topics
     ))
 
 

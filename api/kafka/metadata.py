@@ -16,10 +16,11 @@ from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .errors import error_code
 from .offset_store import OFFSETS_TOPIC
+from .txn_log import TXN_STATE_TOPIC
 
 log = logging.getLogger(__name__)
 
-INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TXN_STATE_TOPIC})
 NO_TOPIC_ID = uuid.UUID(int=0)
 
 

@@ -6,12 +6,12 @@ timestamp); a deleted group or topic leaves tombstones (null values). A group's 
 go to partition abs(javaHashCode(group)) % partitions, as in Kafka. At start-up the
 topic is read back through the fetch layer, so offsets survive restarts and tier like
 any other topic. The log has no compaction, so the topic keeps every commit
-(retention.ms=-1) and start-up replays them all.
+(retention.ms=-1) and start-up replays them all. TxnOffsetCommit writes its records as
+a transactional batch of the producer; they count once its COMMIT marker follows.
 """
 
 from __future__ import annotations
 
-import logging
 import struct
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -19,9 +19,9 @@ from typing import Iterable, Mapping
 from fetch.reader import Reader
 from hotlog.errors import CorruptRecordError
 from hotlog.manager import LogManager
-from hotlog.records import Record, build_batch, decode_batches
+from hotlog.records import Record, build_batch
 
-log = logging.getLogger(__name__)
+from .internal_topic import partitions_of, replay
 
 OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
@@ -31,7 +31,8 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _VALUE_HEAD = struct.Struct(">hqi")  # version, offset, leader epoch
 _I64 = struct.Struct(">q")
-_LOAD_READ_BYTES = 1024 * 1024
+_MARKER = struct.Struct(">hh")  # a control record's key: version, type
+COMMIT_MARKER = 1
 
 TopicPartition = tuple[str, int]
 
@@ -57,26 +58,26 @@ def partition_for_group(group_id: str, partitions: int) -> int:
     return (java_string_hash(group_id) & 0x7FFFFFFF) % partitions
 
 
-def _string(text: str) -> bytes:
+def string_bytes(text: str) -> bytes:
     raw = text.encode()
     return _I16.pack(len(raw)) + raw
 
 
-def _read_string(buf: bytes, pos: int) -> tuple[str, int]:
+def read_string(buf: bytes, pos: int) -> tuple[str, int]:
     (length,) = _I16.unpack_from(buf, pos)
     pos += 2
     if length < 0 or pos + length > len(buf):
-        raise CorruptRecordError("bad string length in an offsets record")
+        raise CorruptRecordError("bad string length in an internal topic record")
     return buf[pos : pos + length].decode(), pos + length
 
 
 def encode_key(group_id: str, topic: str, partition: int) -> bytes:
-    return _I16.pack(OFFSET_KEY_VERSION) + _string(group_id) + _string(topic) + _I32.pack(partition)
+    return _I16.pack(OFFSET_KEY_VERSION) + string_bytes(group_id) + string_bytes(topic) + _I32.pack(partition)
 
 
 def encode_value(committed: CommittedOffset) -> bytes:
     return (_VALUE_HEAD.pack(OFFSET_VALUE_VERSION, committed.offset, committed.leader_epoch)
-            + _string(committed.metadata) + _I64.pack(committed.commit_timestamp))
+            + string_bytes(committed.metadata) + _I64.pack(committed.commit_timestamp))
 
 
 def decode_key(key: bytes) -> tuple[str, str, int] | None:
@@ -85,8 +86,8 @@ def decode_key(key: bytes) -> tuple[str, str, int] | None:
         (version,) = _I16.unpack_from(key, 0)
         if version not in (0, 1):  # 2 is group metadata, which tierlog does not keep
             return None
-        group_id, pos = _read_string(key, 2)
-        topic, pos = _read_string(key, pos)
+        group_id, pos = read_string(key, 2)
+        topic, pos = read_string(key, pos)
         (partition,) = _I32.unpack_from(key, pos)
     except struct.error:
         raise CorruptRecordError("truncated offsets record key") from None
@@ -98,7 +99,7 @@ def decode_value(value: bytes) -> CommittedOffset:
         version, offset, leader_epoch = _VALUE_HEAD.unpack_from(value, 0)
         if version != OFFSET_VALUE_VERSION:
             raise CorruptRecordError(f"offsets record value version {version} is not {OFFSET_VALUE_VERSION}")
-        metadata, pos = _read_string(value, _VALUE_HEAD.size)
+        metadata, pos = read_string(value, _VALUE_HEAD.size)
         (timestamp,) = _I64.unpack_from(value, pos)
     except struct.error:
         raise CorruptRecordError("truncated offsets record value") from None
@@ -112,42 +113,48 @@ class OffsetStore:
         self.default_partitions = default_partitions
 
     def _partitions(self) -> int:
-        topic = self.logs.topics.get(OFFSETS_TOPIC)
-        if topic is None:
-            topic = self.logs.create_topic(OFFSETS_TOPIC, self.default_partitions, OFFSETS_TOPIC_CONFIGS)
-            log.info("created %s with %d partitions", OFFSETS_TOPIC, topic.partitions)
-        return topic.partitions
+        return partitions_of(self.logs, OFFSETS_TOPIC, self.default_partitions, OFFSETS_TOPIC_CONFIGS)
 
-    async def write(self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset | None]) -> None:
-        """Append the commits (None: a tombstone) as one batch and wait until it is fsynced."""
+    def partition_for(self, group_id: str) -> int:
+        return partition_for_group(group_id, self._partitions())
+
+    async def write(self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset | None],
+                    producer: tuple[int, int] | None = None) -> None:
+        """Append the commits (None: a tombstone) as one batch and wait until it is fsynced.
+        With `producer` (id, epoch) the batch is part of that producer's transaction: it
+        counts once the transaction's COMMIT marker follows it."""
         records = [
             Record(encode_key(group_id, topic, partition), None if c is None else encode_value(c))
             for (topic, partition), c in offsets.items()
         ]
         if not records:
             return
-        plog = self.logs.log(OFFSETS_TOPIC, partition_for_group(group_id, self._partitions()))
-        info = plog.append(build_batch(records))
+        plog = self.logs.log(OFFSETS_TOPIC, self.partition_for(group_id))
+        producer_id, producer_epoch = producer or (-1, -1)
+        info = plog.append(build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch,
+                                       transactional=producer is not None))
         await plog.flush_async(info.last_offset + 1)
 
-    async def load(self) -> dict[str, dict[TopicPartition, CommittedOffset]]:
-        """Every group's latest committed offsets, replayed from the topic."""
+    async def load(self) -> tuple[dict[str, dict[TopicPartition, CommittedOffset]], dict[int, list[Record]]]:
+        """Every group's latest committed offsets, replayed from the topic, and the offset
+        records of transactions still open (by producer id)."""
         groups: dict[str, dict[TopicPartition, CommittedOffset]] = {}
-        topic = self.logs.topics.get(OFFSETS_TOPIC)
-        for partition in range(topic.partitions if topic else 0):
-            offset = self.reader.log_start_offset(OFFSETS_TOPIC, partition)
-            while offset < self.reader.high_watermark(OFFSETS_TOPIC, partition):
-                found = await self.reader.read(OFFSETS_TOPIC, partition, offset, _LOAD_READ_BYTES)
-                start = offset
-                for batch in decode_batches(found.records):
-                    _apply(groups, (r for r in batch.records if r.key is not None))
-                    offset = batch.header.next_offset
-                if offset == start:
-                    raise CorruptRecordError(f"{OFFSETS_TOPIC}-{partition}: no whole batch at offset {offset}")
-        return groups
+        pending: dict[int, list[Record]] = {}
+        async for batch in replay(self.logs, self.reader, OFFSETS_TOPIC):
+            header = batch.header
+            if header.is_control:
+                kind = batch.records[0].key if batch.records else None
+                committed = pending.pop(header.producer_id, [])
+                if kind is not None and len(kind) >= _MARKER.size and _MARKER.unpack_from(kind)[1] == COMMIT_MARKER:
+                    apply_records(groups, committed)
+            elif header.is_transactional:
+                pending.setdefault(header.producer_id, []).extend(r for r in batch.records if r.key is not None)
+            else:
+                apply_records(groups, (r for r in batch.records if r.key is not None))
+        return groups, pending
 
 
-def _apply(groups: dict[str, dict[TopicPartition, CommittedOffset]], records: Iterable[Record]) -> None:
+def apply_records(groups: dict[str, dict[TopicPartition, CommittedOffset]], records: Iterable[Record]) -> None:
     for record in records:
         assert record.key is not None
         key = decode_key(record.key)

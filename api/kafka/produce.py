@@ -1,17 +1,20 @@
 """Produce: batches are appended as they come (any compression; the log checks header and
 CRC only). acks=all answers once the batches are fsynced (fsyncs shared by concurrent
-producers), acks=1 once they are in the page cache, acks=0 never."""
+producers), acks=1 once they are in the page cache, acks=0 never.
+
+Idempotence is the log's: a retried batch is answered with its first write's offsets, a
+sequence gap gets OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch INVALID_PRODUCER_EPOCH.
+Transactional batches are checked against the transaction coordinator first."""
 
 from __future__ import annotations
 
 import asyncio
-import struct
 from datetime import datetime, timezone
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from hotlog.batch import ATTRIBUTES_AT, LOG_OVERHEAD, TRANSACTIONAL_BIT
+from hotlog.batch import HEADER_SIZE, parse_header
 from hotlog.errors import CorruptRecordError, InvalidTopicError, LogError
 from hotlog.log import AppendInfo, PartitionLog
 
@@ -20,21 +23,26 @@ from .context import NO_THROTTLE, Call, KafkaContext
 from .errors import error_code
 from .metadata import INTERNAL_TOPICS
 
-_BATCH_LENGTH = struct.Struct(">i")
-_ATTRIBUTES = struct.Struct(">h")
-
-
-def _has_transactional_batch(records: bytes) -> bool:
-    """Whether any batch carries the transactional bit (headers only; the log validates)."""
-    pos = 0
-    while pos + ATTRIBUTES_AT + 2 <= len(records):
-        if _ATTRIBUTES.unpack_from(records, pos + ATTRIBUTES_AT)[0] & TRANSACTIONAL_BIT:
-            return True
-        length = _BATCH_LENGTH.unpack_from(records, pos + 8)[0]
-        if length <= 0:
-            return False
-        pos += length + LOG_OVERHEAD
-    return False
+def _transaction_error(kafka: KafkaContext, transactional_id: str | None, topic: str, partition: int,
+                       records: bytes) -> tuple[ErrorCode, str] | None:
+    """Why a transactional write may not be appended: its producer session no longer owns
+    the transactional id, or the partition is not in its open transaction. The first
+    batch's header speaks for the request (clients send one batch per partition)."""
+    if len(records) < HEADER_SIZE:
+        return None  # the log rejects it
+    header = parse_header(records)
+    if not header.is_transactional:
+        return None
+    if transactional_id is None:
+        return ErrorCode.invalid_request, "transactional batches need the request's transactional id"
+    code = kafka.broker.txns.check_in_transaction(transactional_id, header.producer_id, header.producer_epoch,
+                                                  (topic, partition))
+    if code is ErrorCode.none:
+        return None
+    if code is ErrorCode.producer_fenced:  # Produce has no PRODUCER_FENCED
+        code = ErrorCode.invalid_producer_epoch
+    return code, f"producer {header.producer_id} epoch {header.producer_epoch} may not write to {topic}-{partition} " \
+                 f"in transaction {transactional_id!r}: {code.name}"
 
 
 class _PartitionResult:
@@ -51,16 +59,17 @@ class _PartitionResult:
         self.code, self.message = code, message
 
 
-def _append(kafka: KafkaContext, topic: str, result: _PartitionResult, records: bytes | None) -> None:
+def _append(kafka: KafkaContext, topic: str, result: _PartitionResult, records: bytes | None,
+            transactional_id: str | None) -> None:
     try:
         if topic in INTERNAL_TOPICS:
             raise InvalidTopicError(f"{topic} is an internal topic; clients cannot write to it")
         plog = kafka.broker.logs.log(topic, result.index)
         if not records:
             raise CorruptRecordError("a produce request partition without record batches")
-        if _has_transactional_batch(records):
-            result.fail(ErrorCode.transactional_id_authorization_failed,
-                        "transactional producers are not supported yet")
+        refused = _transaction_error(kafka, transactional_id, topic, result.index, records)
+        if refused is not None:
+            result.fail(*refused)
             return
         result.info = plog.append(records)
         result.log = plog
@@ -86,8 +95,6 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
     acks = request.acks
     if acks not in (0, 1, -1):
         refusal: tuple[ErrorCode, str] | None = (ErrorCode.invalid_required_acks, f"acks={acks} is not 0, 1 or -1")
-    elif request.transactional_id is not None:
-        refusal = (ErrorCode.transactional_id_authorization_failed, "transactional producers are not supported yet")
     else:
         refusal = None
     # Appends run before the first await, so requests pipelined on a connection are
@@ -100,7 +107,7 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
             if refusal is not None:
                 result.fail(*refusal)
             else:
-                _append(kafka, topic_data.name, result, partition_data.records)
+                _append(kafka, topic_data.name, result, partition_data.records, request.transactional_id)
             results.append(result)
         topics.append((topic_data.name, results))
     if acks == 0:

@@ -11,7 +11,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource
 from aiokafka.errors import (
-    IncompatibleBrokerVersion,
     MessageSizeTooLargeError,
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
@@ -268,15 +267,5 @@ def test_out_of_range_offset_resets_by_policy(kafka_server: KafkaServer) -> None
         with pytest.raises(OffsetOutOfRangeError):
             await read(c, 1, seconds=10)
         await c.stop()
-
-    run(scenario())
-
-
-def test_idempotent_producer_fails_cleanly_until_exactly_once_lands(kafka_server: KafkaServer) -> None:
-    async def scenario() -> None:
-        p = AIOKafkaProducer(bootstrap_servers=kafka_server.bootstrap, enable_idempotence=True)
-        with pytest.raises(IncompatibleBrokerVersion, match="InitProducerId"):
-            await p.start()  # InitProducerId is not advertised yet
-        await p.stop()
 
     run(scenario())

@@ -14,7 +14,6 @@ from confluent_kafka import (
     TIMESTAMP_LOG_APPEND_TIME,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -278,13 +277,3 @@ def test_out_of_range_offset_resets_by_policy(kafka_server: KafkaServer) -> None
             error = message.error()
     c.close()
     assert error is not None and error.code() == KafkaError._AUTO_OFFSET_RESET
-
-
-def test_idempotent_producer_fails_cleanly_until_exactly_once_lands(kafka_server: KafkaServer) -> None:
-    # InitProducerId is not advertised yet, so librdkafka stops with a fatal error of its own.
-    producer = Producer({"bootstrap.servers": kafka_server.bootstrap, "enable.idempotence": True, **FAST})
-    producer.produce("ck-idempotent", value=b"x")
-    with pytest.raises(KafkaException) as failed:
-        producer.flush(10)
-    error = failed.value.args[0]
-    assert error.fatal() and error.code() == KafkaError._UNSUPPORTED_FEATURE

@@ -1,8 +1,8 @@
 """kafka-python against a real tierlog server process.
 
-kafka-python 3 makes producers idempotent by default (as the Java client does); until
-InitProducerId lands with exactly-once, producers here say enable_idempotence=False,
-and one test pins down the clean failure of the default."""
+kafka-python 3 makes producers idempotent by default (as the Java client does); the
+producers here say enable_idempotence=False, and tests/api/kafka/test_idempotence.py
+runs the default."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetad
 from kafka.admin import ConfigResource, NewPartitions, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import (
-    IncompatibleBrokerVersion,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     OffsetOutOfRangeError,
@@ -219,10 +218,3 @@ def test_out_of_range_offset_resets_by_policy(kafka_server: KafkaServer) -> None
     with pytest.raises(OffsetOutOfRangeError):
         read(c, 1, seconds=10)
     c.close()
-
-
-def test_default_idempotent_producer_fails_cleanly_until_exactly_once_lands(kafka_server: KafkaServer) -> None:
-    p = KafkaProducer(bootstrap_servers=kafka_server.bootstrap, client_id=f"kp-{uuid.uuid4()}")
-    with pytest.raises(IncompatibleBrokerVersion, match="InitProducerId"):
-        p.send("kp-idempotent", b"x").get(10)
-    p.close(timeout=2)

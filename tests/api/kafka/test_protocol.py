@@ -70,7 +70,7 @@ def test_api_versions_answer_with_header_v0_and_the_table(kafka_server: KafkaSer
         assert correlation_id == 42 and response.error_code == ErrorCode.none
         ranges = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
         assert ranges[PRODUCE] == (3, 12) and ranges[FETCH] == (4, 12) and ranges[API_VERSIONS] == (0, 4)
-        assert 22 not in ranges  # InitProducerId waits for exactly-once
+        assert ranges[22] == (0, 4) and ranges[26] == (0, 3)  # InitProducerId, EndTxn
         wire.close()
 
 
@@ -137,19 +137,6 @@ def test_requests_larger_than_the_receive_buffer_are_served(kafka_server: KafkaS
                                                                        (correlation_id - 1) * 900)
     wire.close()
 
-
-def test_transactional_produce_is_refused_until_transactions_land(kafka_server: KafkaServer) -> None:
-    create(kafka_server, "wire-txn")
-    request = produce_v9.ProduceRequest(transactional_id="txn-1", acks=-1, timeout=timedelta(seconds=5), topic_data=(
-        produce_v9.TopicProduceData(name="wire-txn", partition_data=(
-            produce_v9.PartitionProduceData(index=0, records=batch(b"in a transaction")),)),))
-    wire = Wire(kafka_server.bootstrap)
-    wire.send(request, 1)
-    partition = wire.receive(PRODUCE, 9)[1].responses[0].partition_responses[0]
-    assert partition.error_code == ErrorCode.transactional_id_authorization_failed
-    wire.send(fetch("wire-txn", 0, 0), 2)
-    assert wire.receive(FETCH, 12)[1].responses[0].partitions[0].high_watermark == 0  # nothing written
-    wire.close()
 
 
 def test_long_poll_is_woken_by_an_append(kafka_server: KafkaServer) -> None:

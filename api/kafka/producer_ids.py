@@ -1,0 +1,52 @@
+"""Producer ids for InitProducerId, never handed out twice, also across restarts.
+
+Ids come from blocks reserved in a small file (`producer-id-block`: the end of the
+latest reserved block, fsynced before any id of the block is used), as Kafka reserves
+blocks through its controller. A restart continues after the last reserved block, so
+ids handed out before a crash are skipped. The first allocation also starts above every
+producer id the partitions know, which covers a data folder restored from the object
+store without its block file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from hotlog.errors import CorruptRecordError
+from hotlog.manager import write_atomically
+
+BLOCK_FILE = "producer-id-block"
+BLOCK_SIZE = 1000
+
+
+class ProducerIdAllocator:
+    def __init__(self, data_dir: str, known_floor: Callable[[], int]) -> None:
+        """`known_floor`: one above the largest producer id the logs hold (read once)."""
+        self.path = os.path.join(data_dir, BLOCK_FILE)
+        self._known_floor: Callable[[], int] | None = known_floor
+        self._next = 0
+        self._block_end = 0
+
+    def _read_block_end(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                text = f.read().decode("ascii", "replace").strip()
+        except FileNotFoundError:
+            return 0
+        if not text.isdigit():
+            raise CorruptRecordError(f"{self.path}: expected the end of a producer id block, got {text!r}")
+        return int(text)
+
+    def allocate(self) -> int:
+        if self._known_floor is not None:  # first call: after any restore from the object store
+            self._next = self._block_end = max(self._read_block_end(), self._known_floor())
+            self._known_floor = None
+        if self._next >= self._block_end:
+            end = self._next + BLOCK_SIZE
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            write_atomically(self.path, str(end).encode())
+            self._block_end = end
+        producer_id = self._next
+        self._next += 1
+        return producer_id

@@ -1,0 +1,108 @@
+"""InitProducerId and the transaction APIs: kio entities in and out of the transaction
+coordinator (and, for TxnOffsetCommit, the group coordinator).
+
+PRODUCER_FENCED (KIP-588) reaches only clients whose request version knows it; older
+versions get INVALID_PRODUCER_EPOCH, as Kafka answers them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from hotlog.errors import InvalidProducerEpochError, LogError
+
+from .codec import build, nested
+from .context import NO_THROTTLE, Call, KafkaContext
+from .errors import error_code
+from .groups import commit_response
+from .offset_store import OFFSETS_TOPIC
+
+
+def _fenced_for(call: Call, since_version: int, error: ErrorCode) -> ErrorCode:
+    if error is ErrorCode.producer_fenced and call.api_version < since_version:
+        return ErrorCode.invalid_producer_epoch
+    return error
+
+
+def _ms(delta: Any) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+async def handle_init_producer_id(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    try:
+        error, producer_id, epoch = await kafka.broker.txns.init_producer_id(
+            request.transactional_id, _ms(request.transaction_timeout),
+            getattr(request, "producer_id", -1), getattr(request, "producer_epoch", -1),
+        )
+    except LogError:  # the state could not be made durable: the client retries
+        error, producer_id, epoch = ErrorCode.coordinator_not_available, -1, -1
+    return build(call.response_type, throttle_time=NO_THROTTLE, error_code=_fenced_for(call, 4, error),
+                 producer_id=producer_id, producer_epoch=epoch)
+
+
+async def handle_add_partitions_to_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    wanted = [(t.name, p) for t in request.v3_and_below_topics for p in t.partitions]
+    try:
+        errors = await kafka.broker.txns.add_partitions(
+            request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
+            request.v3_and_below_producer_epoch, wanted,
+        )
+    except LogError:
+        errors = dict.fromkeys(wanted, ErrorCode.coordinator_not_available)
+    response = call.response_type
+    topic_entity = nested(response, "results_by_topic_v3_and_below")
+    partition_entity = nested(topic_entity, "results_by_partition")
+    by_topic: dict[str, list[Any]] = {}
+    for (topic, partition), error in errors.items():
+        by_topic.setdefault(topic, []).append(build(partition_entity, partition_index=partition,
+                                                    partition_error_code=_fenced_for(call, 2, error)))
+    return build(response, throttle_time=NO_THROTTLE, results_by_topic_v3_and_below=tuple(
+        build(topic_entity, name=topic, results_by_partition=tuple(ps)) for topic, ps in by_topic.items()
+    ))
+
+
+async def handle_add_offsets_to_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    try:
+        error = await kafka.broker.txns.add_offsets(request.transactional_id, request.producer_id,
+                                                    request.producer_epoch, request.group_id)
+    except LogError:
+        error = ErrorCode.coordinator_not_available
+    return build(call.response_type, throttle_time=NO_THROTTLE, error_code=_fenced_for(call, 2, error))
+
+
+async def handle_end_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    try:
+        error = await kafka.broker.txns.end_txn(request.transactional_id, request.producer_id,
+                                                request.producer_epoch, request.committed)
+    except LogError:  # the transaction stays prepared; the retry or a restart finishes it
+        error = ErrorCode.coordinator_not_available
+    return build(call.response_type, throttle_time=NO_THROTTLE, error_code=_fenced_for(call, 2, error))
+
+
+async def handle_txn_offset_commit(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    offsets = {
+        (topic.name, p.partition_index): (p.committed_offset, getattr(p, "committed_leader_epoch", -1),
+                                          p.committed_metadata)
+        for topic in request.topics for p in topic.partitions
+    }
+    # The group's offsets partition must be in the transaction (AddOffsetsToTxn came first).
+    error = kafka.broker.txns.check_in_transaction(
+        request.transactional_id, request.producer_id, request.producer_epoch,
+        (OFFSETS_TOPIC, kafka.groups.store.partition_for(request.group_id)),
+    )
+    if error:
+        errors = dict.fromkeys(offsets, error)
+    else:
+        try:
+            errors = await kafka.groups.commit_txn_offsets(
+                request.group_id, (request.producer_id, request.producer_epoch),
+                getattr(request, "generation_id", -1), getattr(request, "member_id", ""),
+                getattr(request, "group_instance_id", None), offsets,
+            )
+        except InvalidProducerEpochError:
+            errors = dict.fromkeys(offsets, ErrorCode.producer_fenced)
+        except LogError as exc:
+            errors = dict.fromkeys(offsets, error_code(exc))
+    return commit_response(call.response_type, request.topics,
+                           {tp: _fenced_for(call, 3, error) for tp, error in errors.items()})
