@@ -16,8 +16,9 @@ In one run, medians of `--rounds` rounds, the contenders taking turns:
    of the segments' `.log` objects from the same store (whole objects, one after another);
    warm replay (every chunk cached) against a replay of the untiered log (the local tier).
 2. S3 latency model (LatencyModelStore over the folder: 30 ms to first byte, 90 MB/s per
-   connection), the first `--model-mib` MiB: the default reader (prefetch, parallel GETs)
-   against one that fetches one chunk at a time (no prefetch, one GET at a time).
+   connection), the first `--model-mib` MiB: the default reader (prefetch, parallel GETs),
+   and one reading twice as far ahead, against one that fetches one chunk at a time (no
+   prefetch, one GET at a time).
 3. produce latency on the same event loop, as in the server: one batch every 5 ms to
    another partition of the same log manager, each appended and acknowledged once fsynced
    (acks=all, Kafka clients' default), with no replay and while cold replays run, from the
@@ -205,13 +206,15 @@ async def bench_folder(h: History, rounds: int) -> dict[str, list[float]]:
 
 
 async def bench_model(h: History, rounds: int, until_bytes: int) -> dict[str, list[float]]:
-    """MB/s per round of the default reader and of one fetching a chunk at a time."""
+    """MB/s per round of the default reader, of one reading twice as far ahead, and of one
+    fetching a chunk at a time."""
     model = LatencyModelStore(h.store, first_byte_s=S3_FIRST_BYTE_S, bandwidth_bytes_per_s=S3_BYTES_PER_S)
-    rates: dict[str, list[float]] = {"parallel": [], "serial": []}
+    options = {"parallel": {}, "parallel-2x": {"prefetch": 2 * DEFAULTS.remote_log_prefetch_chunks},
+               "serial": {"prefetch": 0, "max_gets": 1}}
+    rates: dict[str, list[float]] = {name: [] for name in options}
     for i in range(rounds):
-        for name in ("parallel", "serial") if i % 2 == 0 else ("serial", "parallel"):
-            options = {} if name == "parallel" else {"prefetch": 0, "max_gets": 1}
-            reader = remote_reader(h, model, f"model-{name}-{i}", **options)
+        for name in list(options) if i % 2 == 0 else list(options)[::-1]:
+            reader = remote_reader(h, model, f"model-{name}-{i}", **options[name])
             elapsed, served = await replay(reader, h, until_bytes)
             rates[name].append(served / elapsed / 1e6)
             await close_reader(reader)
@@ -323,7 +326,7 @@ async def _parts(f, part_bytes: int):  # noqa: ANN001, ANN202 - an open file; an
 async def run(args: argparse.Namespace, work: str) -> dict[str, object]:
     h = await build(work, args.mib, args.segment_mib, args.batch_kib, args.fetch_kib)
     segments = len(h.keys)
-    print(f"{h.total / MIB:.0f} MiB in {segments} remote segments of {args.segment_mib} MiB, "
+    print(f"{h.total / MIB:.0f} MiB in {segments} remote segments (up to {args.segment_mib} MiB), "
           f"{len(h.batch) // 1024} KiB batches, reads of {args.fetch_kib} KiB; chunks of "
           f"{DEFAULTS.remote_log_chunk_bytes // MIB} MiB, prefetch {DEFAULTS.remote_log_prefetch_chunks}, "
           f"{DEFAULTS.remote_log_max_concurrent_gets} GETs at once; medians of {args.rounds} rounds")
@@ -345,6 +348,8 @@ async def run(args: argparse.Namespace, work: str) -> dict[str, object]:
         "warm_vs_local": round(rate["warm"] / rate["local"], 2),
         "model_parallel_mb_s": round(model_rate["parallel"]), "model_serial_mb_s": round(model_rate["serial"]),
         "model_speedup": round(model_rate["parallel"] / model_rate["serial"], 2),
+        "model_prefetch_2x_mb_s": round(model_rate["parallel-2x"]),
+        "model_prefetch_2x_speedup": round(model_rate["parallel-2x"] / model_rate["serial"], 2),
         "produce_p50_ms_idle": round(p["idle"][0], 2), "produce_p99_ms_idle": round(p["idle"][1], 2),
         "produce_p50_ms_replay": round(p["replay"][0], 2), "produce_p99_ms_replay": round(p["replay"][1], 2),
         "produce_p99_ratio": round(p["replay"][1] / p["idle"][1], 2), "replay_beside_produce_mb_s": round(replay_rate),
@@ -361,6 +366,8 @@ async def run(args: argparse.Namespace, work: str) -> dict[str, object]:
          f"{result['warm_vs_local']}", ">= 0.8"),
         ("replay under the S3 model", f"{model_rate['parallel']:.0f} MB/s",
          f"one chunk at a time {model_rate['serial']:.0f} MB/s", f"{result['model_speedup']}x", ">= 4x"),
+        (f"  the same, prefetch {2 * DEFAULTS.remote_log_prefetch_chunks} chunks", f"{model_rate['parallel-2x']:.0f} MB/s",
+         f"one chunk at a time {model_rate['serial']:.0f} MB/s", f"{result['model_prefetch_2x_speedup']}x", ">= 4x"),
         ("produce p99 beside a replay", f"{p['replay'][1]:.2f} ms (p50 {p['replay'][0]:.2f})",
          f"no replay {p['idle'][1]:.2f} ms (p50 {p['idle'][0]:.2f})", f"{result['produce_p99_ratio']}x", "<= 2x"),
         ("  the same, replay from S3 model", f"{p_s3['replay'][1]:.2f} ms (p50 {p_s3['replay'][0]:.2f})",

@@ -7,8 +7,9 @@ import os
 import fetch.chunk_cache as chunk_cache
 from fetch.chunk_cache import ChunkCache
 from tiering.local_store import LocalFolderStore
+from tiering.wrappers import FaultInjectingStore
 from tests.fetch.test_reader import make_reader, read_all
-from tests.tiering.support import open_logs, produce, seal_active
+from tests.tiering.support import open_logs, produce, seal_active, split
 
 from .test_chunk_cache import CountingSource
 
@@ -66,3 +67,63 @@ def test_a_sequential_reader_has_its_read_ahead_chunks_past_the_current_one_load
     assert 4096 < first_bytes <= 6000
     assert cached == [0, 1, 2, 3]  # read: 0 and 1; read ahead: the two after chunk 1
     assert seen == acked
+
+
+def test_read_ahead_brings_chunks_cached_on_disk_into_memory(tmp_path, monkeypatch):
+    data = os.urandom(4 * 4096)
+    source = CountingSource({"seg": data})
+    disk_reads: list[str] = []
+    read_file = chunk_cache._read_file
+    monkeypatch.setattr(chunk_cache, "_read_file", lambda path: disk_reads.append(path) or read_file(path))
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20,
+                           memory_bytes=2 * 4096)
+        for index in range(4):  # on disk: all four; in memory: chunks 2 and 3
+            await cache.get("seg", index, len(data))
+        cache.prefetch("seg", 0, 2, len(data))
+        cache.prefetch("seg", 0, 2, len(data))  # asked twice while loading: read once
+        await asyncio.sleep(0.1)
+        reads_after_prefetch = len(disk_reads)
+        chunks = [await cache.get("seg", index, len(data)) for index in (0, 1)]
+        await cache.close()
+        return reads_after_prefetch, chunks
+
+    reads_after_prefetch, chunks = asyncio.run(scenario())
+    assert reads_after_prefetch == 2
+    assert len(disk_reads) == 2  # the reader found both in memory
+    assert b"".join(chunks) == data[: 2 * 4096]
+    assert len(source.gets) == 4
+
+
+def test_read_ahead_runs_on_into_the_next_segment(tmp_path):
+    async def scenario():
+        logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.ms": -1,
+                                                     "segment.bytes": 16 * 1024})
+        plog = logs.log("t", 0)
+        acked = produce(plog, 30, value_size=400)  # about 50 KiB: three full segments and a bit
+        seal_active(plog)
+        store = FaultInjectingStore(LocalFolderStore(str(tmp_path / "bucket")))
+        tiering, reader = make_reader(tmp_path, logs, store, chunk_bytes=4096, readahead=2)
+        await tiering.open()
+        await tiering.run_once()
+        first, second = tiering.remote_segments("t", 0)[:2]
+        seen, offset = [], 0
+        while offset < first.next_offset:  # a consumer's reads to the end of the first segment
+            result = await reader.read("t", 0, offset, 4000)
+            seen += split(result.records)
+            offset = int.from_bytes(seen[-1][:8], "big") + 4
+            await asyncio.sleep(0.05)  # as between a consumer's fetches: the read-ahead lands
+        gets_before = store.calls.get("get", 0)
+        crossing = await reader.read("t", 0, second.base_offset, 3000)
+        gets_for_crossing = store.calls.get("get", 0) - gets_before
+        rest = await read_all(reader, start=0, max_bytes=4000)
+        await tiering.close()
+        await reader.remote.cache.close()
+        await store.close()
+        return gets_for_crossing, crossing, second.base_offset, acked, rest
+
+    gets_for_crossing, crossing, second_base, acked, rest = asyncio.run(scenario())
+    assert int.from_bytes(crossing.records[:8], "big") == second_base
+    assert gets_for_crossing == 0  # its offset index and first chunk were read ahead
+    assert rest == acked
