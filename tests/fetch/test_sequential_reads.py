@@ -4,6 +4,8 @@ and the read-ahead window counted past the chunk a read ended in."""
 import asyncio
 import os
 
+import pytest
+
 import fetch.chunk_cache as chunk_cache
 from fetch.chunk_cache import ChunkCache
 from tiering.local_store import LocalFolderStore
@@ -14,16 +16,26 @@ from tests.tiering.support import open_logs, produce, seal_active, split
 from .test_chunk_cache import CountingSource
 
 
-def test_recent_chunks_are_served_from_memory_within_its_bound(tmp_path, monkeypatch):
+@pytest.fixture
+def disk_reads(monkeypatch) -> list[str]:
+    """Paths of the chunk files the cache reads from disk."""
+    reads: list[str] = []
+    read_file = chunk_cache._read_file
+    monkeypatch.setattr(chunk_cache, "_read_file", lambda path: reads.append(path) or read_file(path))
+    return reads
+
+
+def two_chunks_in_memory(tmp_path, source: CountingSource) -> ChunkCache:
+    return ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20,
+                      memory_bytes=2 * 4096)
+
+
+def test_recent_chunks_are_served_from_memory_within_its_bound(tmp_path, disk_reads):
     data = os.urandom(6 * 4096)
     source = CountingSource({"seg": data})
-    disk_reads: list[str] = []
-    read_file = chunk_cache._read_file
-    monkeypatch.setattr(chunk_cache, "_read_file", lambda path: disk_reads.append(path) or read_file(path))
 
     async def scenario():
-        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20,
-                           memory_bytes=2 * 4096)
+        cache = two_chunks_in_memory(tmp_path, source)
         for index in range(6):
             await cache.get("seg", index, len(data))
         recent = [await cache.get("seg", 5, len(data)) for _ in range(4)]  # a reader's four reads of it
@@ -69,16 +81,12 @@ def test_a_sequential_reader_has_its_read_ahead_chunks_past_the_current_one_load
     assert seen == acked
 
 
-def test_read_ahead_brings_chunks_cached_on_disk_into_memory(tmp_path, monkeypatch):
+def test_read_ahead_brings_chunks_cached_on_disk_into_memory(tmp_path, disk_reads):
     data = os.urandom(4 * 4096)
     source = CountingSource({"seg": data})
-    disk_reads: list[str] = []
-    read_file = chunk_cache._read_file
-    monkeypatch.setattr(chunk_cache, "_read_file", lambda path: disk_reads.append(path) or read_file(path))
 
     async def scenario():
-        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20,
-                           memory_bytes=2 * 4096)
+        cache = two_chunks_in_memory(tmp_path, source)
         for index in range(4):  # on disk: all four; in memory: chunks 2 and 3
             await cache.get("seg", index, len(data))
         cache.prefetch("seg", 0, 2, len(data))
