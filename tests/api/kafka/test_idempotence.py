@@ -1,0 +1,137 @@
+"""Idempotent producers against a real server: producer ids that are never reused, retries
+answered with their first offsets, gaps and fenced epochs refused, and real clients whose
+responses a proxy throws away (no duplicate, no gap)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Iterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from confluent_kafka import Producer
+from kafka import KafkaProducer
+from kio.schema.errors import ErrorCode
+
+from .cluster import KafkaServer
+from .eos_support import (
+    FAST, create_topics, init_producer_id, produce, producer_batch, read_values, DroppingProxy,
+)
+from .wire import Wire
+
+
+@pytest.fixture
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    server = KafkaServer(str(tmp_path_factory.mktemp("idempotence") / "data"),
+                         "transaction.state.log.num.partitions=2").start()
+    yield server
+    if server.running:
+        assert server.stop() == 0, server.log()
+
+
+def kill_and_restart(server: KafkaServer) -> None:
+    assert server.process is not None
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+    server.start()
+
+
+def test_producer_ids_are_never_handed_out_twice_across_restarts_clean_or_killed(server: KafkaServer) -> None:
+    seen: list[int] = []
+    for restart in (server.restart, lambda: kill_and_restart(server), None):
+        wire = Wire(server.bootstrap)
+        for _ in range(3):
+            producer_id, epoch = init_producer_id(wire)
+            assert epoch == 0
+            seen.append(producer_id)
+        transactional = init_producer_id(wire, "the-same-app")
+        seen.append(transactional[0])
+        wire.close()
+        if restart is not None:
+            restart()
+    idempotent = [pid for i, pid in enumerate(seen) if i % 4 != 3]
+    assert len(set(idempotent)) == len(idempotent) == 9
+    assert sorted(idempotent) == idempotent  # each restart continues above what it handed out
+    # A transactional id keeps its producer id across restarts; only the epoch moves.
+    assert len({pid for i, pid in enumerate(seen) if i % 4 == 3}) == 1
+    assert not set(idempotent) & {seen[3]}
+
+
+def test_retries_get_their_first_offsets_gaps_and_old_epochs_are_refused_also_after_a_kill(
+    server: KafkaServer,
+) -> None:
+    create_topics(server.bootstrap, "idem-wire", partitions=1)
+    wire = Wire(server.bootstrap)
+    producer_id, epoch = init_producer_id(wire)
+    first = producer_batch(producer_id, epoch, 0, b"a", b"b", b"c")
+    second = producer_batch(producer_id, epoch, 3, b"d", b"e")
+    assert produce(wire, "idem-wire", 0, first) == (ErrorCode.none, 0)
+    assert produce(wire, "idem-wire", 0, second) == (ErrorCode.none, 3)
+    assert produce(wire, "idem-wire", 0, first) == (ErrorCode.none, 0)  # a retry: not written again
+    assert produce(wire, "idem-wire", 0, second) == (ErrorCode.none, 3)
+    gap = producer_batch(producer_id, epoch, 9, b"gap")
+    assert produce(wire, "idem-wire", 0, gap)[0] == ErrorCode.out_of_order_sequence_number
+    wire.close()
+
+    kill_and_restart(server)  # the producer state comes back from snapshot and log
+    wire = Wire(server.bootstrap)
+    assert produce(wire, "idem-wire", 0, second) == (ErrorCode.none, 3)
+    assert produce(wire, "idem-wire", 0, gap)[0] == ErrorCode.out_of_order_sequence_number
+    bumped = producer_batch(producer_id, epoch + 1, 0, b"f")
+    assert produce(wire, "idem-wire", 0, bumped) == (ErrorCode.none, 5)
+    stale = producer_batch(producer_id, epoch, 5, b"stale")
+    assert produce(wire, "idem-wire", 0, stale)[0] == ErrorCode.invalid_producer_epoch
+    wire.close()
+    assert read_values(server.bootstrap, "idem-wire", 1, committed_only=False) == {0: [b"a", b"b", b"c", b"d", b"e", b"f"]}
+
+
+def test_confluent_retries_through_lost_responses_leave_no_duplicate_and_no_gap(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data = str(tmp_path_factory.mktemp("proxied") / "data")
+    server = KafkaServer(data)
+    proxy = DroppingProxy(server.kafka_port, every=5)
+    server.extra += ("--conf", f"advertised.listeners=PLAINTEXT://127.0.0.1:{proxy.port}")  # clients use the proxy
+    server.start()
+    try:
+        bootstrap = f"127.0.0.1:{proxy.port}"
+        create_topics(server.bootstrap, "idem-proxy", partitions=2)
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 2,
+                             "batch.num.messages": 50, "retry.backoff.ms": 20, **FAST})
+        sent = 3000
+        for i in range(sent):
+            producer.produce("idem-proxy", value=str(i).encode(), partition=i % 2)
+            if i % 100 == 99:
+                producer.poll(0)
+        assert producer.flush(60) == 0
+        assert proxy.dropped >= 3, proxy.produce_responses
+        got = read_values(server.bootstrap, "idem-proxy", 2, committed_only=False)
+        for partition in (0, 1):
+            assert [int(v) for v in got[partition]] == list(range(partition, sent, 2))  # in order, once each
+    finally:
+        proxy.close()
+        assert server.stop() == 0, server.log()
+
+
+def test_default_idempotent_producers_of_kafka_python_and_aiokafka_write_each_record_once(server: KafkaServer) -> None:
+    create_topics(server.bootstrap, "idem-kp", "idem-aio", partitions=1)
+    kp = KafkaProducer(bootstrap_servers=server.bootstrap, linger_ms=5)  # idempotent by default
+    for i in range(100):
+        kp.send("idem-kp", str(i).encode())
+    kp.flush(15)
+    kp.close(5)
+
+    async def aio() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=server.bootstrap, enable_idempotence=True)
+        await producer.start()
+        try:
+            sends = [await producer.send("idem-aio", str(i).encode()) for i in range(100)]
+            offsets = [(await s).offset for s in sends]
+            assert offsets == list(range(100))
+        finally:
+            await producer.stop()
+
+    asyncio.run(aio())
+    for topic in ("idem-kp", "idem-aio"):
+        assert read_values(server.bootstrap, topic, 1, committed_only=False)[0] == [str(i).encode() for i in range(100)]
