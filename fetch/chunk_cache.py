@@ -4,22 +4,27 @@ Chunk i of an object covers bytes [i * chunk_bytes, (i + 1) * chunk_bytes). Conc
 readers of one missing chunk share one GET (single flight); a global semaphore bounds
 GETs in flight; the least recently used chunks are evicted past `max_bytes`. The most
 recently used chunks are also kept in memory (up to `memory_bytes`), so a sequential reader,
-which asks for each chunk once per read, reads it from disk at most once.
+which asks for each chunk once per read, opens it at most once. A chunk read back from disk
+is the file mapped into memory (pages faulted in by a worker thread), not a copy of it: a
+read then copies only the bytes it serves, as a `pread` from the local log does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import mmap
 import os
 import shutil
 import time
 from collections import OrderedDict
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Union
 
 from . import metrics
 
 RangeGet = Callable[[str, int, int], Awaitable[bytes]]  # (key, start, end exclusive) -> bytes
+Chunk = Union[bytes, mmap.mmap]  # a chunk's bytes: as fetched, or its cache file mapped (read-only)
+MAX_VERIFIED_RANGES = 1024  # per object; a sequential reader needs one
 
 
 class ChunkCache:
@@ -42,12 +47,16 @@ class ChunkCache:
         self._gets = asyncio.Semaphore(max_concurrent_gets)
         self.memory_bytes = memory_bytes
         self._lru: OrderedDict[tuple[str, int], int] = OrderedDict()  # chunk -> size on disk
-        self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # a subset of _lru
+        self._memory: OrderedDict[tuple[str, int], Chunk] = OrderedDict()  # a subset of _lru
         self._memory_used = 0
-        self._from_disk: dict[tuple[str, int], asyncio.Task[bytes]] = {}  # chunk files being read into memory
+        self._from_disk: dict[tuple[str, int], asyncio.Task[Chunk]] = {}  # chunk files being mapped
+        # Object key -> disjoint, sorted [start, end) byte ranges whose batches readers have
+        # checked; a dropped chunk's bytes leave them (they come back from the store unchecked).
+        self._verified: dict[str, list[tuple[int, int]]] = {}
+        self.drops = 0  # chunks dropped so far
         self._prefetched: set[tuple[str, int]] = set()
         self._in_flight: dict[tuple[str, int], asyncio.Future[bytes]] = {}
-        self._background: set[asyncio.Task[bytes]] = set()
+        self._background: set[asyncio.Task[Chunk]] = set()
         self.cached_bytes = 0
         # The cache does not outlive the process: start empty.
         shutil.rmtree(directory, ignore_errors=True)
@@ -60,8 +69,9 @@ class ChunkCache:
     def _path(self, key: str, index: int) -> str:
         return os.path.join(self.directory, f"{hashlib.sha1(key.encode()).hexdigest()}-{index}")
 
-    async def get(self, key: str, index: int, object_size: int) -> bytes:
-        """Chunk `index` of object `key` (of `object_size` bytes), from disk or one shared GET."""
+    async def get(self, key: str, index: int, object_size: int) -> Chunk:
+        """Chunk `index` of object `key` (of `object_size` bytes), from memory, disk or one shared
+        GET. Read-only: slice it."""
         chunk = (key, index)
         if chunk in self._lru:
             self._lru.move_to_end(chunk)
@@ -94,19 +104,19 @@ class ChunkCache:
             self._background.add(task)
             task.add_done_callback(self._prefetch_done)
 
-    def _prefetch_done(self, task: "asyncio.Task[bytes]") -> None:
+    def _prefetch_done(self, task: "asyncio.Task[Chunk]") -> None:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # a failed prefetch is retried by the reader that needs the chunk
 
-    def _read_from_disk(self, chunk: tuple[str, int]) -> "asyncio.Task[bytes]":
-        """A cached chunk's file read into memory: one read however many readers ask at once."""
+    def _read_from_disk(self, chunk: tuple[str, int]) -> "asyncio.Task[Chunk]":
+        """A cached chunk's file mapped into memory: once however many readers ask at once."""
         task = self._from_disk.get(chunk)
         if task is None:
             task = self._from_disk[chunk] = asyncio.get_running_loop().create_task(self._file_to_memory(chunk))
             self._background.add(task)
 
-            def done(finished: "asyncio.Task[bytes]") -> None:
+            def done(finished: "asyncio.Task[Chunk]") -> None:
                 if self._from_disk.get(chunk) is finished:
                     del self._from_disk[chunk]
                 self._prefetch_done(finished)
@@ -114,8 +124,8 @@ class ChunkCache:
             task.add_done_callback(done)
         return task
 
-    async def _file_to_memory(self, chunk: tuple[str, int]) -> bytes:
-        data = await asyncio.to_thread(_read_file, self._path(*chunk))
+    async def _file_to_memory(self, chunk: tuple[str, int]) -> Chunk:
+        data = await asyncio.to_thread(_map_file, self._path(*chunk))
         if chunk in self._lru:  # not dropped while the read was on its way
             self._remember(chunk, data)
         return data
@@ -158,7 +168,7 @@ class ChunkCache:
             old, _ = next(iter(self._lru.items()))
             self.invalidate(*old)
 
-    def _remember(self, chunk: tuple[str, int], data: bytes) -> None:
+    def _remember(self, chunk: tuple[str, int], data: Chunk) -> None:
         if chunk in self._memory or len(data) > self.memory_bytes:
             return
         self._memory[chunk] = data
@@ -167,7 +177,38 @@ class ChunkCache:
             _, old = self._memory.popitem(last=False)
             self._memory_used -= len(old)
 
+    def is_verified(self, key: str, start: int, end: int) -> bool:
+        """Whether bytes [start, end) of `key` lie in one range readers have checked."""
+        return any(lo <= start and end <= hi for lo, hi in self._verified.get(key, ()))
+
+    def mark_verified(self, key: str, start: int, end: int) -> None:
+        kept = []
+        for lo, hi in self._verified.get(key, ()):
+            if hi < start or lo > end:
+                kept.append((lo, hi))
+            else:  # overlapping or adjacent: merge
+                start, end = min(lo, start), max(hi, end)
+        kept.append((start, end))
+        kept.sort()
+        self._verified[key] = kept[-MAX_VERIFIED_RANGES:]  # forgetting some only costs re-checks
+
+    def _unverify(self, key: str, index: int) -> None:
+        cut_lo = index * self.chunk_bytes
+        cut_hi = cut_lo + self.chunk_bytes
+        kept = []
+        for lo, hi in self._verified.get(key, ()):
+            if lo < cut_lo:
+                kept.append((lo, min(hi, cut_lo)))
+            if hi > cut_hi:
+                kept.append((max(lo, cut_hi), hi))
+        if kept:
+            self._verified[key] = kept
+        else:
+            self._verified.pop(key, None)
+
     def _forget(self, chunk: tuple[str, int]) -> None:
+        self.drops += 1
+        self._unverify(*chunk)
         size = self._lru.pop(chunk, None)
         if size is not None:
             self.cached_bytes -= size
@@ -194,9 +235,14 @@ class ChunkCache:
         await asyncio.gather(*self._background, return_exceptions=True)
 
 
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+def _map_file(path: str) -> mmap.mmap:
+    """The file mapped read-only, its pages faulted in here (a worker thread), not later on
+    the event loop. The mapping outlives the file's deletion (an eviction)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
 
 
 def _write_file(path: str, data: bytes) -> None:

@@ -10,7 +10,7 @@ from hotlog.index import OffsetIndex
 from hotlog.records import decode_batch
 from tiering.metadata import RemoteSegment
 
-from .chunk_cache import ChunkCache, ShortChunkError
+from .chunk_cache import Chunk, ChunkCache, ShortChunkError
 from .index_cache import RemoteDataError, RemoteIndexCache
 
 
@@ -21,9 +21,9 @@ class _Span:
         self.cache = cache
         self.key = key
         self.size = size
-        self.chunks: dict[int, bytes] = {}
+        self.chunks: dict[int, Chunk] = {}
 
-    async def _chunk(self, index: int) -> bytes:
+    async def _chunk(self, index: int) -> Chunk:
         chunk = self.chunks.get(index)
         if chunk is None:
             try:
@@ -78,10 +78,13 @@ class RemoteReader:
         following: RemoteSegment | None = None,
     ) -> tuple[bytes, int]:
         """Whole batches from the one holding `offset` (at least one), up to `max_bytes`,
-        before `max_offset`. Returns the bytes and the offset after them. Every batch is
-        checked (CRC-32C) before it is served. A sequential reader near the segment's end
-        has the `following` segment's index and first chunks read ahead."""
+        before `max_offset`. Returns the bytes and the offset after them. Every batch that
+        came from the store is checked (CRC-32C, offsets) before it is first served; the cache
+        then holds checked bytes, trusted as the local log is, until a chunk of them is
+        dropped. A sequential reader near the segment's end has the `following` segment's
+        index and first chunks read ahead."""
         key, size = segment.key("log"), segment.files["log"].size
+        drops = self.cache.drops  # a chunk dropped from here on may be held here in an older copy
         span = _Span(self.cache, key, size)
         index = await self.indexes.offset_index(segment)
         position = index.position_for(offset)
@@ -109,12 +112,15 @@ class RemoteReader:
             end += header.size
             end_offset = header.next_offset
         data = await span.read(start, end - start)
-        try:
-            _check_offsets(validate_batches(data), offset, segment)
-        except CorruptRecordError as exc:
-            for chunk in range(start // self.cache.chunk_bytes, span.last_chunk(end) + 1):
-                self.cache.invalidate(key, chunk)
-            raise RemoteDataError(f"{key}: {exc}") from exc
+        if self.cache.drops != drops or not self.cache.is_verified(key, start, end):
+            try:
+                _check_offsets(validate_batches(data), offset, segment)
+            except CorruptRecordError as exc:
+                for chunk in range(start // self.cache.chunk_bytes, span.last_chunk(end) + 1):
+                    self.cache.invalidate(key, chunk)
+                raise RemoteDataError(f"{key}: {exc}") from exc
+            if self.cache.drops == drops:
+                self.cache.mark_verified(key, start, end)
         self._read_ahead(key, start, end, size, following)
         return data, end_offset
 

@@ -8,6 +8,7 @@ import pytest
 
 import fetch.chunk_cache as chunk_cache
 from fetch.chunk_cache import ChunkCache
+from fetch.index_cache import RemoteDataError
 from tiering.local_store import LocalFolderStore
 from tiering.wrappers import FaultInjectingStore
 from tests.fetch.test_reader import make_reader, read_all
@@ -20,8 +21,8 @@ from .test_chunk_cache import CountingSource
 def disk_reads(monkeypatch) -> list[str]:
     """Paths of the chunk files the cache reads from disk."""
     reads: list[str] = []
-    read_file = chunk_cache._read_file
-    monkeypatch.setattr(chunk_cache, "_read_file", lambda path: reads.append(path) or read_file(path))
+    map_file = chunk_cache._map_file
+    monkeypatch.setattr(chunk_cache, "_map_file", lambda path: reads.append(path) or map_file(path))
     return reads
 
 
@@ -49,7 +50,7 @@ def test_recent_chunks_are_served_from_memory_within_its_bound(tmp_path, disk_re
 
     recent, reads_of_recent, old, old_again, refetched = asyncio.run(scenario())
     assert recent == [data[5 * 4096:]] * 4 and reads_of_recent == 0
-    assert old == old_again == refetched == data[:4096]
+    assert bytes(old) == bytes(old_again) == refetched == data[:4096]
     assert len(disk_reads) == 1
     assert len(source.gets) == 7  # six chunks, and chunk 0 again after the invalidation
 
@@ -135,3 +136,40 @@ def test_read_ahead_runs_on_into_the_next_segment(tmp_path):
     assert int.from_bytes(crossing.records[:8], "big") == second_base
     assert gets_for_crossing == 0  # its offset index and first chunk were read ahead
     assert rest == acked
+
+
+def test_bytes_checked_once_are_served_again_unchecked_until_their_chunk_is_dropped(tmp_path, monkeypatch):
+    import fetch.remote as remote
+
+    checks: list[int] = []
+    validate = remote.validate_batches
+    monkeypatch.setattr(remote, "validate_batches", lambda data: checks.append(len(data)) or validate(data))
+
+    async def scenario():
+        logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.ms": -1,
+                                                     "segment.bytes": 64 * 1024})
+        plog = logs.log("t", 0)
+        produce(plog, 40, value_size=400)
+        seal_active(plog)
+        store = FaultInjectingStore(LocalFolderStore(str(tmp_path / "bucket")))
+        tiering, reader = make_reader(tmp_path, logs, store, chunk_bytes=4096, readahead=0)
+        await tiering.open()
+        await tiering.run_once()
+        first = await reader.read("t", 0, 0, 6000)
+        again = await reader.read("t", 0, 0, 6000)
+        checks_before_drop = len(checks)
+        key = tiering.remote_segments("t", 0)[0].key("log")
+        reader.remote.cache.invalidate(key, 0)  # evicted: it comes back from the store...
+        store.corrupt_next_gets(1)  # ...with a flipped byte, which must not be served
+        with pytest.raises(RemoteDataError):
+            await reader.read("t", 0, 0, 6000)
+        after = await reader.read("t", 0, 0, 6000)
+        await tiering.close()
+        await reader.remote.cache.close()
+        await store.close()
+        return first, again, checks_before_drop, after
+
+    first, again, checks_before_drop, after = asyncio.run(scenario())
+    assert first.records == again.records == after.records
+    assert checks_before_drop == 1  # the second read of the same bytes was not checked again
+    assert len(checks) == 3  # the corrupt copy and the good one were both checked
