@@ -164,7 +164,9 @@ class PartitionLog:
         if completed is not None and completed.aborted:
             txn = AbortedTxn(completed.producer_id, completed.first_offset, completed.last_offset,
                              self.last_stable_offset)
-            if txn not in segment.txn_index.entries:  # replays after a restart meet markers again
+            # Replays after a crash meet markers again, with another last stable offset by then:
+            # a second entry would make read_committed clients drop the producer's later batches.
+            if not any(t[:3] == txn[:3] for t in segment.txn_index.entries):
                 segment.txn_index.append(txn)
 
     def load_producer_snapshot(self, data: bytes) -> None:

@@ -29,6 +29,7 @@ INT32_MAX = 2**31 - 1
 _SNAPSHOT_HEAD = struct.Struct(">hI")
 _SNAPSHOT_ENTRY = struct.Struct(">qhiqiqiq")
 NO_TXN = -1
+NO_SEQUENCE = -1
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,14 @@ class ProducerStateManager:
                 f"producer {header.producer_id} epoch {header.producer_epoch} is older than {entry.epoch}"
             )
         if header.producer_epoch > entry.epoch:
-            if header.base_sequence != 0 and not header.is_control:
+            if header.base_sequence not in (0, NO_SEQUENCE) and not header.is_control:
                 raise OutOfOrderSequenceError(
                     f"producer {header.producer_id} new epoch {header.producer_epoch} must start at sequence 0, "
                     f"got {header.base_sequence}"
                 )
             return
-        if header.is_control or entry.last_seq < 0:
-            return
+        if header.is_control or entry.last_seq < 0 or header.base_sequence == NO_SEQUENCE:
+            return  # NO_SEQUENCE: the broker's own transactional writes (offset commits)
         expected = next_sequence(entry.last_seq, 1)
         if header.base_sequence != expected:
             raise OutOfOrderSequenceError(

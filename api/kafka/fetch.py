@@ -79,7 +79,9 @@ class _FetchPlan:
         part.last_stable_offset = found.last_stable_offset
         part.log_start_offset = found.log_start_offset
         if self.read_committed:
-            part.aborted = tuple((t.producer_id, t.first_offset) for t in found.aborted)
+            # Once per transaction: clients skip a producer's batches from each entry's first
+            # offset until an ABORT marker, so a repeated entry would hide later committed data.
+            part.aborted = tuple(dict.fromkeys((t.producer_id, t.first_offset) for t in found.aborted))
         return len(found.records)
 
     def satisfied(self, total: int) -> bool:

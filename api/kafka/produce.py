@@ -23,14 +23,17 @@ from .context import NO_THROTTLE, Call, KafkaContext
 from .errors import error_code
 from .metadata import INTERNAL_TOPICS
 
-def _transaction_error(kafka: KafkaContext, transactional_id: str | None, topic: str, partition: int,
-                       records: bytes) -> tuple[ErrorCode, str] | None:
-    """Why a transactional write may not be appended: its producer session no longer owns
-    the transactional id, or the partition is not in its open transaction. The first
-    batch's header speaks for the request (clients send one batch per partition)."""
+def _producer_error(kafka: KafkaContext, transactional_id: str | None, topic: str, partition: int,
+                    records: bytes) -> tuple[ErrorCode, str] | None:
+    """Why a producer's write may not be appended: it has an id but no sequence (only the
+    broker writes those), or it is transactional and its session no longer owns the
+    transactional id, or the partition is not in its open transaction. The first batch's
+    header speaks for the request (clients send one batch per partition)."""
     if len(records) < HEADER_SIZE:
         return None  # the log rejects it
     header = parse_header(records)
+    if header.producer_id >= 0 and header.base_sequence < 0:
+        return ErrorCode.invalid_record, f"producer {header.producer_id} sent a batch without a sequence number"
     if not header.is_transactional:
         return None
     if transactional_id is None:
@@ -67,7 +70,7 @@ def _append(kafka: KafkaContext, topic: str, result: _PartitionResult, records: 
         plog = kafka.broker.logs.log(topic, result.index)
         if not records:
             raise CorruptRecordError("a produce request partition without record batches")
-        refused = _transaction_error(kafka, transactional_id, topic, result.index, records)
+        refused = _producer_error(kafka, transactional_id, topic, result.index, records)
         if refused is not None:
             result.fail(*refused)
             return

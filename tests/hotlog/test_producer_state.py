@@ -142,3 +142,36 @@ def test_read_committed_reads_stop_at_the_last_stable_offset(tmp_path):
     assert [b.header.base_offset for b in decode_batches(uncommitted.records)] == [0, 2, 3, 4]
     assert uncommitted.aborted == ()
     logs.close()
+
+
+def test_a_replay_after_a_crash_does_not_index_an_abort_twice(tmp_path):
+    plog = open_log(tmp_path)
+    plog.append(batch(1, 0, 0, n=2, transactional=True))
+    plog.append_marker(1, 0, commit=False, coordinator_epoch=0)
+    plog.append(batch(2, 0, 0, transactional=True))  # open: the replay's last stable offset differs
+    plog.flush()
+    for snapshot in tmp_path.glob("*.snapshot"):  # the crash came before any snapshot
+        snapshot.unlink()
+    again = open_log(tmp_path, clean=False)
+    assert [(t.producer_id, t.first_offset) for t in again.aborted_transactions(0, 10)] == [(1, 0)]
+
+
+def test_batches_without_a_sequence_follow_the_epoch_only(tmp_path):
+    # The broker writes transactional offset commits without sequence numbers.
+    plog = open_log(tmp_path)
+    plog.append(batch(5, 0, -1, transactional=True))
+    plog.append_marker(5, 1, commit=False, coordinator_epoch=0)  # a fencing abort bumps the epoch
+    assert plog.append(batch(5, 2, -1, transactional=True)).base_offset == 2
+    assert plog.append(batch(5, 2, -1, transactional=True)).base_offset == 3  # not taken for a retry
+    with pytest.raises(InvalidProducerEpochError):
+        plog.append(batch(5, 1, -1, transactional=True))
+
+
+def test_idle_producers_expire_but_open_transactions_keep_theirs(tmp_path):
+    plog = open_log(tmp_path)
+    plog.append(batch(1, 0, 0))
+    plog.append(batch(2, 0, 0, transactional=True))
+    now = 10**13  # far after the batches' timestamps
+    assert plog.expire_producers(now, 1000) == [1]
+    assert plog.last_stable_offset == 1  # producer 2's transaction still holds it
+    assert plog.append(batch(1, 0, 5)).base_offset == 2  # state gone: any sequence starts it again
