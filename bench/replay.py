@@ -197,6 +197,7 @@ async def bench_folder(h: History, rounds: int) -> dict[str, list[float]]:
 
         order: list[Callable[[], Awaitable[None]]] = [raw, remote_pair, local]
         for contender in order if i % 2 == 0 else order[::-1]:
+            await asyncio.to_thread(os.sync)  # a quiet disk: no writeback left from the one before
             await contender()
         await close_reader(reader)
     return times
