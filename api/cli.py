@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = _client_parser(commands, "tier-status", "offsets and bytes per tier, per partition")
     status.add_argument("topic", nargs="?", help="one topic (default: all)")
+
+    from .bench.cli import add_bench_parser
+    from .cost.cli import add_cost_parser
+
+    add_bench_parser(commands)
+    add_cost_parser(commands)
     return parser
 
 
@@ -153,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .serve import run_serve
 
         return run_serve(args)
+    if args.command in ("bench", "cost"):
+        return args.run(args)
     from .commands import run_client_command
 
     return run_client_command(args)

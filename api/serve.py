@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Callable
 
 from prometheus_client import REGISTRY
 
@@ -59,9 +60,13 @@ async def check_store(store: ObjectStore) -> None:
         raise ObjectStoreError(f"{store.url}: {reason(exc)}") from None
 
 
-async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
+async def serve(args: argparse.Namespace, settings: BrokerSettings,
+                wrap_store: Callable[[ObjectStore], ObjectStore] | None = None) -> int:
+    """`wrap_store` puts a wrapper (the bench's S3 latency model) around the store opened."""
     try:
         store = open_store(args.object_store)
+        if wrap_store is not None:
+            store = wrap_store(store)
     except StoreConfigError as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
         return 2
@@ -126,7 +131,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings) -> int:
     return 0
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace, wrap_store: Callable[[ObjectStore], ObjectStore] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = BrokerSettings.parse(read_properties(args))
@@ -136,4 +141,4 @@ def run_serve(args: argparse.Namespace) -> int:
     if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
         print(f"tierlog serve: --data-dir {args.data_dir} exists and is not a folder", file=sys.stderr)
         return 2
-    return asyncio.run(serve(args, settings))
+    return asyncio.run(serve(args, settings, wrap_store))

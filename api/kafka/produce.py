@@ -18,6 +18,7 @@ from hotlog.batch import HEADER_SIZE, parse_header
 from hotlog.errors import CorruptRecordError, InvalidTopicError, LogError
 from hotlog.log import AppendInfo, PartitionLog
 
+from ..metrics import BYTES_IN, MESSAGES_IN
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .errors import error_code
@@ -76,6 +77,9 @@ def _append(kafka: KafkaContext, topic: str, result: _PartitionResult, records: 
             return
         result.info = plog.append(records)
         result.log = plog
+        if not result.info.duplicate:
+            BYTES_IN.labels("kafka").inc(len(records))
+            MESSAGES_IN.labels("kafka").inc(result.info.record_count)
     except LogError as exc:
         result.fail(error_code(exc), str(exc))
 
