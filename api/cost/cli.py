@@ -1,0 +1,2 @@
+def add_cost_parser(commands):
+    pass
