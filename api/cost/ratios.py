@@ -1,0 +1,43 @@
+"""Where the cost model's request and byte ratios come from: a `tierlog bench --json`
+result, or the counters of a running server's /metrics (all it did since it started)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+from ..bench.metrics import MetricsError, StoreRatios, scrape, store_ratios
+from .prices import CostInputError
+
+
+def ratios_from_bench(path: str) -> StoreRatios:
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except OSError as exc:
+        raise CostInputError(f"{path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CostInputError(f"{path}: not JSON ({exc})") from None
+    store = result.get("object_store") if isinstance(result, dict) else None
+    if not isinstance(store, dict):
+        raise CostInputError(f"{path}: not a `tierlog bench --json` result (no object_store section)")
+    ratios = store.get("ratios")
+    if not isinstance(ratios, dict):
+        why = store.get("ratios_error", "no ratios")
+        raise CostInputError(f"{path}: the bench run measured no cost ratios: {why}")
+    values = {}
+    for field in fields(StoreRatios):
+        value = ratios.get(field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise CostInputError(f"{path}: object_store.ratios.{field.name} must be a number of 0 or more, "
+                                 f"got {value!r}")
+        values[field.name] = float(value)
+    return StoreRatios(**values)
+
+
+def ratios_from_metrics(url: str) -> StoreRatios:
+    try:
+        counters = scrape(url)
+        return store_ratios(counters, counters)
+    except MetricsError as exc:
+        raise CostInputError(f"{url}: {exc}") from None
