@@ -710,10 +710,9 @@ def test_bench_user_data_targets_the_broker(root):
     assert argv[1:] == ["bench", "--bootstrap", f"{values['broker_host']}:9092",
                         "--json", "/var/log/tierlog-bench.json"]
     assert root.locals["bench_user_data_vars"]["broker_host"] == "${aws_instance.broker.private_ip}"
-    if subcommand_parser(build_parser(), "bench") is None:
-        pytest.skip("`tierlog bench` is not in the CLI yet (issue 9); flags checked by shape only")
-    problems, _ = cli_problems(argv, "bench")
+    problems, args = cli_problems(argv, "bench")
     assert problems == []
+    assert args.bootstrap == f"{values['broker_host']}:9092" and args.json == "/var/log/tierlog-bench.json"
 
 
 @pytest.mark.parametrize("template", ["broker_user_data.sh.tftpl", "bench_user_data.sh.tftpl"])
