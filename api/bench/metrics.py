@@ -35,6 +35,8 @@ class Counters:
     requests: dict[str, float] = field(default_factory=dict)  # object store, by billed class
     upload_bytes: float = 0.0
     remote_get_bytes: float = 0.0
+    remote_get_seconds: float = 0.0  # summed over the read path's ranged GETs
+    remote_gets: float = 0.0
 
     def combine(self, other: "Counters", sign: float) -> "Counters":
         def merged(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
@@ -47,6 +49,8 @@ class Counters:
             requests=merged(self.requests, other.requests),
             upload_bytes=self.upload_bytes + sign * other.upload_bytes,
             remote_get_bytes=self.remote_get_bytes + sign * other.remote_get_bytes,
+            remote_get_seconds=self.remote_get_seconds + sign * other.remote_get_seconds,
+            remote_gets=self.remote_gets + sign * other.remote_gets,
         )
 
     def __sub__(self, earlier: "Counters") -> "Counters":
@@ -60,6 +64,7 @@ class Counters:
             "bytes_in": self.bytes_in, "messages_in": self.messages_in,
             "fetch_bytes": dict(self.fetch_bytes), "requests": dict(self.requests),
             "upload_bytes": self.upload_bytes, "remote_get_bytes": self.remote_get_bytes,
+            "remote_get_seconds": self.remote_get_seconds, "remote_gets": self.remote_gets,
         }
 
 
@@ -71,10 +76,12 @@ def parse_counters(text: str) -> Counters:
         raise MetricsError("no tierlog_bytes_in counter in the metrics: is this a tierlog server's /metrics?")
     for family in families:
         for sample in family.samples:
-            if not sample.name.endswith("_total"):
-                continue
             name, labels, value = sample.name, sample.labels, sample.value
-            if name == "tierlog_bytes_in_total":
+            if name == "tierlog_remote_get_seconds_sum":
+                counters.remote_get_seconds += value
+            elif name == "tierlog_remote_get_seconds_count":
+                counters.remote_gets += value
+            elif name == "tierlog_bytes_in_total":
                 counters.bytes_in += value
             elif name == "tierlog_messages_in_total":
                 counters.messages_in += value

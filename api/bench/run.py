@@ -61,6 +61,9 @@ class BenchError(Exception):
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    if args.batch_bytes > args.segment_bytes:
+        raise BenchError(f"--batch-bytes {args.batch_bytes} is above --segment-bytes {args.segment_bytes}: the "
+                         "broker refuses a batch larger than a segment")
     local_retention = args.local_retention_bytes if args.local_retention_bytes is not None else 2 * args.segment_bytes
     return BenchConfig(
         topic=args.topic or f"tierlog-bench-{int(time.time())}", partitions=args.partitions,
@@ -166,7 +169,8 @@ class Phases:
         row = flow(Meter(done.bytes, done.messages), done.seconds, "latency_ms")
         del row["latency_ms"], row["errors"]
         row.update(complete=done.complete, seconds=round(done.seconds, 3),
-                   remote_fraction=round(used.fetch_bytes.get("remote", 0.0) / served, 4) if served else 0.0)
+                   remote_fraction=round(used.fetch_bytes.get("remote", 0.0) / served, 4) if served else 0.0,
+                   remote_get_ms=round(used.remote_get_seconds / used.remote_gets * 1000, 3) if used.remote_gets else None)
         return {"seconds": round(done.seconds, 3), "replay": row, "produce": flow(produced, done.seconds, "latency_ms"),
                 "tail": flow(tailed, done.seconds, "e2e_latency_ms")}, used
 
@@ -226,8 +230,10 @@ def bench(config: BenchConfig, *, bootstrap: str | None, metrics_url: str | None
         progress = stack.enter_context(Progress(
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
             disable=not show_progress, transient=False))
-        phases, run, cold, warm = Phases(config, bootstrap, metrics_url, progress, check).run()
+        run_phases = Phases(config, bootstrap, metrics_url, progress, check)
+        phases, run, cold, warm = run_phases.run()
     return {"version": 1, "config": asdict(config), "server": server_info, "phases": phases,
+            "last_produce_error": run_phases.producers.last_error,
             "object_store": _object_store_section(run, cold, warm)}
 
 

@@ -78,6 +78,7 @@ class Producers:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(count)]
         self.failure: BaseException | None = None
+        self.last_error: str | None = None  # of a delivery, for the report
 
     def start(self, rate_per_s: float) -> None:
         self._rate = rate_per_s
@@ -109,6 +110,7 @@ class Producers:
         def delivered(err: KafkaError | None, msg: object) -> None:
             if err is not None:
                 meter.errors += 1
+                self.last_error = str(err)
                 return
             meter.bytes += len(msg)  # type: ignore[arg-type]
             meter.messages += 1

@@ -19,7 +19,8 @@ from tests.tiering.conftest import bucket, moto  # noqa: F401 - moto's S3 server
 # Small segments and a tiny hot tier, so a few seconds of 1 KiB messages at 8 MB/s roll
 # segments, upload them and leave most of the backlog in the object store only.
 SHORT = ["--partitions", "4", "--rate", "8", "--ingest-seconds", "4", "--settle-seconds", "15",
-         "--replay-seconds", "8", "--segment-bytes", "262144", "--local-retention-bytes", "262144"]
+         "--replay-seconds", "8", "--segment-bytes", "262144", "--local-retention-bytes", "262144",
+         "--batch-bytes", "65536"]
 
 
 def bench(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -38,7 +39,7 @@ def assert_sane(result: dict[str, Any]) -> None:
     ingest = result["phases"]["ingest"]
     # 8 MB/s asked; a loaded 2-core machine may fall short, but not to nothing.
     assert 2 < ingest["produce"]["mb_per_s"] < 12
-    assert ingest["produce"]["errors"] == 0
+    assert ingest["produce"]["errors"] == 0, result["last_produce_error"]
     assert ingest["tail"]["messages"] > 0.5 * ingest["produce"]["messages"]
     produce_latency, e2e = ingest["produce"]["latency_ms"], ingest["tail"]["e2e_latency_ms"]
     assert 0 < produce_latency["p50"] <= produce_latency["p99"] <= produce_latency["p99.9"]
@@ -71,6 +72,7 @@ def test_bench_on_motos_s3_behind_the_latency_model(tmp_path: Path, moto, bucket
                          "--latency-model", "5,200", "--quiet")
     assert_sane(result)
     assert result["server"]["latency_model"] == {"first_byte_ms": 5.0, "mb_per_s": 200.0}
+    assert result["phases"]["replay_cold"]["replay"]["remote_get_ms"] >= 5  # the model's time to first byte
     keys = [o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket, Prefix="bench/").get("Contents", [])]
     assert any(key.endswith(".log") for key in keys)  # the segments are in the bucket
 
@@ -81,7 +83,7 @@ def test_bench_against_a_running_server_by_address(tmp_path: Path) -> None:
         out = tmp_path / "bench.json"
         done = bench("--bootstrap", server.bootstrap, "--metrics-url", server.metrics_url, "--json", str(out),
                      "--quiet", "--partitions", "2", "--rate", "4", "--ingest-seconds", "2", "--settle-seconds",
-                     "1", "--replay-seconds", "2", "--segment-bytes", "262144")
+                     "1", "--replay-seconds", "2", "--segment-bytes", "262144", "--batch-bytes", "65536")
         assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["server"] == {"started": False, "bootstrap": server.bootstrap, "object_store": "(the server's)",
@@ -95,6 +97,7 @@ def test_bench_against_a_running_server_by_address(tmp_path: Path) -> None:
     (["--s3-endpoint", "http://127.0.0.1:1"], "--s3-endpoint needs --object-store s3://"),
     (["--latency-model", "30"], "expected FIRST_BYTE_MS,MB_PER_S"),
     (["--rate", "-1"], "expected MB/s"),
+    (["--segment-bytes", "65536"], "the broker refuses a batch larger than a segment"),
     (["--bootstrap", "127.0.0.1:1", "--metrics-url", "http://127.0.0.1:1/metrics"], "cannot read"),
 ])
 def test_bad_options_are_refused_with_a_reason(args: list[str], message: str) -> None:
@@ -123,9 +126,12 @@ def test_counters_and_ratios_from_metrics_text() -> None:
         'tierlog_object_store_requests_total{operation="LIST"} 2',
         "# TYPE tierlog_tiering_upload_bytes counter", "tierlog_tiering_upload_bytes_total 2.1e9",
         "# TYPE tierlog_fetch_bytes counter", 'tierlog_fetch_bytes_total{tier="remote"} 5e8',
-        "# TYPE tierlog_remote_get_bytes counter", "tierlog_remote_get_bytes_total 6e8", ""])
+        "# TYPE tierlog_remote_get_bytes counter", "tierlog_remote_get_bytes_total 6e8",
+        "# TYPE tierlog_remote_get_seconds histogram", 'tierlog_remote_get_seconds_bucket{le="+Inf"} 7',
+        "tierlog_remote_get_seconds_count 7", "tierlog_remote_get_seconds_sum 0.35", ""])
     counters = parse_counters(text)
     assert counters.requests == {"PUT": 40, "GET": 8, "LIST": 2, "DELETE": 0}  # S3's billed classes
+    assert (counters.remote_gets, counters.remote_get_seconds) == (7, 0.35)
     ratios = store_ratios(counters, counters)
     assert ratios.put_per_gb_uploaded == pytest.approx(40 / 2.1)
     assert ratios.upload_per_ingest == pytest.approx(1.05)
