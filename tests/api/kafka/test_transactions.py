@@ -17,6 +17,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AioTopicPartition
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from kafka import KafkaProducer
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KpTopicPartition
 
 from api.kafka.coordinator import GroupCoordinator
 from api.kafka.txn_coordinator import TransactionCoordinator
@@ -204,6 +207,23 @@ def test_aiokafka_transactions_commit_and_abort_with_offsets(server: KafkaServer
     assert read_values(server.bootstrap, "tx-aio", 1, committed_only=True) == {0: [b"kept"]}
     assert read_values(server.bootstrap, "tx-aio", 1, committed_only=False) == {0: [b"kept", b"dropped"]}
     assert committed_offset(server, "aio-group", "tx-aio-src") == 3
+
+
+def test_kafka_python_transactions_commit_and_abort_with_offsets(server: KafkaServer) -> None:
+    create_topics(server.bootstrap, "tx-kp", "tx-kp-src", partitions=1)
+    producer = KafkaProducer(bootstrap_servers=server.bootstrap, transactional_id="tx-kp")
+    producer.init_transactions()
+    producer.begin_transaction()
+    producer.send("tx-kp", b"kept", partition=0)
+    producer.send_offsets_to_transaction({KpTopicPartition("tx-kp-src", 0): OffsetAndMetadata(4, "", -1)}, "kp-group")
+    producer.commit_transaction()
+    producer.begin_transaction()
+    producer.send("tx-kp", b"dropped", partition=0).get(10)
+    producer.abort_transaction()
+    producer.close(5)
+    assert read_values(server.bootstrap, "tx-kp", 1, committed_only=True) == {0: [b"kept"]}
+    assert read_values(server.bootstrap, "tx-kp", 1, committed_only=False) == {0: [b"kept", b"dropped"]}
+    assert committed_offset(server, "kp-group", "tx-kp-src") == 4
 
 
 def test_sigkill_in_the_middle_of_transactions(own_server: KafkaServer) -> None:
