@@ -14,6 +14,10 @@ from .backoff import Backoff
 from .metadata import RemoteSegment, SegmentState
 
 
+def _base_offset(segment: RemoteSegment) -> int:
+    return segment.base_offset
+
+
 class RemoteStatus(NamedTuple):
     """A partition's remote tier at a glance (tier status, metrics)."""
 
@@ -89,7 +93,7 @@ class RemotePartition:
 
     def segment_for(self, offset: int) -> RemoteSegment | None:
         """The committed segment holding `offset`, or None."""
-        i = bisect.bisect_right([s.base_offset for s in self.segments], offset) - 1
+        i = bisect.bisect_right(self.segments, offset, key=_base_offset) - 1  # no list built per read
         if i >= 0 and offset < self.segments[i].next_offset:
             return self.segments[i]
         return None

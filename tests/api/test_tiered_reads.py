@@ -39,7 +39,7 @@ def wait_until_mostly_remote(stub: pb_grpc.TierlogStub, topic: str) -> pb.Partit
     deadline = time.monotonic() + 20
     while True:
         [row] = stub.TierStatus(pb.TierStatusRequest(topic=topic)).partitions
-        if row.local_log_start_offset > 100 and row.remote_log_start_offset == 0:
+        if row.local_log_start_offset > 100 and row.remote_log_start_offset == 0 and row.local_bytes < row.remote_bytes:
             return row
         assert time.monotonic() < deadline, row
         time.sleep(0.1)
@@ -47,7 +47,9 @@ def wait_until_mostly_remote(stub: pb_grpc.TierlogStub, topic: str) -> pb.Partit
 
 def test_offsets_in_the_object_store_read_like_local_ones_and_survive_losing_the_disk(tmp_path) -> None:
     sent = [(i, f"event {i}".encode().ljust(100, b".")) for i in range(400)]
-    server = TierlogServer(str(tmp_path / "data"), *TIERED).start()
+    cache_dir = tmp_path / "chunk-cache"  # e.g. another disk than the log's
+    server = TierlogServer(str(tmp_path / "data"), *TIERED,
+                           "--conf", f"remote.log.chunk.cache.dir={cache_dir}").start()
     try:
         with grpc.insecure_channel(server.grpc_address) as channel:
             stub = pb_grpc.TierlogStub(channel)
@@ -55,9 +57,9 @@ def test_offsets_in_the_object_store_read_like_local_ones_and_survive_losing_the
             for start in range(0, 400, 20):
                 stub.Produce(pb.ProduceRequest(topic="history", partition=0,
                                                records=[record(v) for _, v in sent[start : start + 20]]))
-            row = wait_until_mostly_remote(stub, "history")
-            assert row.local_bytes < row.remote_bytes
+            wait_until_mostly_remote(stub, "history")
             assert replay(stub, "history") == sent
+            assert any(cache_dir.iterdir()) and not (tmp_path / "data" / "remote-chunk-cache").exists()
         kcat = subprocess.run(
             ["kcat", "-C", "-b", f"127.0.0.1:{server.kafka_port}", "-t", "history", "-p", "0",
              "-o", "beginning", "-e", "-q", "-f", "%o %s\n"],
