@@ -58,6 +58,11 @@ class OutOfOrderSequenceError(LogError):
     """An idempotent producer's batch does not continue its last sequence."""
 
 
+class UnknownProducerIdError(LogError):
+    """A batch that continues the sequence of a producer the partition has no state for
+    (it expired, or left with deleted segments): the producer must start over."""
+
+
 class InvalidProducerEpochError(LogError):
     """A batch from an older epoch of a producer that has since been bumped (fenced)."""
 

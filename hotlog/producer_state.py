@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from crc32c import crc32c
 
 from .batch import BatchHeader
-from .errors import CorruptRecordError, InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError
+from .errors import (
+    CorruptRecordError, InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError, UnknownProducerIdError,
+)
 
 SNAPSHOT_SUFFIX = ".snapshot"
 CACHED_BATCHES = 5
@@ -87,8 +89,12 @@ class ProducerStateManager:
     def check(self, header: BatchHeader) -> None:
         """Raise if the batch may not be appended: fenced epoch or a sequence gap."""
         entry = self.producers.get(header.producer_id)
-        if entry is None:
-            return  # a new producer, or one whose state expired: take any first sequence
+        if entry is None:  # a new producer starts at 0; one whose state is gone cannot continue
+            if header.base_sequence not in (0, NO_SEQUENCE) and not header.is_control:
+                raise UnknownProducerIdError(
+                    f"no state for producer {header.producer_id}: its sequence {header.base_sequence} continues nothing"
+                )
+            return
         if header.producer_epoch < entry.epoch:
             raise InvalidProducerEpochError(
                 f"producer {header.producer_id} epoch {header.producer_epoch} is older than {entry.epoch}"

@@ -19,6 +19,7 @@ _CODES: dict[type[log_errors.LogError], ErrorCode] = {
     log_errors.LogClosedError: ErrorCode.unknown_topic_or_partition,
     log_errors.OutOfOrderSequenceError: ErrorCode.out_of_order_sequence_number,
     log_errors.InvalidProducerEpochError: ErrorCode.invalid_producer_epoch,
+    log_errors.UnknownProducerIdError: ErrorCode.unknown_producer_id,
     log_errors.InvalidTxnStateError: ErrorCode.invalid_txn_state,
 }
 

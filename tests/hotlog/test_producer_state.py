@@ -3,7 +3,7 @@
 import pytest
 
 from hotlog.config import LogConfig
-from hotlog.errors import CorruptRecordError, InvalidProducerEpochError, OutOfOrderSequenceError
+from hotlog.errors import CorruptRecordError, InvalidProducerEpochError, OutOfOrderSequenceError, UnknownProducerIdError
 from hotlog.log import PartitionLog
 from hotlog.records import Record, build_batch, decode_batches
 
@@ -174,4 +174,6 @@ def test_idle_producers_expire_but_open_transactions_keep_theirs(tmp_path):
     now = 10**13  # far after the batches' timestamps
     assert plog.expire_producers(now, 1000) == [1]
     assert plog.last_stable_offset == 1  # producer 2's transaction still holds it
-    assert plog.append(batch(1, 0, 5)).base_offset == 2  # state gone: any sequence starts it again
+    with pytest.raises(UnknownProducerIdError):
+        plog.append(batch(1, 0, 5))  # its state is gone: it cannot continue where it was
+    assert plog.append(batch(1, 0, 0)).base_offset == 2  # starting over is fine

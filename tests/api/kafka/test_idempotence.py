@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from typing import Iterator
 
 import pytest
@@ -14,9 +15,12 @@ from confluent_kafka import Producer
 from kafka import KafkaProducer
 from kio.schema.errors import ErrorCode
 
+from hotlog.records import decode_batches
+
 from .cluster import KafkaServer
 from .eos_support import (
-    FAST, create_topics, init_producer_id, produce, producer_batch, read_values, DroppingProxy,
+    FAST, READ_UNCOMMITTED, DroppingProxy, create_topics, fetch_partition, init_producer_id, produce, producer_batch,
+    read_values,
 )
 from .wire import Wire
 
@@ -72,6 +76,8 @@ def test_retries_get_their_first_offsets_gaps_and_old_epochs_are_refused_also_af
     assert produce(wire, "idem-wire", 0, second) == (ErrorCode.none, 3)
     gap = producer_batch(producer_id, epoch, 9, b"gap")
     assert produce(wire, "idem-wire", 0, gap)[0] == ErrorCode.out_of_order_sequence_number
+    stranger, _ = init_producer_id(wire)  # no state in this partition: it cannot continue anything
+    assert produce(wire, "idem-wire", 0, producer_batch(stranger, 0, 4, b"?"))[0] == ErrorCode.unknown_producer_id
     wire.close()
 
     kill_and_restart(server)  # the producer state comes back from snapshot and log
@@ -135,3 +141,32 @@ def test_default_idempotent_producers_of_kafka_python_and_aiokafka_write_each_re
     asyncio.run(aio())
     for topic in ("idem-kp", "idem-aio"):
         assert read_values(server.bootstrap, topic, 1, committed_only=False)[0] == [str(i).encode() for i in range(100)]
+
+
+def test_a_producer_whose_state_expired_starts_over_without_losing_or_doubling_records(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = KafkaServer(str(tmp_path_factory.mktemp("expiry") / "data"), "producer.id.expiration.ms=500",
+                         "log.retention.check.interval.ms=100").start()
+    try:
+        create_topics(server.bootstrap, "idem-expiry", partitions=1)
+        failed: list[object] = []
+        producer = Producer({"bootstrap.servers": server.bootstrap, "enable.idempotence": True, "linger.ms": 2,
+                             "on_delivery": lambda error, _: error and failed.append(error), **FAST})
+        for i in range(20):
+            producer.produce("idem-expiry", value=str(i).encode())
+            if i == 9:
+                assert producer.flush(10) == 0
+                time.sleep(1.5)  # idle past producer.id.expiration.ms: the partition forgets it
+        assert producer.flush(20) == 0 and not failed, failed  # UNKNOWN_PRODUCER_ID: librdkafka starts over
+        got = read_values(server.bootstrap, "idem-expiry", 1, committed_only=False)
+        assert got[0] == [str(i).encode() for i in range(20)]
+        wire = Wire(server.bootstrap)
+        records = fetch_partition(wire, "idem-expiry", 0, 0, READ_UNCOMMITTED).records
+        wire.close()
+        first, second = [b.header for b in decode_batches(records)]
+        # The second half started over (sequence 0) as a new producer session, not at sequence 10.
+        assert second.base_sequence == 0 and (second.producer_id, second.producer_epoch) != \
+            (first.producer_id, first.producer_epoch)
+    finally:
+        assert server.stop() == 0, server.log()
