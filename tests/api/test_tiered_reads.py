@@ -98,10 +98,10 @@ def test_copy_quota_paces_uploads(tmp_path) -> None:
         with grpc.insecure_channel(server.grpc_address) as channel:
             stub = pb_grpc.TierlogStub(channel)
             create(stub, "paced", **{"segment.bytes": "4096", "retention.ms": "-1"})
+            start = time.monotonic()  # uploads may begin with the first sealed segment
             for _ in range(30):  # ~120 KiB in 4 KiB segments: six seconds of quota
                 stub.Produce(pb.ProduceRequest(topic="paced", partition=0, records=[record(b"x" * 1000)] * 4))
-            start = time.monotonic()
-            time.sleep(2.0)
+            time.sleep(max(0.0, start + 2.0 - time.monotonic()))
             [row] = stub.TierStatus(pb.TierStatusRequest(topic="paced")).partitions
             elapsed = time.monotonic() - start
             # One second of burst, one segment in flight per upload slot, on top of the rate.
