@@ -2,9 +2,9 @@
 idempotence on against off, and transactional (a commit every 100 ms) against
 non-transactional, all in one run.
 
-    python bench/eos.py [--mib 512] [--rounds 5] [--commit-ms 100] [--dir DIR]
+    python bench/eos.py [--mib 512] [--rounds 5] [--message-bytes 1024] [--commit-ms 100] [--dir DIR]
 
-One producer sends --mib MiB of 1 KiB messages (linger.ms=5, batch.size=1 MiB, no
+One producer sends --mib MiB of --message-bytes messages (linger.ms=5, batch.size=1 MiB, no
 compression, acks=all everywhere: idempotence implies it) to a fresh one-partition topic
 per run (deleted after it); the clock starts after a warm-up message (metadata and the
 producer id fetched). CPU seconds per GiB are reported for the client (this process,
@@ -38,7 +38,6 @@ bench_kafka = importlib.util.module_from_spec(_spec)
 sys.modules["bench_kafka"] = bench_kafka  # dataclasses look their module up
 _spec.loader.exec_module(bench_kafka)  # bench/kafka.py, not kafka-python
 
-MESSAGE_BYTES = 1024
 MODES = ("plain", "idempotent", "transactional")
 
 
@@ -62,7 +61,7 @@ class Run:
     broker_cpu: float
 
 
-def produce(broker: Any, mode: str, run: str, count: int, commit_ms: int) -> Run:
+def produce(broker: Any, mode: str, run: str, count: int, message_bytes: int, commit_ms: int) -> Run:
     """Send `count` messages and wait until every one is acknowledged."""
     topic = f"eos-{run}"
     bench_kafka.create_topic(broker, topic)
@@ -74,7 +73,7 @@ def produce(broker: Any, mode: str, run: str, count: int, commit_ms: int) -> Run
         if err is not None:
             failures.append(str(err))
 
-    value = os.urandom(MESSAGE_BYTES)
+    value = os.urandom(message_bytes)
     # Warm-up outside the clock: metadata, the producer id (InitProducerId), a first batch.
     if transactional:
         producer.init_transactions(30)
@@ -114,10 +113,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=512, help="MiB of messages per produce run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
+    parser.add_argument("--message-bytes", type=int, default=1024, help="size of each message")
     parser.add_argument("--commit-ms", type=int, default=100, help="transaction length in the transactional mode")
     parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
     args = parser.parse_args()
-    count = args.mib * 1024 * 1024 // MESSAGE_BYTES
+    count = args.mib * 1024 * 1024 // args.message_bytes
     with tempfile.TemporaryDirectory(dir=args.dir or ".", prefix="bench-eos-") as root:
         broker = bench_kafka.start_tierlog(root)
         try:
@@ -125,7 +125,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 order = MODES[round_ % len(MODES):] + MODES[: round_ % len(MODES)]
                 for mode in order:
-                    done = produce(broker, mode, f"{mode}-{round_}", count, args.commit_ms)
+                    done = produce(broker, mode, f"{mode}-{round_}", count, args.message_bytes, args.commit_ms)
                     runs[mode].append(done)
                     print(f"round {round_ + 1} {mode:>13}: {args.mib / done.seconds:7.1f} MiB/s, CPU s per GiB: "
                           f"client {done.client_cpu * 1024 / args.mib:.2f}, broker {done.broker_cpu * 1024 / args.mib:.2f}",
@@ -137,7 +137,7 @@ def main() -> None:
         return statistics.median(getattr(r, field) for r in runs[mode])
 
     rate = {m: args.mib / median(m, "seconds") for m in MODES}
-    print(f"\n{args.mib} MiB of {MESSAGE_BYTES} B messages, acks=all, median of {args.rounds} rounds")
+    print(f"\n{args.mib} MiB of {args.message_bytes} B messages, acks=all, median of {args.rounds} rounds")
     print(f"  {'mode':>13}  {'MiB/s':>7}  client CPU s/GiB  broker CPU s/GiB")
     for mode in MODES:
         print(f"  {mode:>13}  {rate[mode]:7.1f}  {median(mode, 'client_cpu') * 1024 / args.mib:16.2f}  "

@@ -71,25 +71,29 @@ class TransactionCoordinator:
             log.info("loaded the state of %d transactional ids", len(self.txns))
 
     async def run(self) -> None:
-        """Abort transactions older than their timeout. Cancel to stop."""
+        """Abort transactions older than their timeout, and finish prepared ones whose
+        markers failed (a disk error). Cancel to stop."""
         interval = self.settings.transaction_abort_timed_out_transaction_cleanup_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.abort_timed_out(int(time.time() * 1000))
+                await self.tidy(int(time.time() * 1000))
             except LogError as exc:  # the disk refused: try again next round
-                log.error("aborting timed out transactions failed: %s", exc)
+                log.error("ending transactions failed: %s", exc)
 
-    async def abort_timed_out(self, now_ms: int) -> None:
-        for transactional_id in [m.transactional_id for m in self.txns.values() if self._timed_out(m, now_ms)]:
+    async def tidy(self, now_ms: int) -> None:
+        for transactional_id in [m.transactional_id for m in self.txns.values() if self._due(m, now_ms)]:
             async with self._lock(transactional_id):
                 meta = self.txns[transactional_id]
-                if self._timed_out(meta, now_ms):
+                if meta.state in _PREPARED:
+                    await self._complete(meta)
+                elif self._due(meta, now_ms):
                     await self._fence_and_abort(meta, f"it outlived transaction.timeout.ms={meta.timeout_ms}")
 
     @staticmethod
-    def _timed_out(meta: TxnMetadata, now_ms: int) -> bool:
-        return meta.state is TxnState.ONGOING and now_ms - meta.start_ms > meta.timeout_ms
+    def _due(meta: TxnMetadata, now_ms: int) -> bool:
+        timed_out = meta.state is TxnState.ONGOING and now_ms - meta.start_ms > meta.timeout_ms
+        return timed_out or meta.state in _PREPARED
 
     # -- state changes -------------------------------------------------------------------
 
