@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterator
+from datetime import timedelta
+from functools import partial
+from typing import Any, Iterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -20,6 +22,12 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from kafka import KafkaProducer
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KpTopicPartition
+from kio.schema.add_partitions_to_txn.v3 import request as add_partitions_v3_schema
+from kio.schema.end_txn.v1.request import EndTxnRequest as EndTxnV1
+from kio.schema.end_txn.v3.request import EndTxnRequest as EndTxnV3
+from kio.schema.errors import ErrorCode
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.schema.txn_offset_commit.v3 import request as txn_commit
 
 from api.kafka.coordinator import GroupCoordinator
 from api.kafka.txn_coordinator import TransactionCoordinator
@@ -30,7 +38,8 @@ from hotlog.manager import LogManager
 
 from .cluster import KafkaServer
 from .eos_support import (
-    FAST, READ_COMMITTED, READ_UNCOMMITTED, create_topics, fetch_partition, list_offset, producer_batch, read_values,
+    FAST, INIT_PRODUCER_ID, READ_COMMITTED, READ_UNCOMMITTED, create_topics, fetch_partition, init_producer_id,
+    list_offset, produce, producer_batch, read_values,
 )
 from .wire import Wire
 
@@ -38,6 +47,21 @@ TXN_CONF = ("transaction.state.log.num.partitions=2",
             "transaction.abort.timed.out.transaction.cleanup.interval.ms=200")
 LATEST = -1
 WORKER = os.path.join(os.path.dirname(__file__), "eos_worker.py")
+END_TXN = {1: EndTxnV1, 3: EndTxnV3}
+
+
+def init_producer_id_error(wire: Wire, transactional_id: str, timeout_ms: int) -> ErrorCode:
+    wire.send(InitProducerIdRequest(transactional_id=transactional_id,
+                                    transaction_timeout=timedelta(milliseconds=timeout_ms),
+                                    producer_id=-1, producer_epoch=-1), 1)
+    return wire.receive(INIT_PRODUCER_ID, 4)[1].error_code
+
+
+def add_partitions_v3(transactional_id: str, producer_id: int, epoch: int, topic: str, partition: int) -> Any:
+    return add_partitions_v3_schema.AddPartitionsToTxnRequest(
+        v3_and_below_transactional_id=transactional_id, v3_and_below_producer_id=producer_id,
+        v3_and_below_producer_epoch=epoch, v3_and_below_topics=(
+            add_partitions_v3_schema.AddPartitionsToTxnTopic(name=topic, partitions=(partition,)),))
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +248,40 @@ def test_kafka_python_transactions_commit_and_abort_with_offsets(server: KafkaSe
     assert read_values(server.bootstrap, "tx-kp", 1, committed_only=True) == {0: [b"kept"]}
     assert read_values(server.bootstrap, "tx-kp", 1, committed_only=False) == {0: [b"kept", b"dropped"]}
     assert committed_offset(server, "kp-group", "tx-kp-src") == 4
+
+
+def test_transactional_requests_that_do_not_fit_the_transaction_are_refused_and_write_nothing(
+    server: KafkaServer,
+) -> None:
+    create_topics(server.bootstrap, "tx-wire", partitions=2)
+    wire = Wire(server.bootstrap)
+    assert init_producer_id_error(wire, "tx-wire", timeout_ms=24 * 3600 * 1000) == ErrorCode.invalid_transaction_timeout
+    producer_id, epoch = init_producer_id(wire, "tx-wire")
+    txn = partial(producer_batch, producer_id, epoch, transactional=True)
+    assert produce(wire, "tx-wire", 0, txn(0, b"not added"), "tx-wire")[0] == ErrorCode.invalid_txn_state
+    wire.send(add_partitions_v3("tx-wire", producer_id, epoch, "tx-wire", 0), 2)
+    assert wire.receive(24, 3)[1].results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == \
+        ErrorCode.none
+    assert produce(wire, "tx-wire", 0, txn(0, b"no id"))[0] == ErrorCode.invalid_request
+    assert produce(wire, "tx-wire", 1, txn(0, b"other partition"), "tx-wire")[0] == ErrorCode.invalid_txn_state
+    stale = producer_batch(producer_id, epoch - 1 if epoch else epoch + 1, 0, b"x", transactional=True)
+    assert produce(wire, "tx-wire", 0, stale, "tx-wire")[0] == ErrorCode.invalid_producer_epoch
+    no_sequence = producer_batch(producer_id, epoch, -1, b"x", transactional=True)
+    assert produce(wire, "tx-wire", 0, no_sequence, "tx-wire")[0] == ErrorCode.invalid_record
+    # TxnOffsetCommit needs AddOffsetsToTxn first; a stale epoch is fenced, in each version's words.
+    wire.send(txn_commit.TxnOffsetCommitRequest(
+        transactional_id="tx-wire", group_id="g", producer_id=producer_id, producer_epoch=epoch, generation_id=-1,
+        member_id="", group_instance_id=None, topics=(txn_commit.TxnOffsetCommitRequestTopic(name="tx-wire", partitions=(
+            txn_commit.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=1, committed_leader_epoch=-1,
+                                                       committed_metadata=None),)),)), 3)
+    assert wire.receive(28, 3)[1].topics[0].partitions[0].error_code == ErrorCode.invalid_txn_state
+    for version, expected in ((1, ErrorCode.invalid_producer_epoch), (3, ErrorCode.producer_fenced)):
+        request = END_TXN[version](transactional_id="tx-wire", producer_id=producer_id, producer_epoch=epoch + 7,
+                                   committed=True)
+        wire.send(request, 4)
+        assert wire.receive(26, version)[1].error_code == expected
+    assert list_offset(wire, "tx-wire", 0, LATEST) == list_offset(wire, "tx-wire", 1, LATEST) == 0  # nothing written
+    wire.close()
 
 
 def test_sigkill_in_the_middle_of_transactions(own_server: KafkaServer) -> None:
