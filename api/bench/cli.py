@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_bench_parser(commands: argparse._SubParsersAction) -> None:
-    from ..cli import listen_address, object_store_url
+    from ..cli import listen_address, name_value, object_store_url
 
     count = _number(int, 1, "a whole number of 1 or more")
     size = _number(int, 16, "a number of bytes (16 or more)")
@@ -60,6 +60,9 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
                         help="the started server's store: file:///path or s3://bucket[/prefix] (default: a "
                              "temporary folder)")
     target.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint for an s3:// store (moto, MinIO, ...)")
+    target.add_argument("--server-conf", action="append", default=[], type=name_value, metavar="NAME=VALUE",
+                        help="a broker property for the started server, e.g. remote.log.chunk.cache.bytes=4294967296 "
+                             "(repeatable)")
     target.add_argument("--latency-model", type=latency_model, metavar="FIRST_BYTE_MS,MB_PER_S",
                         help="put the started server's store behind the S3 latency model, e.g. 30,90")
     load = bench.add_argument_group("workload")
@@ -67,8 +70,9 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--partitions", type=count, default=16, help="default 16")
     load.add_argument("--message-bytes", type=size, default=1024, help="value size (default 1024)")
     load.add_argument("--producers", type=count, default=1, help="producer clients (default 1)")
-    load.add_argument("--rate", type=rate, default=0.0, metavar="MB/S",
-                      help="target ingest rate over all producers (default 0: as fast as they go)")
+    load.add_argument("--rate", type=rate, default=50.0, metavar="MB/S",
+                      help="target ingest rate over all producers (default 50, as `tierlog cost` assumes; "
+                           "0: as fast as they go)")
     load.add_argument("--replay-rate", type=rate, metavar="MB/S",
                       help="ingest rate while replaying (default: --rate, or a quarter of the maximum measured)")
     load.add_argument("--fan-out", type=count, default=1, help="tail readers, each reading everything (default 1)")

@@ -37,6 +37,7 @@ class Counters:
     remote_get_bytes: float = 0.0
     remote_get_seconds: float = 0.0  # summed over the read path's ranged GETs
     remote_gets: float = 0.0
+    remote_log_bytes: float = 0.0  # a gauge: log bytes the object store holds (grows by what was uploaded)
 
     def combine(self, other: "Counters", sign: float) -> "Counters":
         def merged(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
@@ -51,6 +52,7 @@ class Counters:
             remote_get_bytes=self.remote_get_bytes + sign * other.remote_get_bytes,
             remote_get_seconds=self.remote_get_seconds + sign * other.remote_get_seconds,
             remote_gets=self.remote_gets + sign * other.remote_gets,
+            remote_log_bytes=self.remote_log_bytes + sign * other.remote_log_bytes,
         )
 
     def __sub__(self, earlier: "Counters") -> "Counters":
@@ -65,6 +67,7 @@ class Counters:
             "fetch_bytes": dict(self.fetch_bytes), "requests": dict(self.requests),
             "upload_bytes": self.upload_bytes, "remote_get_bytes": self.remote_get_bytes,
             "remote_get_seconds": self.remote_get_seconds, "remote_gets": self.remote_gets,
+            "remote_log_bytes": self.remote_log_bytes,
         }
 
 
@@ -81,6 +84,8 @@ def parse_counters(text: str) -> Counters:
                 counters.remote_get_seconds += value
             elif name == "tierlog_remote_get_seconds_count":
                 counters.remote_gets += value
+            elif name == "tierlog_tier_bytes" and labels.get("tier") == "remote":
+                counters.remote_log_bytes += value
             elif name == "tierlog_bytes_in_total":
                 counters.bytes_in += value
             elif name == "tierlog_messages_in_total":
@@ -127,12 +132,13 @@ def local_start_offsets(text: str, topic: str) -> dict[int, int]:
 class StoreRatios:
     """Object-store use per GB, the inputs of the cost model. Writes are per GB uploaded (the
     segments' log and index bytes), which does not depend on how far uploads lag behind when
-    the run stops; `upload_per_ingest` is that overhead over the ingested bytes."""
+    the run stops; `upload_per_ingest` is the uploaded bytes over the log bytes they carried
+    (the remote tier's growth; the log holds record batches as produced)."""
 
     put_per_gb_uploaded: float
     list_per_gb_uploaded: float
     delete_per_gb_uploaded: float
-    upload_per_ingest: float  # uploaded bytes per ingested byte (the indexes add a little)
+    upload_per_ingest: float  # bytes uploaded (log and indexes) per log byte, i.e. per byte ingested
     get_per_gb_replayed: float
     remote_bytes_per_replayed: float  # bytes fetched from the store per byte served from the remote tier
 
@@ -143,7 +149,7 @@ class StoreRatios:
 def store_ratios(writing: Counters, replaying: Counters) -> StoreRatios:
     """Ratios from the counters of a write-only span and of the replay spans. Raises
     MetricsError when a span moved nothing to divide by."""
-    if writing.upload_bytes <= 0 or writing.bytes_in <= 0:
+    if writing.upload_bytes <= 0 or writing.remote_log_bytes <= 0:
         raise MetricsError("no segment was uploaded while writing: run longer or with smaller segments")
     replayed = replaying.fetch_bytes.get("remote", 0.0)
     if replayed <= 0:
@@ -153,7 +159,7 @@ def store_ratios(writing: Counters, replaying: Counters) -> StoreRatios:
         put_per_gb_uploaded=writing.requests["PUT"] / uploaded_gb,
         list_per_gb_uploaded=writing.requests["LIST"] / uploaded_gb,
         delete_per_gb_uploaded=writing.requests["DELETE"] / uploaded_gb,
-        upload_per_ingest=writing.upload_bytes / writing.bytes_in,
+        upload_per_ingest=writing.upload_bytes / writing.remote_log_bytes,
         get_per_gb_replayed=replaying.requests["GET"] / (replayed / GB),
         remote_bytes_per_replayed=replaying.remote_get_bytes / replayed,
     )

@@ -51,8 +51,8 @@ def write_json(result: dict[str, Any], path: str) -> None:
             f.write(text)
 
 
-def _cell(value: Any, unit: str = "") -> str:
-    return "-" if value is None else f"{value}{unit}"
+def _cell(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def print_table(result: dict[str, Any], console: Console) -> None:
@@ -68,19 +68,19 @@ def print_table(result: dict[str, Any], console: Console) -> None:
             note = ""
             if side == "replay":
                 note = f"{row['remote_fraction'] * 100:.0f}% remote" + ("" if row["complete"] else ", cut")
-            table.add_row(name, side, _cell(row["mb_per_s"]), _cell(row["msgs_per_s"]),
+            table.add_row(name.replace("replay_", ""), side, _cell(row["mb_per_s"]), _cell(row["msgs_per_s"], 0),
                           _cell(latency.get("p50")), _cell(latency.get("p99")), _cell(latency.get("p99.9")), note)
     console.print(table)
     store = result["object_store"]
     requests = Table(title="object store requests and bytes")
     for column in ("per", *REQUEST_CLASSES, "bytes"):
         requests.add_column(column, justify="left" if column == "per" else "right")
-    for key, label, byte_field in (("per_gb_ingested", "GB ingested (whole run)", "upload_bytes"),
-                                   ("per_gb_replayed_cold", "GB replayed, cold", "remote_get_bytes"),
-                                   ("per_gb_replayed_warm", "GB replayed, warm", "remote_get_bytes")):
+    for key, label, byte_field in (("per_gb_ingested", "GB ingested, whole run", "upload_bytes"),
+                                   ("per_gb_replayed_cold", "GB replayed cold", "remote_get_bytes"),
+                                   ("per_gb_replayed_warm", "GB replayed warm", "remote_get_bytes")):
         row = store.get(key)
         if row is not None:
-            requests.add_row(label, *(str(row[name]) for name in REQUEST_CLASSES), f"{row[byte_field]} GB")
+            requests.add_row(label, *(_cell(row[name]) for name in REQUEST_CLASSES), f"{row[byte_field]:.3f} GB")
     console.print(requests)
     if store.get("ratios_error"):
         console.print(f"[yellow]cost ratios not available: {store['ratios_error']}[/yellow]")

@@ -211,14 +211,16 @@ def _object_store_section(run: Counters, cold: Counters, warm: Counters) -> dict
 
 
 def bench(config: BenchConfig, *, bootstrap: str | None, metrics_url: str | None, object_store: str | None,
-          latency: LatencyModel | None, console: Console, show_progress: bool) -> dict[str, Any]:
+          latency: LatencyModel | None, server_conf: dict[str, str], console: Console,
+          show_progress: bool) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         if bootstrap is None:
-            server = stack.enter_context(BenchServer(object_store, {
-                "remote.log.manager.task.interval.ms": "500", "log.retention.check.interval.ms": "500",
-                "num.partitions": str(config.partitions)}, latency))
+            # Tiering and retention passes every half second, so the backlog reaches the store within the run.
+            conf = {"remote.log.manager.task.interval.ms": "500", "log.retention.check.interval.ms": "500",
+                    "num.partitions": str(config.partitions), **server_conf}
+            server = stack.enter_context(BenchServer(object_store, conf, latency))
             bootstrap, metrics_url, check = server.bootstrap, server.metrics_url, server.check_alive
-            server_info = {"started": True, "object_store": server.object_store,
+            server_info = {"started": True, "object_store": server.object_store, "conf": conf,
                            "latency_model": asdict(latency) if latency else None}
         else:
             metrics_url = metrics_url or f"http://{bootstrap.rsplit(':', 1)[0]}:{METRICS_PORT}/metrics"
@@ -239,8 +241,8 @@ def bench(config: BenchConfig, *, bootstrap: str | None, metrics_url: str | None
 
 def run_bench(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    if args.bootstrap and (args.object_store or args.s3_endpoint or args.latency_model):
-        print("tierlog bench: --object-store, --s3-endpoint and --latency-model choose the store of a server "
+    if args.bootstrap and (args.object_store or args.s3_endpoint or args.latency_model or args.server_conf):
+        print("tierlog bench: --object-store, --s3-endpoint, --latency-model and --server-conf set up a server "
               "the bench starts; with --bootstrap the server has its own", file=sys.stderr)
         return 2
     object_store = args.object_store
@@ -251,7 +253,8 @@ def run_bench(args: argparse.Namespace) -> int:
         object_store += ("&" if "?" in object_store else "?") + f"endpoint_url={args.s3_endpoint}"
     try:
         result = bench(config_from_args(args), bootstrap=args.bootstrap, metrics_url=args.metrics_url,
-                       object_store=object_store, latency=args.latency_model, console=console,
+                       object_store=object_store, latency=args.latency_model,
+                       server_conf=dict(args.server_conf), console=console,
                        show_progress=not args.quiet)
     except (BenchError, ServerError, WorkloadError, MetricsError) as exc:
         print(f"tierlog bench: {exc}", file=sys.stderr)

@@ -93,7 +93,7 @@ def test_bench_against_a_running_server_by_address(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--bootstrap", "127.0.0.1:1", "--object-store", "file:///tmp/x"], "choose the store of a server"),
+    (["--bootstrap", "127.0.0.1:1", "--object-store", "file:///tmp/x"], "set up a server the bench starts"),
     (["--s3-endpoint", "http://127.0.0.1:1"], "--s3-endpoint needs --object-store s3://"),
     (["--latency-model", "30"], "expected FIRST_BYTE_MS,MB_PER_S"),
     (["--rate", "-1"], "expected MB/s"),
@@ -125,6 +125,7 @@ def test_counters_and_ratios_from_metrics_text() -> None:
         'tierlog_object_store_requests_total{operation="HEAD"} 1',
         'tierlog_object_store_requests_total{operation="LIST"} 2',
         "# TYPE tierlog_tiering_upload_bytes counter", "tierlog_tiering_upload_bytes_total 2.1e9",
+        "# TYPE tierlog_tier_bytes gauge", 'tierlog_tier_bytes{tier="local"} 9e9', 'tierlog_tier_bytes{tier="remote"} 2e9',
         "# TYPE tierlog_fetch_bytes counter", 'tierlog_fetch_bytes_total{tier="remote"} 5e8',
         "# TYPE tierlog_remote_get_bytes counter", "tierlog_remote_get_bytes_total 6e8",
         "# TYPE tierlog_remote_get_seconds histogram", 'tierlog_remote_get_seconds_bucket{le="+Inf"} 7',
