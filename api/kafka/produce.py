@@ -24,6 +24,7 @@ from .context import NO_THROTTLE, Call, KafkaContext
 from .errors import error_code
 from .metadata import INTERNAL_TOPICS
 
+
 def _producer_error(kafka: KafkaContext, transactional_id: str | None, topic: str, partition: int,
                     records: bytes) -> tuple[ErrorCode, str] | None:
     """Why a producer's write may not be appended: it has an id but no sequence (only the
