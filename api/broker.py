@@ -56,6 +56,7 @@ class Broker:
                 self.logs.run(
                     flush_check_ms=self.settings.log_flush_scheduler_interval_ms,
                     retention_check_ms=self.settings.log_retention_check_interval_ms,
+                    producer_expiration_check_ms=self.settings.producer_id_expiration_check_interval_ms,
                 )
             )
         )

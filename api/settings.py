@@ -51,6 +51,7 @@ class BrokerSettings:
     remote_log_prefetch_chunks: int = 8
     remote_log_chunk_cache_dir: str | None = None  # default: <data dir>/remote-chunk-cache
     producer_id_expiration_ms: int = 86_400_000  # idle producers' idempotence state is dropped after it
+    producer_id_expiration_check_interval_ms: int = 600_000
     transaction_max_timeout_ms: int = 900_000
     transaction_state_log_num_partitions: int = 50
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
@@ -99,6 +100,7 @@ _INTS: dict[str, tuple[str, int]] = {
     "remote.log.reader.max.concurrent.gets": ("remote_log_max_concurrent_gets", 1),
     "remote.log.prefetch.chunks": ("remote_log_prefetch_chunks", 0),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", 1),
+    "producer.id.expiration.check.interval.ms": ("producer_id_expiration_check_interval_ms", 1),
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", 1),
     "transaction.state.log.num.partitions": ("transaction_state_log_num_partitions", 1),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (

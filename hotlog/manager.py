@@ -258,19 +258,22 @@ class LogManager:
         return deleted
 
     async def run(self, *, flush_check_ms: int = 100, retention_check_ms: int = 300_000,
-                  checkpoint_ms: int = 60_000) -> None:
-        """Background loop: flush policy, retention, recovery checkpoints. Cancel to stop."""
-        last_retention = last_checkpoint = time.monotonic()
+                  checkpoint_ms: int = 60_000, producer_expiration_check_ms: int = 600_000) -> None:
+        """Background loop: flush policy, retention, producer expiry, recovery checkpoints.
+        Cancel to stop."""
+        last_retention = last_checkpoint = last_expiry = time.monotonic()
         while True:
             await asyncio.sleep(flush_check_ms / 1000)
             await self.flush_due()
             now = time.monotonic()
             if (now - last_retention) * 1000 >= retention_check_ms:
                 self.apply_retention()
+                last_retention = now
+            if (now - last_expiry) * 1000 >= producer_expiration_check_ms:
                 wall_ms = int(time.time() * 1000)
                 for plog in list(self.logs.values()):
                     plog.expire_producers(wall_ms, self.producer_expiration_ms)
-                last_retention = now
+                last_expiry = now
             if (now - last_checkpoint) * 1000 >= checkpoint_ms:
                 await asyncio.to_thread(self.write_checkpoint)
                 last_checkpoint = now

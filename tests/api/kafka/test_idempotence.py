@@ -147,7 +147,7 @@ def test_a_producer_whose_state_expired_starts_over_without_losing_or_doubling_r
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     server = KafkaServer(str(tmp_path_factory.mktemp("expiry") / "data"), "producer.id.expiration.ms=500",
-                         "log.retention.check.interval.ms=100").start()
+                         "producer.id.expiration.check.interval.ms=100").start()
     try:
         create_topics(server.bootstrap, "idem-expiry", partitions=1)
         failed: list[object] = []
