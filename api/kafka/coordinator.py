@@ -27,7 +27,9 @@ from hotlog.manager import LogManager
 from hotlog.records import Record
 
 from ..settings import BrokerSettings
-from .offset_store import CommittedOffset, OffsetStore, TopicPartition, apply_records, encode_key, encode_value
+from .offset_store import (
+    CommittedOffset, OffsetStore, TopicPartition, apply_records, decode_key, encode_key, encode_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -528,6 +530,18 @@ class GroupCoordinator:
             Record(encode_key(group_id, topic, partition), encode_value(c)) for (topic, partition), c in accepted.items()
         )
         return {**results, **{tp: ErrorCode.none for tp in accepted}}
+
+    def pending_txn_partitions(self, group_id: str) -> set[TopicPartition]:
+        """The group's partitions with offsets in transactions still open (KIP-447: a
+        consumer that asks for stable offsets waits for those)."""
+        pending = set()
+        for records in self.txn_offsets.values():
+            for record in records:
+                assert record.key is not None
+                key = decode_key(record.key)
+                if key is not None and key[0] == group_id:
+                    pending.add((key[1], key[2]))
+        return pending
 
     def end_txn(self, producer_id: int, commit: bool) -> None:
         """The producer's marker is in the offsets topic: apply or drop its offsets."""

@@ -116,13 +116,16 @@ def commit_response(response: type, topics: Any, errors: Mapping[tuple[str, int]
     ))
 
 
-def _committed_topics(kafka: KafkaContext, group_id: str, topics: Any, topic_entity: type) -> tuple[Any, ...]:
+def _committed_topics(kafka: KafkaContext, group_id: str, topics: Any, topic_entity: type,
+                      require_stable: bool) -> tuple[Any, ...]:
     partition_entity = nested(topic_entity, "partitions")
     wanted = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
+    unstable = kafka.groups.pending_txn_partitions(group_id) if require_stable else set()
     by_topic: dict[str, list[Any]] = {}
     for (topic, partition), committed in sorted(kafka.groups.committed(group_id, wanted).items()):
         by_topic.setdefault(topic, []).append(build(
-            partition_entity, partition_index=partition, error_code=ErrorCode.none,
+            partition_entity, partition_index=partition,
+            error_code=ErrorCode.unstable_offset_commit if (topic, partition) in unstable else ErrorCode.none,
             committed_offset=-1 if committed is None else committed.offset,
             committed_leader_epoch=-1 if committed is None else committed.leader_epoch,
             metadata="" if committed is None else committed.metadata,
@@ -132,14 +135,16 @@ def _committed_topics(kafka: KafkaContext, group_id: str, topics: Any, topic_ent
 
 async def handle_offset_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
     response = call.response_type
+    require_stable = getattr(request, "require_stable", False)  # v7+, KIP-447
     if call.api_version < 8:
-        topics = _committed_topics(kafka, request.group_id, request.topics, nested(response, "topics"))
+        topics = _committed_topics(kafka, request.group_id, request.topics, nested(response, "topics"),
+                                   require_stable)
         return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, topics=topics)
     group_entity = nested(response, "groups")
     topic_entity = nested(group_entity, "topics")
     return build(response, throttle_time=NO_THROTTLE, groups=tuple(
         build(group_entity, group_id=g.group_id, error_code=ErrorCode.none,
-              topics=_committed_topics(kafka, g.group_id, g.topics, topic_entity))
+              topics=_committed_topics(kafka, g.group_id, g.topics, topic_entity, require_stable))
         for g in request.groups
     ))
 

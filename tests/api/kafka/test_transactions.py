@@ -27,6 +27,7 @@ from kio.schema.end_txn.v1.request import EndTxnRequest as EndTxnV1
 from kio.schema.end_txn.v3.request import EndTxnRequest as EndTxnV3
 from kio.schema.errors import ErrorCode
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.schema.offset_fetch.v8 import request as offset_fetch_v8
 from kio.schema.txn_offset_commit.v3 import request as txn_commit
 
 from api.kafka.coordinator import GroupCoordinator
@@ -55,6 +56,15 @@ def init_producer_id_error(wire: Wire, transactional_id: str, timeout_ms: int) -
                                     transaction_timeout=timedelta(milliseconds=timeout_ms),
                                     producer_id=-1, producer_epoch=-1), 1)
     return wire.receive(INIT_PRODUCER_ID, 4)[1].error_code
+
+
+def fetch_committed(wire: Wire, group: str, topic: str, *, require_stable: bool) -> tuple[ErrorCode, int]:
+    """(error, committed offset) of partition 0 from OffsetFetch v8."""
+    wire.send(offset_fetch_v8.OffsetFetchRequest(require_stable=require_stable, groups=(
+        offset_fetch_v8.OffsetFetchRequestGroup(group_id=group, topics=(
+            offset_fetch_v8.OffsetFetchRequestTopics(name=topic, partition_indexes=(0,)),)),)), 5)
+    partition = wire.receive(9, 8)[1].groups[0].topics[0].partitions[0]
+    return partition.error_code, partition.committed_offset
 
 
 def add_partitions_v3(transactional_id: str, producer_id: int, epoch: int, topic: str, partition: int) -> Any:
@@ -160,8 +170,14 @@ def test_offsets_sent_to_a_transaction_count_only_when_it_commits(server: KafkaS
     producer.produce("tx-sink", value=b"derived")
     producer.send_offsets_to_transaction([TopicPartition("tx-src", 0, 5)], consumer.consumer_group_metadata(), 10)
     producer.flush(10)
-    assert committed_offset(server, "tx-group", "tx-src") < 0  # pending until the commit
+    # Pending until the commit: a consumer that asks for stable offsets (KIP-447) is told to
+    # wait, one that does not sees no commit yet.
+    wire = Wire(server.bootstrap)
+    assert fetch_committed(wire, "tx-group", "tx-src", require_stable=True) == (ErrorCode.unstable_offset_commit, -1)
+    assert fetch_committed(wire, "tx-group", "tx-src", require_stable=False) == (ErrorCode.none, -1)
     producer.commit_transaction(10)
+    assert fetch_committed(wire, "tx-group", "tx-src", require_stable=True) == (ErrorCode.none, 5)
+    wire.close()
     assert committed_offset(server, "tx-group", "tx-src") == 5
     producer.begin_transaction()
     producer.produce("tx-sink", value=b"dropped")
