@@ -152,6 +152,9 @@ class TransactionCoordinator:
                 meta = await self._transition(meta)
                 return ErrorCode.none, meta.producer_id, meta.producer_epoch
             if producer_id >= 0 and (producer_id, producer_epoch) != (meta.producer_id, meta.producer_epoch):
+                if meta.state is TxnState.EMPTY and (producer_id, producer_epoch + 1) == \
+                        (meta.producer_id, meta.producer_epoch):
+                    return ErrorCode.none, meta.producer_id, meta.producer_epoch  # a retry whose answer was lost
                 return ErrorCode.producer_fenced, -1, -1  # KIP-360: only the current session may bump
             if meta.state in _PREPARED:
                 meta = await self._complete(meta)

@@ -43,6 +43,7 @@ def kill_and_restart(server: KafkaServer) -> None:
 
 def test_producer_ids_are_never_handed_out_twice_across_restarts_clean_or_killed(server: KafkaServer) -> None:
     seen: list[int] = []
+    epochs: list[int] = []
     for restart in (server.restart, lambda: kill_and_restart(server), None):
         wire = Wire(server.bootstrap)
         for _ in range(3):
@@ -51,6 +52,7 @@ def test_producer_ids_are_never_handed_out_twice_across_restarts_clean_or_killed
             seen.append(producer_id)
         transactional = init_producer_id(wire, "the-same-app")
         seen.append(transactional[0])
+        epochs.append(transactional[1])
         wire.close()
         if restart is not None:
             restart()
@@ -58,7 +60,7 @@ def test_producer_ids_are_never_handed_out_twice_across_restarts_clean_or_killed
     assert len(set(idempotent)) == len(idempotent) == 9
     assert sorted(idempotent) == idempotent  # each restart continues above what it handed out
     # A transactional id keeps its producer id across restarts; only the epoch moves.
-    assert len({pid for i, pid in enumerate(seen) if i % 4 == 3}) == 1
+    assert len({pid for i, pid in enumerate(seen) if i % 4 == 3}) == 1 and epochs == [0, 1, 2]
     assert not set(idempotent) & {seen[3]}
 
 

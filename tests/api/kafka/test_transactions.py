@@ -51,11 +51,13 @@ WORKER = os.path.join(os.path.dirname(__file__), "eos_worker.py")
 END_TXN = {1: EndTxnV1, 3: EndTxnV3}
 
 
-def init_producer_id_error(wire: Wire, transactional_id: str, timeout_ms: int) -> ErrorCode:
+def init_producer_id_answer(wire: Wire, transactional_id: str, *, timeout_ms: int = 60_000,
+                            session: tuple[int, int] = (-1, -1)) -> tuple[ErrorCode, int, int]:
     wire.send(InitProducerIdRequest(transactional_id=transactional_id,
                                     transaction_timeout=timedelta(milliseconds=timeout_ms),
-                                    producer_id=-1, producer_epoch=-1), 1)
-    return wire.receive(INIT_PRODUCER_ID, 4)[1].error_code
+                                    producer_id=session[0], producer_epoch=session[1]), 1)
+    answer = wire.receive(INIT_PRODUCER_ID, 4)[1]
+    return answer.error_code, answer.producer_id, answer.producer_epoch
 
 
 def fetch_committed(wire: Wire, group: str, topic: str, *, require_stable: bool) -> tuple[ErrorCode, int]:
@@ -271,8 +273,17 @@ def test_transactional_requests_that_do_not_fit_the_transaction_are_refused_and_
 ) -> None:
     create_topics(server.bootstrap, "tx-wire", partitions=2)
     wire = Wire(server.bootstrap)
-    assert init_producer_id_error(wire, "tx-wire", timeout_ms=24 * 3600 * 1000) == ErrorCode.invalid_transaction_timeout
-    producer_id, epoch = init_producer_id(wire, "tx-wire")
+    assert init_producer_id_answer(wire, "tx-wire", timeout_ms=24 * 3600 * 1000)[0] == \
+        ErrorCode.invalid_transaction_timeout
+    producer_id, first_epoch = init_producer_id(wire, "tx-wire")
+    # KIP-360: the session bumps its own epoch; a retry of that bump gets the same answer,
+    # an older session is fenced.
+    bumped = init_producer_id_answer(wire, "tx-wire", session=(producer_id, first_epoch))
+    assert bumped == (ErrorCode.none, producer_id, first_epoch + 1)
+    assert init_producer_id_answer(wire, "tx-wire", session=(producer_id, first_epoch)) == bumped
+    assert init_producer_id_answer(wire, "tx-wire", session=(producer_id, first_epoch - 1))[0] == \
+        ErrorCode.producer_fenced
+    epoch = first_epoch + 1
     txn = partial(producer_batch, producer_id, epoch, transactional=True)
     assert produce(wire, "tx-wire", 0, txn(0, b"not added"), "tx-wire")[0] == ErrorCode.invalid_txn_state
     wire.send(add_partitions_v3("tx-wire", producer_id, epoch, "tx-wire", 0), 2)
