@@ -206,6 +206,9 @@ class WireProducer:
                     v3_and_below_transactional_id=transactional_id, v3_and_below_producer_id=producer_id,
                     v3_and_below_producer_epoch=epoch,
                     v3_and_below_topics=(AddPartitionsToTxnTopic(name=topic, partitions=(0,)),)), 24)
+                code = answer.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+                if code:
+                    raise SystemExit(f"wire {mode}: AddPartitionsToTxn failed: {code}")
                 in_txn = True
             records = self.stamped(producer_id, epoch, n * self.records if producer_id >= 0 else -1,
                                    transactional_id is not None)
