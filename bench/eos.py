@@ -2,9 +2,10 @@
 idempotence on against off, and transactional (a commit every 100 ms) against
 non-transactional, all in one run.
 
-    python bench/eos.py [--mib 512] [--rounds 5] [--message-bytes 1024] [--commit-ms 100] [--dir DIR]
+    python bench/eos.py [--mib 512] [--rounds 5] [--message-bytes 1024] [--batch-bytes 1048576]
+                        [--commit-ms 100] [--clients confluent-kafka,wire] [--dir DIR]
 
-One producer sends --mib MiB of --message-bytes messages (linger.ms=5, batch.size=1 MiB, no
+One producer sends --mib MiB of --message-bytes messages (linger.ms=5, batch.size=--batch-bytes, no
 compression, acks=all everywhere: idempotence implies it) to a fresh one-partition topic
 per run (deleted after it); the clock starts after a warm-up message (metadata and the
 producer id fetched). CPU seconds per GiB are reported for the client (this process,
@@ -55,14 +56,13 @@ sys.modules["bench_kafka"] = bench_kafka  # dataclasses look their module up
 _spec.loader.exec_module(bench_kafka)  # bench/kafka.py, not kafka-python
 
 MODES = ("plain", "idempotent", "transactional")
-BATCH_BYTES = 1024 * 1024
 SIZE = struct.Struct(">i")
 HEADER_FIELDS = struct.Struct(">qhi")  # producer id, epoch, base sequence: at byte 43 of a batch
 
 
-def producer_config(broker: Any, mode: str, run: str) -> dict[str, Any]:
+def producer_config(broker: Any, mode: str, run: str, batch_bytes: int) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 1024 * 1024,
+        "bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": batch_bytes,
         "batch.num.messages": 100_000, "compression.type": "none", "queue.buffering.max.messages": 2_000_000,
         "queue.buffering.max.kbytes": 2_000_000, "message.max.bytes": 8 * 1024 * 1024,
         "enable.idempotence": mode != "plain",
@@ -80,11 +80,12 @@ class Run:
     broker_cpu: float
 
 
-def produce(broker: Any, mode: str, run: str, count: int, message_bytes: int, commit_ms: int) -> Run:
+def produce(broker: Any, mode: str, run: str, count: int, message_bytes: int, commit_ms: int,
+            batch_bytes: int) -> Run:
     """Send `count` messages and wait until every one is acknowledged."""
     topic = f"eos-{run}"
     bench_kafka.create_topic(broker, topic)
-    producer = Producer(producer_config(broker, mode, run))
+    producer = Producer(producer_config(broker, mode, run, batch_bytes))
     transactional = mode == "transactional"
     failures: list[str] = []
 
@@ -129,16 +130,16 @@ def produce(broker: Any, mode: str, run: str, count: int, message_bytes: int, co
 
 
 class WireProducer:
-    """The protocol without a client library: pipelined Produce requests, each one 1 MiB
-    batch built once and re-stamped (producer id, epoch, sequence, transactional bit,
+    """The protocol without a client library: pipelined Produce requests, each one batch
+    of --batch-bytes built once and re-stamped (producer id, epoch, sequence, transactional bit,
     CRC) per request, so what is measured is the broker's side of exactly-once."""
 
     IN_FLIGHT = 5  # as an idempotent client keeps at most
 
-    def __init__(self, broker: Any, message_bytes: int) -> None:
+    def __init__(self, broker: Any, message_bytes: int, batch_bytes: int) -> None:
         self.address = ("127.0.0.1", broker.port)
         value = os.urandom(message_bytes)
-        self.records = max(1, BATCH_BYTES // message_bytes)
+        self.records = max(1, batch_bytes // message_bytes)
         self.batch = bytearray(build_batch([Record(None, value)] * self.records))
         self.correlation_id = 0
 
@@ -220,10 +221,11 @@ class WireProducer:
         return commits
 
 
-def wire_produce(broker: Any, mode: str, run: str, count: int, message_bytes: int, commit_ms: int) -> Run:
+def wire_produce(broker: Any, mode: str, run: str, count: int, message_bytes: int, commit_ms: int,
+                 batch_bytes: int) -> Run:
     topic = f"eos-wire-{run}"
     bench_kafka.create_topic(broker, topic)
-    producer = WireProducer(broker, message_bytes)
+    producer = WireProducer(broker, message_bytes, batch_bytes)
     start, client_cpu, broker_cpu = time.perf_counter(), time.process_time(), broker.cpu_seconds()
     commits = asyncio.run(producer.run(topic, mode, run, count, commit_ms))
     done = Run(time.perf_counter() - start, commits, time.process_time() - client_cpu,
@@ -241,6 +243,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=512, help="MiB of messages per produce run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
     parser.add_argument("--message-bytes", type=int, default=1024, help="size of each message")
+    parser.add_argument("--batch-bytes", type=int, default=1024 * 1024, help="batch.size (at most 8 MiB)")
     parser.add_argument("--commit-ms", type=int, default=100, help="transaction length in the transactional mode")
     parser.add_argument("--clients", default="confluent-kafka,wire", help="comma-separated: confluent-kafka, wire")
     parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
@@ -256,7 +259,7 @@ def main() -> None:
                 for client in clients:
                     for mode in order:
                         done = CLIENTS[client](broker, mode, f"{mode}-{round_}", count, args.message_bytes,
-                                               args.commit_ms)
+                                               args.commit_ms, args.batch_bytes)
                         runs[(client, mode)].append(done)
                         print(f"round {round_ + 1} {client:>15} {mode:>13}: {args.mib / done.seconds:7.1f} MiB/s, "
                               f"CPU s per GiB: client {done.client_cpu * 1024 / args.mib:.2f}, "
