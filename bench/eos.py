@@ -1,19 +1,22 @@
-"""Exactly-once cost: confluent-kafka produce throughput against `tierlog serve` with
-idempotence on against off, and transactional (a commit every 100 ms) against
-non-transactional, all in one run.
+"""Exactly-once cost: produce throughput against `tierlog serve` with idempotence on
+against off, and transactional (a commit every 100 ms) against non-transactional, all in
+one run.
 
     python bench/eos.py [--mib 512] [--rounds 5] [--message-bytes 1024] [--batch-bytes 1048576]
                         [--commit-ms 100] [--clients confluent-kafka,wire] [--dir DIR]
 
-One producer sends --mib MiB of --message-bytes messages (linger.ms=5, batch.size=--batch-bytes, no
-compression, acks=all everywhere: idempotence implies it) to a fresh one-partition topic
-per run (deleted after it); the clock starts after a warm-up message (metadata and the
-producer id fetched). CPU seconds per GiB are reported for the client (this process,
-librdkafka's threads included) and the broker process. Modes: plain
+One producer sends --mib MiB of --message-bytes messages (linger.ms=5,
+batch.size=--batch-bytes, no compression, acks=all everywhere: idempotence implies it) to
+a fresh one-partition topic per run (deleted after it). Modes: plain
 (enable.idempotence=false), idempotent (enable.idempotence=true), transactional (a
-transactional.id; the producer commits and begins a new transaction every --commit-ms). Rounds alternate the modes, rotating which goes first; each figure
-is the median over the rounds. The server start and topic creation are the ones of
-bench/kafka.py.
+transactional.id; commit and begin a new transaction every --commit-ms). Clients:
+confluent-kafka (the clock starts after a warm-up message: metadata and producer id
+fetched), and "wire", a bare protocol client that pipelines pre-built batches (at most 5
+in flight) and sends InitProducerId, AddPartitionsToTxn and EndTxn itself, so the
+broker's share is measured without the client library's. CPU seconds per GiB are
+reported for the client (this process, librdkafka's threads included) and the broker.
+Rounds alternate the modes, rotating which goes first; figures are medians over the
+rounds. The server start and topic creation are bench/kafka.py's.
 """
 
 from __future__ import annotations
