@@ -1,6 +1,5 @@
 """Internal topics (`__consumer_offsets`, `__transaction_state`): created on first use,
-read back whole at start-up through the fetch layer, so they survive restarts and tier
-like any other topic."""
+read back whole at start-up through the fetch layer, so they survive restarts."""
 
 from __future__ import annotations
 

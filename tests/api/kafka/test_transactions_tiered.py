@@ -10,6 +10,7 @@ import time
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
 from kio.schema.errors import ErrorCode
 
 from .cluster import KafkaServer
@@ -95,6 +96,11 @@ def test_exactly_once_holds_for_history_in_the_object_store_and_after_a_restore_
         assert produce(wire, "tt-idem", 0, batches[-1]) == (ErrorCode.none, 27)  # a retry, tiered already
         wire.close()
         assert_exactly_once(server, "tt", 1500)
+        # The coordinator's own state stays on local disk: start-up reads it before tiering knows the bucket.
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        resource = ConfigResource("topic", "__transaction_state")
+        configs = admin.describe_configs([resource])[resource].result(10)
+        assert configs["remote.storage.enable"].value == "false"
     finally:
         assert server.stop() == 0, server.log()
 
