@@ -116,16 +116,16 @@ def scrape(url: str) -> Counters:
     return parse_counters(fetch_text(url))
 
 
-def local_start_offsets(text: str, topic: str) -> dict[int, int]:
-    """Per partition of `topic`, the first offset still on local disk (above 0 once local
-    retention has deleted segments that the object store holds)."""
-    starts: dict[int, int] = {}
+def partition_gauge(text: str, name: str, topic: str, **labels: str) -> dict[int, float]:
+    """Per partition of `topic`, a gauge of the log collector (e.g. tierlog_log_start_offset,
+    or tierlog_log_size_bytes with tier="local")."""
+    values: dict[int, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name == "tierlog_log_start_offset":
+        if family.name == name:
             for sample in family.samples:
-                if sample.labels.get("topic") == topic:
-                    starts[int(sample.labels["partition"])] = int(sample.value)
-    return starts
+                if sample.labels.get("topic") == topic and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    values[int(sample.labels["partition"])] = sample.value
+    return values
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .metrics import GB, Counters, MetricsError, fetch_text, local_start_offsets, scrape, store_ratios
+from .metrics import GB, Counters, MetricsError, fetch_text, partition_gauge, scrape, store_ratios
 from .report import MB, flow, per_gb, print_table, write_json
 from .server import BenchServer, LatencyModel, ServerError
 from .workloads import Meter, Producers, Replay, TailReaders, WorkloadError, create_topic, end_offsets, merge, replay
@@ -132,12 +132,18 @@ class Phases:
                 "tail": flow(tailed, seconds, "e2e_latency_ms")}
 
     def settle(self, replay_rate_mb_per_s: float) -> dict[str, Any]:
-        """Producers at the replay rate until every partition's local log starts above 0."""
+        """Producers at the replay rate until local retention has cut every partition's local
+        log down to its hot size: the retained bytes, the active segment and one more (being
+        uploaded), so the rest of the backlog is in the object store only."""
         self.producers.set_rate(self.rate_messages(replay_rate_mb_per_s))
+        hot_bytes = self.config.local_retention_bytes + 2 * self.config.segment_bytes
 
         def tiered() -> bool:
-            starts = local_start_offsets(fetch_text(self.metrics_url), self.config.topic)
-            return len(starts) == self.config.partitions and all(start > 0 for start in starts.values())
+            text = fetch_text(self.metrics_url)
+            starts = partition_gauge(text, "tierlog_log_start_offset", self.config.topic)
+            local = partition_gauge(text, "tierlog_log_size_bytes", self.config.topic, tier="local")
+            return (len(starts) == self.config.partitions and all(start > 0 for start in starts.values())
+                    and all(size <= hot_bytes for size in local.values()))
 
         produced, tailed, seconds = self.watch("settle", self.config.settle_s, done=tiered)
         return {"seconds": round(seconds, 3), "backlog_tiered": tiered(),
