@@ -17,8 +17,9 @@ from api.bench.server import BenchServer, LatencyModel, ServerError
 from tests.tiering.conftest import bucket, moto  # noqa: F401 - moto's S3 server, a fresh bucket
 
 # Small segments and a tiny hot tier, so a few seconds of 1 KiB messages at 8 MB/s roll
-# segments, upload them and leave most of the backlog in the object store only.
-SHORT = ["--partitions", "4", "--rate", "8", "--ingest-seconds", "4", "--settle-seconds", "15",
+# segments, upload them and leave most of the backlog in the object store only; 2 MB/s
+# while settling and replaying, so uploads to moto catch up on a loaded machine.
+SHORT = ["--partitions", "4", "--rate", "8", "--replay-rate", "2", "--ingest-seconds", "4", "--settle-seconds", "40",
          "--replay-seconds", "8", "--segment-bytes", "262144", "--local-retention-bytes", "262144",
          "--batch-bytes", "65536"]
 
