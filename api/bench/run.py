@@ -174,9 +174,10 @@ class Phases:
         served = sum(used.fetch_bytes.values())
         row = flow(Meter(done.bytes, done.messages), done.seconds, "latency_ms")
         del row["latency_ms"], row["errors"]
+        mean_get_ms = round(used.remote_get_seconds / used.remote_gets * 1000, 3) if used.remote_gets else None
         row.update(complete=done.complete, seconds=round(done.seconds, 3),
                    remote_fraction=round(used.fetch_bytes.get("remote", 0.0) / served, 4) if served else 0.0,
-                   remote_get_ms=round(used.remote_get_seconds / used.remote_gets * 1000, 3) if used.remote_gets else None)
+                   remote_get_ms=mean_get_ms)
         return {"seconds": round(done.seconds, 3), "replay": row, "produce": flow(produced, done.seconds, "latency_ms"),
                 "tail": flow(tailed, done.seconds, "e2e_latency_ms")}, used
 
