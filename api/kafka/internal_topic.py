@@ -1,5 +1,9 @@
 """Internal topics (`__consumer_offsets`, `__transaction_state`): created on first use,
-read back whole at start-up through the fetch layer, so they survive restarts."""
+read back whole at start-up through the fetch layer, so they survive restarts.
+
+They stay whole on local disk and are never tiered (as in Kafka): start-up reads them
+before the tiering manager knows any remote segment, so a segment tiered and deleted
+locally would be lost state."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs
     """The topic's partition count, creating it with `default_partitions` if missing."""
     entry = logs.topics.get(topic)
     if entry is None:
-        entry = logs.create_topic(topic, default_partitions, dict(configs))
+        entry = logs.create_topic(topic, default_partitions, {**configs, "remote.storage.enable": "false"})
         log.info("created %s with %d partitions", topic, entry.partitions)
     return entry.partitions
 

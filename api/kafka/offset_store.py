@@ -4,8 +4,7 @@ Each commit is a record keyed like Kafka's OffsetCommitKey (version 1: group, to
 partition) with an OffsetCommitValue (version 3: offset, leader epoch, metadata, commit
 timestamp); a deleted group or topic leaves tombstones (null values). A group's records
 go to partition abs(javaHashCode(group)) % partitions, as in Kafka. At start-up the
-topic is read back through the fetch layer, so offsets survive restarts and tier like
-any other topic. The log has no compaction, so the topic keeps every commit
+topic is read back at start-up, so offsets survive restarts. The log has no compaction, so the topic keeps every commit
 (retention.ms=-1) and start-up replays them all. TxnOffsetCommit writes its records as
 a transactional batch of the producer; they count once its COMMIT marker follows.
 """

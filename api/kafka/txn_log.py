@@ -23,10 +23,7 @@ from .internal_topic import partitions_of, replay
 from .offset_store import TopicPartition, partition_for_group, read_string, string_bytes
 
 TXN_STATE_TOPIC = "__transaction_state"
-# Kept whole on local disk, never tiered: start-up reads it back before the tiering
-# manager knows any remote segment, so a tiered-and-deleted segment would be lost state.
-TXN_STATE_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024),
-                           "remote.storage.enable": "false"}
+TXN_STATE_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _VALUE_HEAD = struct.Struct(">hqhib")  # version, producer id, epoch, timeout ms, state

@@ -183,6 +183,8 @@ def test_committed_offsets_are_checked_kept_and_read_back_from_the_offsets_topic
         assert groups.groups["g"].offsets[("t", 0)].metadata == "five"
         assert "solo" not in groups.groups  # deleted: its tombstones were read back too
         assert broker.logs.topics[OFFSETS_TOPIC].partitions == 2
+        # Never tiered: local retention could otherwise delete what start-up must read.
+        assert broker.logs.topics[OFFSETS_TOPIC].overrides["remote.storage.enable"] is False
 
     run(str(tmp_path), commit)
     run(str(tmp_path), reload)
