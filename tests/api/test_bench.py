@@ -83,10 +83,17 @@ def test_bench_against_a_running_server_by_address(tmp_path: Path) -> None:
                             "log.retention.check.interval.ms": "500"}) as server:
         out = tmp_path / "bench.json"
         done = bench("--bootstrap", server.bootstrap, "--metrics-url", server.metrics_url, "--json", str(out),
-                     "--quiet", "--partitions", "2", "--rate", "4", "--ingest-seconds", "2", "--settle-seconds",
-                     "1", "--replay-seconds", "2", "--segment-bytes", "262144", "--batch-bytes", "65536")
+                     "--quiet", "--partitions", "2", "--rate", "4", "--replay-rate", "1", "--ingest-seconds", "2",
+                     "--settle-seconds", "20", "--replay-seconds", "4", "--segment-bytes", "262144",
+                     "--batch-bytes", "65536")
         assert done.returncode == 0, done.stderr
+        # `tierlog cost` reads the same ratios from the server's counters (all it did since it started).
+        priced = subprocess.run([sys.executable, "-m", "api.cli", "cost", "--metrics-url", server.metrics_url,
+                                 "--json", "-"], capture_output=True, text=True, timeout=60)
+        assert priced.returncode == 0, priced.stderr
     result = json.loads(out.read_text())
+    ratios = json.loads(priced.stdout)["ratios"]
+    assert ratios["put_per_gb_uploaded"] > 0 and ratios["get_per_gb_replayed"] > 0
     assert result["server"] == {"started": False, "bootstrap": server.bootstrap, "object_store": "(the server's)",
                                 "metrics_url": server.metrics_url}
     assert result["phases"]["ingest"]["produce"]["mb_per_s"] > 1
