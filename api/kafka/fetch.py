@@ -15,6 +15,7 @@ from kio.schema.errors import ErrorCode
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
 
+from ..metrics import BYTES_OUT
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .errors import error_code
@@ -139,7 +140,9 @@ async def handle_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
     partition_entity = nested(topic_entity, "partitions")
     aborted_entity = nested(partition_entity, "aborted_transactions")
     by_topic: dict[str, list[Any]] = {}
+    sent = 0
     for part in plan.partitions:
+        sent += len(part.records)
         aborted = None if part.aborted is None else tuple(
             build(aborted_entity, producer_id=pid, first_offset=first) for pid, first in part.aborted
         )
@@ -149,5 +152,6 @@ async def handle_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
             log_start_offset=part.log_start_offset, aborted_transactions=aborted,
             preferred_read_replica=-1, records=part.records,
         ))
+    BYTES_OUT.labels("kafka").inc(sent)  # what the response carries, not reads a long poll redid
     return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=0,
                  responses=tuple(build(topic_entity, topic=t, partitions=tuple(ps)) for t, ps in by_topic.items()))

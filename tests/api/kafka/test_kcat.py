@@ -15,6 +15,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ..server import http_get
+from ..test_grpc import _sample
 from .cluster import KafkaServer
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -185,3 +187,23 @@ def test_out_of_range_offset_resets_to_the_earliest(kcat: str, kafka_server: Kaf
     assert done.returncode == 0, done.stderr
     got = consume(kcat, kafka_server, "kcat-range", "-o", "1000", "-X", "auto.offset.reset=earliest")
     assert [line.split("|")[1] for line in got] == ["a", "b", "c"]
+
+
+def test_bytes_in_and_out_are_metered_for_kafka_clients(kcat: str, kafka_server: KafkaServer) -> None:
+    def sample(name: str) -> float:
+        code, body = http_get(f"{kafka_server.http_url}/metrics")
+        assert code == 200
+        try:
+            return _sample(body, name, protocol="kafka")
+        except AssertionError:  # no Kafka traffic yet in this server
+            return 0.0
+
+    before_in, before_out = sample("tierlog_bytes_in_total"), sample("tierlog_bytes_out_total")
+    values = [f"metered-{i}-" + "v" * 200 for i in range(50)]
+    done = run(kcat, kafka_server, "-P", "-t", "kcat-metered", stdin="\n".join(values) + "\n")
+    assert done.returncode == 0, done.stderr
+    assert consume(kcat, kafka_server, "kcat-metered", "-o", "beginning") == \
+        [f"|{v}|{i}" for i, v in enumerate(values)]
+    payload = sum(len(v) for v in values)
+    assert sample("tierlog_bytes_in_total") - before_in >= payload
+    assert sample("tierlog_bytes_out_total") - before_out >= payload
