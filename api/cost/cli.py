@@ -29,8 +29,10 @@ def add_cost_parser(commands: argparse._SubParsersAction) -> None:
         "cost", help="monthly cost of a workload: all-local Kafka, tiered (tierlog), object store only",
         description="Monthly cost (storage, requests, network, instances) of a workload in three designs, "
                     "from a price table and the object-store requests per GB that `tierlog bench` measured.")
-    source = cost.add_mutually_exclusive_group(required=True)
-    source.add_argument("--bench", metavar="FILE", help="a `tierlog bench --json` result")
+    source = cost.add_mutually_exclusive_group()
+    source.add_argument("--bench", metavar="FILE",
+                        help="a `tierlog bench --json` result (default: the run shipped with tierlog, "
+                             "moto's S3 behind the S3 latency model, docs/cost.md)")
     source.add_argument("--metrics-url", metavar="URL", help="a tierlog server's /metrics (its counters so far)")
     cost.add_argument("--prices", metavar="FILE", help="price table (TOML; default: AWS us-east-1, shipped)")
     load = cost.add_argument_group("workload")
@@ -72,7 +74,7 @@ def run_cost(args: argparse.Namespace) -> int:
     try:
         workload.check()
         prices = load_prices(args.prices)
-        ratios = ratios_from_bench(args.bench) if args.bench else ratios_from_metrics(args.metrics_url)
+        ratios = ratios_from_metrics(args.metrics_url) if args.metrics_url else ratios_from_bench(args.bench)
         costs = monthly_costs(workload, prices, ratios)
         if args.chart:
             write_chart(costs, workload, args.chart)

@@ -4,16 +4,27 @@ result, or the counters of a running server's /metrics (all it did since it star
 from __future__ import annotations
 
 import json
+from importlib import resources
 from dataclasses import fields
 
 from ..bench.metrics import MetricsError, StoreRatios, scrape, store_ratios
 from .prices import CostInputError
 
 
-def ratios_from_bench(path: str) -> StoreRatios:
+# A measured run shipped as the default, so `tierlog cost` answers with no arguments; its
+# command is in docs/cost.md ("Worked example").
+MEASURED_BENCH = "measured-s3-model.json"
+
+
+def ratios_from_bench(path: str | None) -> StoreRatios:
+    """Ratios of a bench result at `path`, or of the shipped measured run."""
     try:
-        with open(path) as f:
-            result = json.load(f)
+        if path is None:
+            path = MEASURED_BENCH
+            result = json.loads(resources.files("api.cost").joinpath(MEASURED_BENCH).read_text())
+        else:
+            with open(path) as f:
+                result = json.load(f)
     except OSError as exc:
         raise CostInputError(f"{path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:

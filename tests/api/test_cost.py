@@ -143,3 +143,14 @@ def test_ratios_from_a_servers_metrics_need_uploads_and_replays() -> None:
         done = cost("--metrics-url", server.metrics_url)
     assert done.returncode == 2
     assert "no segment was uploaded" in done.stderr
+
+
+def test_no_arguments_use_the_documented_workload_and_the_shipped_measured_run() -> None:
+    done = cost("--json", "-")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    shipped = json.loads((Path(__file__).parents[2] / "api" / "cost" / "measured-s3-model.json").read_text())
+    assert figures["ratios"] == shipped["object_store"]["ratios"]
+    assert shipped["config"]["segment_bytes"] == 64 * 1024 * 1024  # the run docs/cost.md describes
+    assert figures["workload"]["ingest_mb_per_s"] == Workload().ingest_mb_per_s == 50
+    assert figures["monthly"][DESIGNS[1]]["total"] < figures["monthly"][DESIGNS[0]]["total"]
