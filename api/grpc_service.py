@@ -27,7 +27,6 @@ from hotlog.log import PartitionLog
 from hotlog.manager import Topic
 
 from .broker import Broker
-from .committed_offsets import CommittedOffset, CommittedOffsetStore
 from .metrics import BYTES_IN, BYTES_OUT, MESSAGES_IN, REQUEST_SECONDS, REQUESTS
 from .proto import tierlog_pb2 as pb
 from .proto import tierlog_pb2_grpc as pb_grpc
@@ -53,6 +52,10 @@ class ShuttingDownError(Exception):
     """The server is stopping; the client should retry elsewhere or later."""
 
 
+class GroupBusyError(Exception):
+    """A commit the group coordinator refused (e.g. the group has live Kafka members)."""
+
+
 _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (UnknownTopicOrPartitionError, grpc.StatusCode.NOT_FOUND),
     (PartitionOutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
@@ -61,6 +64,7 @@ _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (RecordTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (LogClosedError, grpc.StatusCode.UNAVAILABLE),
     (ShuttingDownError, grpc.StatusCode.UNAVAILABLE),
+    (GroupBusyError, grpc.StatusCode.FAILED_PRECONDITION),
     (LogError, grpc.StatusCode.INVALID_ARGUMENT),  # corrupt records, bad configs or names
     (RequestError, grpc.StatusCode.INVALID_ARGUMENT),
 ]
@@ -168,11 +172,10 @@ def _config_text(value: object) -> str:
 
 
 class TierlogService(pb_grpc.TierlogServicer):
-    def __init__(self, broker: Broker, offsets: CommittedOffsetStore, remote: RemoteTierView | None = None) -> None:
+    def __init__(self, broker: Broker, remote: RemoteTierView | None = None) -> None:
         self.broker = broker
         self.logs = broker.logs
         self.reader = broker.reader
-        self.offsets = offsets
         self.remote = remote
         self._next_keyless: dict[str, int] = {}
         self._signals: set[AppendSignal] = set()
@@ -411,6 +414,7 @@ class TierlogService(pb_grpc.TierlogServicer):
                           context: grpc.aio.ServicerContext) -> pb.DeleteTopicResponse:
         self._topic(request.name)
         self.logs.delete_topic(request.name)
+        await self.broker.groups.forget_topic(request.name)  # a topic made again starts with no offsets
         for signal in self._signals:  # subscribers of the topic learn at once
             signal.event.set()
         return pb.DeleteTopicResponse()
@@ -426,8 +430,16 @@ class TierlogService(pb_grpc.TierlogServicer):
             _check_partition(topic, entry.partition)
             if entry.offset < 0:
                 raise RequestError(f"partition {entry.partition}: a committed offset must not be negative")
-            offsets[entry.partition] = CommittedOffset(entry.offset, entry.metadata)
-        await self.offsets.commit(request.group, topic.name, str(topic.topic_id), offsets)
+            offsets[(topic.name, entry.partition)] = (entry.offset, -1, entry.metadata)
+        # The Kafka groups' store (`__consumer_offsets`), committed as a standalone
+        # consumer does: Kafka clients of the same group see these offsets, and vice versa.
+        errors = await self.broker.groups.commit_offsets(request.group, -1, "", None, offsets)
+        refused = {tp[1]: code.name for tp, code in errors.items() if code.value}
+        if "offset_metadata_too_large" in refused.values():
+            raise RequestError(f"offset metadata too long: {refused}")
+        if refused:
+            raise GroupBusyError(f"group {request.group!r} refused the commit (it may have live Kafka "
+                                 f"members): {refused}")
         return pb.CommitOffsetsResponse()
 
     @unary("FetchCommittedOffsets")
@@ -435,12 +447,11 @@ class TierlogService(pb_grpc.TierlogServicer):
                                     context: grpc.aio.ServicerContext) -> pb.FetchCommittedOffsetsResponse:
         topic = self._group_topic(request.group, request.topic)
         partitions = _partitions(topic, request.partitions)
-        committed = self.offsets.committed(request.group, topic.name, str(topic.topic_id))
+        committed = self.broker.groups.committed(request.group, [(topic.name, p) for p in partitions])
         response = pb.FetchCommittedOffsetsResponse()
-        for partition in partitions:
-            entry = committed.get(partition, CommittedOffset(-1, ""))
-            response.offsets.append(pb.CommittedOffset(partition=partition, offset=entry.offset,
-                                                       metadata=entry.metadata))
+        for (_, partition), entry in committed.items():
+            response.offsets.append(pb.CommittedOffset(partition=partition, offset=-1 if entry is None else entry.offset,
+                                                       metadata="" if entry is None else entry.metadata or ""))
         return response
 
     # -- tiers -----------------------------------------------------------------------

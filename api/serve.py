@@ -19,7 +19,6 @@ from tiering.store import ObjectStore, ObjectStoreError, StoreConfigError
 from tiering.url import open_store
 
 from .broker import Broker
-from .committed_offsets import CommittedOffsetStore
 from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
@@ -77,8 +76,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
         upload_concurrency=settings.remote_log_manager_copier_thread_pool_size,
         upload_bytes_per_sec=settings.remote_log_manager_copy_max_bytes_per_second,
     )
-    offsets = CommittedOffsetStore(args.data_dir)
-    service = TierlogService(broker, offsets, remote=tiering)
+    service = TierlogService(broker, remote=tiering)
     grpc_server = GrpcServer(service, args.grpc_listen)
     http = HttpServer(args.http_listen, serving=lambda: grpc_server.serving)
     kafka = KafkaListener(broker, args.kafka_listen)
@@ -107,7 +105,6 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
         loop.add_signal_handler(sig, stop.set)
     broker.attach_tiering(tiering, store)  # offsets below the local log start come from the store
     await broker.start()
-    offsets.load()
     collector = register_log_collector(broker.logs, tiering)
     try:
         await tiering.start()  # restores the tiered topics this folder lacks: before serving

@@ -316,3 +316,31 @@ def test_metrics_and_healthz(tierlog_server: TierlogServer, grpc_stub: pb_grpc.T
     assert _sample(body, "tierlog_log_end_offset", topic="metered", partition="0") == 1
     assert re.search(r"^tierlog_partitions \d+", body, re.M)
     assert http_get(f"{tierlog_server.http_url}/healthz") == (200, '{"status": "serving"}')
+
+
+def test_committed_offsets_are_shared_with_kafka_clients(tierlog_server: TierlogServer,
+                                                         grpc_stub: pb_grpc.TierlogStub) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    create(grpc_stub, "shared-offsets", partitions=2)
+    bootstrap = f"127.0.0.1:{tierlog_server.kafka_port}"
+    kafka = Consumer({"bootstrap.servers": bootstrap, "group.id": "from-kafka", "enable.auto.commit": False})
+    try:
+        kafka.commit(offsets=[TopicPartition("shared-offsets", 1, 7)], asynchronous=False)
+        seen = grpc_stub.FetchCommittedOffsets(pb.FetchCommittedOffsetsRequest(group="from-kafka",
+                                                                               topic="shared-offsets"))
+        assert [(o.partition, o.offset) for o in seen.offsets] == [(0, -1), (1, 7)]
+    finally:
+        kafka.close()
+    grpc_stub.CommitOffsets(pb.CommitOffsetsRequest(group="from-grpc", topic="shared-offsets", offsets=[
+        pb.CommittedOffset(partition=0, offset=3, metadata="by grpc")]))
+    kafka = Consumer({"bootstrap.servers": bootstrap, "group.id": "from-grpc", "enable.auto.commit": False})
+    try:
+        [committed] = kafka.committed([TopicPartition("shared-offsets", 0)], timeout=10)
+        assert (committed.offset, committed.metadata) == (3, "by grpc")
+    finally:
+        kafka.close()
+    error = status_of(lambda: grpc_stub.CommitOffsets(pb.CommitOffsetsRequest(
+        group="from-grpc", topic="shared-offsets", offsets=[pb.CommittedOffset(partition=0, offset=4,
+                                                                               metadata="m" * 5000)])))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata" in error.details()
