@@ -17,7 +17,7 @@ from .config import LogConfig
 from .errors import (
     CorruptRecordError, LogClosedError, LogStorageError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError,
 )
-from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
+from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name, sync_snapshot
 from .records import Record, build_batch, decode_batch
 from .txn_index import AbortedTxn
 from .segment import LOG_SUFFIX, FileSlice, LogSegment
@@ -140,8 +140,9 @@ class PartitionLog:
                     self.producers = ProducerStateManager.from_snapshot(f.read())
                 start = max(offset, start)
                 break
-            except CorruptRecordError:
-                log.warning("%s-%d: ignoring unreadable producer snapshot %d", self.topic, self.partition, offset)
+            except CorruptRecordError:  # empty or torn: a crash came before the flush that syncs it
+                log.warning("%s-%d: deleting unreadable producer snapshot %d", self.topic, self.partition, offset)
+                os.unlink(self.snapshot_path(offset))  # so tiering never uploads it as a sealed segment's
         self._replay_producer_state(start)
 
     def _replay_producer_state(self, start: int) -> None:
@@ -174,10 +175,10 @@ class PartitionLog:
         self.producers = ProducerStateManager.from_snapshot(data)
         self.producers_snapshot(self.log_end_offset)
 
-    def producers_snapshot(self, offset: int) -> str:
+    def producers_snapshot(self, offset: int, *, sync: bool = True) -> str:
         """Write the producer state as of `offset` to `<offset>.snapshot`; returns its path."""
         path = self.snapshot_path(offset)
-        self.producers.write_snapshot(path)
+        self.producers.write_snapshot(path, sync=sync)
         return path
 
     def expire_producers(self, now_ms: int, expiration_ms: int) -> list[int]:
@@ -336,11 +337,12 @@ class PartitionLog:
 
     def roll(self) -> LogSegment:
         """Close the active segment to appends and start a new one at the log end. The
-        producer state as of the new base offset is snapshotted (`<base>.snapshot`)."""
+        producer state as of the new base offset is snapshotted (`<base>.snapshot`); the
+        flush that seals the rolled segment fsyncs it, off the event loop."""
         if self.active_segment.is_empty:
             return self.active_segment
         self.active_segment.roll()
-        self.producers_snapshot(self.log_end_offset)
+        self.producers_snapshot(self.log_end_offset, sync=False)
         segment = self._new_segment(self.log_end_offset)
         self._add_segment(segment)
         return segment
@@ -375,7 +377,7 @@ class PartitionLog:
         """fsync everything appended so far, on the calling thread."""
         target, messages = self.log_end_offset, self.unflushed_messages
         dirty = self._dirty_segments()
-        self._sync_or_go_offline([segment for segment, _, _ in dirty])
+        self._sync_or_go_offline(dirty)
         self._flushed(target, dirty, messages)
 
     async def flush_async(self, offset: int | None = None) -> None:
@@ -394,22 +396,25 @@ class PartitionLog:
         try:
             target, messages = self.log_end_offset, self.unflushed_messages
             dirty = self._dirty_segments()
-            await asyncio.to_thread(self._sync_or_go_offline, [segment for segment, _, _ in dirty])
+            await asyncio.to_thread(self._sync_or_go_offline, dirty)
             self._flushed(target, dirty, messages)
         finally:
             self._flush_task = None
         if self.unflushed_messages >= self.config.flush_messages and not self.closed:
             self.request_flush()  # appends made while this flush ran reached flush.messages again
 
-    def _sync_or_go_offline(self, segments: list[LogSegment]) -> None:
-        """fsync the segments. After a failed fsync the kernel may have dropped the dirty
+    def _sync_or_go_offline(self, dirty: list[tuple[LogSegment, int, bool]]) -> None:
+        """fsync the segments, and the producer snapshot each rolled one ended with (sealed
+        segments are uploaded with it). After a failed fsync the kernel may have dropped the dirty
         pages, so a later fsync that succeeds proves nothing: the log goes offline (as a
         Kafka log directory does) and every flush from then on fails."""
         if self.storage_error is not None:
             raise LogStorageError(f"{self.topic}-{self.partition} is offline: {self.storage_error}")
         try:
-            for segment in segments:
+            for segment, _, rolled in dirty:
                 segment.sync()
+                if rolled:
+                    sync_snapshot(self.snapshot_path(segment.next_offset))
         except OSError as exc:
             self.storage_error = exc
             log.error("%s-%d: fsync failed, the log is offline until restart: %s", self.topic, self.partition, exc)

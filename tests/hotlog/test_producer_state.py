@@ -1,5 +1,9 @@
 """Idempotent producers and transactions as the partition log sees them."""
 
+import asyncio
+import os
+import threading
+
 import pytest
 
 from hotlog.config import LogConfig
@@ -177,3 +181,68 @@ def test_idle_producers_expire_but_open_transactions_keep_theirs(tmp_path):
     with pytest.raises(UnknownProducerIdError):
         plog.append(batch(1, 0, 5))  # its state is gone: it cannot continue where it was
     assert plog.append(batch(1, 0, 0)).base_offset == 2  # starting over is fine
+
+
+def test_a_roll_leaves_the_snapshot_fsync_to_the_flush_that_seals_the_segment(tmp_path, monkeypatch):
+    plog = open_log(tmp_path)
+    plog.append(batch(7, 0, 0, n=3))
+    rolled = plog.active_segment
+    snapshot = os.path.realpath(plog.snapshot_path(rolled.next_offset))
+    syncs: list[tuple[str, threading.Thread, bool]] = []  # (path, thread, sealed yet?) per fsync
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def recording(real):
+        def sync(fd):
+            syncs.append((os.readlink(f"/proc/self/fd/{fd}"), threading.current_thread(), rolled.sealed))
+            real(fd)
+        return sync
+
+    monkeypatch.setattr(os, "fsync", recording(real_fsync))
+    monkeypatch.setattr(os, "fdatasync", recording(real_fdatasync))
+
+    async def roll_then_flush() -> threading.Thread:
+        plog.roll()
+        assert syncs == [] and os.path.getsize(snapshot) > 0  # written, not fsynced, by the loop
+        assert rolled.rolled and not rolled.sealed
+        plog.append(batch(7, 0, 3))
+        await plog.flush_async()
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(roll_then_flush())
+    assert rolled.sealed
+    snapshot_syncs = [(thread, sealed) for path, thread, sealed in syncs if path == snapshot]
+    assert snapshot_syncs and all(thread is not loop_thread and not sealed for thread, sealed in snapshot_syncs)
+    folder_syncs = [thread for path, thread, _ in syncs if path == os.path.realpath(tmp_path)]
+    assert folder_syncs and loop_thread not in folder_syncs  # the rename is durable too
+    syncs.clear()
+    plog.flush()  # sealed: its snapshot is not synced again
+    assert snapshot not in [path for path, _, _ in syncs]
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut mid-entry", "cut at an entry"])
+@pytest.mark.parametrize("which", ["newest", "all"])
+def test_a_snapshot_a_crash_left_empty_or_torn_is_dropped_and_the_state_replayed(tmp_path, damage, which):
+    plog = open_log(tmp_path, **{"segment.bytes": 300})
+    for seq in range(6):
+        plog.append(batch(1, 0, 2 * seq, n=2))  # rolls: a snapshot (not fsynced) at each
+        plog.append(batch(2, 0, seq))
+    offsets = plog._snapshot_offsets()
+    assert len(offsets) >= 2
+    damaged = offsets[-1:] if which == "newest" else offsets
+    for offset in damaged:  # what a crash before the sealing flush may leave
+        path = plog.snapshot_path(offset)
+        with open(path, "rb") as f:
+            data = f.read()
+        cut = {"empty": 0, "cut mid-entry": len(data) - 5, "cut at an entry": len(data) - 46}[damage]
+        with open(path, "wb") as f:
+            f.write(data[:cut])
+    end = plog.log_end_offset
+    again = open_log(tmp_path, clean=False, **{"segment.bytes": 300})
+    assert again.log_end_offset == end
+    assert not any(os.path.exists(again.snapshot_path(offset)) for offset in damaged)  # never uploaded
+    retry = again.append(batch(1, 0, 10, n=2))
+    assert retry.duplicate and again.log_end_offset == end
+    assert again.append(batch(2, 0, 5)).duplicate
+    with pytest.raises(OutOfOrderSequenceError):
+        again.append(batch(1, 0, 13))
+    assert again.append(batch(1, 0, 12)).base_offset == end
