@@ -27,6 +27,7 @@ import hcl2
 import pytest
 
 from api.cli import build_parser
+from api.settings import BrokerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"
@@ -671,13 +672,12 @@ def test_broker_user_data_runs_serve_with_flags_the_cli_accepts(root):
 
 
 def test_broker_settings_accept_the_user_data_properties(root, example):
-    settings = pytest.importorskip("api.settings")
     script, _ = rendered_user_data(root, "broker_user_data.sh.tftpl")
     _, args = serve_problems(script)
     lines = heredocs(script)[args.config].splitlines() + args.conf
     lines += [f"{k}={v}" for k, v in example.modules["tierlog"]["broker_conf"].items()]
     properties = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-    parsed = settings.BrokerSettings.parse(properties)
+    parsed = BrokerSettings.parse(properties)
     assert parsed.advertised_listeners == f"PLAINTEXT://{ADVERTISED_HOST}:9092"
 
 
