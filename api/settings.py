@@ -49,7 +49,7 @@ class BrokerSettings:
     # 8 chunks of 4 MiB in flight keep a replay near 6x a one-chunk reader under S3's
     # ~30 ms first byte (bench/replay.py); 4 would cap it at 4x.
     remote_log_prefetch_chunks: int = 8
-    remote_log_chunk_cache_dir: str | None = None  # default: <data dir>/remote-chunk-cache
+    remote_log_chunk_cache_dir: str | None = None  # holds remote-chunk-cache/ (default: the data dir)
     producer_id_expiration_ms: int = 86_400_000  # idle producers' idempotence state is dropped after it
     producer_id_expiration_check_interval_ms: int = 600_000
     transaction_max_timeout_ms: int = 900_000

@@ -12,7 +12,9 @@ read then copies only the bytes it serves, as a `pread` from the local log does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import mmap
 import os
 import shutil
@@ -21,6 +23,8 @@ from collections import OrderedDict
 from typing import Awaitable, Callable, Union
 
 from . import metrics
+
+log = logging.getLogger(__name__)
 
 RangeGet = Callable[[str, int, int], Awaitable[bytes]]  # (key, start, end exclusive) -> bytes
 Chunk = Union[bytes, mmap.mmap]  # a chunk's bytes: as fetched, or its cache file mapped (read-only)
@@ -55,7 +59,7 @@ class ChunkCache:
         self._verified: dict[str, list[tuple[int, int]]] = {}
         self.drops = 0  # chunks dropped so far
         self._prefetched: set[tuple[str, int]] = set()
-        self._in_flight: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        self._in_flight: dict[tuple[str, int], asyncio.Task[bytes]] = {}  # GETs, one per chunk
         self._background: set[asyncio.Task[Chunk]] = set()
         self.cached_bytes = 0
         # The cache does not outlive the process: start empty.
@@ -86,9 +90,11 @@ class ChunkCache:
             try:
                 return await asyncio.shield(self._read_from_disk(chunk))
             except FileNotFoundError:  # evicted while the read was on its way
-                self._forget(chunk)
+                if not os.path.exists(self._path(*chunk)):  # and not cached again since
+                    self._forget(chunk)
         metrics.CHUNK_CACHE.labels("miss").inc()
-        return await self._load(key, index, object_size)
+        # Shielded: a reader that gives up (its client went away) leaves the GET to the others.
+        return await asyncio.shield(self._load(key, index, object_size))
 
     def prefetch(self, key: str, first: int, count: int, object_size: int) -> None:
         """Start loading chunks first .. first+count-1 in the background, unless cached or loading."""
@@ -100,9 +106,7 @@ class ChunkCache:
             if chunk in self._lru:  # on disk: into memory before the reader asks
                 self._read_from_disk(chunk)
                 continue
-            task = asyncio.get_running_loop().create_task(self._load(key, index, object_size, prefetch=True))
-            self._background.add(task)
-            task.add_done_callback(self._prefetch_done)
+            self._load(key, index, object_size, prefetch=True)
 
     def _prefetch_done(self, task: "asyncio.Task[Chunk]") -> None:
         self._background.discard(task)
@@ -130,36 +134,45 @@ class ChunkCache:
             self._remember(chunk, data)
         return data
 
-    async def _load(self, key: str, index: int, object_size: int, *, prefetch: bool = False) -> bytes:
+    def _load(self, key: str, index: int, object_size: int, *, prefetch: bool = False) -> "asyncio.Task[bytes]":
+        """The chunk's GET: one task however many readers and prefetches ask at once. It runs
+        on its own, so no single reader's cancellation reaches the others."""
         chunk = (key, index)
-        pending = self._in_flight.get(chunk)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._in_flight[chunk] = future
+        task = self._in_flight.get(chunk)
+        if task is None:
+            task = self._in_flight[chunk] = asyncio.get_running_loop().create_task(
+                self._fetch(key, index, object_size, prefetch))
+            self._background.add(task)
+
+            def done(finished: "asyncio.Task[bytes]") -> None:
+                if self._in_flight.get(chunk) is finished:
+                    del self._in_flight[chunk]
+                self._prefetch_done(finished)
+
+            task.add_done_callback(done)
+        return task
+
+    async def _fetch(self, key: str, index: int, object_size: int, prefetch: bool) -> bytes:
+        chunk = (key, index)
+        start, end = self.chunk_range(index, object_size)
+        async with self._gets:
+            began = time.perf_counter()
+            data = await self.get_range(key, start, end)
+            metrics.REMOTE_GET_LATENCY.observe(time.perf_counter() - began)
+        metrics.REMOTE_GETS.inc()
+        metrics.REMOTE_GET_BYTES.inc(len(data))
+        if len(data) != end - start:
+            raise ShortChunkError(f"{key}: chunk {index} came back with {len(data)} of {end - start} bytes")
         try:
-            start, end = self.chunk_range(index, object_size)
-            async with self._gets:
-                began = time.perf_counter()
-                data = await self.get_range(key, start, end)
-                metrics.REMOTE_GET_LATENCY.observe(time.perf_counter() - began)
-            metrics.REMOTE_GETS.inc()
-            metrics.REMOTE_GET_BYTES.inc(len(data))
-            if len(data) != end - start:
-                raise ShortChunkError(f"{key}: chunk {index} came back with {len(data)} of {end - start} bytes")
             await asyncio.to_thread(_write_file, self._path(key, index), data)
-            self._admit(chunk, len(data))
-            self._remember(chunk, data)
-            if prefetch:
-                self._prefetched.add(chunk)
-            future.set_result(data)
+        except OSError as exc:  # a full or failing cache disk costs later GETs, not this read
+            log.warning("chunk cache: cannot write %s chunk %d, serving it uncached: %s", key, index, exc)
             return data
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            del self._in_flight[chunk]
+        self._admit(chunk, len(data))
+        self._remember(chunk, data)
+        if prefetch:
+            self._prefetched.add(chunk)
+        return data
 
     def _admit(self, chunk: tuple[str, int], size: int) -> None:
         self._lru[chunk] = size
@@ -208,6 +221,7 @@ class ChunkCache:
 
     def _forget(self, chunk: tuple[str, int]) -> None:
         self.drops += 1
+        self._from_disk.pop(chunk, None)  # a mapping begun before the drop is not handed out
         self._unverify(*chunk)
         size = self._lru.pop(chunk, None)
         if size is not None:
@@ -224,10 +238,6 @@ class ChunkCache:
             os.unlink(self._path(key, index))
         except FileNotFoundError:
             pass
-
-    def invalidate_object(self, key: str) -> None:
-        for chunk in [c for c in self._lru if c[0] == key]:
-            self.invalidate(*chunk)
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -246,9 +256,14 @@ def _map_file(path: str) -> mmap.mmap:
 
 
 def _write_file(path: str, data: bytes) -> None:
-    with open(f"{path}.tmp", "wb") as f:
-        f.write(data)
-    os.replace(f"{path}.tmp", path)
+    try:
+        with open(f"{path}.tmp", "wb") as f:
+            f.write(data)
+        os.replace(f"{path}.tmp", path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(f"{path}.tmp")
+        raise
 
 
 class ShortChunkError(Exception):

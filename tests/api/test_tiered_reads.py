@@ -47,7 +47,9 @@ def wait_until_mostly_remote(stub: pb_grpc.TierlogStub, topic: str) -> pb.Partit
 
 def test_offsets_in_the_object_store_read_like_local_ones_and_survive_losing_the_disk(tmp_path) -> None:
     sent = [(i, f"event {i}".encode().ljust(100, b".")) for i in range(400)]
-    cache_dir = tmp_path / "chunk-cache"  # e.g. another disk than the log's
+    cache_dir = tmp_path / "chunk-cache"  # e.g. another disk than the log's, holding other files
+    cache_dir.mkdir()
+    (cache_dir / "keep.txt").write_text("not the cache's")
     server = TierlogServer(str(tmp_path / "data"), *TIERED,
                            "--conf", f"remote.log.chunk.cache.dir={cache_dir}").start()
     try:
@@ -59,7 +61,9 @@ def test_offsets_in_the_object_store_read_like_local_ones_and_survive_losing_the
                                                records=[record(v) for _, v in sent[start : start + 20]]))
             wait_until_mostly_remote(stub, "history")
             assert replay(stub, "history") == sent
-            assert any(cache_dir.iterdir()) and not (tmp_path / "data" / "remote-chunk-cache").exists()
+            assert any((cache_dir / "remote-chunk-cache").iterdir())
+            assert (cache_dir / "keep.txt").read_text() == "not the cache's"
+            assert not (tmp_path / "data" / "remote-chunk-cache").exists()
         kcat = subprocess.run(
             ["kcat", "-C", "-b", f"127.0.0.1:{server.kafka_port}", "-t", "history", "-p", "0",
              "-o", "beginning", "-e", "-q", "-f", "%o %s\n"],

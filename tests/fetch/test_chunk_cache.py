@@ -119,3 +119,44 @@ def test_invalidate_drops_a_corrupt_chunk(tmp_path):
 
     run(scenario())
     assert len(source.gets) == 2
+
+
+def test_a_reader_that_gives_up_leaves_the_shared_get_to_the_others(tmp_path):
+    data = os.urandom(10_000)
+    source = CountingSource({"seg": data}, delay=0.05)
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
+        first = asyncio.create_task(cache.get("seg", 0, len(data)))
+        await asyncio.sleep(0.01)  # its GET is under way
+        second = asyncio.create_task(cache.get("seg", 0, len(data)))
+        await asyncio.sleep(0.01)
+        first.cancel()  # e.g. its client disconnected
+        got = await second
+        await cache.close()
+        return first, got
+
+    first, got = run(scenario())
+    assert first.cancelled()
+    assert got == data[:4096]
+    assert len(source.gets) == 1
+
+
+def test_a_cache_disk_that_fails_costs_caching_not_the_read(tmp_path, monkeypatch):
+    data = os.urandom(10_000)
+    source = CountingSource({"seg": data})
+
+    def disk_full(path: str, chunk: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fetch.chunk_cache._write_file", disk_full)
+
+    async def scenario():
+        cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
+        got = [await cache.get("seg", 1, len(data)) for _ in range(2)]
+        await cache.close()
+        return got, cache.cached_bytes
+
+    got, cached = run(scenario())
+    assert got == [data[4096:8192]] * 2
+    assert cached == 0 and len(source.gets) == 2  # not admitted: the second read fetched again
