@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections import OrderedDict
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Union
 
 from . import metrics
 
@@ -113,20 +113,26 @@ class ChunkCache:
         if not task.cancelled():
             task.exception()  # a failed prefetch is retried by the reader that needs the chunk
 
-    def _read_from_disk(self, chunk: tuple[str, int]) -> "asyncio.Task[Chunk]":
-        """A cached chunk's file mapped into memory: once however many readers ask at once."""
-        task = self._from_disk.get(chunk)
+    def _single_flight(self, tasks: dict[tuple[str, int], "asyncio.Task[Any]"], chunk: tuple[str, int],
+                       work: Callable[[], Awaitable[Any]]) -> "asyncio.Task[Any]":
+        """The task in `tasks` doing `work` for `chunk`, started if none is: one however many
+        readers ask at once. It runs on its own, so no reader's cancellation reaches the others."""
+        task = tasks.get(chunk)
         if task is None:
-            task = self._from_disk[chunk] = asyncio.get_running_loop().create_task(self._file_to_memory(chunk))
+            task = tasks[chunk] = asyncio.get_running_loop().create_task(work())
             self._background.add(task)
 
-            def done(finished: "asyncio.Task[Chunk]") -> None:
-                if self._from_disk.get(chunk) is finished:
-                    del self._from_disk[chunk]
+            def done(finished: "asyncio.Task[Any]") -> None:
+                if tasks.get(chunk) is finished:
+                    del tasks[chunk]
                 self._prefetch_done(finished)
 
             task.add_done_callback(done)
         return task
+
+    def _read_from_disk(self, chunk: tuple[str, int]) -> "asyncio.Task[Chunk]":
+        """A cached chunk's file mapped into memory."""
+        return self._single_flight(self._from_disk, chunk, lambda: self._file_to_memory(chunk))
 
     async def _file_to_memory(self, chunk: tuple[str, int]) -> Chunk:
         data = await asyncio.to_thread(_map_file, self._path(*chunk))
@@ -135,22 +141,9 @@ class ChunkCache:
         return data
 
     def _load(self, key: str, index: int, object_size: int, *, prefetch: bool = False) -> "asyncio.Task[bytes]":
-        """The chunk's GET: one task however many readers and prefetches ask at once. It runs
-        on its own, so no single reader's cancellation reaches the others."""
-        chunk = (key, index)
-        task = self._in_flight.get(chunk)
-        if task is None:
-            task = self._in_flight[chunk] = asyncio.get_running_loop().create_task(
-                self._fetch(key, index, object_size, prefetch))
-            self._background.add(task)
-
-            def done(finished: "asyncio.Task[bytes]") -> None:
-                if self._in_flight.get(chunk) is finished:
-                    del self._in_flight[chunk]
-                self._prefetch_done(finished)
-
-            task.add_done_callback(done)
-        return task
+        """The chunk's GET, shared by every reader and prefetch that asks meanwhile."""
+        return self._single_flight(self._in_flight, (key, index),
+                                   lambda: self._fetch(key, index, object_size, prefetch))
 
     async def _fetch(self, key: str, index: int, object_size: int, prefetch: bool) -> bytes:
         chunk = (key, index)
