@@ -43,6 +43,9 @@ class Workload:
 
     def check(self) -> None:
         """Raise CostInputError naming the first value that cannot be modelled."""
+        for name, value in vars(self).items():
+            if not math.isfinite(value):
+                raise CostInputError(f"{name} must be a finite number, got {value}")
         if self.ingest_mb_per_s <= 0:
             raise CostInputError(f"ingest must be above 0 MB/s, got {self.ingest_mb_per_s}")
         if self.message_bytes < 1:

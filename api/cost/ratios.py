@@ -7,7 +7,7 @@ import json
 from importlib import resources
 from dataclasses import fields
 
-from ..bench.metrics import MetricsError, StoreRatios, scrape, store_ratios
+from ..bench.metrics import Counters, MetricsError, StoreRatios, scrape, store_ratios
 from .prices import CostInputError
 
 
@@ -49,6 +49,21 @@ def ratios_from_bench(path: str | None) -> StoreRatios:
 def ratios_from_metrics(url: str) -> StoreRatios:
     try:
         counters = scrape(url)
-        return store_ratios(counters, counters)
     except MetricsError as exc:
         raise CostInputError(f"{url}: {exc}") from None
+    return ratios_of_server(counters, url)
+
+
+def ratios_of_server(counters: Counters, url: str) -> StoreRatios:
+    """Ratios from one scrape of a server's counters (all it did since it started)."""
+    try:
+        ratios = store_ratios(counters, counters)
+    except MetricsError as exc:
+        raise CostInputError(f"{url}: {exc}") from None
+    # Uploads count since the process started, the remote tier's size is all of it: they
+    # compare only for a server that tiered everything it holds (indexes add a few percent).
+    if not 1.0 <= ratios.upload_per_ingest <= 1.5:
+        raise CostInputError(
+            f"{url}: {ratios.upload_per_ingest:.3f} bytes uploaded per byte in the remote tier: the server "
+            "restarted with data already tiered, or retention deleted some; use a `tierlog bench --json` result")
+    return ratios

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from api.bench.metrics import StoreRatios
+from api.bench.metrics import Counters, StoreRatios, parse_counters
 from api.bench.server import BenchServer
 from api.cost.model import DESIGNS, Workload, monthly_costs
 from api.cost.prices import CostInputError, load_prices, parse_prices
+from api.cost.ratios import ratios_of_server
 
 HOURS = 730
 MONTH_S = HOURS * 3600
@@ -123,6 +124,8 @@ def test_a_bad_price_file_is_refused(tmp_path: Path, text: str, message: str) ->
     (["--ingest-mb-s", "0"], "ingest must be above 0 MB/s"),
     (["--zones", "0"], "zones and replication factor must be 1 or more"),
     (["--fan-out", "lots"], "expected a number"),
+    (["--ingest-mb-s", "nan"], "expected a finite number"),
+    (["--retention-days", "inf"], "expected a finite number"),
 ])
 def test_a_bad_workload_is_refused(tmp_path: Path, args: list[str], message: str) -> None:
     done = cost("--bench", bench_file(tmp_path, RATIOS), *args)
@@ -154,3 +157,19 @@ def test_no_arguments_use_the_documented_workload_and_the_shipped_measured_run()
     assert shipped["config"]["segment_bytes"] == 64 * 1024 * 1024  # the run docs/cost.md describes
     assert figures["workload"]["ingest_mb_per_s"] == Workload().ingest_mb_per_s == 50
     assert figures["monthly"][DESIGNS[1]]["total"] < figures["monthly"][DESIGNS[0]]["total"]
+
+
+def test_a_server_that_restarted_with_data_already_tiered_cannot_give_storage_ratios() -> None:
+    def scraped(uploaded: float, remote: float) -> Counters:
+        return parse_counters("\n".join([
+            "# TYPE tierlog_bytes_in counter", 'tierlog_bytes_in_total{protocol="kafka"} 2e9',
+            "# TYPE tierlog_object_store_requests counter",
+            'tierlog_object_store_requests_total{operation="PUT"} 40',
+            'tierlog_object_store_requests_total{operation="GET"} 8',
+            "# TYPE tierlog_tiering_upload_bytes counter", f"tierlog_tiering_upload_bytes_total {uploaded}",
+            "# TYPE tierlog_tier_bytes gauge", f'tierlog_tier_bytes{{tier="remote"}} {remote}',
+            "# TYPE tierlog_fetch_bytes counter", 'tierlog_fetch_bytes_total{tier="remote"} 5e8', ""]))
+
+    assert ratios_of_server(scraped(2.1e9, 2e9), "server").upload_per_ingest == pytest.approx(1.05)
+    with pytest.raises(CostInputError, match="restarted with data already tiered"):
+        ratios_of_server(scraped(1e9, 100e9), "server")  # 100 GB in the bucket, 1 GB uploaded since start
