@@ -523,12 +523,15 @@ class GroupCoordinator:
             return {tp: error for tp in offsets}
         results, accepted = self._accept(offsets)
         try:
-            await self.store.write(group_id, accepted, producer)
+            flushed = self.store.append(group_id, accepted, producer)
         except RecordTooLargeError:
             return {**results, **{tp: ErrorCode.invalid_commit_offset_size for tp in accepted}}
+        # Filed at the append, before the fsync wait: an abort (a fence, a timeout) that
+        # writes its marker meanwhile must find and drop them, as replay from disk would.
         self.txn_offsets.setdefault(producer[0], []).extend(
             Record(encode_key(group_id, topic, partition), encode_value(c)) for (topic, partition), c in accepted.items()
         )
+        await flushed()
         return {**results, **{tp: ErrorCode.none for tp in accepted}}
 
     def pending_txn_partitions(self, group_id: str) -> set[TopicPartition]:

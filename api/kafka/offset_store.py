@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Awaitable, Callable, Iterable, Mapping
 
 from fetch.reader import Reader
 from hotlog.errors import CorruptRecordError
@@ -122,17 +122,23 @@ class OffsetStore:
         """Append the commits (None: a tombstone) as one batch and wait until it is fsynced.
         With `producer` (id, epoch) the batch is part of that producer's transaction: it
         counts once the transaction's COMMIT marker follows it."""
+        await self.append(group_id, offsets, producer)()
+
+    def append(self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset | None],
+               producer: tuple[int, int] | None = None) -> Callable[[], Awaitable[None]]:
+        """`write` in two steps: the append, here and now (raising if refused), and the
+        returned wait for its fsync."""
         records = [
             Record(encode_key(group_id, topic, partition), None if c is None else encode_value(c))
             for (topic, partition), c in offsets.items()
         ]
         if not records:
-            return
+            return _nothing
         plog = self.logs.log(OFFSETS_TOPIC, self.partition_for(group_id))
         producer_id, producer_epoch = producer or (-1, -1)
         info = plog.append(build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch,
                                        transactional=producer is not None))
-        await plog.flush_async(info.last_offset + 1)
+        return lambda: plog.flush_async(info.last_offset + 1)
 
     async def load(self) -> tuple[dict[str, dict[TopicPartition, CommittedOffset]], dict[int, list[Record]]]:
         """Every group's latest committed offsets, replayed from the topic, and the offset
@@ -167,3 +173,7 @@ def apply_records(groups: dict[str, dict[TopicPartition, CommittedOffset]], reco
                 del groups[group_id]
         else:
             offsets[(topic, partition)] = decode_value(record.value)
+
+
+async def _nothing() -> None:
+    """The fsync wait of an append that wrote nothing."""

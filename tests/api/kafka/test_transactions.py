@@ -444,3 +444,24 @@ def assert_exactly_once(server: KafkaServer, prefix: str, inputs: int, *, since_
     wire.close()
     for partition in (0, 1):
         assert got[partition] == [f"out-{i}".encode() for i in range(partition, inputs, 2)], (state, server.log())
+
+
+def test_an_abort_while_offsets_wait_for_their_fsync_drops_them(tmp_path) -> None:
+    async def scenario() -> None:
+        settings = BrokerSettings.parse({"offsets.topic.num.partitions": "1"})
+        logs = LogManager(str(tmp_path))
+        logs.open()
+        logs.create_topic("t", 1, {})
+        groups = GroupCoordinator(logs, Reader(logs), settings)
+        await groups.load()
+        committing = asyncio.create_task(
+            groups.commit_txn_offsets("g", (5, 0), -1, "", None, {("t", 0): (42, -1, "")}))
+        await asyncio.sleep(0)  # appended; waiting for the fsync
+        groups.end_txn(5, commit=False)  # the ABORT marker lands meanwhile (a fence or a timeout)
+        assert await committing == {("t", 0): ErrorCode.none}
+        assert groups.pending_txn_partitions("g") == set()  # nothing left to hold the group
+        groups.end_txn(5, commit=True)  # the producer's next transaction commits
+        assert groups.committed("g", [("t", 0)]) == {("t", 0): None}
+        logs.close()
+
+    asyncio.run(scenario())
