@@ -496,7 +496,7 @@ class PartitionLog:
 
     def close(self) -> None:
         """Snapshot producer state at the log end (a clean restart replays nothing) and close."""
-        if not self.closed and os.path.isdir(self.directory):
+        if not self.closed and self.storage_error is None and os.path.isdir(self.directory):
             self.producers_snapshot(self.log_end_offset)
         self.closed = True
         # Descriptors close when the last holder of a segment lets go: closing them here would

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .config import TOPIC_CONFIGS, LogConfig, parse_topic_configs
-from .errors import InvalidConfigError, InvalidTopicError, TopicExistsError, UnknownTopicOrPartitionError
+from .errors import (
+    InvalidConfigError,
+    InvalidTopicError,
+    LogStorageError,
+    TopicExistsError,
+    UnknownTopicOrPartitionError,
+)
 from .log import PartitionLog
 from .retention import expired_segment_count
 
@@ -90,13 +96,22 @@ class LogManager:
         return self
 
     def close(self) -> None:
-        """Flush every log, write the checkpoint and the clean-shutdown marker."""
+        """Flush every log, write the checkpoint and the clean-shutdown marker. A log that a
+        failed fsync took offline is not flushed again, and without the marker the next
+        start checks it (recovery) before trusting it."""
+        clean = True
         for partition_log in self.logs.values():
-            partition_log.flush()
+            try:
+                if partition_log.storage_error is None:
+                    partition_log.flush()
+            except LogStorageError:
+                pass
+            clean = clean and partition_log.storage_error is None
         self.write_checkpoint()
         for partition_log in self.logs.values():
             partition_log.close()
-        write_atomically(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE), b"")
+        if clean:
+            write_atomically(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE), b"")
 
     def _open_log(self, topic: Topic, partition: int, *, clean: bool, recovery_point: int = 0) -> PartitionLog:
         directory = self.partition_dir(topic.name, partition)

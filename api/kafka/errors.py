@@ -21,6 +21,7 @@ _CODES: dict[type[log_errors.LogError], ErrorCode] = {
     log_errors.InvalidProducerEpochError: ErrorCode.invalid_producer_epoch,
     log_errors.UnknownProducerIdError: ErrorCode.unknown_producer_id,
     log_errors.InvalidTxnStateError: ErrorCode.invalid_txn_state,
+    log_errors.LogStorageError: ErrorCode.kafka_storage_error,
 }
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from hotlog.batch import HEADER_SIZE, parse_header
-from hotlog.errors import CorruptRecordError, InvalidTopicError, LogError
+from hotlog.batch import HEADER_SIZE, BatchHeader, parse_header
+from hotlog.errors import CorruptRecordError, InvalidTopicError, LogError, LogStorageError
 from hotlog.log import AppendInfo, PartitionLog
 
 from ..metrics import BYTES_IN, MESSAGES_IN
@@ -29,11 +29,20 @@ def _producer_error(kafka: KafkaContext, transactional_id: str | None, topic: st
                     records: bytes) -> tuple[ErrorCode, str] | None:
     """Why a producer's write may not be appended: it has an id but no sequence (only the
     broker writes those), or it is transactional and its session no longer owns the
-    transactional id, or the partition is not in its open transaction. The first batch's
-    header speaks for the request (clients send one batch per partition)."""
-    if len(records) < HEADER_SIZE:
-        return None  # the log rejects it
-    header = parse_header(records)
+    transactional id, or the partition is not in its open transaction. Every batch is
+    checked, from its header: a second batch must not slip past what the first passed."""
+    pos = 0
+    while pos + HEADER_SIZE <= len(records):  # bad lengths are the log's to reject
+        header = parse_header(records, pos)
+        problem = _batch_error(kafka, transactional_id, topic, partition, header)
+        if problem is not None:
+            return problem
+        pos += max(header.size, HEADER_SIZE)
+    return None
+
+
+def _batch_error(kafka: KafkaContext, transactional_id: str | None, topic: str, partition: int,
+                 header: BatchHeader) -> tuple[ErrorCode, str] | None:
     if header.producer_id >= 0 and header.base_sequence < 0:
         return ErrorCode.invalid_record, f"producer {header.producer_id} sent a batch without a sequence number"
     if not header.is_transactional:
@@ -89,8 +98,8 @@ async def _wait_durable(result: _PartitionResult) -> None:
     assert result.log is not None and result.info is not None
     try:
         await result.log.flush_async(result.info.last_offset + 1)
-    except OSError as exc:  # the disk refused the fsync: the batch is not durable
-        result.fail(ErrorCode.kafka_storage_error, f"fsync failed: {exc}")
+    except LogStorageError as exc:  # the disk refused the fsync: the batch is not durable
+        result.fail(ErrorCode.kafka_storage_error, str(exc))
 
 
 def _append_time(info: AppendInfo | None) -> datetime | None:

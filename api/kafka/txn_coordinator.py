@@ -117,7 +117,7 @@ class TransactionCoordinator:
                              commit: bool) -> None:
         durable = []
         for topic, partition in sorted(partitions):
-            if topic not in self.logs.topics:  # deleted since: nothing left to mark
+            if not self._exists((topic, partition)):  # deleted (or made again, smaller) since
                 continue
             plog = self.logs.log(topic, partition)
             info = plog.append_marker(producer_id, producer_epoch, commit=commit, coordinator_epoch=0)

@@ -69,6 +69,29 @@ def test_clean_marker_and_checkpoint_follow_kafka_layouts(tmp_path):
     assert again.opened_clean and not os.path.exists(tmp_path / CLEAN_SHUTDOWN_FILE)
 
 
+def test_a_log_a_failed_fsync_took_offline_closes_without_the_clean_marker(tmp_path, monkeypatch):
+    manager = LogManager(str(tmp_path)).open()
+    manager.create_topic("t", 2)
+    manager.log("t", 0).append(make_batch(2))
+    manager.log("t", 1).append(make_batch(3))
+    real_fdatasync = os.fdatasync
+    failing = {manager.log("t", 0).active_segment.fd}
+
+    def fdatasync(fd):
+        if fd in failing:
+            raise OSError(5, "Input/output error")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    manager.close()  # does not raise: the healthy log is flushed, the offline one left to recovery
+    monkeypatch.undo()
+    assert not os.path.exists(tmp_path / CLEAN_SHUTDOWN_FILE)
+    assert (tmp_path / CHECKPOINT_FILE).read_text().splitlines() == ["0", "2", "t 0 0", "t 1 3"]
+    again = LogManager(str(tmp_path)).open()  # recovery checks what the failed fsync left
+    assert not again.opened_clean
+    assert (again.log("t", 0).log_end_offset, again.log("t", 1).log_end_offset) == (2, 3)
+
+
 def test_a_deleted_topic_leaves_no_folder_and_a_recreated_one_starts_empty(tmp_path):
     manager = LogManager(str(tmp_path)).open()
     first = manager.create_topic("t", 2)

@@ -291,6 +291,9 @@ def test_transactional_requests_that_do_not_fit_the_transaction_are_refused_and_
         ErrorCode.none
     assert produce(wire, "tx-wire", 0, txn(0, b"no id"))[0] == ErrorCode.invalid_request
     assert produce(wire, "tx-wire", 1, txn(0, b"other partition"), "tx-wire")[0] == ErrorCode.invalid_txn_state
+    # Behind a plain first batch, the transactional one is checked all the same.
+    mixed = producer_batch(-1, -1, -1, b"plain") + txn(0, b"second batch")
+    assert produce(wire, "tx-wire", 1, mixed, "tx-wire")[0] == ErrorCode.invalid_txn_state
     stale = producer_batch(producer_id, epoch - 1 if epoch else epoch + 1, 0, b"x", transactional=True)
     assert produce(wire, "tx-wire", 0, stale, "tx-wire")[0] == ErrorCode.invalid_producer_epoch
     no_sequence = producer_batch(producer_id, epoch, -1, b"x", transactional=True)
