@@ -46,6 +46,10 @@ class TransactionCoordinator:
         self.producer_ids = ProducerIdAllocator(logs.data_dir, self._above_known_producer_ids)
         self.txns: dict[str, TxnMetadata] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Transactional id -> the epoch of the session whose own InitProducerId made the last
+        # bump: only that session's retry may get the bump's answer again (KIP-360). In memory:
+        # after a restart such a retry is fenced and the producer starts over.
+        self._bumped_from: dict[str, int] = {}
 
     def _above_known_producer_ids(self) -> int:
         known = [pid for plog in self.logs.logs.values() for pid in plog.producers.producers]
@@ -130,6 +134,7 @@ class TransactionCoordinator:
         """Abort with a bumped epoch: the markers fence the old epoch in every partition."""
         log.info("transactional id %s: aborting producer %d epoch %d: %s", meta.transactional_id,
                  meta.producer_id, meta.producer_epoch, reason)
+        self._bumped_from.pop(meta.transactional_id, None)
         prepared = await self._transition(meta, state=TxnState.PREPARE_ABORT,
                                           producer_epoch=min(meta.producer_epoch + 1, MAX_EPOCH))
         return await self._complete(prepared)
@@ -152,8 +157,8 @@ class TransactionCoordinator:
                 meta = await self._transition(meta)
                 return ErrorCode.none, meta.producer_id, meta.producer_epoch
             if producer_id >= 0 and (producer_id, producer_epoch) != (meta.producer_id, meta.producer_epoch):
-                if meta.state is TxnState.EMPTY and (producer_id, producer_epoch + 1) == \
-                        (meta.producer_id, meta.producer_epoch):
+                if meta.state is TxnState.EMPTY and producer_id == meta.producer_id and \
+                        self._bumped_from.get(transactional_id) == producer_epoch:
                     return ErrorCode.none, meta.producer_id, meta.producer_epoch  # a retry whose answer was lost
                 return ErrorCode.producer_fenced, -1, -1  # KIP-360: only the current session may bump
             if meta.state in _PREPARED:
@@ -162,8 +167,13 @@ class TransactionCoordinator:
                 meta = await self._fence_and_abort(meta, "a new producer took over its transactional.id")
             if meta.producer_epoch + 1 >= MAX_EPOCH:  # epochs exhausted: a new producer id
                 meta = replace(meta, producer_id=self.producer_ids.allocate(), producer_epoch=-1)
+            bumped_from = producer_epoch if producer_id == meta.producer_id else None
             meta = await self._transition(meta, producer_epoch=meta.producer_epoch + 1, timeout_ms=timeout_ms,
                                           state=TxnState.EMPTY, partitions=(), start_ms=-1)
+            if bumped_from is None:  # a new producer: the session it replaced is fenced, retry or not
+                self._bumped_from.pop(transactional_id, None)
+            else:
+                self._bumped_from[transactional_id] = bumped_from
             return ErrorCode.none, meta.producer_id, meta.producer_epoch
 
     def check(self, transactional_id: str, producer_id: int, producer_epoch: int) -> ErrorCode:
@@ -189,6 +199,8 @@ class TransactionCoordinator:
 
     async def add_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
                              partitions: list[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        if transactional_id not in self.txns:  # no lock kept for ids nobody initialised
+            return dict.fromkeys(partitions, ErrorCode.invalid_producer_id_mapping)
         async with self._lock(transactional_id):
             error = self.check(transactional_id, producer_id, producer_epoch)
             meta = self.txns.get(transactional_id)
@@ -218,6 +230,8 @@ class TransactionCoordinator:
         return (await self.add_partitions(transactional_id, producer_id, producer_epoch, [tp]))[tp]
 
     async def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool) -> ErrorCode:
+        if transactional_id not in self.txns:
+            return ErrorCode.invalid_producer_id_mapping
         async with self._lock(transactional_id):
             error = self.check(transactional_id, producer_id, producer_epoch)
             if error:

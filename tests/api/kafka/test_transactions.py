@@ -283,7 +283,11 @@ def test_transactional_requests_that_do_not_fit_the_transaction_are_refused_and_
     assert init_producer_id_answer(wire, "tx-wire", session=(producer_id, first_epoch)) == bumped
     assert init_producer_id_answer(wire, "tx-wire", session=(producer_id, first_epoch - 1))[0] == \
         ErrorCode.producer_fenced
-    epoch = first_epoch + 1
+    # A new producer (no session) bumps too; the session it replaced cannot pass for a retry.
+    assert init_producer_id_answer(wire, "tx-wire") == (ErrorCode.none, producer_id, first_epoch + 2)
+    assert init_producer_id_answer(wire, "tx-wire", session=(producer_id, first_epoch + 1))[0] == \
+        ErrorCode.producer_fenced
+    epoch = first_epoch + 2
     txn = partial(producer_batch, producer_id, epoch, transactional=True)
     assert produce(wire, "tx-wire", 0, txn(0, b"not added"), "tx-wire")[0] == ErrorCode.invalid_txn_state
     wire.send(add_partitions_v3("tx-wire", producer_id, epoch, "tx-wire", 0), 2)
