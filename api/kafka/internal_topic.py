@@ -29,8 +29,8 @@ def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs
     return entry.partitions
 
 
-async def replay(logs: LogManager, reader: Reader, topic: str) -> AsyncIterator[DecodedBatch]:
-    """Every batch of every partition of `topic`, oldest first per partition."""
+async def replay(logs: LogManager, reader: Reader, topic: str) -> AsyncIterator[tuple[int, DecodedBatch]]:
+    """(partition, batch) for every batch of every partition of `topic`, oldest first per partition."""
     entry = logs.topics.get(topic)
     for partition in range(entry.partitions if entry else 0):
         offset = reader.log_start_offset(topic, partition)
@@ -38,7 +38,7 @@ async def replay(logs: LogManager, reader: Reader, topic: str) -> AsyncIterator[
             found = await reader.read(topic, partition, offset, _LOAD_READ_BYTES)
             start = offset
             for batch in decode_batches(found.records):
-                yield batch
+                yield partition, batch
                 offset = batch.header.next_offset
             if offset == start:
                 raise CorruptRecordError(f"{topic}-{partition}: no whole batch at offset {offset}")

@@ -144,19 +144,25 @@ class OffsetStore:
         """Every group's latest committed offsets, replayed from the topic, and the offset
         records of transactions still open (by producer id)."""
         groups: dict[str, dict[TopicPartition, CommittedOffset]] = {}
-        pending: dict[int, list[Record]] = {}
-        async for batch in replay(self.logs, self.reader, OFFSETS_TOPIC):
+        # By (partition, producer): a marker ends the producer's records in its own partition
+        # only; partitions replay one after another, not in the order they were written.
+        pending: dict[tuple[int, int], list[Record]] = {}
+        async for partition, batch in replay(self.logs, self.reader, OFFSETS_TOPIC):
             header = batch.header
             if header.is_control:
                 kind = batch.records[0].key if batch.records else None
-                committed = pending.pop(header.producer_id, [])
+                committed = pending.pop((partition, header.producer_id), [])
                 if kind is not None and len(kind) >= _MARKER.size and _MARKER.unpack_from(kind)[1] == COMMIT_MARKER:
                     apply_records(groups, committed)
             elif header.is_transactional:
-                pending.setdefault(header.producer_id, []).extend(r for r in batch.records if r.key is not None)
+                pending.setdefault((partition, header.producer_id), []).extend(
+                    r for r in batch.records if r.key is not None)
             else:
                 apply_records(groups, (r for r in batch.records if r.key is not None))
-        return groups, pending
+        still_open: dict[int, list[Record]] = {}
+        for (_, producer_id), records in pending.items():
+            still_open.setdefault(producer_id, []).extend(records)
+        return groups, still_open
 
 
 def apply_records(groups: dict[str, dict[TopicPartition, CommittedOffset]], records: Iterable[Record]) -> None:

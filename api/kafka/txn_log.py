@@ -103,7 +103,7 @@ class TxnStateStore:
 
     async def load(self) -> Mapping[str, TxnMetadata]:
         found: dict[str, TxnMetadata] = {}
-        async for batch in replay(self.logs, self.reader, TXN_STATE_TOPIC):
+        async for _, batch in replay(self.logs, self.reader, TXN_STATE_TOPIC):
             for record in batch.records:
                 if record.key is not None and record.value is not None:
                     meta = decode(record.key, record.value)

@@ -232,3 +232,27 @@ def test_an_acks_all_produce_whose_fsync_fails_is_answered_kafka_storage_error(t
         assert answer.error_code == ErrorCode.kafka_storage_error and "fsync" in answer.error_message
 
     run(str(tmp_path), scenario)
+
+
+def test_replay_ends_a_producers_transaction_offsets_only_in_their_own_partition(tmp_path: Any) -> None:
+    groups_by_partition: dict[int, str] = {}
+
+    async def write(broker: Broker, groups: GroupCoordinator) -> None:
+        broker.logs.create_topic("t", 1)
+        for name in (f"group-{i}" for i in range(100)):
+            groups_by_partition.setdefault(groups.store.partition_for(name), name)
+        first, second = groups_by_partition[1], groups_by_partition[0]
+        # One producer: a transaction committing offsets in partition 1, then an open one in partition 0.
+        await groups.commit_txn_offsets(first, (5, 0), -1, "", None, {("t", 0): (10, -1, "")})
+        broker.logs.log(OFFSETS_TOPIC, 1).append_marker(5, 0, commit=True, coordinator_epoch=0)
+        groups.end_txn(5, commit=True)
+        await groups.commit_txn_offsets(second, (5, 0), -1, "", None, {("t", 0): (999, -1, "")})
+
+    async def reload(broker: Broker, groups: GroupCoordinator) -> None:
+        first, second = groups_by_partition[1], groups_by_partition[0]
+        assert groups.committed(first, [("t", 0)])[("t", 0)].offset == 10
+        assert groups.committed(second, [("t", 0)]) == {("t", 0): None}  # its transaction is still open
+        assert groups.pending_txn_partitions(second) == {("t", 0)}
+
+    run(str(tmp_path), write)
+    run(str(tmp_path), reload)
