@@ -10,10 +10,11 @@ store without its block file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Callable
 
-from hotlog.errors import CorruptRecordError
+from hotlog.errors import CorruptRecordError, LogStorageError
 from hotlog.manager import write_atomically
 
 BLOCK_FILE = "producer-id-block"
@@ -27,6 +28,7 @@ class ProducerIdAllocator:
         self._known_floor: Callable[[], int] | None = known_floor
         self._next = 0
         self._block_end = 0
+        self._lock = asyncio.Lock()
 
     def _read_block_end(self) -> int:
         try:
@@ -38,15 +40,22 @@ class ProducerIdAllocator:
             raise CorruptRecordError(f"{self.path}: expected the end of a producer id block, got {text!r}")
         return int(text)
 
-    def allocate(self) -> int:
-        if self._known_floor is not None:  # first call: after any restore from the object store
-            self._next = self._block_end = max(self._read_block_end(), self._known_floor())
-            self._known_floor = None
-        if self._next >= self._block_end:
-            end = self._next + BLOCK_SIZE
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            write_atomically(self.path, str(end).encode())
-            self._block_end = end
-        producer_id = self._next
-        self._next += 1
-        return producer_id
+    async def allocate(self) -> int:
+        async with self._lock:  # one reservation at a time; its fsync off the event loop
+            try:
+                if self._known_floor is not None:  # first call: after any restore from the object store
+                    self._next = self._block_end = max(self._read_block_end(), self._known_floor())
+                    self._known_floor = None
+                if self._next >= self._block_end:
+                    end = self._next + BLOCK_SIZE
+                    await asyncio.to_thread(self._reserve, end)
+                    self._block_end = end
+            except OSError as exc:
+                raise LogStorageError(f"cannot reserve producer ids in {self.path}: {exc}") from exc
+            producer_id = self._next
+            self._next += 1
+            return producer_id
+
+    def _reserve(self, end: int) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        write_atomically(self.path, str(end).encode())

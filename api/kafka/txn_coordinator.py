@@ -145,7 +145,7 @@ class TransactionCoordinator:
                                producer_epoch: int) -> tuple[ErrorCode, int, int]:
         """(error, producer id, epoch) for a new producer session."""
         if transactional_id is None:  # idempotent only: a fresh id every time, as Kafka does
-            return ErrorCode.none, self.producer_ids.allocate(), 0
+            return ErrorCode.none, await self.producer_ids.allocate(), 0
         if not transactional_id:
             return ErrorCode.invalid_request, -1, -1
         if not 0 < timeout_ms <= self.settings.transaction_max_timeout_ms:
@@ -153,7 +153,7 @@ class TransactionCoordinator:
         async with self._lock(transactional_id):
             meta = self.txns.get(transactional_id)
             if meta is None:
-                meta = TxnMetadata(transactional_id, self.producer_ids.allocate(), 0, timeout_ms)
+                meta = TxnMetadata(transactional_id, await self.producer_ids.allocate(), 0, timeout_ms)
                 meta = await self._transition(meta)
                 return ErrorCode.none, meta.producer_id, meta.producer_epoch
             if producer_id >= 0 and (producer_id, producer_epoch) != (meta.producer_id, meta.producer_epoch):
@@ -166,7 +166,7 @@ class TransactionCoordinator:
             elif meta.state is TxnState.ONGOING:
                 meta = await self._fence_and_abort(meta, "a new producer took over its transactional.id")
             if meta.producer_epoch + 1 >= MAX_EPOCH:  # epochs exhausted: a new producer id
-                meta = replace(meta, producer_id=self.producer_ids.allocate(), producer_epoch=-1)
+                meta = replace(meta, producer_id=await self.producer_ids.allocate(), producer_epoch=-1)
             bumped_from = producer_epoch if producer_id == meta.producer_id else None
             meta = await self._transition(meta, producer_epoch=meta.producer_epoch + 1, timeout_ms=timeout_ms,
                                           state=TxnState.EMPTY, partitions=(), start_ms=-1)

@@ -172,3 +172,21 @@ def test_a_producer_whose_state_expired_starts_over_without_losing_or_doubling_r
             (first.producer_id, first.producer_epoch)
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_a_producer_id_block_that_cannot_be_reserved_is_a_storage_error(tmp_path) -> None:
+    from api.kafka.producer_ids import BLOCK_SIZE, ProducerIdAllocator
+    from hotlog.errors import LogStorageError
+
+    (tmp_path / "not-a-folder").write_text("")
+    broken = ProducerIdAllocator(str(tmp_path / "not-a-folder" / "data"), lambda: 0)
+    with pytest.raises(LogStorageError, match="cannot reserve producer ids"):
+        asyncio.run(broken.allocate())
+
+    async def many() -> list[int]:
+        allocator = ProducerIdAllocator(str(tmp_path / "data"), lambda: 7)
+        return list(await asyncio.gather(*(allocator.allocate() for _ in range(BLOCK_SIZE + 5))))
+
+    ids = asyncio.run(many())  # concurrent callers across a block boundary: distinct, in order
+    assert ids == list(range(7, 7 + BLOCK_SIZE + 5))
+    assert (tmp_path / "data" / "producer-id-block").read_text() == str(7 + 2 * BLOCK_SIZE)
