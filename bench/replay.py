@@ -255,10 +255,10 @@ async def bench_produce(h: History, rounds: int, seconds: float, store: ObjectSt
     latencies: dict[str, list[float]] = {"idle": [], "replay": []}
     replayed, replay_seconds = 0, 0.0
     for i in range(rounds):
-        for name in ("idle", "replay") if i % 2 == 0 else ("replay", "idle"):
+        for phase in ("idle", "replay") if i % 2 == 0 else ("replay", "idle"):
             # Start from a quiet disk: no writeback left of the chunks a replay before cached.
             await asyncio.to_thread(os.sync)
-            if name == "idle":
+            if phase == "idle":
                 latencies["idle"] += await produce_for(plog, h.batch, seconds)
                 continue
             stop = asyncio.Event()

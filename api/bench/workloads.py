@@ -95,7 +95,8 @@ class Producers:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(60)
+            if thread.ident is not None:  # started
+                thread.join(60)
 
     def _run(self, index: int) -> None:
         try:
@@ -162,7 +163,10 @@ class TailReaders:
     def start(self, timeout_s: float = 30) -> None:
         for thread in self._threads:
             thread.start()
-        self._ready.wait(timeout_s)  # assigned at the end before producers start
+        try:
+            self._ready.wait(timeout_s)  # assigned at the end before producers start
+        except threading.BrokenBarrierError:
+            raise WorkloadError(f"a tail reader failed to start: {self.failure or 'timed out'}") from None
 
     def take(self) -> Meter:
         return merge([meter.take() for meter in self.meters])
@@ -170,7 +174,8 @@ class TailReaders:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(30)
+            if thread.ident is not None:
+                thread.join(30)
 
     def _run(self, index: int) -> None:
         meter = self.meters[index]

@@ -149,3 +149,15 @@ def test_counters_and_ratios_from_metrics_text() -> None:
     assert ratios.remote_bytes_per_replayed == pytest.approx(1.2)
     with pytest.raises(MetricsError, match="no tierlog_bytes_in"):
         parse_counters("# TYPE other counter\nother_total 1\n")
+
+
+def test_a_tail_reader_that_cannot_start_is_a_workload_error_not_a_traceback() -> None:
+    from api.bench.workloads import Producers, TailReaders, WorkloadError
+
+    readers = TailReaders("127.0.0.1:1", "nowhere", partitions=1, fan_out=1)  # nothing listens there
+    with pytest.raises(WorkloadError, match="a tail reader failed to start"):
+        readers.start(timeout_s=20)
+    readers.stop()
+    producers = Producers("127.0.0.1:1", "nowhere", 1, 100, "all", 5, 1 << 20)
+    producers.stop()  # never started: nothing to join, no error hiding the first one
+    assert producers.failure is None
