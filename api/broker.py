@@ -68,6 +68,6 @@ class Broker:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.reader.remote is not None:
-            await self.reader.remote.cache.close()
+            await self.reader.remote.close()
         self.groups.close()
         self.logs.close()

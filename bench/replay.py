@@ -168,7 +168,7 @@ async def raw_gets(store: ObjectStore, keys: list[str]) -> tuple[float, int]:
 
 async def close_reader(reader: Reader) -> None:
     assert reader.remote is not None
-    await reader.remote.cache.close()
+    await reader.remote.close()
     # Off the event loop: deleting 100s of MiB of chunk files would stall the producer.
     await asyncio.to_thread(shutil.rmtree, reader.remote.cache.directory, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 
 from hotlog.batch import HEADER_SIZE, BatchHeader, parse_header, validate_batches
 from hotlog.errors import CorruptRecordError
@@ -12,6 +13,8 @@ from tiering.metadata import RemoteSegment
 
 from .chunk_cache import Chunk, ChunkCache, ShortChunkError
 from .index_cache import RemoteDataError, RemoteIndexCache
+
+MAX_READ_ENDS = 4096  # objects whose readers' positions are remembered for read-ahead
 
 
 class _Span:
@@ -70,7 +73,8 @@ class RemoteReader:
         self.cache = cache
         self.indexes = indexes
         self.readahead_chunks = readahead_chunks
-        self._read_ends: dict[str, int] = {}  # object key -> where the last read ended
+        # Object key -> where the last read ended, for the most recent MAX_READ_ENDS objects.
+        self._read_ends: OrderedDict[str, int] = OrderedDict()
         self._index_loads: set[asyncio.Task[OffsetIndex]] = set()
 
     async def read(
@@ -130,6 +134,9 @@ class RemoteReader:
         this read ended in (which the next read uses), running on into the next segment."""
         sequential = start == 0 or self._read_ends.get(key) == start
         self._read_ends[key] = end
+        self._read_ends.move_to_end(key)
+        if len(self._read_ends) > MAX_READ_ENDS:
+            self._read_ends.popitem(last=False)
         if not sequential:
             return
         first = -(-end // self.cache.chunk_bytes)
@@ -140,6 +147,13 @@ class RemoteReader:
             self._index_loads.add(index)
             index.add_done_callback(self._index_loaded)
             self.cache.prefetch(following.key("log"), 0, beyond, following.files["log"].size)
+
+    async def close(self) -> None:
+        """Stop the background index loads, then the chunk cache's GETs."""
+        for task in list(self._index_loads):
+            task.cancel()
+        await asyncio.gather(*self._index_loads, return_exceptions=True)
+        await self.cache.close()
 
     def _index_loaded(self, task: "asyncio.Task[OffsetIndex]") -> None:
         self._index_loads.discard(task)
