@@ -107,12 +107,7 @@ def produce(broker: Any, mode: str, run: str, count: int, message_bytes: int, co
     start, client_cpu, broker_cpu = time.perf_counter(), time.process_time(), broker.cpu_seconds()
     next_commit = time.perf_counter() + commit_ms / 1000
     for i in range(count):
-        while True:
-            try:
-                producer.produce(topic, value, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.001)
+        bench_kafka.send(producer, topic, value, delivered)
         if i % 1000 == 0:
             producer.poll(0)
             if transactional and time.perf_counter() >= next_commit:

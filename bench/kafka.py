@@ -138,17 +138,22 @@ def produce(broker: Broker, topic: str, count: int, acks: str) -> float:
 
     start = time.perf_counter()
     for i in range(count):
-        while True:
-            try:
-                producer.produce(topic, value, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.001)
+        send(producer, topic, value, delivered)
         if i % 10_000 == 0:
             producer.poll(0)
     if producer.flush(120) != 0 or failures:
         raise SystemExit(f"{broker.name}: produce failed: {failures[:3]}")
     return time.perf_counter() - start
+
+
+def send(producer: Producer, topic: str, value: bytes, delivered: Callable[[object, object], None]) -> None:
+    """Produce one message, waiting out a full librdkafka queue."""
+    while True:
+        try:
+            producer.produce(topic, value, on_delivery=delivered)
+            return
+        except BufferError:
+            producer.poll(0.001)
 
 
 def consume(broker: Broker, topic: str, count: int) -> float:
