@@ -211,32 +211,30 @@ class TieringManager:
 
     async def _partition_pass(self, state: RemotePartition, plog: PartitionLog, now_ms: int, may_copy: bool,
                               orphans_due: bool) -> None:
-        if state.backoff.waiting:
-            self._apply_local_retention(state, plog, now_ms)
-            return
-        try:
-            if may_copy and plog.config.remote_storage_enable and not plog.closed:
+        if may_copy and plog.config.remote_storage_enable and not plog.closed and not state.copy_backoff.waiting:
+            try:
                 await self._copy_partition(state, plog)
-        except SegmentGoneError as exc:  # its topic was deleted while we read it
-            log.info("%s", exc)
-            return
-        except (ObjectStoreError, OSError) as exc:  # OSError: a local segment file unreadable
-            self._failed(state, "copy", exc)
+                state.copy_backoff.succeeded()
+            except SegmentGoneError as exc:  # its topic was deleted while we read it
+                log.info("%s", exc)
+                return
+            except (ObjectStoreError, OSError) as exc:  # OSError: a local segment file unreadable
+                self._failed(state, state.copy_backoff, "copy", exc)
         self._apply_local_retention(state, plog, now_ms)
-        if state.backoff.waiting:
+        if state.retention_backoff.waiting:
             return
         try:
             await self._apply_remote_retention(state, plog, now_ms)
             if orphans_due:
                 await self._clean_orphans(state)
         except ObjectStoreError as exc:
-            self._failed(state, "remote_retention", exc)
+            self._failed(state, state.retention_backoff, "remote_retention", exc)
             return
-        state.backoff.succeeded()
+        state.retention_backoff.succeeded()
 
-    def _failed(self, state: RemotePartition, task: str, exc: Exception) -> None:
+    def _failed(self, state: RemotePartition, backoff: Backoff, task: str, exc: Exception) -> None:
         metrics.ERRORS.labels(task).inc()
-        delay = state.backoff.failed()
+        delay = backoff.failed()
         log.warning("%s-%d: %s failed, retrying in %.1fs: %s", state.topic, state.partition, task, delay, exc)
 
     # -- topics ------------------------------------------------------------------------
@@ -276,7 +274,8 @@ class TieringManager:
         return synced
 
     def _track(self, state: RemotePartition) -> None:
-        state.backoff = Backoff(self.retry_backoff_ms, self.retry_backoff_max_ms)
+        state.copy_backoff = Backoff(self.retry_backoff_ms, self.retry_backoff_max_ms)
+        state.retention_backoff = Backoff(self.retry_backoff_ms, self.retry_backoff_max_ms)
         self.partitions[(state.topic_id, state.partition)] = state
 
     async def _delete_remote_topic(self, topic_id: uuid.UUID) -> None:
@@ -368,15 +367,18 @@ class TieringManager:
         upload at once (across partitions); each is committed (its metadata written) only
         after every segment before it, so the remote log never has holes. Twice as many
         may be under way, so that uploads done early wait for their turn to commit without
-        holding an upload slot."""
+        holding an upload slot. A pass copies only what was sealed when it began: under a
+        producer that seals segments as fast as they upload, it still ends, and retention
+        gets its turn."""
         if state.uncertain is not None:
             await self._resolve_uncertain(state)
         pending: deque[asyncio.Task[tuple[RemoteSegment, float]]] = deque()
         cursor = state.end_offset
+        sealed_end = max((s.next_offset for s in plog.segments if s.sealed), default=cursor)
         try:
             while True:
                 while len(pending) < 2 * self.upload_concurrency:
-                    segment = self._next_to_copy(state, plog, cursor)
+                    segment = self._next_to_copy(state, plog, cursor) if cursor < sealed_end else None
                     if segment is None:
                         break
                     cursor = segment.next_offset

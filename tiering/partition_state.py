@@ -43,7 +43,10 @@ class RemotePartition:
     # Uploaded, but the PUT of its record failed in a way that may have reached the store
     # (a timeout): whether it is committed is checked before anything else is uploaded.
     uncertain: RemoteSegment | None = None
-    backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 60_000))  # after failed tasks
+    # Copy and retention back off apart: a store that refuses uploads must not stop
+    # retention from deleting what has expired, nor the other way round.
+    copy_backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 60_000))
+    retention_backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 60_000))
 
     @classmethod
     def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int,

@@ -15,7 +15,9 @@ from prometheus_client import REGISTRY
 from hotlog.errors import OutOfOrderSequenceError
 from hotlog.records import Record, build_batch
 from tiering.metadata import META_FOLDER, TOPICS_PREFIX, RemoteSegment, SegmentState, segment_key
+from tiering.local_store import LocalFolderStore
 from tiering.manager import TieringManager
+from tiering.wrappers import FaultInjectingStore
 
 from .conftest import StoreFactory
 from .support import open_logs, opened, produce, read_both_tiers, seal_active
@@ -170,6 +172,56 @@ def test_remote_retention_by_bytes_counts_the_whole_log(tmp_path, make_store: St
             assert total >= 12_000 - 4096, "not more deleted than needed"
             assert total - remote[0].size_bytes < 12_000, "the oldest remaining segment is needed to reach the limit"
             assert manager.remote_log_start_offset("t", 0) > 0
+
+    asyncio.run(scenario())
+
+
+def test_remote_retention_runs_while_every_copy_fails(tmp_path, make_store: StoreFactory) -> None:
+    """A store that refuses uploads must not hold back the deletion of what has expired."""
+    logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.bytes": 12_000})
+    plog = logs.log("t", 0)
+    produce(plog, 40)
+
+    async def scenario() -> None:
+        store = FaultInjectingStore(make_store())
+        async with opened(logs, store, retry_backoff_ms=60_000) as manager:
+            await manager.run_once()
+            first_pass = manager.remote_segments("t", 0)
+            assert first_pass, "the first pass should have uploaded segments"
+            produce(plog, 40, tag="later")
+            seal_active(plog)
+            store.fail_next(1_000_000, "put", key_contains=".log")  # every later segment upload fails
+            for _ in range(3):
+                await manager.run_once()
+            assert store.failed.get("put", 0) >= 1, "the copy should have been tried, failed and backed off"
+            kept = {s.segment_id for s in manager.remote_segments("t", 0)}
+            assert not kept & {s.segment_id for s in first_pass}, \
+                "retention should go on deleting old remote segments while copies fail"
+
+    asyncio.run(scenario())
+
+
+def test_a_copy_pass_ends_while_the_producer_keeps_sealing_segments(tmp_path) -> None:
+    """A pass uploads what was sealed when it began: a producer as fast as the uploads must
+    not keep the pass (and retention after it) from ending."""
+    logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.bytes": 12_000})
+    plog = logs.log("t", 0)
+    produce(plog, 20)
+
+    class SealsOnEveryUpload(FaultInjectingStore):
+        async def put(self, key: str, data: bytes) -> None:
+            await super().put(key, data)
+            if key.endswith(".log"):
+                produce(plog, 6, tag=key)  # more than a segment sealed per upload
+
+    async def scenario() -> None:
+        store = SealsOnEveryUpload(LocalFolderStore(str(tmp_path / "bucket")))
+        async with opened(logs, store, upload_concurrency=1) as manager:
+            deleted = sample("tierlog_tiering_remote_deleted_segments_total")
+            await asyncio.wait_for(manager.run_once(), 30)
+            assert manager.remote_end_offset("t", 0) < plog.log_end_offset, "segments sealed meanwhile wait"
+            assert sample("tierlog_tiering_remote_deleted_segments_total") > deleted, \
+                "retention should have run after the copy"
 
     asyncio.run(scenario())
 
