@@ -20,7 +20,7 @@ from .errors import (
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name, sync_snapshot
 from .records import Record, build_batch, decode_batch
 from .txn_index import AbortedTxn
-from .segment import LOG_SUFFIX, FileSlice, LogSegment
+from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment
 
 log = logging.getLogger(__name__)
 
@@ -262,14 +262,14 @@ class PartitionLog:
         has_producer = False
         for _, header in batches:  # tuple indexes, not properties: once per batch on the hot path
             size = header[1] + LOG_OVERHEAD
-            if size > max_bytes or size > segment_bytes:
-                raise RecordTooLargeError(
-                    f"batch of {size} bytes exceeds max.message.bytes={max_bytes} or segment.bytes={segment_bytes}"
-                )
+            if size > max_bytes:  # above segment.bytes is fine: such a batch gets a segment of its own
+                raise RecordTooLargeError(f"batch of {size} bytes exceeds max.message.bytes={max_bytes}")
             total += size
             offsets += header[6] + 1  # last_offset_delta
             records += header[12]  # record_count
             has_producer = has_producer or header[9] >= 0  # producer_id
+        if total > MAX_SEGMENT_BYTES:  # one append goes into one segment
+            raise RecordTooLargeError(f"an append of {total} bytes exceeds a segment's limit of {MAX_SEGMENT_BYTES}")
         if has_producer:
             for _, header in batches:
                 if header.producer_id < 0:

@@ -18,6 +18,7 @@ LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 INT32_MAX = 2**31 - 1
+MAX_SEGMENT_BYTES = INT32_MAX  # the offset index keeps file positions as int32
 _IOV_MAX = 1024
 _SCAN_WINDOW = 64 * 1024
 _RECOVERY_WINDOW = 8 * 1024 * 1024
@@ -93,6 +94,9 @@ class LogSegment:
         return self.log_path, self.offset_index.path, self.time_index.path
 
     def should_roll(self, incoming_bytes: int, last_offset: int, segment_bytes: int, segment_ms: int, now_ms: int) -> bool:
+        """Whether an append must go to a new segment. An empty segment takes any append (the
+        log refuses one above MAX_SEGMENT_BYTES), so a batch above `segment_bytes` fills a
+        segment alone and the next append rolls."""
         if self.is_empty:
             return False
         return (

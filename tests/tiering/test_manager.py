@@ -20,7 +20,7 @@ from tiering.manager import TieringManager
 from tiering.wrappers import FaultInjectingStore
 
 from .conftest import StoreFactory
-from .support import open_logs, opened, produce, read_both_tiers, seal_active
+from .support import SMALL_SEGMENTS, open_logs, opened, produce, read_both_tiers, seal_active
 
 HOUR_MS = 3_600_000
 
@@ -76,6 +76,33 @@ def test_sealed_segments_are_uploaded_in_offset_order_with_their_indexes(tmp_pat
             before = sum(store.requests.values())
             await manager.run_once()
             assert sum(store.requests.values()) == before
+
+    asyncio.run(scenario())
+
+
+def test_a_segment_above_segment_bytes_is_uploaded_whole(tmp_path, make_store: StoreFactory) -> None:
+    """A batch above segment.bytes fills a local segment of its own, which tiers as any other."""
+    logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.ms": -1})
+    plog = logs.log("t", 0)
+    acked = produce(plog, 3)
+    acked += produce(plog, 1, records=20, value_size=1000, tag="big")
+    acked += produce(plog, 3)
+    seal_active(plog)
+    big = plog.segments[1]
+    assert big.base_offset == acked[3][0] and big.size > SMALL_SEGMENTS["segment.bytes"]
+    with open(big.log_path, "rb") as f:
+        big_log = f.read()
+
+    async def scenario() -> None:
+        store = make_store()
+        async with opened(logs, store) as manager:
+            await manager.run_once()
+            remote = manager.remote_segments("t", 0)
+            assert [r.base_offset for r in remote] == [0, big.base_offset, big.next_offset]
+            assert remote[1].next_offset == big.next_offset and remote[1].size_bytes == len(big_log)
+            assert await store.get(remote[1].key("log")) == big_log
+            assert plog.log_start_offset == manager.remote_end_offset("t", 0), "all sealed segments tiered"
+            assert await read_both_tiers(manager, store, "t", 0) == acked
 
     asyncio.run(scenario())
 
