@@ -12,7 +12,6 @@ read then copies only the bytes it serves, as a `pread` from the local log does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import mmap
@@ -21,6 +20,8 @@ import shutil
 import time
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Union
+
+from hotlog.durable import write_atomically
 
 from . import metrics
 
@@ -157,7 +158,8 @@ class ChunkCache:
         if len(data) != end - start:
             raise ShortChunkError(f"{key}: chunk {index} came back with {len(data)} of {end - start} bytes")
         try:
-            await asyncio.to_thread(_write_file, self._path(key, index), data)
+            # Whole or absent, not durable: the cache starts empty after a restart.
+            await asyncio.to_thread(write_atomically, self._path(key, index), data, sync=False)
         except OSError as exc:  # a full or failing cache disk costs later GETs, not this read
             log.warning("chunk cache: cannot write %s chunk %d, serving it uncached: %s", key, index, exc)
             return data
@@ -246,17 +248,6 @@ def _map_file(path: str) -> mmap.mmap:
         return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-
-
-def _write_file(path: str, data: bytes) -> None:
-    try:
-        with open(f"{path}.tmp", "wb") as f:
-            f.write(data)
-        os.replace(f"{path}.tmp", path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(f"{path}.tmp")
-        raise
 
 
 class ShortChunkError(Exception):

@@ -14,10 +14,11 @@ from .batch import (
     LOG_OVERHEAD, BatchHeader, encode_base_offset, parse_header, set_log_append_time, validate_batches,
 )
 from .config import LogConfig
+from .durable import sync_written
 from .errors import (
     CorruptRecordError, LogClosedError, LogStorageError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError,
 )
-from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name, sync_snapshot
+from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .records import Record, build_batch, decode_batch
 from .txn_index import AbortedTxn
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment
@@ -414,7 +415,7 @@ class PartitionLog:
             for segment, _, rolled in dirty:
                 segment.sync()
                 if rolled:
-                    sync_snapshot(self.snapshot_path(segment.next_offset))
+                    sync_written(self.snapshot_path(segment.next_offset))
         except OSError as exc:
             self.storage_error = exc
             log.error("%s-%d: fsync failed, the log is offline until restart: %s", self.topic, self.partition, exc)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .config import TOPIC_CONFIGS, LogConfig, parse_topic_configs
+from .durable import write_atomically
 from .errors import (
     InvalidConfigError,
     InvalidTopicError,
@@ -43,21 +44,6 @@ class Topic:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": str(self.topic_id), "partitions": self.partitions, "configs": self.overrides}
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Replace `path` with `data` so a crash leaves either the old or the new file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class LogManager:

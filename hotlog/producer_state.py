@@ -13,7 +13,6 @@ transaction first offset int64.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from crc32c import crc32c
 
 from .batch import BatchHeader
+from .durable import write_atomically
 from .errors import (
     CorruptRecordError, InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError, UnknownProducerIdError,
 )
@@ -185,19 +185,11 @@ class ProducerStateManager:
         return _SNAPSHOT_HEAD.pack(1, crc32c(body)) + body
 
     def write_snapshot(self, path: str, *, sync: bool = True) -> None:
-        """Write `path` through a temporary file and a rename. With `sync=False` (a segment
-        roll, on the event loop) nothing is fsynced here: the flush that seals the segment
-        calls `sync_snapshot`. A crash before that may leave the file missing, empty or
-        torn; loading deletes such a snapshot and replays the log instead."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(self.snapshot_bytes())
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if sync:
-            _fsync_path(os.path.dirname(path))
+        """Write `path` atomically. With `sync=False` (a segment roll, on the event loop)
+        nothing is fsynced here: the flush that seals the segment calls `sync_written`. A
+        crash before that may leave the file missing, empty or torn; loading deletes such a
+        snapshot and replays the log instead."""
+        write_atomically(path, self.snapshot_bytes(), sync=sync)
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> "ProducerStateManager":
@@ -219,22 +211,3 @@ class ProducerStateManager:
 
 def snapshot_file_name(offset: int) -> str:
     return f"{offset:020d}{SNAPSHOT_SUFFIX}"
-
-
-def sync_snapshot(path: str) -> None:
-    """fsync a snapshot written with `sync=False`, then its folder so the rename is durable.
-    Blocks on the disk: call it from a worker thread. A snapshot deleted meanwhile (the
-    log was truncated) needs nothing."""
-    try:
-        _fsync_path(path)
-    except FileNotFoundError:
-        return
-    _fsync_path(os.path.dirname(path))
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)  # a folder opens read-only too, and fsyncs its entries
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,6 +10,8 @@ import os
 import struct
 from typing import NamedTuple
 
+from .durable import fsync_path
+
 TXN_INDEX_SUFFIX = ".txnindex"
 _ENTRY = struct.Struct(">hqqqq")
 
@@ -45,13 +47,10 @@ class TxnIndex:
             f.write(_ENTRY.pack(0, *txn))
 
     def fsync(self) -> None:
-        if not os.path.exists(self.path):
-            return
-        fd = os.open(self.path, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fsync_path(self.path)
+        except FileNotFoundError:  # no aborted transaction: no file
+            pass
 
     def rewrite(self, entries: list[AbortedTxn]) -> None:
         self.entries = list(entries)

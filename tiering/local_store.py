@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import AsyncIterable, BinaryIO, Sequence
 
+from hotlog.durable import replace_durably
+
 from .store import (
     COMPLETE_MULTIPART, CREATE_MULTIPART, DELETE, GET, HEAD, LIST, PUT, UPLOAD_PART,
     AccessDeniedError, InvalidKeyError, InvalidRangeError, NotFoundError, ObjectInfo, ObjectStore, Pace, check_key,
@@ -131,13 +133,11 @@ class LocalFolderStore(ObjectStore):
         for _ in range(3):  # a concurrent delete may remove the folder between the two calls
             os.makedirs(directory, exist_ok=True)
             try:
-                os.replace(tmp, path)
-                break
+                replace_durably(tmp, path)
+                return
             except FileNotFoundError:
                 continue
-        else:
-            raise OSError(f"could not place object {path}")
-        _fsync_dir(directory)
+        raise OSError(f"could not place object {path}")
 
     # -- reads -------------------------------------------------------------------------
 
@@ -259,11 +259,3 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,9 +27,10 @@ import time
 import uuid
 from collections import deque
 
+from hotlog.durable import write_atomically
 from hotlog.errors import CorruptRecordError, InvalidConfigError
 from hotlog.log import PartitionLog
-from hotlog.manager import LogManager, Topic, write_atomically
+from hotlog.manager import LogManager, Topic
 from hotlog.retention import expired_segment_count
 from hotlog.segment import LogSegment
 

@@ -146,10 +146,10 @@ def test_a_cache_disk_that_fails_costs_caching_not_the_read(tmp_path, monkeypatc
     data = os.urandom(10_000)
     source = CountingSource({"seg": data})
 
-    def disk_full(path: str, chunk: bytes) -> None:
+    def disk_full(path: str, chunk: bytes, *, sync: bool) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("fetch.chunk_cache._write_file", disk_full)
+    monkeypatch.setattr("fetch.chunk_cache.write_atomically", disk_full)
 
     async def scenario():
         cache = ChunkCache(str(tmp_path / "c"), source.get_range, chunk_bytes=4096, max_bytes=1 << 20)
