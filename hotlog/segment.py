@@ -90,6 +90,11 @@ class LogSegment:
         return self.size == 0
 
     @property
+    def size_bytes(self) -> int:
+        """Bytes of the `.log` file, named as RemoteSegment's: retention counts either."""
+        return self.size
+
+    @property
     def paths(self) -> tuple[str, str, str]:
         return self.log_path, self.offset_index.path, self.time_index.path
 

@@ -31,7 +31,7 @@ from hotlog.durable import write_atomically
 from hotlog.errors import CorruptRecordError, InvalidConfigError
 from hotlog.log import PartitionLog
 from hotlog.manager import LogManager, Topic
-from hotlog.retention import expired_segment_count
+from hotlog.retention import count_expired, expired_segment_count
 from hotlog.segment import LogSegment
 
 from . import metrics
@@ -473,18 +473,10 @@ class TieringManager:
             state.stale_markers.clear()
         segments = state.segments
         config = plog.config
-        doomed = 0
-        if config.retention_ms >= 0:
-            while doomed < len(segments) and now_ms - segments[doomed].max_timestamp > config.retention_ms:
-                doomed += 1
-        if config.retention_bytes >= 0:
-            end = state.end_offset
-            total = state.size_bytes + sum(s.size for s in plog.segments if s.base_offset >= end)
-            by_size = 0
-            while by_size < len(segments) and total - segments[by_size].size_bytes >= config.retention_bytes:
-                total -= segments[by_size].size_bytes
-                by_size += 1
-            doomed = max(doomed, by_size)
+        end = state.end_offset
+        not_uploaded = sum(s.size for s in plog.segments if s.base_offset >= end)
+        doomed = count_expired(segments, total_bytes=state.size_bytes + not_uploaded, retention_ms=config.retention_ms,
+                               retention_bytes=config.retention_bytes, now_ms=now_ms)
         if not doomed:
             return
         # Tombstones one by one, oldest first: after a crash the deleted ones are a prefix.

@@ -1,11 +1,13 @@
 """Retention by time and size, applied by the log manager to the logs hotlog owns."""
 
 import os
+from typing import NamedTuple
 
 import pytest
 
 from hotlog.errors import OffsetOutOfRangeError
 from hotlog.manager import LogManager
+from hotlog.retention import count_expired
 
 from .support import BASE_TS, make_batch, payload_digest, read_all
 
@@ -94,3 +96,26 @@ def test_the_log_start_survives_a_restart_after_retention(tmp_path):
     plog = again.log("t", 0)
     assert (plog.log_start_offset, plog.log_end_offset, read_all(plog)) == (start, end, kept)
     assert not [n for n in os.listdir(tmp_path / "t-0") if n.endswith(".snapshot") and int(n[:20]) < start]
+
+
+class Segment(NamedTuple):
+    size_bytes: int
+    max_timestamp: int
+
+
+def test_the_oldest_segments_expire_by_time_or_by_size_whichever_takes_more():
+    segments = [Segment(100, 10), Segment(100, 20), Segment(100, 40), Segment(100, 30)]
+
+    # 500 bytes in all: 100 more are in segments that may not go (active, or not uploaded).
+    def count(retention_ms: int, retention_bytes: int) -> int:
+        return count_expired(segments, total_bytes=500, retention_ms=retention_ms, retention_bytes=retention_bytes,
+                             now_ms=50)
+
+    assert count(25, -1) == 2  # 40 and 30 ms old; the third is 10 ms old
+    assert count(30, -1) == 1  # exactly retention_ms old is not past it
+    assert count(15, -1) == 2  # oldest first: the fourth is past it too, but the newer third stops the count
+    assert count(-1, 300) == 2  # while what remains stays at or above retention.bytes
+    assert count(-1, 301) == 1
+    assert count(-1, 0) == 4  # never more than the segments that may go
+    assert (count(25, 400), count(45, 200)) == (2, 3)  # the larger of the two
+    assert count(-1, -1) == 0
