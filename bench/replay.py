@@ -291,7 +291,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def bench_moto(h: History, rounds: int) -> dict[str, list[float]]:
     """Cold replay through an S3Store on moto against raw whole-object GETs through it."""
-    from tests.tiering.moto_server import FAKE_CREDENTIALS, MotoServer
+    from testkit.moto_server import FAKE_CREDENTIALS, MotoServer
     from tiering.s3_store import S3Store
 
     os.environ.update(FAKE_CREDENTIALS)

@@ -35,7 +35,7 @@ from botocore.config import Config  # noqa: E402
 
 from hotlog.manager import LogManager  # noqa: E402
 from hotlog.records import Record, build_batch  # noqa: E402
-from tests.tiering.moto_server import FAKE_CREDENTIALS, MotoServer  # noqa: E402
+from testkit.moto_server import FAKE_CREDENTIALS, MotoServer  # noqa: E402
 from tiering.local_store import LocalFolderStore  # noqa: E402
 from tiering.manager import TieringManager  # noqa: E402
 from tiering.s3_store import S3Store  # noqa: E402

@@ -9,11 +9,10 @@ from typing import Callable, Iterator
 
 import pytest
 
+from testkit.moto_server import FAKE_CREDENTIALS, MotoServer
 from tiering.local_store import LocalFolderStore
 from tiering.s3_store import S3Store
 from tiering.store import ObjectStore
-
-from .moto_server import FAKE_CREDENTIALS, MotoServer
 
 S3_PART_BYTES = 5 * 1024 * 1024  # S3's smallest part: multipart tests stay small on moto
 

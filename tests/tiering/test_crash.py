@@ -15,10 +15,10 @@ import time
 import pytest
 
 from hotlog.manager import LogManager
+from testkit.moto_server import MotoServer
 from tiering.metadata import TOPICS_PREFIX
 from tiering.s3_store import S3Store
 
-from .moto_server import MotoServer
 from .support import opened, read_both_tiers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,6 +1,6 @@
 """moto's S3 server in a subprocess on a free loopback port: real HTTP for real clients.
 
-Other test packages may use it too: `with MotoServer() as moto: moto.endpoint_url`."""
+Used by tests/ and bench/: `with MotoServer() as moto: moto.endpoint_url`."""
 
 from __future__ import annotations
 
