@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, NamedTuple, Union
 
 from hotlog.durable import write_atomically
 
@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 RangeGet = Callable[[str, int, int], Awaitable[bytes]]  # (key, start, end exclusive) -> bytes
 Chunk = Union[bytes, mmap.mmap]  # a chunk's bytes: as fetched, or its cache file mapped (read-only)
 MAX_VERIFIED_RANGES = 1024  # per object; a sequential reader needs one
+
+
+class ChunkKey(NamedTuple):
+    """Chunk `chunk_index` of the object `object_key`."""
+
+    object_key: str
+    chunk_index: int  # not `index`: that is tuple's method
+
+    def path(self, directory: str) -> str:
+        """Its cache file in `directory` (object keys may hold slashes: hashed)."""
+        return os.path.join(directory, f"{hashlib.sha1(self.object_key.encode()).hexdigest()}-{self.chunk_index}")
 
 
 class ChunkCache:
@@ -51,16 +62,16 @@ class ChunkCache:
         self.max_bytes = max_bytes
         self._gets = asyncio.Semaphore(max_concurrent_gets)
         self.memory_bytes = memory_bytes
-        self._lru: OrderedDict[tuple[str, int], int] = OrderedDict()  # chunk -> size on disk
-        self._memory: OrderedDict[tuple[str, int], Chunk] = OrderedDict()  # a subset of _lru
+        self._lru: OrderedDict[ChunkKey, int] = OrderedDict()  # chunk -> size on disk
+        self._memory: OrderedDict[ChunkKey, Chunk] = OrderedDict()  # a subset of _lru
         self._memory_used = 0
-        self._from_disk: dict[tuple[str, int], asyncio.Task[Chunk]] = {}  # chunk files being mapped
+        self._from_disk: dict[ChunkKey, asyncio.Task[Chunk]] = {}  # chunk files being mapped
         # Object key -> disjoint, sorted [start, end) byte ranges whose batches readers have
         # checked; a dropped chunk's bytes leave them (they come back from the store unchecked).
         self._verified: dict[str, list[tuple[int, int]]] = {}
         self.drops = 0  # chunks dropped so far
-        self._prefetched: set[tuple[str, int]] = set()
-        self._in_flight: dict[tuple[str, int], asyncio.Task[bytes]] = {}  # GETs, one per chunk
+        self._prefetched: set[ChunkKey] = set()
+        self._in_flight: dict[ChunkKey, asyncio.Task[bytes]] = {}  # GETs, one per chunk
         self._background: set[asyncio.Task[Chunk]] = set()
         self.cached_bytes = 0
         # The cache does not outlive the process: start empty.
@@ -71,13 +82,10 @@ class ChunkCache:
         start = index * self.chunk_bytes
         return start, min(start + self.chunk_bytes, object_size)
 
-    def _path(self, key: str, index: int) -> str:
-        return os.path.join(self.directory, f"{hashlib.sha1(key.encode()).hexdigest()}-{index}")
-
     async def get(self, key: str, index: int, object_size: int) -> Chunk:
         """Chunk `index` of object `key` (of `object_size` bytes), from memory, disk or one shared
         GET. Read-only: slice it."""
-        chunk = (key, index)
+        chunk = ChunkKey(key, index)
         if chunk in self._lru:
             self._lru.move_to_end(chunk)
             metrics.CHUNK_CACHE.labels("hit").inc()
@@ -91,30 +99,30 @@ class ChunkCache:
             try:
                 return await asyncio.shield(self._read_from_disk(chunk))
             except FileNotFoundError:  # evicted while the read was on its way
-                if not os.path.exists(self._path(*chunk)):  # and not cached again since
+                if not os.path.exists(chunk.path(self.directory)):  # and not cached again since
                     self._forget(chunk)
         metrics.CHUNK_CACHE.labels("miss").inc()
         # Shielded: a reader that gives up (its client went away) leaves the GET to the others.
-        return await asyncio.shield(self._load(key, index, object_size))
+        return await asyncio.shield(self._load(chunk, object_size))
 
     def prefetch(self, key: str, first: int, count: int, object_size: int) -> None:
         """Start loading chunks first .. first+count-1 in the background, unless cached or loading."""
         last = (object_size - 1) // self.chunk_bytes
         for index in range(first, min(first + count, last + 1)):
-            chunk = (key, index)
+            chunk = ChunkKey(key, index)
             if chunk in self._memory or chunk in self._in_flight or chunk in self._from_disk:
                 continue
             if chunk in self._lru:  # on disk: into memory before the reader asks
                 self._read_from_disk(chunk)
                 continue
-            self._load(key, index, object_size, prefetch=True)
+            self._load(chunk, object_size, prefetch=True)
 
     def _prefetch_done(self, task: "asyncio.Task[Chunk]") -> None:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # a failed prefetch is retried by the reader that needs the chunk
 
-    def _single_flight(self, tasks: dict[tuple[str, int], "asyncio.Task[Any]"], chunk: tuple[str, int],
+    def _single_flight(self, tasks: dict[ChunkKey, "asyncio.Task[Any]"], chunk: ChunkKey,
                        work: Callable[[], Awaitable[Any]]) -> "asyncio.Task[Any]":
         """The task in `tasks` doing `work` for `chunk`, started if none is: one however many
         readers ask at once. It runs on its own, so no reader's cancellation reaches the others."""
@@ -131,23 +139,22 @@ class ChunkCache:
             task.add_done_callback(done)
         return task
 
-    def _read_from_disk(self, chunk: tuple[str, int]) -> "asyncio.Task[Chunk]":
+    def _read_from_disk(self, chunk: ChunkKey) -> "asyncio.Task[Chunk]":
         """A cached chunk's file mapped into memory."""
         return self._single_flight(self._from_disk, chunk, lambda: self._file_to_memory(chunk))
 
-    async def _file_to_memory(self, chunk: tuple[str, int]) -> Chunk:
-        data = await asyncio.to_thread(_map_file, self._path(*chunk))
+    async def _file_to_memory(self, chunk: ChunkKey) -> Chunk:
+        data = await asyncio.to_thread(_map_file, chunk.path(self.directory))
         if chunk in self._lru:  # not dropped while the read was on its way
             self._remember(chunk, data)
         return data
 
-    def _load(self, key: str, index: int, object_size: int, *, prefetch: bool = False) -> "asyncio.Task[bytes]":
+    def _load(self, chunk: ChunkKey, object_size: int, *, prefetch: bool = False) -> "asyncio.Task[bytes]":
         """The chunk's GET, shared by every reader and prefetch that asks meanwhile."""
-        return self._single_flight(self._in_flight, (key, index),
-                                   lambda: self._fetch(key, index, object_size, prefetch))
+        return self._single_flight(self._in_flight, chunk, lambda: self._fetch(chunk, object_size, prefetch))
 
-    async def _fetch(self, key: str, index: int, object_size: int, prefetch: bool) -> bytes:
-        chunk = (key, index)
+    async def _fetch(self, chunk: ChunkKey, object_size: int, prefetch: bool) -> bytes:
+        key, index = chunk
         start, end = self.chunk_range(index, object_size)
         async with self._gets:
             began = time.perf_counter()
@@ -159,7 +166,7 @@ class ChunkCache:
             raise ShortChunkError(f"{key}: chunk {index} came back with {len(data)} of {end - start} bytes")
         try:
             # Whole or absent, not durable: the cache starts empty after a restart.
-            await asyncio.to_thread(write_atomically, self._path(key, index), data, sync=False)
+            await asyncio.to_thread(write_atomically, chunk.path(self.directory), data, sync=False)
         except OSError as exc:  # a full or failing cache disk costs later GETs, not this read
             log.warning("chunk cache: cannot write %s chunk %d, serving it uncached: %s", key, index, exc)
             return data
@@ -169,14 +176,14 @@ class ChunkCache:
             self._prefetched.add(chunk)
         return data
 
-    def _admit(self, chunk: tuple[str, int], size: int) -> None:
+    def _admit(self, chunk: ChunkKey, size: int) -> None:
         self._lru[chunk] = size
         self.cached_bytes += size
         while self.cached_bytes > self.max_bytes and len(self._lru) > 1:
             old, _ = next(iter(self._lru.items()))
             self.invalidate(*old)
 
-    def _remember(self, chunk: tuple[str, int], data: Chunk) -> None:
+    def _remember(self, chunk: ChunkKey, data: Chunk) -> None:
         if chunk in self._memory or len(data) > self.memory_bytes:
             return
         self._memory[chunk] = data
@@ -200,8 +207,9 @@ class ChunkCache:
         kept.sort()
         self._verified[key] = kept[-MAX_VERIFIED_RANGES:]  # forgetting some only costs re-checks
 
-    def _unverify(self, key: str, index: int) -> None:
-        cut_lo = index * self.chunk_bytes
+    def _unverify(self, chunk: ChunkKey) -> None:
+        key = chunk.object_key
+        cut_lo = chunk.chunk_index * self.chunk_bytes
         cut_hi = cut_lo + self.chunk_bytes
         kept = []
         for lo, hi in self._verified.get(key, ()):
@@ -214,10 +222,10 @@ class ChunkCache:
         else:
             self._verified.pop(key, None)
 
-    def _forget(self, chunk: tuple[str, int]) -> None:
+    def _forget(self, chunk: ChunkKey) -> None:
         self.drops += 1
         self._from_disk.pop(chunk, None)  # a mapping begun before the drop is not handed out
-        self._unverify(*chunk)
+        self._unverify(chunk)
         size = self._lru.pop(chunk, None)
         if size is not None:
             self.cached_bytes -= size
@@ -228,9 +236,10 @@ class ChunkCache:
 
     def invalidate(self, key: str, index: int) -> None:
         """Drop a chunk (evicted, or found corrupt by a reader)."""
-        self._forget((key, index))
+        chunk = ChunkKey(key, index)
+        self._forget(chunk)
         try:
-            os.unlink(self._path(key, index))
+            os.unlink(chunk.path(self.directory))
         except FileNotFoundError:
             pass
 

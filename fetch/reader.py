@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass
 
 from hotlog.errors import OffsetOutOfRangeError
-from hotlog.log import PartitionLog
+from hotlog.log import OffsetAndTimestamp, PartitionLog
 from hotlog.manager import LogManager
 from hotlog.txn_index import AbortedTxn
 from tiering.manager import TieringManager
@@ -117,8 +117,8 @@ class Reader:
             aborted += [t for t in plog.aborted_transactions(offset, end_offset) if t not in aborted]
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, tuple(aborted))
 
-    async def max_timestamp_offset(self, topic: str, partition: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the record with the largest timestamp in either tier (KIP-734)."""
+    async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAndTimestamp | None:
+        """The record with the largest timestamp in either tier (KIP-734)."""
         plog = self._log(topic, partition)
         stamps = [s.max_timestamp for s in plog.segments]
         state = self._remote_state(topic, partition)
@@ -129,8 +129,8 @@ class Reader:
             return None
         return await self.offset_for_timestamp(topic, partition, largest)
 
-    async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record at or after `timestamp`, across both tiers."""
+    async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> OffsetAndTimestamp | None:
+        """The first record at or after `timestamp`, across both tiers."""
         plog = self._log(topic, partition)
         state = self._remote_state(topic, partition)
         if state is not None and self.remote is not None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from typing import NamedTuple
 
-from hotlog.batch import HEADER_SIZE, BatchHeader, parse_header, validate_batches
+from hotlog.batch import HEADER_SIZE, BatchHeader, BatchPosition, parse_header, validate_batches
 from hotlog.errors import CorruptRecordError
 from hotlog.index import OffsetIndex
+from hotlog.log import OffsetAndTimestamp
 from hotlog.records import decode_batch
 from tiering.metadata import RemoteSegment
 
@@ -15,6 +17,11 @@ from .chunk_cache import Chunk, ChunkCache, ShortChunkError
 from .index_cache import RemoteDataError, RemoteIndexCache
 
 MAX_READ_ENDS = 4096  # objects whose readers' positions are remembered for read-ahead
+
+
+class RemoteRead(NamedTuple):
+    records: bytes  # whole batches, back to back; empty when none is before max_offset
+    end_offset: int  # the offset after them
 
 
 class _Span:
@@ -57,9 +64,9 @@ class _Span:
         return max(end_position - 1, 0) // self.cache.chunk_bytes
 
 
-def _check_offsets(batches: list[tuple[int, BatchHeader]], offset: int, segment: RemoteSegment) -> None:
+def _check_offsets(batches: list[BatchPosition], offset: int, segment: RemoteSegment) -> None:
     """Offsets are outside the CRC: check that they run on without a gap inside the segment."""
-    expected = batches[0][1].base_offset
+    expected = batches[0].header.base_offset
     if not (segment.base_offset <= expected <= offset):
         raise CorruptRecordError(f"batch at offset {expected} cannot hold offset {offset}")
     for _, header in batches:
@@ -80,9 +87,9 @@ class RemoteReader:
     async def read(
         self, segment: RemoteSegment, offset: int, max_bytes: int, *, max_offset: int | None = None,
         following: RemoteSegment | None = None,
-    ) -> tuple[bytes, int]:
+    ) -> RemoteRead:
         """Whole batches from the one holding `offset` (at least one), up to `max_bytes`,
-        before `max_offset`. Returns the bytes and the offset after them. Every batch that
+        before `max_offset`. Every batch that
         came from the store is checked (CRC-32C, offsets) before it is first served; the cache
         then holds checked bytes, trusted as the local log is, until a chunk of them is
         dropped. A sequential reader near the segment's end has the `following` segment's
@@ -100,7 +107,7 @@ class RemoteReader:
                 break
             position += header.size
         if start is None or (max_offset is not None and header.base_offset >= max_offset):
-            return b"", offset
+            return RemoteRead(b"", offset)
         end, end_offset = start + header.size, header.next_offset  # the first batch, even past max_bytes
         if max_offset is None or max_offset >= segment.next_offset:
             # As the local log does: jump by the offset index to near the byte limit, so
@@ -126,7 +133,7 @@ class RemoteReader:
             if self.cache.drops == drops:
                 self.cache.mark_verified(key, start, end)
         self._read_ahead(key, start, end, size, following)
-        return data, end_offset
+        return RemoteRead(data, end_offset)
 
     def _read_ahead(self, key: str, start: int, end: int, size: int, following: RemoteSegment | None) -> None:
         """Sequential readers (this read begins where the last one ended, or at the segment's
@@ -160,8 +167,8 @@ class RemoteReader:
         if not task.cancelled():
             task.exception()  # a failed load is retried by the read that needs the index
 
-    async def offset_for_timestamp(self, segment: RemoteSegment, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the segment's first record at or after `timestamp`."""
+    async def offset_for_timestamp(self, segment: RemoteSegment, timestamp: int) -> OffsetAndTimestamp | None:
+        """The segment's first record at or after `timestamp`."""
         if segment.max_timestamp < timestamp:
             return None
         time_index = await self.indexes.time_index(segment)
@@ -174,7 +181,7 @@ class RemoteReader:
                 batch = decode_batch(await span.read(position, header.size))
                 for record in batch.records:
                     if record.timestamp >= timestamp:
-                        return record.offset, record.timestamp
-                return header.last_offset, header.max_timestamp
+                        return OffsetAndTimestamp(record.offset, record.timestamp)
+                return OffsetAndTimestamp(header.last_offset, header.max_timestamp)
             position += header.size
         return None

@@ -82,15 +82,27 @@ class BatchHeader(NamedTuple):
         return bool(self.attributes & TIMESTAMP_TYPE_BIT)
 
 
+class BatchPosition(NamedTuple):
+    """A batch's header and where the batch starts in its file or buffer."""
+
+    position: int
+    header: BatchHeader
+
+
+class OffsetAndSize(NamedTuple):
+    base_offset: int
+    size: int  # bytes the batch takes in the log
+
+
 def parse_header(buf: memoryview | bytes, pos: int = 0) -> BatchHeader:
     """Parse the header at `pos` without validating; the caller knows 61 bytes are there."""
     return BatchHeader._make(HEADER.unpack_from(buf, pos))
 
 
-def peek_offset_and_size(buf: memoryview | bytes, pos: int) -> tuple[int, int]:
+def peek_offset_and_size(buf: memoryview | bytes, pos: int) -> OffsetAndSize:
     """Base offset and total size of the batch at `pos`, from its first 12 bytes."""
     base_offset, batch_length = _OFFSET_AND_LENGTH.unpack_from(buf, pos)
-    return base_offset, batch_length + LOG_OVERHEAD
+    return OffsetAndSize(base_offset, batch_length + LOG_OVERHEAD)
 
 
 def validate_batch(buf: memoryview, pos: int = 0) -> BatchHeader:
@@ -126,14 +138,14 @@ def validate_batch(buf: memoryview, pos: int = 0) -> BatchHeader:
     return BatchHeader._make(fields)
 
 
-def validate_batches(data: bytes | bytearray | memoryview) -> list[tuple[int, BatchHeader]]:
-    """Validate back-to-back batches filling `data` exactly; return (position, header) per batch."""
+def validate_batches(data: bytes | bytearray | memoryview) -> list[BatchPosition]:
+    """Validate back-to-back batches filling `data` exactly; return each one's position and header."""
     view = memoryview(data)
-    batches: list[tuple[int, BatchHeader]] = []
+    batches: list[BatchPosition] = []
     pos = 0
     while pos < len(view):
         header = validate_batch(view, pos)
-        batches.append((pos, header))
+        batches.append(BatchPosition(pos, header))
         pos += header.size
     if not batches:
         raise CorruptRecordError("no record batch in the request")

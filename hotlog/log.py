@@ -11,7 +11,7 @@ import time
 from typing import Callable, Iterable, NamedTuple
 
 from .batch import (
-    LOG_OVERHEAD, BatchHeader, encode_base_offset, parse_header, set_log_append_time, validate_batches,
+    LOG_OVERHEAD, BatchHeader, BatchPosition, encode_base_offset, parse_header, set_log_append_time, validate_batches,
 )
 from .config import LogConfig
 from .durable import sync_written
@@ -21,7 +21,7 @@ from .errors import (
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .records import Record, build_batch, decode_batch
 from .txn_index import AbortedTxn
-from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment
+from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,13 @@ class AppendInfo(NamedTuple):
     @property
     def record_count(self) -> int:
         return sum(b.record_count for b in self.batches)
+
+
+class OffsetAndTimestamp(NamedTuple):
+    """A record found by timestamp (ListOffsets)."""
+
+    offset: int
+    timestamp: int
 
 
 class PartitionLog:
@@ -107,7 +114,7 @@ class PartitionLog:
             self._add_segment(self._new_segment(0))
         active = self.active_segment
         if not active.is_empty:  # segment.ms counts from the first batch, not from this restart
-            first_timestamp = next(active.headers_from(0))[1].max_timestamp
+            first_timestamp = next(active.headers_from(0)).header.max_timestamp
             if first_timestamp >= 0:
                 active.rolling_base_ms = min(active.rolling_base_ms, first_timestamp)
         self.recovery_point = self.log_end_offset if clean else min(recovery_point, self.log_end_offset)
@@ -152,7 +159,7 @@ class PartitionLog:
             found = segment.position_of(max(start, segment.base_offset))
             if found is None:
                 continue
-            for position, header in segment.headers_from(found[0]):
+            for position, header in segment.headers_from(found.position):
                 if header.producer_id < 0 or header.last_offset < start:
                     continue
                 if header.is_control:
@@ -289,7 +296,7 @@ class PartitionLog:
             data = bytearray(data)
             for pos, _ in batches:
                 set_log_append_time(data, pos, now)
-            batches = [(pos, parse_header(data, pos)) for pos, _ in batches]  # new CRC and attributes
+            batches = [BatchPosition(pos, parse_header(data, pos)) for pos, _ in batches]  # new CRC and attributes
             append_time = now
         active = self.segments[-1]
         next_offset = active.next_offset
@@ -298,7 +305,7 @@ class PartitionLog:
         view = memoryview(data)
         iov: list[bytes | memoryview] = []
         written: list[BatchHeader] = []
-        placed: list[tuple[int, int, int]] = []
+        placed: list[PlacedBatch] = []
         for pos, header in batches:
             size = header[1] + LOG_OVERHEAD
             iov.append(encode_base_offset(next_offset))
@@ -307,14 +314,15 @@ class PartitionLog:
             header = header._make((next_offset, *header[1:8], max_ts, *header[9:]))
             written.append(header)
             next_offset += header.last_offset_delta + 1
-            placed.append((next_offset - 1, max_ts, size))
+            placed.append(PlacedBatch(next_offset - 1, max_ts, size))
         active.append(iov, total, placed)
         if has_producer:
             for header in written:
                 if header.producer_id < 0:
                     continue
                 if header.is_control:
-                    commit, coordinator_epoch = _read_marker(view[batches[0][0] : batches[0][0] + header.size])
+                    marker_at = batches[0].position
+                    commit, coordinator_epoch = _read_marker(view[marker_at : marker_at + header.size])
                     self._complete_txn(active, header, commit, coordinator_epoch)
                 else:
                     self.producers.on_batch(header)
@@ -454,8 +462,8 @@ class PartitionLog:
                 offset = max(offset, self.segments[i].base_offset)
         return None
 
-    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record whose timestamp is >= `timestamp`, or None."""
+    def offset_for_timestamp(self, timestamp: int) -> OffsetAndTimestamp | None:
+        """The first record whose timestamp is >= `timestamp`, or None."""
         for segment in self.segments:
             found = segment.batch_at_or_after_timestamp(timestamp)
             if found is None:
@@ -464,8 +472,8 @@ class PartitionLog:
             batch = decode_batch(segment.pread(position, header.size))
             for record in batch.records:
                 if record.timestamp >= timestamp:
-                    return record.offset, record.timestamp
-            return header.last_offset, header.max_timestamp
+                    return OffsetAndTimestamp(record.offset, record.timestamp)
+            return OffsetAndTimestamp(header.last_offset, header.max_timestamp)
         return None
 
     # -- removal -----------------------------------------------------------------------

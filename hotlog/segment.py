@@ -6,11 +6,11 @@ import os
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from crc32c import crc32c
 
-from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchHeader, parse_header, peek_offset_and_size
+from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchPosition, parse_header, peek_offset_and_size
 from .index import OffsetIndex, TimeIndex
 from .txn_index import TXN_INDEX_SUFFIX, TxnIndex
 
@@ -26,6 +26,14 @@ _RECOVERY_WINDOW = 8 * 1024 * 1024
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
     return f"{base_offset:020d}{suffix}"
+
+
+class PlacedBatch(NamedTuple):
+    """What a segment indexes of a batch the log appends, offsets assigned."""
+
+    last_offset: int
+    max_timestamp: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -114,9 +122,8 @@ class LogSegment:
 
     # -- writes ------------------------------------------------------------------------
 
-    def append(self, iov: Sequence[bytes | memoryview], size: int, batches: Sequence[tuple[int, int, int]]) -> None:
-        """Write `iov` (whole batches, offsets already assigned) at the end and index them;
-        `batches` holds (last offset, max timestamp, size) of each."""
+    def append(self, iov: Sequence[bytes | memoryview], size: int, batches: Sequence[PlacedBatch]) -> None:
+        """Write `iov` (whole batches, offsets already assigned) at the end and index `batches`."""
         start = self.size
         try:
             if len(iov) <= _IOV_MAX:
@@ -136,7 +143,7 @@ class LogSegment:
             position += batch_size
             self.bytes_since_index_entry += batch_size
         self.size = position
-        self.next_offset = batches[-1][0] + 1
+        self.next_offset = batches[-1].last_offset + 1
 
     def _index_batch(self, last_offset: int, max_timestamp: int, position: int) -> None:
         if max_timestamp > self.max_timestamp:
@@ -190,8 +197,8 @@ class LogSegment:
             data += more
         return data
 
-    def headers_from(self, position: int, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
-        """(position, header) of each batch from `position` on, reading headers only."""
+    def headers_from(self, position: int, end: int | None = None) -> Iterator[BatchPosition]:
+        """Each batch from `position` on, reading headers only."""
         end = self.size if end is None else end
         window = b""
         window_start = position
@@ -205,22 +212,22 @@ class LogSegment:
             header = parse_header(window, at)
             if header.batch_length < MIN_BATCH_LENGTH:
                 return
-            yield position, header
+            yield BatchPosition(position, header)
             position += header.size
 
     def offset_at(self, position: int) -> int:
         """Base offset of the batch starting at `position`; the segment's next offset at its end."""
         if position >= self.size:
             return self.next_offset
-        return peek_offset_and_size(self.pread(position, 12), 0)[0]
+        return peek_offset_and_size(self.pread(position, 12), 0).base_offset
 
-    def position_of(self, offset: int) -> tuple[int, BatchHeader] | None:
+    def position_of(self, offset: int) -> BatchPosition | None:
         """The batch holding `offset` (or the first after it), or None past the end."""
         if offset >= self.next_offset:
             return None
-        for position, header in self.headers_from(self.offset_index.position_for(offset)):
-            if header.last_offset >= offset:
-                return position, header
+        for found in self.headers_from(self.offset_index.position_for(offset)):
+            if found.header.last_offset >= offset:
+                return found
         return None
 
     def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None, min_one: bool = True) -> FileSlice | None:
@@ -251,14 +258,14 @@ class LogSegment:
                 end = position + header.size
         return FileSlice(self, start, min(end, limit) - start)
 
-    def batch_at_or_after_timestamp(self, timestamp: int) -> tuple[int, BatchHeader] | None:
+    def batch_at_or_after_timestamp(self, timestamp: int) -> BatchPosition | None:
         """The first batch whose max timestamp is >= `timestamp`, or None."""
         if self.max_timestamp < timestamp:
             return None
         start_offset = self.time_index.offset_before(timestamp)
-        for position, header in self.headers_from(self.offset_index.position_for(start_offset)):
-            if header.max_timestamp >= timestamp:
-                return position, header
+        for found in self.headers_from(self.offset_index.position_for(start_offset)):
+            if found.header.max_timestamp >= timestamp:
+                return found
         return None
 
     # -- loading and recovery ----------------------------------------------------------

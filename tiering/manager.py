@@ -534,9 +534,9 @@ class TieringManager:
             if parsed is None:
                 continue
             if name.startswith(META_FOLDER):
-                recorded.add(parsed[1])
+                recorded.add(parsed.segment_id)
             else:
-                data.append((info, parsed[1]))
+                data.append((info, parsed.segment_id))
         protected = recorded | state.protected_ids()
         cutoff = time.time() - self.orphan_grace_ms / 1000
         orphans = [info.key for info, segment_id in data if segment_id not in protected and info.last_modified < cutoff]
@@ -555,9 +555,9 @@ class TieringManager:
             plog = self._local_log(state)
             if plog is None or not plog.config.remote_storage_enable:
                 continue
-            segments, size = state.copy_lag(plog)
-            lag_segments += segments
-            lag_bytes += size
+            lag = state.copy_lag(plog)
+            lag_segments += lag.segments
+            lag_bytes += lag.size_bytes
             local_bytes += plog.size_bytes
             local_segments += len(plog.segments)
         metrics.COPY_LAG_SEGMENTS.set(lag_segments)

@@ -22,7 +22,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 TOPICS_PREFIX = "_topics/"
 META_FOLDER = "meta/"
@@ -71,14 +71,22 @@ def topic_record_key(topic: str, topic_id: uuid.UUID) -> str:
     return f"{TOPICS_PREFIX}{topic_folder(topic, topic_id)}.json"
 
 
-def parse_segment_name(name: str) -> tuple[int, uuid.UUID, str] | None:
-    """(base offset, segment id, extension) of a segment file's name within its partition
-    folder, or None for anything else."""
+class SegmentName(NamedTuple):
+    """What the name of a segment's object says, within its partition folder."""
+
+    base_offset: int
+    segment_id: uuid.UUID
+    extension: str
+
+
+def parse_segment_name(name: str) -> SegmentName | None:
+    """The parts of a segment object's name within its partition folder, or None for
+    anything else."""
     match = _SEGMENT_NAME.fullmatch(name)
     if match is None:
         return None
     try:
-        return int(match[1]), uuid.UUID(match[2]), match[3]
+        return SegmentName(int(match[1]), uuid.UUID(match[2]), match[3])
     except ValueError:
         return None
 

@@ -18,6 +18,13 @@ def _base_offset(segment: RemoteSegment) -> int:
     return segment.base_offset
 
 
+class CopyLag(NamedTuple):
+    """Sealed local segments not uploaded yet."""
+
+    segments: int = 0
+    size_bytes: int = 0
+
+
 class RemoteStatus(NamedTuple):
     """A partition's remote tier at a glance (tier status, metrics)."""
 
@@ -107,12 +114,11 @@ class RemotePartition:
 
     # -- upload bookkeeping ------------------------------------------------------------
 
-    def copy_lag(self, plog: PartitionLog) -> tuple[int, int]:
-        """(segments, bytes) of sealed local segments not uploaded yet."""
+    def copy_lag(self, plog: PartitionLog) -> CopyLag:
         end = self.end_offset
         lagging = [s for s in plog.segments if s.sealed and s.base_offset >= end]
-        return len(lagging), sum(s.size for s in lagging)
+        return CopyLag(len(lagging), sum(s.size for s in lagging))
 
     def status(self, plog: PartitionLog | None) -> RemoteStatus:
-        lag_segments, lag_bytes = self.copy_lag(plog) if plog is not None else (0, 0)
-        return RemoteStatus(self.log_start_offset, self.end_offset, self.size_bytes, lag_segments, lag_bytes)
+        lag = self.copy_lag(plog) if plog is not None else CopyLag()
+        return RemoteStatus(self.log_start_offset, self.end_offset, self.size_bytes, lag.segments, lag.size_bytes)

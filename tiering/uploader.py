@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 import uuid
-from typing import Any, Awaitable
+from typing import Any, Awaitable, NamedTuple
 
 from crc32c import crc32c
 
@@ -24,16 +24,21 @@ class SegmentGoneError(Exception):
     """The local segment was deleted (its topic too) before its upload could read it."""
 
 
-def segment_files(plog: PartitionLog, segment: LogSegment) -> list[tuple[str, str]]:
-    """(extension, path) of the files that make up a sealed segment in the bucket. The
-    producer snapshot is the one taken when the segment rolled (state as of its end)."""
-    files = [("log", segment.log_path), ("index", segment.offset_index.path),
-             ("timeindex", segment.time_index.path)]
+class LocalSegmentFile(NamedTuple):
+    extension: str  # of its object in the bucket
+    path: str
+
+
+def segment_files(plog: PartitionLog, segment: LogSegment) -> list[LocalSegmentFile]:
+    """The files that make up a sealed segment in the bucket, `.log` first. The producer
+    snapshot is the one taken when the segment rolled (state as of its end)."""
+    files = [LocalSegmentFile("log", segment.log_path), LocalSegmentFile("index", segment.offset_index.path),
+             LocalSegmentFile("timeindex", segment.time_index.path)]
     snapshot = plog.snapshot_path(segment.next_offset)
     if os.path.exists(snapshot):
-        files.append(("snapshot", snapshot))
+        files.append(LocalSegmentFile("snapshot", snapshot))
     if os.path.exists(segment.txn_index.path) and os.path.getsize(segment.txn_index.path) > 0:
-        files.append(("txnindex", segment.txn_index.path))
+        files.append(LocalSegmentFile("txnindex", segment.txn_index.path))
     return files
 
 
@@ -63,7 +68,7 @@ class SegmentUploader:
         return RemoteSegment(
             topic=plog.topic, topic_id=topic_id, partition=plog.partition, segment_id=segment_id,
             base_offset=segment.base_offset, next_offset=segment.next_offset, max_timestamp=segment.max_timestamp,
-            files={ext: f for (ext, _), f in zip(local_files, files)}, uploaded_ms=int(time.time() * 1000),
+            files={local.extension: f for local, f in zip(local_files, files)}, uploaded_ms=int(time.time() * 1000),
         )
 
     async def _upload_path(self, key: str, path: str) -> SegmentFile:

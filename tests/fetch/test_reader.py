@@ -91,11 +91,11 @@ def test_timestamps_and_out_of_range_work_across_tiers(tmp_path, make_store):
 
     start, local_start, remote_hit, local_hit, none = asyncio.run(scenario())
     assert start > 0, "remote retention.bytes should have removed the oldest segments"
-    assert remote_hit is not None and remote_hit[0] < local_start, "the answer comes from a remote segment"
+    assert remote_hit is not None and remote_hit.offset < local_start, "the answer comes from a remote segment"
     # offsets 80..159 hold timestamps 2_000_000 + offset % 4; retention removed those below `start`
     expected = next(o for o in range(max(start, 80), 160) if o % 4 >= 1)
-    assert remote_hit == (expected, 2_000_000 + expected % 4)
-    assert local_hit == (160 + 2, 3_000_002)
+    assert (remote_hit.offset, remote_hit.timestamp) == (expected, 2_000_000 + expected % 4)
+    assert local_hit is not None and (local_hit.offset, local_hit.timestamp) == (160 + 2, 3_000_002)
     assert none is None
 
 

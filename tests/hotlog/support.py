@@ -8,7 +8,7 @@ import os
 import struct
 from typing import Any, Mapping
 
-from hotlog.batch import BatchHeader, parse_header
+from hotlog.batch import BatchPosition, parse_header
 from hotlog.config import LogConfig
 from hotlog.log import PartitionLog
 from hotlog.records import NONE, Record, build_batch
@@ -36,14 +36,14 @@ def open_log(path: Any, configs: Mapping[str, Any] | None = None, *, clean: bool
                              clean=clean, recovery_point=recovery_point)
 
 
-def split_batches(data: bytes) -> list[tuple[int, BatchHeader]]:
-    """(position, header) of each whole batch in `data`, without validating."""
+def split_batches(data: bytes) -> list[BatchPosition]:
+    """Each whole batch in `data`, without validating."""
     out, pos = [], 0
     while pos + 61 <= len(data):
         header = parse_header(data, pos)
         if pos + header.size > len(data):
             break
-        out.append((pos, header))
+        out.append(BatchPosition(pos, header))
         pos += header.size
     return out
 

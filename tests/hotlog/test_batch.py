@@ -52,7 +52,7 @@ def test_log_append_time_stamps_max_timestamp_and_refreshes_the_crc():
 def test_validate_batches_returns_each_position_and_rejects_a_trailing_fragment():
     a, b = make_batch(2), make_batch(3, tag=b"b")
     found = validate_batches(a + b)
-    assert [(pos, h.record_count) for pos, h in found] == [(0, 2), (len(a), 3)]
+    assert [(b.position, b.header.record_count) for b in found] == [(0, 2), (len(a), 3)]
     with pytest.raises(CorruptRecordError, match="truncated"):
         validate_batches(a + b[:30])
     with pytest.raises(CorruptRecordError, match="truncated"):

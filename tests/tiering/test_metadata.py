@@ -31,7 +31,8 @@ def test_keys_follow_the_documented_layout() -> None:
     assert metadata_key("orders", TOPIC_ID, 3, 42, segment_id) == (
         f"orders-{TOPIC_ID}/3/meta/00000000000000000042-{segment_id}.json")
     assert topic_record_key("orders", TOPIC_ID) == f"_topics/orders-{TOPIC_ID}.json"
-    assert parse_segment_name(f"00000000000000000042-{segment_id}.timeindex") == (42, segment_id, "timeindex")
+    parsed = parse_segment_name(f"00000000000000000042-{segment_id}.timeindex")
+    assert parsed is not None and (parsed.base_offset, parsed.segment_id, parsed.extension) == (42, segment_id, "timeindex")
     for name in ("00042-x.log", f"0000000000000000004-{segment_id}.log", "notes.txt", f"{'0' * 20}-{segment_id}"):
         assert parse_segment_name(name) is None
 
