@@ -10,7 +10,7 @@ class CorruptRecordError(LogError):
 
 
 class RecordTooLargeError(LogError):
-    """A batch exceeds the topic's max.message.bytes."""
+    """A batch exceeds the topic's max.message.bytes (or one append a segment's 2 GiB)."""
 
 
 class OffsetOutOfRangeError(LogError):
