@@ -1,6 +1,6 @@
 """The gRPC service (`tierlog.v1.Tierlog`): requests in, broker calls, responses out.
 
-Storage errors are typed; `_STATUS` maps them to gRPC status codes. Readers at the end
+Errors are typed; broker/errors.py maps each to its gRPC status code (and its Kafka code). Readers at the end
 of a log wait on append listeners (no polling). gRPC readers see committed records only:
 reads stop at the last stable offset and skip aborted transactions and control batches."""
 
@@ -13,25 +13,26 @@ import time
 from typing import AsyncIterator, Awaitable, Callable, Iterable, TypeVar
 
 import grpc
+from kio.schema.errors import ErrorCode
 
+from broker.errors import HANDLED, InvalidRequestError, PartitionOffsetOutOfRangeError, RefusedError, \
+    ShuttingDownError, grpc_status_name
+from broker.groups.offset_store import TopicPartition
+from broker.groups.offsets import OffsetCommit
+from broker.internal_topics import is_internal
+from broker.metrics import BYTES_OUT
+from broker.node import Broker
+from broker.produce import Appended
 from hotlog.config import TOPIC_CONFIGS
-from hotlog.errors import (
-    LogClosedError,
-    LogError,
-    OffsetOutOfRangeError,
-    RecordTooLargeError,
-    TopicExistsError,
-    UnknownTopicOrPartitionError,
-)
+from hotlog.errors import OffsetOutOfRangeError, UnknownTopicOrPartitionError
 from hotlog.log import PartitionLog
 from hotlog.manager import Topic
 
-from .broker import Broker
-from .metrics import BYTES_IN, BYTES_OUT, MESSAGES_IN, REQUEST_SECONDS, REQUESTS
+from .metrics import REQUEST_SECONDS, REQUESTS
 from .proto import tierlog_pb2 as pb
 from .proto import tierlog_pb2_grpc as pb_grpc
 from .records import build_batches, decode_read, from_proto, group_by_partition
-from .tier_status import RemoteTierView, is_internal, tier_status
+from .tier_status import RemoteTierView, tier_status
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 MAX_READ_BYTES = 8 * 1024 * 1024  # per response; a client's receive limit must allow more
@@ -40,39 +41,9 @@ MAX_READ_BYTES = 8 * 1024 * 1024  # per response; a client's receive limit must 
 TOPIC_CHECK_SECONDS = 2.0
 
 
-class RequestError(Exception):
-    """A request that is malformed in itself (missing or negative fields)."""
-
-
-class PartitionOutOfRangeError(Exception):
-    """An offset outside a partition's log, named with its topic and partition."""
-
-
-class ShuttingDownError(Exception):
-    """The server is stopping; the client should retry elsewhere or later."""
-
-
-class GroupBusyError(Exception):
-    """A commit the group coordinator refused (e.g. the group has live Kafka members)."""
-
-
-_STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (UnknownTopicOrPartitionError, grpc.StatusCode.NOT_FOUND),
-    (PartitionOutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
-    (OffsetOutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
-    (TopicExistsError, grpc.StatusCode.ALREADY_EXISTS),
-    (RecordTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (LogClosedError, grpc.StatusCode.UNAVAILABLE),
-    (ShuttingDownError, grpc.StatusCode.UNAVAILABLE),
-    (GroupBusyError, grpc.StatusCode.FAILED_PRECONDITION),
-    (LogError, grpc.StatusCode.INVALID_ARGUMENT),  # corrupt records, bad configs or names
-    (RequestError, grpc.StatusCode.INVALID_ARGUMENT),
-]
-_HANDLED = tuple(error for error, _ in _STATUS)
-
-
 def status_of(exc: Exception) -> grpc.StatusCode:
-    return next(code for error, code in _STATUS if isinstance(exc, error))
+    """The status code of a typed error, from the broker's one error taxonomy."""
+    return grpc.StatusCode[grpc_status_name(exc)]
 
 
 Req = TypeVar("Req")
@@ -86,7 +57,7 @@ async def _served(api: str, context: grpc.aio.ServicerContext) -> AsyncIterator[
     try:
         yield
         code = "OK"
-    except _HANDLED as exc:
+    except HANDLED as exc:
         status = status_of(exc)
         code = status.name
         await context.abort(status, str(exc))  # raises
@@ -163,7 +134,7 @@ def _partitions(topic: Topic, requested: Iterable[int]) -> list[int]:
 
 def _byte_limit(name: str, value: int) -> int:
     if value < 0:
-        raise RequestError(f"{name} must not be negative, got {value}")
+        raise InvalidRequestError(f"{name} must not be negative, got {value}")
     return min(value or DEFAULT_MAX_BYTES, MAX_READ_BYTES)
 
 
@@ -196,12 +167,12 @@ class TierlogService(pb_grpc.TierlogServicer):
         if self.closing:
             raise ShuttingDownError("the server is shutting down")
         if not name:
-            raise RequestError("a topic name is required")
+            raise InvalidRequestError("a topic name is required")
         return self.logs.topic(name)
 
     def _group_topic(self, group: str, topic: str) -> Topic:
         if not group:
-            raise RequestError("a consumer group name is required")
+            raise InvalidRequestError("a consumer group name is required")
         return self._topic(topic)
 
     # -- produce ---------------------------------------------------------------------
@@ -210,11 +181,11 @@ class TierlogService(pb_grpc.TierlogServicer):
     async def Produce(self, request: pb.ProduceRequest, context: grpc.aio.ServicerContext) -> pb.ProduceResponse:
         topic = self._topic(request.topic)
         if not request.records:
-            raise RequestError("no records to produce")
+            raise InvalidRequestError("no records to produce")
         if request.compression not in pb.Compression.values():
-            raise RequestError(f"unknown compression {request.compression}")
+            raise InvalidRequestError(f"unknown compression {request.compression}")
         if request.ack not in pb.Ack.values():
-            raise RequestError(f"unknown ack {request.ack}")
+            raise InvalidRequestError(f"unknown ack {request.ack}")
         if request.HasField("partition"):
             _check_partition(topic, request.partition)
             grouped = {request.partition: [from_proto(r) for r in request.records]}
@@ -225,24 +196,22 @@ class TierlogService(pb_grpc.TierlogServicer):
         # Build every batch before appending any, so a record too large changes nothing.
         plans = []
         for partition, records in grouped.items():
-            plog = self.logs.log(topic.name, partition)
-            limit = min(plog.config.max_message_bytes, plog.config.segment_bytes)  # the log refuses larger
-            plans.append((plog, build_batches(records, compression=request.compression, max_batch_bytes=limit),
-                          len(records)))
+            config = self.logs.log(topic.name, partition).config
+            # Batches the broker builds fit a segment too, so small segments roll at their size.
+            limit = min(config.max_message_bytes, config.segment_bytes)
+            plans.append((partition, build_batches(records, compression=request.compression, max_batch_bytes=limit)))
         response = pb.ProduceResponse()
-        appended = []
-        for plog, batches, count in plans:
+        appended: list[Appended] = []
+        for partition, batches in plans:
             # One append per batch, so a segment may roll between them.
-            infos = [plog.append(batch) for batch in batches]
-            BYTES_IN.labels("grpc").inc(sum(len(b) for b in batches))
-            MESSAGES_IN.labels("grpc").inc(count)
-            appended.append((plog, infos[-1].last_offset + 1))
+            infos = [self.broker.write.append(topic.name, partition, batch, protocol="grpc").info for batch in batches]
+            appended.append(Appended(self.logs.log(topic.name, partition), infos[-1]))
             response.partitions.append(pb.PartitionAppend(
-                partition=plog.partition, base_offset=infos[0].base_offset, last_offset=infos[-1].last_offset,
+                partition=partition, base_offset=infos[0].base_offset, last_offset=infos[-1].last_offset,
                 log_append_time_ms=infos[0].log_append_time,
             ))
         if request.ack == pb.ACK_DURABLE:
-            await asyncio.gather(*(plog.flush_async(end) for plog, end in appended))
+            await asyncio.gather(*(self.broker.write.wait_durable(a) for a in appended))
         return response
 
     # -- reads -----------------------------------------------------------------------
@@ -252,7 +221,7 @@ class TierlogService(pb_grpc.TierlogServicer):
         try:
             result = await self.reader.read(topic, partition, offset, max_bytes, read_committed=True)
         except OffsetOutOfRangeError as exc:
-            raise PartitionOutOfRangeError(f"{topic}-{partition}: {exc}") from None
+            raise PartitionOffsetOutOfRangeError(topic, partition, exc) from None
         records, next_offset = decode_read(result, offset)
         BYTES_OUT.labels("grpc").inc(len(result.records))
         return pb.PartitionRecords(
@@ -264,12 +233,12 @@ class TierlogService(pb_grpc.TierlogServicer):
     async def Fetch(self, request: pb.FetchRequest, context: grpc.aio.ServicerContext) -> pb.FetchResponse:
         topic = self._topic(request.topic)
         if not request.partitions:
-            raise RequestError("name at least one partition and the offset to fetch it from")
+            raise InvalidRequestError("name at least one partition and the offset to fetch it from")
         for position in request.partitions:
             _check_partition(topic, position.partition)
         max_bytes = _byte_limit("max_bytes", request.max_bytes)
         if request.max_wait_ms < 0:
-            raise RequestError(f"max_wait_ms must not be negative, got {request.max_wait_ms}")
+            raise InvalidRequestError(f"max_wait_ms must not be negative, got {request.max_wait_ms}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.max_wait_ms / 1000
         with self._signal(topic.name, [p.partition for p in request.partitions]) as signal:
@@ -319,7 +288,7 @@ class TierlogService(pb_grpc.TierlogServicer):
                 offset = await self._start_offset(topic.name, partition, request.start)
             start, end = self.reader.log_start_offset(topic.name, partition), self.reader.high_watermark(topic.name, partition)
             if not start <= offset <= end:
-                raise PartitionOutOfRangeError(f"{topic.name}-{partition}: {OffsetOutOfRangeError(offset, start, end)}")
+                raise PartitionOffsetOutOfRangeError(topic.name, partition, OffsetOutOfRangeError(offset, start, end))
             positions[partition] = offset
         with self._signal(topic.name, partitions) as signal:
             try:
@@ -360,7 +329,7 @@ class TierlogService(pb_grpc.TierlogServicer):
                 found = await self.reader.offset_for_timestamp(topic.name, partition, request.timestamp_ms)
                 offset, timestamp = found if found is not None else (-1, -1)
             else:
-                raise RequestError(f"unknown offset spec {request.spec}")
+                raise InvalidRequestError(f"unknown offset spec {request.spec}")
             response.partitions.append(pb.PartitionListOffset(partition=partition, offset=offset,
                                                               timestamp_ms=timestamp))
         return response
@@ -413,8 +382,7 @@ class TierlogService(pb_grpc.TierlogServicer):
     async def DeleteTopic(self, request: pb.DeleteTopicRequest,
                           context: grpc.aio.ServicerContext) -> pb.DeleteTopicResponse:
         self._topic(request.name)
-        self.logs.delete_topic(request.name)
-        await self.broker.groups.forget_topic(request.name)  # a topic made again starts with no offsets
+        await self.broker.delete_topic(request.name)
         for signal in self._signals:  # subscribers of the topic learn at once
             signal.event.set()
         return pb.DeleteTopicResponse()
@@ -429,17 +397,18 @@ class TierlogService(pb_grpc.TierlogServicer):
         for entry in request.offsets:
             _check_partition(topic, entry.partition)
             if entry.offset < 0:
-                raise RequestError(f"partition {entry.partition}: a committed offset must not be negative")
-            offsets[(topic.name, entry.partition)] = (entry.offset, -1, entry.metadata)
+                raise InvalidRequestError(f"partition {entry.partition}: a committed offset must not be negative")
+            offsets[TopicPartition(topic.name, entry.partition)] = OffsetCommit(entry.offset, -1, entry.metadata)
         # The Kafka groups' store (`__consumer_offsets`), committed as a standalone
         # consumer does: Kafka clients of the same group see these offsets, and vice versa.
-        errors = await self.broker.groups.commit_offsets(request.group, -1, "", None, offsets)
-        refused = {tp[1]: code.name for tp, code in errors.items() if code.value}
-        if "offset_metadata_too_large" in refused.values():
-            raise RequestError(f"offset metadata too long: {refused}")
+        errors = await self.broker.groups.offsets.commit(request.group, -1, "", None, offsets)
+        refused = {tp.partition: code for tp, code in errors.items() if code.value}
+        if ErrorCode.offset_metadata_too_large in refused.values():
+            raise InvalidRequestError(f"offset metadata too long: {refused}")
         if refused:
-            raise GroupBusyError(f"group {request.group!r} refused the commit (it may have live Kafka "
-                                 f"members): {refused}")
+            code = next(iter(refused.values()))
+            raise RefusedError(code, f"group {request.group!r} refused the commit (it may have live Kafka "
+                                     f"members): {refused}")
         return pb.CommitOffsetsResponse()
 
     @unary("FetchCommittedOffsets")
@@ -447,7 +416,8 @@ class TierlogService(pb_grpc.TierlogServicer):
                                     context: grpc.aio.ServicerContext) -> pb.FetchCommittedOffsetsResponse:
         topic = self._group_topic(request.group, request.topic)
         partitions = _partitions(topic, request.partitions)
-        committed = self.broker.groups.committed(request.group, [(topic.name, p) for p in partitions])
+        committed = self.broker.groups.offsets.committed(request.group,
+                                                         [TopicPartition(topic.name, p) for p in partitions])
         response = pb.FetchCommittedOffsetsResponse()
         for (_, partition), entry in committed.items():
             response.offsets.append(pb.CommittedOffset(partition=partition, offset=-1 if entry is None else entry.offset,

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the front ends, and of the logs (read at scrape time).
+"""Prometheus metrics of the protocols (requests, latency), and of the logs (read at scrape
+time). Bytes and messages in and out are the broker's (broker/metrics.py).
 
 Everything goes to prometheus-client's default registry, where tiering and fetch add
 their own; /metrics serves that registry."""
@@ -21,9 +22,6 @@ REQUEST_SECONDS = Histogram(
     "tierlog_api_request_seconds", "Time to serve an API request, by protocol and API", ["protocol", "api"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-BYTES_IN = Counter("tierlog_bytes_in_total", "Record batch bytes appended, by protocol", ["protocol"])
-MESSAGES_IN = Counter("tierlog_messages_in_total", "Records appended, by protocol", ["protocol"])
-BYTES_OUT = Counter("tierlog_bytes_out_total", "Record batch bytes sent to readers, by protocol", ["protocol"])
 
 
 class LogCollector(Collector):

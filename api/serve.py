@@ -18,14 +18,14 @@ from tiering.manager import TieringManager
 from tiering.store import ObjectStore, ObjectStoreError, StoreConfigError
 from tiering.url import open_store
 
-from .broker import Broker
+from broker.node import Broker
 from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
 from .kafka import KafkaListener
 from .listen import ListenError, reason
 from .metrics import register_log_collector
-from .settings import BrokerSettings
+from broker.settings import BrokerSettings
 
 log = logging.getLogger("tierlog")
 GRACE_SECONDS = 5.0  # for calls in flight at shutdown

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+from broker.internal_topics import is_internal
 from hotlog.manager import LogManager
 from tiering.partition_state import RemoteStatus
 
@@ -25,11 +26,6 @@ class PartitionTierStatus(NamedTuple):
 
 
 NO_REMOTE = RemoteStatus()
-
-
-def is_internal(topic: str) -> bool:
-    """The broker's own topics, such as __consumer_offsets (Kafka's convention: a __ prefix)."""
-    return topic.startswith("__")
 
 
 def tier_status(logs: LogManager, remote: RemoteTierView | None, topic: str | None = None, *,

@@ -44,7 +44,7 @@ from typing import Awaitable, Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from api.settings import BrokerSettings  # noqa: E402
+from broker.settings import BrokerSettings  # noqa: E402
 from fetch.chunk_cache import ChunkCache  # noqa: E402
 from fetch.index_cache import RemoteIndexCache  # noqa: E402
 from fetch.reader import Reader  # noqa: E402

@@ -8,15 +8,15 @@ from typing import Any, Callable
 
 from kio.schema.errors import ErrorCode
 
+from broker.errors import kafka_code
+from broker.settings import BrokerSettings
 from hotlog.config import TOPIC_CONFIGS, parse_topic_configs
 from hotlog.errors import InvalidConfigError, LogError
 from hotlog.manager import Topic
 
-from ..settings import BrokerSettings
 from .codec import build, has_field, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .errors import error_code
-from .metadata import INTERNAL_TOPICS, NO_TOPIC_ID, topic_by_id
+from .metadata import NO_TOPIC_ID, topic_by_id
 
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
@@ -152,7 +152,7 @@ async def handle_create_topics(kafka: KafkaContext, call: Call, request: Any) ->
         except _Refused as exc:
             code, message, topic = exc.code, str(exc), None
         except LogError as exc:
-            code, message, topic = error_code(exc), str(exc), None
+            code, message, topic = kafka_code(exc), str(exc), None
         else:
             code, message = ErrorCode.none, None
         configs_out = () if topic is None or config_entity is None else tuple(
@@ -185,14 +185,11 @@ async def handle_delete_topics(kafka: KafkaContext, call: Call, request: Any) ->
                                          error_message=f"no topic has id {topic_id}"))
                     continue
                 name = found.name
-            if name in INTERNAL_TOPICS:
-                raise _Refused(ErrorCode.invalid_topic_exception, f"{name} is an internal topic")
-            topic = kafka.broker.logs.delete_topic(name)
-            await kafka.groups.forget_topic(name)
+            topic = await kafka.broker.delete_topic(name)
         except _Refused as exc:
             results.append(build(entity, name=name, topic_id=topic_id, error_code=exc.code, error_message=str(exc)))
         except LogError as exc:
-            results.append(build(entity, name=name, topic_id=topic_id, error_code=error_code(exc),
+            results.append(build(entity, name=name, topic_id=topic_id, error_code=kafka_code(exc),
                                  error_message=str(exc)))
         else:
             results.append(build(entity, name=name, topic_id=topic.topic_id, error_code=ErrorCode.none,
@@ -220,7 +217,7 @@ async def handle_create_partitions(kafka: KafkaContext, call: Call, request: Any
         except _Refused as exc:
             results.append(build(entity, name=wanted.name, error_code=exc.code, error_message=str(exc)))
         except LogError as exc:
-            results.append(build(entity, name=wanted.name, error_code=error_code(exc), error_message=str(exc)))
+            results.append(build(entity, name=wanted.name, error_code=kafka_code(exc), error_message=str(exc)))
         else:
             results.append(build(entity, name=wanted.name, error_code=ErrorCode.none, error_message=None))
     return build(response, throttle_time=NO_THROTTLE, results=tuple(results))
@@ -253,7 +250,7 @@ async def handle_describe_configs(kafka: KafkaContext, call: Call, request: Any)
         except _Refused as exc:
             code, message = exc.code, str(exc)
         except LogError as exc:
-            code, message = error_code(exc), str(exc)
+            code, message = kafka_code(exc), str(exc)
         keys = resource.configuration_keys
         configs = tuple(
             build(config_entity, name=e.name, value=e.value, read_only=resource.resource_type != TOPIC_RESOURCE,
@@ -298,7 +295,7 @@ def _alter_response(kafka: KafkaContext, call: Call, request: Any,
         except _Refused as exc:
             code, message = exc.code, str(exc)
         except LogError as exc:
-            code, message = error_code(exc), str(exc)
+            code, message = kafka_code(exc), str(exc)
         results.append(build(entity, error_code=code, error_message=message, resource_type=resource.resource_type,
                              resource_name=resource.resource_name))
     return build(response, throttle_time=NO_THROTTLE, responses=tuple(results))

@@ -9,6 +9,7 @@ part (transaction version 2), whose clients expect an epoch bump on every EndTxn
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -47,13 +48,41 @@ from .txn_apis import (
     handle_txn_offset_commit,
 )
 
-API_VERSIONS_KEY = 18
-PRODUCE_KEY = 0
+class ApiKey(IntEnum):
+    """Kafka's API keys (the request header's api_key), by the names of its message schemas."""
+
+    PRODUCE = 0
+    FETCH = 1
+    LIST_OFFSETS = 2
+    METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    FIND_COORDINATOR = 10
+    JOIN_GROUP = 11
+    HEARTBEAT = 12
+    LEAVE_GROUP = 13
+    SYNC_GROUP = 14
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
+    API_VERSIONS = 18
+    CREATE_TOPICS = 19
+    DELETE_TOPICS = 20
+    INIT_PRODUCER_ID = 22
+    ADD_PARTITIONS_TO_TXN = 24
+    ADD_OFFSETS_TO_TXN = 25
+    END_TXN = 26
+    TXN_OFFSET_COMMIT = 28
+    DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
+    CREATE_PARTITIONS = 37
+    DELETE_GROUPS = 42
+    INCREMENTAL_ALTER_CONFIGS = 44
+    DESCRIBE_CLUSTER = 60
 
 
 @dataclass(frozen=True)
 class Api:
-    key: int
+    key: ApiKey
     min_version: int
     max_version: int
     handler: Handler
@@ -76,38 +105,38 @@ def api_versions_response(response: type, error: ErrorCode) -> Any:
 def unsupported_api_versions() -> Any:
     """The answer to an ApiVersions version we lack: v0, UNSUPPORTED_VERSION, and our table,
     so the client retries with a version both sides know."""
-    return api_versions_response(response_type(API_VERSIONS_KEY, 0), ErrorCode.unsupported_version)
+    return api_versions_response(response_type(ApiKey.API_VERSIONS, 0), ErrorCode.unsupported_version)
 
 
 APIS: dict[int, Api] = {
     api.key: api
     for api in (
-        Api(0, 3, 12, handle_produce),
-        Api(1, 4, 12, handle_fetch),
-        Api(2, 1, 9, handle_list_offsets),
-        Api(3, 0, 12, handle_metadata),
-        Api(8, 2, 8, handle_offset_commit),
-        Api(9, 1, 8, handle_offset_fetch),
-        Api(10, 0, 4, handle_find_coordinator),
-        Api(11, 0, 9, handle_join_group),
-        Api(12, 0, 4, handle_heartbeat),
-        Api(13, 0, 5, handle_leave_group),
-        Api(14, 0, 5, handle_sync_group),
-        Api(15, 0, 5, handle_describe_groups),
-        Api(16, 0, 4, handle_list_groups),
-        Api(API_VERSIONS_KEY, 0, 4, handle_api_versions),
-        Api(19, 2, 7, handle_create_topics),
-        Api(20, 1, 6, handle_delete_topics),
-        Api(32, 1, 4, handle_describe_configs),
-        Api(33, 0, 2, handle_alter_configs),
-        Api(37, 0, 3, handle_create_partitions),
-        Api(42, 0, 2, handle_delete_groups),
-        Api(44, 0, 1, handle_incremental_alter_configs),
-        Api(22, 0, 4, handle_init_producer_id),
-        Api(24, 0, 3, handle_add_partitions_to_txn),
-        Api(25, 0, 3, handle_add_offsets_to_txn),
-        Api(26, 0, 3, handle_end_txn),
-        Api(28, 0, 3, handle_txn_offset_commit),
-        Api(60, 0, 1, handle_describe_cluster),
+        Api(ApiKey.PRODUCE, 3, 12, handle_produce),
+        Api(ApiKey.FETCH, 4, 12, handle_fetch),
+        Api(ApiKey.LIST_OFFSETS, 1, 9, handle_list_offsets),
+        Api(ApiKey.METADATA, 0, 12, handle_metadata),
+        Api(ApiKey.OFFSET_COMMIT, 2, 8, handle_offset_commit),
+        Api(ApiKey.OFFSET_FETCH, 1, 8, handle_offset_fetch),
+        Api(ApiKey.FIND_COORDINATOR, 0, 4, handle_find_coordinator),
+        Api(ApiKey.JOIN_GROUP, 0, 9, handle_join_group),
+        Api(ApiKey.HEARTBEAT, 0, 4, handle_heartbeat),
+        Api(ApiKey.LEAVE_GROUP, 0, 5, handle_leave_group),
+        Api(ApiKey.SYNC_GROUP, 0, 5, handle_sync_group),
+        Api(ApiKey.DESCRIBE_GROUPS, 0, 5, handle_describe_groups),
+        Api(ApiKey.LIST_GROUPS, 0, 4, handle_list_groups),
+        Api(ApiKey.API_VERSIONS, 0, 4, handle_api_versions),
+        Api(ApiKey.CREATE_TOPICS, 2, 7, handle_create_topics),
+        Api(ApiKey.DELETE_TOPICS, 1, 6, handle_delete_topics),
+        Api(ApiKey.DESCRIBE_CONFIGS, 1, 4, handle_describe_configs),
+        Api(ApiKey.ALTER_CONFIGS, 0, 2, handle_alter_configs),
+        Api(ApiKey.CREATE_PARTITIONS, 0, 3, handle_create_partitions),
+        Api(ApiKey.DELETE_GROUPS, 0, 2, handle_delete_groups),
+        Api(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
+        Api(ApiKey.INIT_PRODUCER_ID, 0, 4, handle_init_producer_id),
+        Api(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 3, handle_add_partitions_to_txn),
+        Api(ApiKey.ADD_OFFSETS_TO_TXN, 0, 3, handle_add_offsets_to_txn),
+        Api(ApiKey.END_TXN, 0, 3, handle_end_txn),
+        Api(ApiKey.TXN_OFFSET_COMMIT, 0, 3, handle_txn_offset_commit),
+        Api(ApiKey.DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
     )
 }

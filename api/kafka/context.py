@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 if TYPE_CHECKING:
-    from ..broker import Broker
-    from .coordinator import GroupCoordinator
+    from broker.node import Broker
+    from broker.groups.coordinator import GroupCoordinator
 
 NO_THROTTLE = timedelta(0)
 

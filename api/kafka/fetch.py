@@ -15,10 +15,10 @@ from kio.schema.errors import ErrorCode
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
 
-from ..metrics import BYTES_OUT
+from broker.metrics import BYTES_OUT
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .errors import error_code
+from broker.errors import HANDLED, kafka_code
 
 READ_COMMITTED = 1
 
@@ -72,8 +72,8 @@ class _FetchPlan:
             part.high_watermark, part.log_start_offset = exc.log_end_offset, exc.log_start_offset
             part.last_stable_offset = exc.log_end_offset
             return 0
-        except LogError as exc:
-            part.code = error_code(exc)
+        except HANDLED as exc:  # a disk or a bucket that failed is retriable
+            part.code = kafka_code(exc)
             return 0
         part.records = found.records
         part.high_watermark = found.high_watermark

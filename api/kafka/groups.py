@@ -6,9 +6,12 @@ from typing import Any, Mapping
 
 from kio.schema.errors import ErrorCode
 
+from broker.groups.membership import GroupProtocol, GroupState, JoinRequest
+from broker.groups.offset_store import TopicPartition
+from broker.groups.offsets import OffsetCommit
+
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .coordinator import GroupState, JoinRequest
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
@@ -39,11 +42,11 @@ async def handle_find_coordinator(kafka: KafkaContext, call: Call, request: Any)
 async def handle_join_group(kafka: KafkaContext, call: Call, request: Any) -> Any:
     session_ms = _ms(request.session_timeout)
     rebalance = getattr(request, "rebalance_timeout", None)  # v0: the session timeout bounds rebalances
-    result = await kafka.groups.join(JoinRequest(
+    result = await kafka.groups.membership.join(JoinRequest(
         group_id=request.group_id, member_id=request.member_id,
         group_instance_id=getattr(request, "group_instance_id", None),
         protocol_type=request.protocol_type,
-        protocols=tuple((p.name, p.metadata) for p in request.protocols),
+        protocols=tuple(GroupProtocol(p.name, p.metadata) for p in request.protocols),
         session_timeout_ms=session_ms, rebalance_timeout_ms=session_ms if rebalance is None else _ms(rebalance),
         client_id=call.client_id, client_host=call.client_host,
         require_known_member_id=call.api_version >= 4,
@@ -54,13 +57,13 @@ async def handle_join_group(kafka: KafkaContext, call: Call, request: Any) -> An
         response, throttle_time=NO_THROTTLE, error_code=result.error, generation_id=result.generation_id,
         protocol_type=result.protocol_type, protocol_name=result.protocol_name or "", leader=result.leader_id,
         skip_assignment=False, member_id=result.member_id,
-        members=tuple(build(member_entity, member_id=member_id, group_instance_id=instance_id, metadata=metadata)
-                      for member_id, instance_id, metadata in result.members),
+        members=tuple(build(member_entity, member_id=m.member_id, group_instance_id=m.group_instance_id,
+                            metadata=m.metadata) for m in result.members),
     )
 
 
 async def handle_sync_group(kafka: KafkaContext, call: Call, request: Any) -> Any:
-    result = await kafka.groups.sync(
+    result = await kafka.groups.membership.sync(
         request.group_id, request.generation_id, request.member_id, getattr(request, "group_instance_id", None),
         getattr(request, "protocol_type", None), getattr(request, "protocol_name", None),
         {a.member_id: a.assignment for a in request.assignments},
@@ -70,7 +73,7 @@ async def handle_sync_group(kafka: KafkaContext, call: Call, request: Any) -> An
 
 
 async def handle_heartbeat(kafka: KafkaContext, call: Call, request: Any) -> Any:
-    error = kafka.groups.heartbeat(request.group_id, request.generation_id, request.member_id,
+    error = kafka.groups.membership.heartbeat(request.group_id, request.generation_id, request.member_id,
                                    getattr(request, "group_instance_id", None))
     return build(call.response_type, throttle_time=NO_THROTTLE, error_code=error)
 
@@ -78,10 +81,10 @@ async def handle_heartbeat(kafka: KafkaContext, call: Call, request: Any) -> Any
 async def handle_leave_group(kafka: KafkaContext, call: Call, request: Any) -> Any:
     response = call.response_type
     if call.api_version < 3:
-        (error,) = kafka.groups.leave(request.group_id, [(request.member_id, None)])
+        (error,) = kafka.groups.membership.leave(request.group_id, [(request.member_id, None)])
         return build(response, throttle_time=NO_THROTTLE, error_code=error)
     leaving = [(m.member_id, m.group_instance_id) for m in request.members]
-    errors = kafka.groups.leave(request.group_id, leaving)
+    errors = kafka.groups.membership.leave(request.group_id, leaving)
     entity = nested(response, "members")
     return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, members=tuple(
         build(entity, member_id=member_id, group_instance_id=instance_id, error_code=error)
@@ -90,16 +93,21 @@ async def handle_leave_group(kafka: KafkaContext, call: Call, request: Any) -> A
 
 
 async def handle_offset_commit(kafka: KafkaContext, call: Call, request: Any) -> Any:
-    offsets = {
-        (topic.name, p.partition_index): (p.committed_offset, getattr(p, "committed_leader_epoch", -1),
-                                          p.committed_metadata)
-        for topic in request.topics for p in topic.partitions
-    }
-    errors = await kafka.groups.commit_offsets(
+    offsets = commits_of(request.topics)
+    errors = await kafka.groups.offsets.commit(
         request.group_id, request.generation_id_or_member_epoch, request.member_id,
         getattr(request, "group_instance_id", None), offsets,
     )
     return commit_response(call.response_type, request.topics, errors)
+
+
+def commits_of(topics: Any) -> dict[TopicPartition, OffsetCommit]:
+    """The partitions of an OffsetCommit or TxnOffsetCommit request and what they commit."""
+    return {
+        TopicPartition(topic.name, p.partition_index): OffsetCommit(
+            p.committed_offset, getattr(p, "committed_leader_epoch", -1), p.committed_metadata)  # epoch: v6+
+        for topic in topics for p in topic.partitions
+    }
 
 
 def commit_response(response: type, topics: Any, errors: Mapping[tuple[str, int], ErrorCode]) -> Any:
@@ -119,10 +127,10 @@ def commit_response(response: type, topics: Any, errors: Mapping[tuple[str, int]
 def _committed_topics(kafka: KafkaContext, group_id: str, topics: Any, topic_entity: type,
                       require_stable: bool) -> tuple[Any, ...]:
     partition_entity = nested(topic_entity, "partitions")
-    wanted = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
-    unstable = kafka.groups.pending_txn_partitions(group_id) if require_stable else set()
+    wanted = None if topics is None else [TopicPartition(t.name, p) for t in topics for p in t.partition_indexes]
+    unstable = kafka.groups.offsets.pending_in_transactions(group_id) if require_stable else set()
     by_topic: dict[str, list[Any]] = {}
-    for (topic, partition), committed in sorted(kafka.groups.committed(group_id, wanted).items()):
+    for (topic, partition), committed in sorted(kafka.groups.offsets.committed(group_id, wanted).items()):
         by_topic.setdefault(topic, []).append(build(
             partition_entity, partition_index=partition,
             error_code=ErrorCode.unstable_offset_commit if (topic, partition) in unstable else ErrorCode.none,
@@ -155,7 +163,7 @@ async def handle_list_groups(kafka: KafkaContext, call: Call, request: Any) -> A
     entity = nested(response, "groups")
     return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=tuple(
         build(entity, group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value)
-        for g in kafka.groups.groups.values() if not states or g.state.value in states
+        for g in kafka.groups.groups() if not states or g.state.value in states
     ))
 
 
@@ -165,7 +173,7 @@ async def handle_describe_groups(kafka: KafkaContext, call: Call, request: Any) 
     member_entity = nested(group_entity, "members")
     described = []
     for group_id in request.groups:
-        group = kafka.groups.groups.get(group_id)
+        group = kafka.groups.group(group_id)
         if group is None:
             described.append(build(group_entity, error_code=ErrorCode.none, group_id=group_id,
                                    group_state=GroupState.DEAD.value, protocol_type="", protocol_data="", members=()))

@@ -9,18 +9,16 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from broker.errors import kafka_code
+from broker.internal_topics import is_internal
 from hotlog.errors import LogError
 from hotlog.manager import Topic
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .errors import error_code
-from .offset_store import OFFSETS_TOPIC
-from .txn_log import TXN_STATE_TOPIC
 
 log = logging.getLogger(__name__)
 
-INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TXN_STATE_TOPIC})
 NO_TOPIC_ID = uuid.UUID(int=0)
 
 
@@ -37,7 +35,7 @@ def _topic_entry(kafka: KafkaContext, entity: type, topic: Topic) -> Any:
         for p in range(topic.partitions)
     )
     return build(entity, error_code=ErrorCode.none, name=topic.name, topic_id=topic.topic_id,
-                 is_internal=topic.name in INTERNAL_TOPICS, partitions=partitions)
+                 is_internal=is_internal(topic.name), partitions=partitions)
 
 
 def _error_entry(entity: type, code: ErrorCode, name: str | None, topic_id: uuid.UUID = NO_TOPIC_ID) -> Any:
@@ -47,7 +45,7 @@ def _error_entry(entity: type, code: ErrorCode, name: str | None, topic_id: uuid
 def _lookup(kafka: KafkaContext, name: str, auto_create: bool) -> Topic:
     logs = kafka.broker.logs
     topic = logs.topics.get(name)
-    if topic is not None or not auto_create or name in INTERNAL_TOPICS:
+    if topic is not None or not auto_create or is_internal(name):
         return logs.topic(name)  # raises UnknownTopicOrPartitionError when missing
     topic = logs.create_topic(name, kafka.broker.settings.num_partitions)
     log.info("auto-created topic %r with %d partitions", name, topic.partitions)
@@ -77,7 +75,7 @@ async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
             try:
                 entries.append(_topic_entry(kafka, topic_entity, _lookup(kafka, name, auto_create)))
             except LogError as exc:
-                entries.append(_error_entry(topic_entity, error_code(exc), name))
+                entries.append(_error_entry(topic_entity, kafka_code(exc), name))
     brokers = (build(nested(response, "brokers"), node_id=kafka.node_id, host=kafka.host, port=kafka.port, rack=None),)
     return build(response, throttle_time=NO_THROTTLE, brokers=brokers, cluster_id=kafka.cluster_id,
                  controller_id=kafka.node_id, topics=tuple(entries))

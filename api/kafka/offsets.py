@@ -13,7 +13,7 @@ from hotlog.errors import LogError
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .errors import error_code
+from broker.errors import HANDLED, kafka_code
 from .fetch import READ_COMMITTED
 
 LATEST = -1
@@ -43,8 +43,8 @@ async def _offset_for(kafka: KafkaContext, topic: str, partition: int, timestamp
             return ErrorCode.invalid_request, -1, -1
         else:
             found = await reader.offset_for_timestamp(topic, partition, timestamp)
-    except LogError as exc:
-        return error_code(exc), -1, -1
+    except HANDLED as exc:
+        return kafka_code(exc), -1, -1
     if found is None:  # no record at or after it: Kafka answers -1
         return ErrorCode.none, -1, -1
     return ErrorCode.none, found[0], found[1]

@@ -18,12 +18,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Coroutine
 
 from ..listen import ListenError, parse_host_port, reason
-from .apis import API_VERSIONS_KEY, APIS, PRODUCE_KEY, unsupported_api_versions
+from .apis import APIS, ApiKey, unsupported_api_versions
 from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
 
 if TYPE_CHECKING:
-    from ..broker import Broker
+    from broker.node import Broker
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             api_key, api_version, correlation_id = peek_header(frame)
             api = APIS.get(api_key)
             if api is None or not api.supports(api_version):
-                if api_key != API_VERSIONS_KEY:
+                if api_key != ApiKey.API_VERSIONS:
                     log.warning("closing connection from %s: API key %d version %d is not supported",
                                 self.peer_host, api_key, api_version)
                     self.close()
@@ -167,7 +167,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         call = Call(api_version, request.client_id or "", self.peer_host, response_type(api_key, api_version))
         handling = api.handler(self.kafka, call, request.body)
         earlier = [task for _, key, task in self._pending if not task.done()]
-        if earlier and not (api_key == PRODUCE_KEY and all(key == PRODUCE_KEY for _, key, _ in self._pending)):
+        if earlier and not (api_key == ApiKey.PRODUCE and all(key == ApiKey.PRODUCE for _, key, _ in self._pending)):
             handling = self._after(earlier, handling)
         self._queue(correlation_id, api_key, loop.create_task(handling))
 

@@ -10,13 +10,14 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from broker.errors import kafka_code
+from broker.groups.offset_store import ProducerEpoch, TopicPartition
+from broker.internal_topics import OFFSETS_TOPIC
 from hotlog.errors import InvalidProducerEpochError, LogError
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .errors import error_code
-from .groups import commit_response
-from .offset_store import OFFSETS_TOPIC
+from .groups import commit_response, commits_of
 
 
 def _fenced_for(call: Call, since_version: int, error: ErrorCode) -> ErrorCode:
@@ -42,7 +43,7 @@ async def handle_init_producer_id(kafka: KafkaContext, call: Call, request: Any)
 
 
 async def handle_add_partitions_to_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
-    wanted = [(t.name, p) for t in request.v3_and_below_topics for p in t.partitions]
+    wanted = [TopicPartition(t.name, p) for t in request.v3_and_below_topics for p in t.partitions]
     try:
         errors = await kafka.broker.txns.add_partitions(
             request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
@@ -81,28 +82,24 @@ async def handle_end_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
 
 
 async def handle_txn_offset_commit(kafka: KafkaContext, call: Call, request: Any) -> Any:
-    offsets = {
-        (topic.name, p.partition_index): (p.committed_offset, getattr(p, "committed_leader_epoch", -1),
-                                          p.committed_metadata)
-        for topic in request.topics for p in topic.partitions
-    }
+    offsets = commits_of(request.topics)
     # The group's offsets partition must be in the transaction (AddOffsetsToTxn came first).
     error = kafka.broker.txns.check_in_transaction(
         request.transactional_id, request.producer_id, request.producer_epoch,
-        (OFFSETS_TOPIC, kafka.groups.store.partition_for(request.group_id)),
+        TopicPartition(OFFSETS_TOPIC, kafka.groups.offsets.store.partition_for(request.group_id)),
     )
     if error:
         errors = dict.fromkeys(offsets, error)
     else:
         try:
-            errors = await kafka.groups.commit_txn_offsets(
-                request.group_id, (request.producer_id, request.producer_epoch),
+            errors = await kafka.groups.offsets.commit_in_transaction(
+                request.group_id, ProducerEpoch(request.producer_id, request.producer_epoch),
                 getattr(request, "generation_id", -1), getattr(request, "member_id", ""),
                 getattr(request, "group_instance_id", None), offsets,
             )
         except InvalidProducerEpochError:
             errors = dict.fromkeys(offsets, ErrorCode.producer_fenced)
         except LogError as exc:
-            errors = dict.fromkeys(offsets, error_code(exc))
+            errors = dict.fromkeys(offsets, kafka_code(exc))
     return commit_response(call.response_type, request.topics,
                            {tp: _fenced_for(call, 3, error) for tp, error in errors.items()})

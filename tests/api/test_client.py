@@ -100,3 +100,31 @@ def test_committed_offsets_survive_a_restart(tmp_path: Path) -> None:
         assert Consumer("jobs", address, start="latest", group="workers").positions == {0: 0, 1: 0}
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_internal_topics_are_written_by_the_broker_only(tmp_path: Path) -> None:
+    """gRPC clients may not write or delete `__consumer_offsets` (as the Kafka listener
+    refuses them): garbage there would stop the broker from starting again."""
+    server = TierlogServer(str(tmp_path / "data")).start()
+    try:
+        address = server.grpc_address
+        Admin(address).create_topic("jobs")
+        Producer(address).send("jobs", b"job")
+        consumer = Consumer("jobs", address, start="beginning", group="workers")
+        assert len(consumer.poll(1.0)) == 1
+        consumer.commit()  # creates __consumer_offsets
+        for internal in ("__consumer_offsets", "__transaction_state"):
+            with pytest.raises(TierlogError) as refused:
+                Producer(address).send_many(internal, [NewRecord(os.urandom(20), os.urandom(5)) for _ in range(50)],
+                                            partition=0)
+            assert refused.value.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+        with pytest.raises(TierlogError) as refused:
+            Admin(address).delete_topic("__consumer_offsets")
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and "internal topic" in refused.value.message
+    finally:
+        assert server.stop() == 0, server.log()
+    server.start()
+    try:
+        assert Consumer("jobs", server.grpc_address, group="workers").positions == {0: 1}
+    finally:
+        assert server.stop() == 0, server.log()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.settings import _INTS, BrokerSettings
+from broker.settings import _INTS, BrokerSettings
 from hotlog.config import TOPIC_CONFIGS
 
 OPERATIONS = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()

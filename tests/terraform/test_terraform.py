@@ -27,7 +27,7 @@ import hcl2
 import pytest
 
 from api.cli import build_parser
-from api.settings import BrokerSettings
+from broker.settings import BrokerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"

@@ -175,7 +175,7 @@ def test_a_producer_whose_state_expired_starts_over_without_losing_or_doubling_r
 
 
 def test_a_producer_id_block_that_cannot_be_reserved_is_a_storage_error(tmp_path) -> None:
-    from api.kafka.producer_ids import BLOCK_SIZE, ProducerIdAllocator
+    from broker.txn.producer_ids import BLOCK_SIZE, ProducerIdAllocator
     from hotlog.errors import LogStorageError
 
     (tmp_path / "not-a-folder").write_text("")

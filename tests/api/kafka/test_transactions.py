@@ -30,12 +30,6 @@ from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.offset_fetch.v8 import request as offset_fetch_v8
 from kio.schema.txn_offset_commit.v3 import request as txn_commit
 
-from api.kafka.coordinator import GroupCoordinator
-from api.kafka.txn_coordinator import TransactionCoordinator
-from api.kafka.txn_log import TxnMetadata, TxnState
-from api.settings import BrokerSettings
-from fetch.reader import Reader
-from hotlog.manager import LogManager
 
 from .cluster import KafkaServer
 from .eos_support import (
@@ -358,45 +352,6 @@ def test_sigkill_in_the_middle_of_transactions(own_server: KafkaServer) -> None:
     assert read_values(server.bootstrap, "tx-kill", 2, committed_only=True)[0][-1] == b"after the restart"
 
 
-def test_restart_finishes_prepared_transactions_and_aborts_open_ones_only_after_a_crash(tmp_path) -> None:
-    async def scenario() -> None:
-        settings = BrokerSettings.parse({"transaction.state.log.num.partitions": "1",
-                                         "offsets.topic.num.partitions": "1"})
-        logs = LogManager(str(tmp_path))
-        logs.open()
-        logs.create_topic("t", 1, {})
-        reader = Reader(logs)
-        groups = GroupCoordinator(logs, reader, settings)
-
-        def coordinator() -> TransactionCoordinator:
-            return TransactionCoordinator(logs, reader, groups, settings)
-
-        plog = logs.log("t", 0)
-        for producer_id, value in ((7, b"to commit"), (8, b"to abort"), (9, b"open")):
-            plog.append(producer_batch(producer_id, 0, 0, value, transactional=True))
-        now = int(time.time() * 1000)
-        for name, producer_id, state in (("commit-me", 7, TxnState.PREPARE_COMMIT),
-                                         ("abort-me", 8, TxnState.PREPARE_ABORT), ("open", 9, TxnState.ONGOING)):
-            await coordinator().store.write(TxnMetadata(name, producer_id, 0, 60_000, state, {("t", 0)}, now, now))
-        assert plog.last_stable_offset == 0
-
-        clean = coordinator()
-        await clean.load(unclean=False)
-        assert plog.last_stable_offset == 2  # the open transaction still holds it
-        assert [t.producer_id for t in plog.aborted_transactions(0, 10)] == [8]
-        assert {n: m.state for n, m in clean.txns.items()} == {
-            "commit-me": TxnState.COMPLETE_COMMIT, "abort-me": TxnState.COMPLETE_ABORT, "open": TxnState.ONGOING}
-
-        crashed = coordinator()
-        await crashed.load(unclean=True)
-        assert plog.last_stable_offset == plog.high_watermark == 6  # 3 batches, 3 markers
-        assert [t.producer_id for t in plog.aborted_transactions(0, 10)] == [8, 9]
-        assert (crashed.txns["open"].state, crashed.txns["open"].producer_epoch) == (TxnState.COMPLETE_ABORT, 1)
-        logs.close()
-
-    asyncio.run(scenario())
-
-
 def test_consume_transform_produce_killed_again_and_again_writes_each_input_exactly_once(
     own_server: KafkaServer,
 ) -> None:
@@ -451,24 +406,3 @@ def assert_exactly_once(server: KafkaServer, prefix: str, inputs: int, *, since_
     wire.close()
     for partition in (0, 1):
         assert got[partition] == [f"out-{i}".encode() for i in range(partition, inputs, 2)], (state, server.log())
-
-
-def test_an_abort_while_offsets_wait_for_their_fsync_drops_them(tmp_path) -> None:
-    async def scenario() -> None:
-        settings = BrokerSettings.parse({"offsets.topic.num.partitions": "1"})
-        logs = LogManager(str(tmp_path))
-        logs.open()
-        logs.create_topic("t", 1, {})
-        groups = GroupCoordinator(logs, Reader(logs), settings)
-        await groups.load()
-        committing = asyncio.create_task(
-            groups.commit_txn_offsets("g", (5, 0), -1, "", None, {("t", 0): (42, -1, "")}))
-        await asyncio.sleep(0)  # appended; waiting for the fsync
-        groups.end_txn(5, commit=False)  # the ABORT marker lands meanwhile (a fence or a timeout)
-        assert await committing == {("t", 0): ErrorCode.none}
-        assert groups.pending_txn_partitions("g") == set()  # nothing left to hold the group
-        groups.end_txn(5, commit=True)  # the producer's next transaction commits
-        assert groups.committed("g", [("t", 0)]) == {("t", 0): None}
-        logs.close()
-
-    asyncio.run(scenario())

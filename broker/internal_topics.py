@@ -1,23 +1,39 @@
-"""Internal topics (`__consumer_offsets`, `__transaction_state`): created on first use,
-read back whole at start-up through the fetch layer, so they survive restarts.
+"""Internal topics (`__consumer_offsets`, `__transaction_state`): written by the broker
+only, whatever the protocol; created on first use; read back whole at start-up through
+the fetch layer, so they survive restarts.
 
 They stay whole on local disk and are never tiered (as in Kafka): start-up reads them
 before the tiering manager knows any remote segment, so a segment tiered and deleted
-locally would be lost state."""
+locally would be lost state. A record that cannot be parsed at start-up is logged,
+counted and skipped: one bad record must not keep the broker from starting."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any, AsyncIterator, Mapping
 
+from prometheus_client import Counter
+
 from fetch.reader import Reader
 from hotlog.errors import CorruptRecordError
 from hotlog.manager import LogManager
-from hotlog.records import DecodedBatch, decode_batches
+from hotlog.markers import read_marker
+from hotlog.records import DecodedBatch, Record, decode_batches
 
 log = logging.getLogger(__name__)
 
+OFFSETS_TOPIC = "__consumer_offsets"
+TXN_STATE_TOPIC = "__transaction_state"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TXN_STATE_TOPIC})
+
+SKIPPED_RECORDS = Counter("tierlog_internal_records_skipped_total",
+                          "Records of an internal topic that start-up could not parse and skipped", ["topic"])
+
 _LOAD_READ_BYTES = 1024 * 1024
+
+
+def is_internal(topic: str) -> bool:
+    return topic in INTERNAL_TOPICS
 
 
 def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs: Mapping[str, Any]) -> int:
@@ -42,3 +58,20 @@ async def replay(logs: LogManager, reader: Reader, topic: str) -> AsyncIterator[
                 offset = batch.header.next_offset
             if offset == start:
                 raise CorruptRecordError(f"{topic}-{partition}: no whole batch at offset {offset}")
+
+
+def control_marker_commits(batch: DecodedBatch) -> bool:
+    """Whether a control batch replayed from an internal topic is a COMMIT marker; an
+    unreadable one counts as an abort, and is logged and counted."""
+    try:
+        return read_marker(batch).commit
+    except CorruptRecordError as exc:
+        log.warning("skipping an unreadable transaction marker at offset %d of an internal topic: %s",
+                    batch.header.base_offset, exc)
+        return False
+
+
+def skipped(topic: str, record: Record, exc: CorruptRecordError) -> None:
+    """Log and count a record of an internal topic that start-up cannot parse."""
+    SKIPPED_RECORDS.labels(topic).inc()
+    log.warning("%s: skipping an unparseable record at offset %d: %s", topic, record.offset, exc)

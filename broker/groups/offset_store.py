@@ -3,8 +3,10 @@
 Each commit is a record keyed like Kafka's OffsetCommitKey (version 1: group, topic,
 partition) with an OffsetCommitValue (version 3: offset, leader epoch, metadata, commit
 timestamp); a deleted group or topic leaves tombstones (null values). A group's records
-go to partition abs(javaHashCode(group)) % partitions, as in Kafka. At start-up the
-topic is read back at start-up, so offsets survive restarts. The log has no compaction, so the topic keeps every commit
+go to partition abs(javaHashCode(group)) % partitions, as in Kafka. The topic is read back
+at start-up, so offsets survive restarts; a record that cannot be parsed there is logged,
+counted and skipped (only the broker writes the topic, but a disk or an older version may
+still hand us one). The log has no compaction, so the topic keeps every commit
 (retention.ms=-1) and start-up replays them all. TxnOffsetCommit writes its records as
 a transactional batch of the producer; they count once its COMMIT marker follows.
 """
@@ -13,16 +15,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, Mapping
+from typing import Awaitable, Callable, Iterable, Mapping, NamedTuple
 
 from fetch.reader import Reader
 from hotlog.errors import CorruptRecordError
 from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch
 
-from .internal_topic import partitions_of, replay
+from ..internal_topics import OFFSETS_TOPIC, control_marker_commits, partitions_of, replay, skipped
 
-OFFSETS_TOPIC = "__consumer_offsets"
+
 OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
 OFFSET_KEY_VERSION = 1
 OFFSET_VALUE_VERSION = 3
@@ -30,10 +32,26 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _VALUE_HEAD = struct.Struct(">hqi")  # version, offset, leader epoch
 _I64 = struct.Struct(">q")
-_MARKER = struct.Struct(">hh")  # a control record's key: version, type
-COMMIT_MARKER = 1
 
-TopicPartition = tuple[str, int]
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class ProducerEpoch(NamedTuple):
+    """A producer session: its id and epoch."""
+
+    producer_id: int
+    producer_epoch: int
+
+
+class OffsetKey(NamedTuple):
+    """What an offset commit record is about."""
+
+    group_id: str
+    topic: str
+    partition: int
 
 
 @dataclass(frozen=True)
@@ -79,8 +97,8 @@ def encode_value(committed: CommittedOffset) -> bytes:
             + string_bytes(committed.metadata) + _I64.pack(committed.commit_timestamp))
 
 
-def decode_key(key: bytes) -> tuple[str, str, int] | None:
-    """(group, topic, partition) of an offset commit key; None for other record kinds."""
+def decode_key(key: bytes) -> OffsetKey | None:
+    """The group, topic and partition of an offset commit key; None for other record kinds."""
     try:
         (version,) = _I16.unpack_from(key, 0)
         if version not in (0, 1):  # 2 is group metadata, which tierlog does not keep
@@ -88,9 +106,9 @@ def decode_key(key: bytes) -> tuple[str, str, int] | None:
         group_id, pos = read_string(key, 2)
         topic, pos = read_string(key, pos)
         (partition,) = _I32.unpack_from(key, pos)
-    except struct.error:
-        raise CorruptRecordError("truncated offsets record key") from None
-    return group_id, topic, partition
+    except (struct.error, UnicodeDecodeError):
+        raise CorruptRecordError("truncated or malformed offsets record key") from None
+    return OffsetKey(group_id, topic, partition)
 
 
 def decode_value(value: bytes) -> CommittedOffset:
@@ -100,8 +118,8 @@ def decode_value(value: bytes) -> CommittedOffset:
             raise CorruptRecordError(f"offsets record value version {version} is not {OFFSET_VALUE_VERSION}")
         metadata, pos = read_string(value, _VALUE_HEAD.size)
         (timestamp,) = _I64.unpack_from(value, pos)
-    except struct.error:
-        raise CorruptRecordError("truncated offsets record value") from None
+    except (struct.error, UnicodeDecodeError):
+        raise CorruptRecordError("truncated or malformed offsets record value") from None
     return CommittedOffset(offset, leader_epoch, metadata, timestamp)
 
 
@@ -118,14 +136,14 @@ class OffsetStore:
         return partition_for_group(group_id, self._partitions())
 
     async def write(self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset | None],
-                    producer: tuple[int, int] | None = None) -> None:
+                    producer: ProducerEpoch | None = None) -> None:
         """Append the commits (None: a tombstone) as one batch and wait until it is fsynced.
         With `producer` (id, epoch) the batch is part of that producer's transaction: it
         counts once the transaction's COMMIT marker follows it."""
         await self.append(group_id, offsets, producer)()
 
     def append(self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset | None],
-               producer: tuple[int, int] | None = None) -> Callable[[], Awaitable[None]]:
+               producer: ProducerEpoch | None = None) -> Callable[[], Awaitable[None]]:
         """`write` in two steps: the append, here and now (raising if refused), and the
         returned wait for its fsync."""
         records = [
@@ -150,9 +168,8 @@ class OffsetStore:
         async for partition, batch in replay(self.logs, self.reader, OFFSETS_TOPIC):
             header = batch.header
             if header.is_control:
-                kind = batch.records[0].key if batch.records else None
                 committed = pending.pop((partition, header.producer_id), [])
-                if kind is not None and len(kind) >= _MARKER.size and _MARKER.unpack_from(kind)[1] == COMMIT_MARKER:
+                if control_marker_commits(batch):
                     apply_records(groups, committed)
             elif header.is_transactional:
                 pending.setdefault((partition, header.producer_id), []).extend(
@@ -166,19 +183,26 @@ class OffsetStore:
 
 
 def apply_records(groups: dict[str, dict[TopicPartition, CommittedOffset]], records: Iterable[Record]) -> None:
+    """Fold commit records into the groups' offsets; records that cannot be parsed are
+    logged, counted and skipped."""
     for record in records:
         assert record.key is not None
-        key = decode_key(record.key)
+        try:
+            key = decode_key(record.key)
+            committed = None if key is None or record.value is None else decode_value(record.value)
+        except CorruptRecordError as exc:
+            skipped(OFFSETS_TOPIC, record, exc)
+            continue
         if key is None:
             continue
-        group_id, topic, partition = key
-        offsets = groups.setdefault(group_id, {})
-        if record.value is None:
-            offsets.pop((topic, partition), None)
+        offsets = groups.setdefault(key.group_id, {})
+        tp = TopicPartition(key.topic, key.partition)
+        if committed is None:
+            offsets.pop(tp, None)
             if not offsets:
-                del groups[group_id]
+                del groups[key.group_id]
         else:
-            offsets[(topic, partition)] = decode_value(record.value)
+            offsets[tp] = committed
 
 
 async def _nothing() -> None:

@@ -25,11 +25,12 @@ from fetch.reader import Reader
 from hotlog.errors import LogError
 from hotlog.manager import LogManager
 
+from ..groups.offset_store import TopicPartition
+from ..groups.offsets import GroupOffsets
+from ..internal_topics import OFFSETS_TOPIC
 from ..settings import BrokerSettings
-from .coordinator import GroupCoordinator
-from .offset_store import OFFSETS_TOPIC, TopicPartition
 from .producer_ids import ProducerIdAllocator
-from .txn_log import TxnMetadata, TxnState, TxnStateStore
+from .state_log import TxnMetadata, TxnState, TxnStateStore
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,11 @@ _PREPARED = (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT)
 
 
 class TransactionCoordinator:
-    def __init__(self, logs: LogManager, reader: Reader, groups: GroupCoordinator, settings: BrokerSettings) -> None:
+    """Event loop only."""
+
+    def __init__(self, logs: LogManager, reader: Reader, offsets: GroupOffsets, settings: BrokerSettings) -> None:
         self.logs = logs
-        self.groups = groups
+        self.offsets = offsets  # TxnOffsetCommit offsets reach their groups at the COMMIT marker
         self.settings = settings
         self.store = TxnStateStore(logs, reader, settings.transaction_state_log_num_partitions)
         self.producer_ids = ProducerIdAllocator(logs.data_dir, self._above_known_producer_ids)
@@ -121,13 +124,13 @@ class TransactionCoordinator:
                              commit: bool) -> None:
         durable = []
         for topic, partition in sorted(partitions):
-            if not self._exists((topic, partition)):  # deleted (or made again, smaller) since
+            if not self._exists(TopicPartition(topic, partition)):  # deleted (or made again, smaller) since
                 continue
             plog = self.logs.log(topic, partition)
             info = plog.append_marker(producer_id, producer_epoch, commit=commit, coordinator_epoch=0)
             durable.append(plog.flush_async(info.last_offset + 1))
             if topic == OFFSETS_TOPIC:
-                self.groups.end_txn(producer_id, commit)
+                self.offsets.end_txn(producer_id, commit)
         await asyncio.gather(*durable)
 
     async def _fence_and_abort(self, meta: TxnMetadata, reason: str) -> TxnMetadata:
@@ -221,12 +224,12 @@ class TransactionCoordinator:
             return dict.fromkeys(partitions, ErrorCode.none)
 
     def _exists(self, tp: TopicPartition) -> bool:
-        topic = self.logs.topics.get(tp[0])
-        return topic is not None and 0 <= tp[1] < topic.partitions
+        topic = self.logs.topics.get(tp.topic)
+        return topic is not None and 0 <= tp.partition < topic.partitions
 
     async def add_offsets(self, transactional_id: str, producer_id: int, producer_epoch: int,
                           group_id: str) -> ErrorCode:
-        tp = (OFFSETS_TOPIC, self.groups.store.partition_for(group_id))
+        tp = TopicPartition(OFFSETS_TOPIC, self.offsets.store.partition_for(group_id))
         return (await self.add_partitions(transactional_id, producer_id, producer_epoch, [tp]))[tp]
 
     async def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool) -> ErrorCode:

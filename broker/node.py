@@ -1,26 +1,30 @@
-"""The broker: the storage parts composed once, shared by every front end."""
+"""The broker: the storage parts and broker services composed once, shared by every
+protocol (the Kafka listener and the gRPC service call the same objects)."""
 
 from __future__ import annotations
 
 import asyncio
-
 import os
 
 from fetch.chunk_cache import ChunkCache
 from fetch.index_cache import RemoteIndexCache
 from fetch.reader import Reader
 from fetch.remote import RemoteReader
-from hotlog.errors import InvalidConfigError
-from hotlog.manager import LogManager
+from hotlog.errors import InvalidConfigError, InvalidTopicError
+from hotlog.manager import LogManager, Topic
 from tiering.manager import TieringManager
 from tiering.store import ObjectStore
 
-from .kafka.coordinator import GroupCoordinator
-from .kafka.txn_coordinator import TransactionCoordinator
+from .groups.coordinator import GroupCoordinator
+from .internal_topics import is_internal
+from .produce import WritePath
 from .settings import BrokerSettings
+from .txn.coordinator import TransactionCoordinator
 
 
 class Broker:
+    """Event loop only."""
+
     def __init__(self, data_dir: str, settings: BrokerSettings) -> None:
         self.settings = settings
         self.logs = LogManager(data_dir, settings.log_defaults,
@@ -29,7 +33,8 @@ class Broker:
         # Consumer groups and their committed offsets (in `__consumer_offsets`).
         self.groups = GroupCoordinator(self.logs, self.reader, settings)
         # Producer ids and transactions (in `__transaction_state`).
-        self.txns = TransactionCoordinator(self.logs, self.reader, self.groups, settings)
+        self.txns = TransactionCoordinator(self.logs, self.reader, self.groups.offsets, settings)
+        self.write = WritePath(self.logs, self.txns)
         self._background: list[asyncio.Task[None]] = []
 
     def attach_tiering(self, tiering: TieringManager, store: ObjectStore) -> None:
@@ -61,6 +66,15 @@ class Broker:
                 )
             )
         )
+
+    async def delete_topic(self, name: str) -> Topic:
+        """Delete a topic and its groups' committed offsets (a topic made again starts with
+        none). Internal topics are the broker's own: refused."""
+        if is_internal(name):
+            raise InvalidTopicError(f"{name} is an internal topic")
+        topic = self.logs.delete_topic(name)
+        await self.groups.offsets.forget_topic(name)
+        return topic
 
     async def stop(self) -> None:
         """Stop background work, flush, and write the clean-shutdown checkpoint."""

@@ -1,4 +1,4 @@
-"""The group coordinator: Kafka's classic consumer group protocol on one broker.
+"""Group membership: Kafka's classic consumer group protocol on one broker.
 
 A group moves Empty -> PreparingRebalance (members (re)join) -> CompletingRebalance (the
 leader computes the assignment) -> Stable (SyncGroup relayed it). A member joining,
@@ -6,7 +6,8 @@ leaving or missing its session timeout sends the group back to PreparingRebalanc
 rebalance completes when every member has rejoined or its rebalance timeout passes
 (members that did not rejoin are dropped). The first rebalance of an empty group waits
 `group.initial.rebalance.delay.ms` so members starting together land in one generation.
-All of it runs on the event loop: no locks, timers instead of polling.
+All of it runs on the event loop: no locks, timers instead of polling. Committed offsets
+are the other half of a group (offsets.py); this half only says whether a member may commit.
 """
 
 from __future__ import annotations
@@ -17,23 +18,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from kio.schema.errors import ErrorCode
 
-from fetch.reader import Reader
-from hotlog.errors import LogError, RecordTooLargeError
-from hotlog.manager import LogManager
-from hotlog.records import Record
-
 from ..settings import BrokerSettings
-from .offset_store import (
-    CommittedOffset, OffsetStore, TopicPartition, apply_records, decode_key, encode_key, encode_value,
-)
 
 log = logging.getLogger(__name__)
-
-OFFSET_METADATA_MAX_BYTES = 4096  # Kafka's offset.metadata.max.bytes
 
 
 class GroupState(str, Enum):
@@ -44,6 +35,21 @@ class GroupState(str, Enum):
     DEAD = "Dead"
 
 
+class GroupProtocol(NamedTuple):
+    """An assignment protocol a member can use (e.g. "range"), with its member metadata."""
+
+    name: str
+    metadata: bytes
+
+
+class JoinedMember(NamedTuple):
+    """A member as the leader sees it in its JoinGroup answer."""
+
+    member_id: str
+    group_instance_id: str | None
+    metadata: bytes
+
+
 @dataclass(frozen=True)
 class JoinResult:
     error: ErrorCode
@@ -52,7 +58,7 @@ class JoinResult:
     protocol_type: str | None = None
     protocol_name: str | None = None
     leader_id: str = ""
-    members: tuple[tuple[str, str | None, bytes], ...] = ()  # for the leader: id, instance id, metadata
+    members: tuple[JoinedMember, ...] = ()  # for the leader only
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class JoinRequest:
     member_id: str
     group_instance_id: str | None
     protocol_type: str
-    protocols: tuple[tuple[str, bytes], ...]  # (name, metadata), in the member's preference order
+    protocols: tuple[GroupProtocol, ...]  # in the member's preference order
     session_timeout_ms: int
     rebalance_timeout_ms: int
     client_id: str
@@ -85,7 +91,7 @@ class Member:
     client_host: str
     session_timeout_ms: int
     rebalance_timeout_ms: int
-    protocols: tuple[tuple[str, bytes], ...]
+    protocols: tuple[GroupProtocol, ...]
     assignment: bytes = b""
     join_waiter: asyncio.Future[JoinResult] | None = None
     sync_waiter: asyncio.Future[SyncResult] | None = None
@@ -120,7 +126,6 @@ class Group:
     members: dict[str, Member] = field(default_factory=dict)
     pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)  # told MEMBER_ID_REQUIRED
     static_members: dict[str, str] = field(default_factory=dict)  # group instance id -> member id
-    offsets: dict[TopicPartition, CommittedOffset] = field(default_factory=dict)
     rebalance_timer: asyncio.TimerHandle | None = None
     initial_delay_until: float = 0.0  # loop time bound of the initial delayed join
     joined_during_delay: bool = False
@@ -141,22 +146,12 @@ def _resolve(waiter: asyncio.Future[JoinResult] | asyncio.Future[SyncResult] | N
         waiter.set_result(result)  # type: ignore[arg-type]
 
 
-class GroupCoordinator:
-    def __init__(self, logs: LogManager, reader: Reader, settings: BrokerSettings) -> None:
-        self.logs = logs
-        self.settings = settings
-        self.store = OffsetStore(logs, reader, settings.offsets_topic_num_partitions)
-        self.groups: dict[str, Group] = {}
-        # TxnOffsetCommit offsets by producer id, applied when its transaction commits.
-        self.txn_offsets: dict[int, list[Record]] = {}
+class GroupMembership:
+    """Event loop only."""
 
-    async def load(self) -> None:
-        """Read committed offsets back from the offsets topic."""
-        committed, self.txn_offsets = await self.store.load()
-        for group_id, offsets in committed.items():
-            self.groups[group_id] = Group(group_id, offsets=offsets)
-        if self.groups:
-            log.info("loaded committed offsets of %d groups", len(self.groups))
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self.groups: dict[str, Group] = {}
 
     def close(self) -> None:
         for group in self.groups.values():
@@ -255,7 +250,8 @@ class GroupCoordinator:
     def _join_result(self, group: Group, member: Member) -> JoinResult:
         leader = member.member_id == group.leader_id
         members = tuple(
-            (m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name)) for m in group.members.values()
+            JoinedMember(m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name))
+            for m in group.members.values()
         ) if leader else ()
         return JoinResult(ErrorCode.none, member.member_id, group.generation_id, group.protocol_type,
                           group.protocol_name, group.leader_id or "", members)
@@ -471,94 +467,11 @@ class GroupCoordinator:
         else:
             self._maybe_complete_join(group)
 
-    # -- offsets -------------------------------------------------------------------------
+    # -- what committing offsets asks of membership -----------------------------------------
 
-    async def commit_offsets(
-        self, group_id: str, generation_id: int, member_id: str, instance_id: str | None,
-        offsets: Mapping[TopicPartition, tuple[int, int, str | None]],
-    ) -> dict[TopicPartition, ErrorCode]:
-        """Commit (offset, leader epoch, metadata) per partition, durably, then answer."""
-        error = self._commit_error(group_id, generation_id, member_id, instance_id)
-        if error:
-            return {tp: error for tp in offsets}
-        group = self.groups.setdefault(group_id, Group(group_id))
-        if member_id in group.members:  # a commit shows the member is alive
-            self._schedule_expiry(group, group.members[member_id])
-        results, accepted = self._accept(offsets)
-        try:
-            await self.store.write(group_id, accepted)
-        except RecordTooLargeError:
-            return {**results, **{tp: ErrorCode.invalid_commit_offset_size for tp in accepted}}
-        except LogError:
-            return {**results, **{tp: ErrorCode.coordinator_not_available for tp in accepted}}
-        group.offsets.update(accepted)
-        return {**results, **{tp: ErrorCode.none for tp in accepted}}
-
-    def _accept(self, offsets: Mapping[TopicPartition, tuple[int, int, str | None]]
-                ) -> tuple[dict[TopicPartition, ErrorCode], dict[TopicPartition, CommittedOffset]]:
-        """The refused partitions with their errors, and the commits to write."""
-        now = int(time.time() * 1000)
-        refused: dict[TopicPartition, ErrorCode] = {}
-        accepted: dict[TopicPartition, CommittedOffset] = {}
-        for (topic, partition), (offset, leader_epoch, metadata) in offsets.items():
-            topic_entry = self.logs.topics.get(topic)
-            if topic_entry is None or not 0 <= partition < topic_entry.partitions:
-                refused[(topic, partition)] = ErrorCode.unknown_topic_or_partition
-            elif metadata is not None and len(metadata.encode()) > OFFSET_METADATA_MAX_BYTES:
-                refused[(topic, partition)] = ErrorCode.offset_metadata_too_large
-            else:
-                accepted[(topic, partition)] = CommittedOffset(offset, leader_epoch, metadata or "", now)
-        return refused, accepted
-
-    async def commit_txn_offsets(
-        self, group_id: str, producer: tuple[int, int], generation_id: int, member_id: str,
-        instance_id: str | None, offsets: Mapping[TopicPartition, tuple[int, int, str | None]],
-    ) -> dict[TopicPartition, ErrorCode]:
-        """TxnOffsetCommit: write the offsets into the producer's transaction; the group sees
-        them once the transaction commits. Raises InvalidProducerEpochError when fenced."""
-        error = ErrorCode.invalid_group_id if not group_id else ErrorCode.none
-        if member_id and not error:  # v3+: the consumer's generation is checked (KIP-447)
-            error = self._member_error(self.groups.get(group_id), member_id, instance_id, generation_id)
-        if error:
-            return {tp: error for tp in offsets}
-        results, accepted = self._accept(offsets)
-        try:
-            flushed = self.store.append(group_id, accepted, producer)
-        except RecordTooLargeError:
-            return {**results, **{tp: ErrorCode.invalid_commit_offset_size for tp in accepted}}
-        # Filed at the append, before the fsync wait: an abort (a fence, a timeout) that
-        # writes its marker meanwhile must find and drop them, as replay from disk would.
-        self.txn_offsets.setdefault(producer[0], []).extend(
-            Record(encode_key(group_id, topic, partition), encode_value(c)) for (topic, partition), c in accepted.items()
-        )
-        await flushed()
-        return {**results, **{tp: ErrorCode.none for tp in accepted}}
-
-    def pending_txn_partitions(self, group_id: str) -> set[TopicPartition]:
-        """The group's partitions with offsets in transactions still open (KIP-447: a
-        consumer that asks for stable offsets waits for those)."""
-        pending = set()
-        for records in self.txn_offsets.values():
-            for record in records:
-                assert record.key is not None
-                key = decode_key(record.key)
-                if key is not None and key[0] == group_id:
-                    pending.add((key[1], key[2]))
-        return pending
-
-    def end_txn(self, producer_id: int, commit: bool) -> None:
-        """The producer's marker is in the offsets topic: apply or drop its offsets."""
-        records = self.txn_offsets.pop(producer_id, [])
-        if not commit or not records:
-            return
-        committed: dict[str, dict[TopicPartition, CommittedOffset]] = {}
-        apply_records(committed, records)
-        for group_id, offsets in committed.items():
-            self.groups.setdefault(group_id, Group(group_id)).offsets.update(offsets)
-
-    def _commit_error(self, group_id: str, generation_id: int, member_id: str, instance_id: str | None) -> ErrorCode:
-        if not group_id:
-            return ErrorCode.invalid_group_id
+    def commit_error(self, group_id: str, generation_id: int, member_id: str, instance_id: str | None) -> ErrorCode:
+        """Why an OffsetCommit may not go ahead (ErrorCode.none: it may). A commit from a
+        member also shows it is alive."""
         group = self.groups.get(group_id)
         if generation_id < 0 and not member_id and instance_id is None:
             # A consumer outside group management may commit while nobody is a member.
@@ -569,37 +482,16 @@ class GroupCoordinator:
         assert group is not None
         if group.state is GroupState.COMPLETING_REBALANCE:
             return ErrorCode.rebalance_in_progress
+        self._schedule_expiry(group, group.members[member_id])
         return ErrorCode.none
 
-    def committed(self, group_id: str, partitions: Sequence[TopicPartition] | None
-                  ) -> dict[TopicPartition, CommittedOffset | None]:
-        """The group's committed offsets: of `partitions`, or all (None)."""
+    def member_error(self, group_id: str, member_id: str, instance_id: str | None, generation_id: int) -> ErrorCode:
+        """Whether `member_id` is a current member of that generation (TxnOffsetCommit v3+)."""
+        return self._member_error(self.groups.get(group_id), member_id, instance_id, generation_id)
+
+    def is_empty(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
-        offsets = {} if group is None else group.offsets
-        if partitions is None:
-            return dict(offsets)
-        return {tp: offsets.get(tp) for tp in partitions}
+        return group is None or (not group.members and group.state is GroupState.EMPTY)
 
-    async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, ErrorCode]:
-        results = {}
-        for group_id in group_ids:
-            group = self.groups.get(group_id)
-            if group is None:
-                results[group_id] = ErrorCode.group_id_not_found
-            elif group.members or group.state is not GroupState.EMPTY:
-                results[group_id] = ErrorCode.non_empty_group
-            else:
-                await self.store.write(group_id, dict.fromkeys(group.offsets))
-                self.groups.pop(group_id, None)
-                results[group_id] = ErrorCode.none
-        return results
-
-    async def forget_topic(self, topic: str) -> None:
-        """Drop the committed offsets of a deleted topic (tombstones, as Kafka writes)."""
-        for group in list(self.groups.values()):
-            gone = [tp for tp in group.offsets if tp[0] == topic]
-            if not gone:
-                continue
-            await self.store.write(group.group_id, dict.fromkeys(gone))
-            for tp in gone:
-                group.offsets.pop(tp, None)
+    def forget(self, group_id: str) -> None:
+        self.groups.pop(group_id, None)

@@ -19,10 +19,8 @@ from hotlog.errors import CorruptRecordError
 from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch
 
-from .internal_topic import partitions_of, replay
-from .offset_store import TopicPartition, partition_for_group, read_string, string_bytes
-
-TXN_STATE_TOPIC = "__transaction_state"
+from ..groups.offset_store import TopicPartition, partition_for_group, read_string, string_bytes
+from ..internal_topics import TXN_STATE_TOPIC, partitions_of, replay, skipped
 TXN_STATE_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -78,12 +76,12 @@ def decode(key: bytes, value: bytes) -> TxnMetadata:
         for _ in range(topics):
             topic, pos = read_string(value, pos)
             (count,) = _I32.unpack_from(value, pos)
-            partitions.update((topic, p) for p in struct.unpack_from(f">{count}i", value, pos + 4))
+            partitions.update(TopicPartition(topic, p) for p in struct.unpack_from(f">{count}i", value, pos + 4))
             pos += 4 + 4 * count
         last_update_ms, start_ms = _TIMES.unpack_from(value, pos)
         return TxnMetadata(transactional_id, producer_id, epoch, timeout_ms, TxnState(state), partitions,
                            start_ms, last_update_ms)
-    except (struct.error, ValueError) as exc:
+    except (struct.error, ValueError) as exc:  # ValueError: an unknown state, or bad UTF-8
         raise CorruptRecordError(f"malformed transaction state record: {exc}") from None
 
 
@@ -106,6 +104,10 @@ class TxnStateStore:
         async for _, batch in replay(self.logs, self.reader, TXN_STATE_TOPIC):
             for record in batch.records:
                 if record.key is not None and record.value is not None:
-                    meta = decode(record.key, record.value)
+                    try:
+                        meta = decode(record.key, record.value)
+                    except CorruptRecordError as exc:
+                        skipped(TXN_STATE_TOPIC, record, exc)
+                        continue
                     found[meta.transactional_id] = meta
         return found

@@ -1,0 +1,113 @@
+"""One error taxonomy for every protocol: each error type the broker's layers raise, with
+the Kafka error code and the gRPC status code a client is answered with.
+
+Kafka's codes are the broker's own vocabulary; gRPC statuses are named here as text
+(`grpc.StatusCode[name]`), so this layer does not import the gRPC runtime. Retriable
+trouble (a disk or a bucket that failed) maps to retriable codes on both: Kafka's
+KAFKA_STORAGE_ERROR, gRPC's UNAVAILABLE, never a status that tells a client its request
+was wrong."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from kio.schema.errors import ErrorCode
+
+from fetch.index_cache import RemoteDataError
+from hotlog import errors as log_errors
+from tiering import store as store_errors
+
+
+class BrokerError(Exception):
+    """Base of the errors raised by broker services themselves."""
+
+
+class InvalidRequestError(BrokerError):
+    """A request malformed in itself (missing or negative fields, unknown enum values)."""
+
+
+class ShuttingDownError(BrokerError):
+    """The broker is stopping; the client should retry elsewhere or later."""
+
+
+class PartitionOffsetOutOfRangeError(log_errors.OffsetOutOfRangeError):
+    """An offset outside a partition's log, named with its topic and partition."""
+
+    def __init__(self, topic: str, partition: int, cause: log_errors.OffsetOutOfRangeError) -> None:
+        super().__init__(cause.offset, cause.log_start_offset, cause.log_end_offset)
+        self.args = (f"{topic}-{partition}: {cause}",)
+
+
+class RefusedError(BrokerError):
+    """Refused by a coordinator with a Kafka error code of its choosing (a fenced
+    producer, a partition outside the transaction, a group with live members)."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Answer(NamedTuple):
+    kafka: ErrorCode
+    grpc: str  # a grpc.StatusCode name
+
+
+_STORAGE = Answer(ErrorCode.kafka_storage_error, "UNAVAILABLE")
+_BAD_INPUT = ErrorCode.invalid_request
+
+ANSWERS: dict[type[Exception], Answer] = {
+    # the local log
+    log_errors.LogError: Answer(ErrorCode.unknown_server_error, "INTERNAL"),
+    log_errors.CorruptRecordError: Answer(ErrorCode.corrupt_message, "INVALID_ARGUMENT"),
+    log_errors.RecordTooLargeError: Answer(ErrorCode.message_too_large, "RESOURCE_EXHAUSTED"),
+    log_errors.OffsetOutOfRangeError: Answer(ErrorCode.offset_out_of_range, "OUT_OF_RANGE"),
+    log_errors.UnknownTopicOrPartitionError: Answer(ErrorCode.unknown_topic_or_partition, "NOT_FOUND"),
+    log_errors.TopicExistsError: Answer(ErrorCode.topic_already_exists, "ALREADY_EXISTS"),
+    log_errors.InvalidTopicError: Answer(ErrorCode.invalid_topic_exception, "INVALID_ARGUMENT"),
+    log_errors.InvalidConfigError: Answer(ErrorCode.invalid_config, "INVALID_ARGUMENT"),
+    log_errors.InvalidTimestampError: Answer(ErrorCode.invalid_timestamp, "INVALID_ARGUMENT"),
+    # A log closes when its topic is deleted under a request.
+    log_errors.LogClosedError: Answer(ErrorCode.unknown_topic_or_partition, "UNAVAILABLE"),
+    log_errors.LogStorageError: _STORAGE,
+    log_errors.OutOfOrderSequenceError: Answer(ErrorCode.out_of_order_sequence_number, "FAILED_PRECONDITION"),
+    log_errors.UnknownProducerIdError: Answer(ErrorCode.unknown_producer_id, "FAILED_PRECONDITION"),
+    log_errors.InvalidProducerEpochError: Answer(ErrorCode.invalid_producer_epoch, "FAILED_PRECONDITION"),
+    log_errors.InvalidTxnStateError: Answer(ErrorCode.invalid_txn_state, "FAILED_PRECONDITION"),
+    # the object store, reached by reads of tiered offsets
+    store_errors.ObjectStoreError: _STORAGE,
+    store_errors.NotFoundError: _STORAGE,
+    store_errors.InvalidRangeError: _STORAGE,
+    store_errors.InvalidKeyError: _STORAGE,
+    store_errors.StoreConfigError: _STORAGE,
+    store_errors.AccessDeniedError: _STORAGE,
+    store_errors.BucketNotFoundError: _STORAGE,
+    store_errors.TransientStoreError: _STORAGE,
+    RemoteDataError: _STORAGE,  # bytes from the store failed their check: retry
+    # the broker's own
+    BrokerError: Answer(ErrorCode.unknown_server_error, "INTERNAL"),
+    InvalidRequestError: Answer(_BAD_INPUT, "INVALID_ARGUMENT"),
+    ShuttingDownError: Answer(ErrorCode.broker_not_available, "UNAVAILABLE"),
+    PartitionOffsetOutOfRangeError: Answer(ErrorCode.offset_out_of_range, "OUT_OF_RANGE"),
+    RefusedError: Answer(ErrorCode.unknown_server_error, "FAILED_PRECONDITION"),  # Kafka: the error's own code
+}
+
+HANDLED: tuple[type[Exception], ...] = tuple(ANSWERS)
+
+
+def answer(exc: Exception) -> Answer:
+    """The answer for an error: of its own type, or of its nearest mapped base class."""
+    for cls in type(exc).__mro__:
+        found = ANSWERS.get(cls)
+        if found is not None:
+            if isinstance(exc, RefusedError):
+                return found._replace(kafka=exc.code)
+            return found
+    return Answer(ErrorCode.unknown_server_error, "INTERNAL")
+
+
+def kafka_code(exc: Exception) -> ErrorCode:
+    return answer(exc).kafka
+
+
+def grpc_status_name(exc: Exception) -> str:
+    return answer(exc).grpc

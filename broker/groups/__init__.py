@@ -1,0 +1,1 @@
+"""Consumer groups: membership (join, sync, heartbeat, leave) and committed offsets."""

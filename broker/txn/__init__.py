@@ -1,0 +1,1 @@
+"""Exactly-once: producer ids, the transaction coordinator and its state log."""
