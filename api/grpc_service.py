@@ -270,7 +270,7 @@ class TierlogService(pb_grpc.TierlogServicer):
         if which == "timestamp_ms":
             found = await self.reader.offset_for_timestamp(topic, partition, start.timestamp_ms)
             if found is not None:
-                return found[0]
+                return found.offset
         return self.reader.high_watermark(topic, partition)
 
     @server_stream("Subscribe")

@@ -6,7 +6,6 @@ import asyncio
 import bisect
 import logging
 import os
-import struct
 import time
 from typing import Callable, Iterable, NamedTuple
 
@@ -19,7 +18,8 @@ from .errors import (
     CorruptRecordError, LogClosedError, LogStorageError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError,
 )
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
-from .records import Record, build_batch, decode_batch
+from .markers import TxnMarker, read_marker
+from .records import build_batch, decode_batch
 from .txn_index import AbortedTxn
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
 
@@ -163,7 +163,7 @@ class PartitionLog:
                 if header.producer_id < 0 or header.last_offset < start:
                     continue
                 if header.is_control:
-                    commit, coordinator_epoch = _read_marker(segment.pread(position, header.size))
+                    commit, coordinator_epoch = read_marker(decode_batch(segment.pread(position, header.size)))
                     self._complete_txn(segment, header, commit, coordinator_epoch)
                 else:
                     self.producers.on_batch(header)
@@ -322,7 +322,7 @@ class PartitionLog:
                     continue
                 if header.is_control:
                     marker_at = batches[0].position
-                    commit, coordinator_epoch = _read_marker(view[marker_at : marker_at + header.size])
+                    commit, coordinator_epoch = read_marker(decode_batch(view[marker_at : marker_at + header.size]))
                     self._complete_txn(active, header, commit, coordinator_epoch)
                 else:
                     self.producers.on_batch(header)
@@ -338,7 +338,7 @@ class PartitionLog:
                       now_ms: int | None = None) -> AppendInfo:
         """Write a transaction's COMMIT or ABORT marker (a control batch) for `producer_id`."""
         marker = build_batch(
-            [Record(_MARKER_KEY.pack(0, 1 if commit else 0), _MARKER_VALUE.pack(0, coordinator_epoch))],
+            [TxnMarker(commit, coordinator_epoch).record()],
             now_ms=now_ms, producer_id=producer_id, producer_epoch=producer_epoch,
             transactional=True, control=True,
         )
@@ -510,21 +510,6 @@ class PartitionLog:
         self.closed = True
         # Descriptors close when the last holder of a segment lets go: closing them here would
         # let a reader's FileSlice read whatever file reuses the descriptor number.
-
-
-_MARKER_KEY = struct.Struct(">hh")  # version, type (0 abort, 1 commit)
-_MARKER_VALUE = struct.Struct(">hi")  # version, coordinator epoch
-
-
-def _read_marker(batch: bytes | memoryview) -> tuple[bool, int]:
-    """(commit?, coordinator epoch) of a control batch's one record."""
-    record = decode_batch(batch).records[0]
-    if record.key is None or len(record.key) < _MARKER_KEY.size:
-        raise CorruptRecordError("control record without a marker key")
-    _, kind = _MARKER_KEY.unpack_from(record.key)
-    epoch = _MARKER_VALUE.unpack_from(record.value)[1] if record.value and len(record.value) >= 6 else -1
-    return kind == 1, epoch
-
 
 
 def _log_flush_error(task: "asyncio.Task[None]") -> None:

@@ -61,9 +61,6 @@ class BenchError(Exception):
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    if args.batch_bytes > args.segment_bytes:
-        raise BenchError(f"--batch-bytes {args.batch_bytes} is above --segment-bytes {args.segment_bytes}: the "
-                         "broker refuses a batch larger than a segment")
     local_retention = args.local_retention_bytes if args.local_retention_bytes is not None else 2 * args.segment_bytes
     return BenchConfig(
         topic=args.topic or f"tierlog-bench-{int(time.time())}", partitions=args.partitions,

@@ -47,7 +47,7 @@ async def _offset_for(kafka: KafkaContext, topic: str, partition: int, timestamp
         return kafka_code(exc), -1, -1
     if found is None:  # no record at or after it: Kafka answers -1
         return ErrorCode.none, -1, -1
-    return ErrorCode.none, found[0], found[1]
+    return ErrorCode.none, found.offset, found.timestamp
 
 
 async def handle_list_offsets(kafka: KafkaContext, call: Call, request: Any) -> Any:

@@ -15,7 +15,7 @@ import os
 from typing import Callable
 
 from hotlog.errors import CorruptRecordError, LogStorageError
-from hotlog.manager import write_atomically
+from hotlog.durable import write_atomically
 
 BLOCK_FILE = "producer-id-block"
 BLOCK_SIZE = 1000

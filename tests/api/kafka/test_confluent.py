@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any, Callable
@@ -259,6 +260,22 @@ def test_oversized_message_gets_message_too_large(kafka_server: KafkaServer) -> 
     assert too_large.error().code() == KafkaError.MSG_SIZE_TOO_LARGE
     (fits,) = produce(kafka_server, "ck-small", [b"fits"])
     assert fits.error() is None and fits.offset() == 0  # the refused batch took no offset
+
+
+def test_librdkafkas_default_1mb_batches_fit_a_topic_of_small_segments(kafka_server: KafkaServer) -> None:
+    """A batch above segment.bytes (within max.message.bytes) gets a segment of its own."""
+    create_topic(kafka_server, "ck-small-segments", **{"segment.bytes": str(256 * 1024)})
+    values = [b"%06d" % i + b"v" * 10_000 for i in range(300)]  # ~3 MB in batches of up to 1 MB
+    reports = produce(kafka_server, "ck-small-segments", values, **{"linger.ms": 200, "batch.size": 1_000_000})
+    assert [r.error() for r in reports] == [None] * len(values)
+    assert [r.offset() for r in reports] == list(range(len(values)))
+    c = consumer(kafka_server)
+    c.assign([TopicPartition("ck-small-segments", 0, OFFSET_BEGINNING)])
+    assert [m.value() for m in read(c, len(values))] == values
+    c.close()
+    folder = os.path.join(kafka_server.data_dir, "ck-small-segments-0")
+    sizes = [os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder) if name.endswith(".log")]
+    assert max(sizes) > 256 * 1024, "librdkafka should have sent batches above segment.bytes"
 
 
 def test_out_of_range_offset_resets_by_policy(kafka_server: KafkaServer) -> None:
