@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Any, Iterable, Iterator, Self, Sequence, Union
 
 import grpc
 
@@ -97,7 +97,7 @@ class _Client:
         ])
         self.stub = pb_grpc.TierlogStub(self.channel)
 
-    def _call(self, method: str, request: object, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    def _call(self, method: str, request: object, timeout: float | None = None) -> Any:
         try:
             return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
@@ -106,7 +106,7 @@ class _Client:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -254,7 +254,7 @@ class Consumer(_Client):
             topic=self.topic, partitions=[pb.PartitionOffset(partition=p, offset=o) for p, o in positions.items()],
             max_bytes=self.max_bytes, max_wait_ms=int(timeout * 1000),
         ), timeout=self.timeout + timeout)
-        messages = []
+        messages: list[Message] = []
         for part in response.partitions:
             positions[part.partition] = part.next_offset
             messages.extend(_message(self.topic, part.partition, r) for r in part.records)

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, NamedTuple, Union
+from typing import Any, Awaitable, Callable, Coroutine, NamedTuple, Union
 
 from hotlog.durable import write_atomically
 
@@ -123,7 +123,7 @@ class ChunkCache:
             task.exception()  # a failed prefetch is retried by the reader that needs the chunk
 
     def _single_flight(self, tasks: dict[ChunkKey, "asyncio.Task[Any]"], chunk: ChunkKey,
-                       work: Callable[[], Awaitable[Any]]) -> "asyncio.Task[Any]":
+                       work: Callable[[], Coroutine[Any, Any, Any]]) -> "asyncio.Task[Any]":
         """The task in `tasks` doing `work` for `chunk`, started if none is: one however many
         readers ask at once. It runs on its own, so no reader's cancellation reaches the others."""
         task = tasks.get(chunk)

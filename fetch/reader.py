@@ -97,7 +97,7 @@ class Reader:
         topic, partition = plog.topic, plog.partition
         state = self._remote_state(topic, partition)
         segment = state.segment_for(offset) if state is not None else None
-        if segment is None or self.remote is None:
+        if state is None or segment is None or self.remote is None:
             raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
         try:
             records, end_offset = await self.remote.read(segment, offset, max_bytes, max_offset=max_offset,

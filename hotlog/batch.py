@@ -94,7 +94,7 @@ class OffsetAndSize(NamedTuple):
     size: int  # bytes the batch takes in the log
 
 
-def parse_header(buf: memoryview | bytes, pos: int = 0) -> BatchHeader:
+def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
     """Parse the header at `pos` without validating; the caller knows 61 bytes are there."""
     return BatchHeader._make(HEADER.unpack_from(buf, pos))
 

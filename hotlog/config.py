@@ -29,6 +29,7 @@ class ConfigDef:
         """Parse a value given as text (Kafka protocol, CLI) or as a Python value; errors name
         it `shown_as` (a broker property) or the topic config name."""
         name = shown_as or self.name
+        value: bool | int | str
         if self.kind is bool:
             if isinstance(raw, bool):
                 value = raw

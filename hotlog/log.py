@@ -311,7 +311,7 @@ class PartitionLog:
             iov.append(encode_base_offset(next_offset))
             iov.append(view[pos + 8 : pos + size])
             max_ts = append_time if append_time >= 0 else header.max_timestamp
-            header = header._make((next_offset, *header[1:8], max_ts, *header[9:]))
+            header = BatchHeader._make((next_offset, *header[1:8], max_ts, *header[9:]))
             written.append(header)
             next_offset += header.last_offset_delta + 1
             placed.append(PlacedBatch(next_offset - 1, max_ts, size))

@@ -305,7 +305,7 @@ class LogSegment:
         next_offset = self.base_offset if expected_base is None else expected_base
         file_size = os.fstat(self.fd).st_size
         position = 0
-        window = b""
+        window: bytes | memoryview = b""
         window_start = 0
         while position + HEADER_SIZE <= file_size:
             at = position - window_start

@@ -7,6 +7,7 @@ after a crash) sees the whole object or none of it, as with S3."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import os
 import time
@@ -186,7 +187,7 @@ class LocalFolderStore(ObjectStore):
         self.count(LIST)
         return await asyncio.to_thread(self._list, prefix)
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list(self, prefix: str) -> builtins.list[ObjectInfo]:
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         top = os.path.join(self.root, folder) if folder else self.root
         found = []
@@ -215,7 +216,7 @@ class LocalFolderStore(ObjectStore):
             self.count(DELETE)
             await asyncio.to_thread(self._delete, paths)
 
-    def _delete(self, paths: list[str]) -> None:
+    def _delete(self, paths: builtins.list[str]) -> None:  # `list` is a method here
         for path in paths:
             _unlink_quietly(path)
             # Drop folders left empty, up to the root, so listings stay short.

@@ -490,8 +490,8 @@ class TieringManager:
         # Local copies past the whole log's retention go too (local retention longer than
         # retention is a misconfiguration, but the log start must not stay behind).
         local = 0
-        for segment in plog.segments[:-1]:
-            if segment.next_offset > deleted_to:
+        for local_segment in plog.segments[:-1]:
+            if local_segment.next_offset > deleted_to:
                 break
             local += 1
         if local:

@@ -194,7 +194,7 @@ class TailReaders:
                     if message.error():
                         meter.errors += 1
                         continue
-                    value = message.value()
+                    value = message.value() or b""
                     meter.bytes += len(value)
                     meter.latencies.append((received - int.from_bytes(value[:STAMP_BYTES], "little")) / 1e9)
                 meter.messages += len(messages)
@@ -236,12 +236,12 @@ def replay(bootstrap: str, topic: str, ends: list[int], seconds: float, stop: th
             for message in consumer.consume(POLL_BATCH, 0.2):
                 if message.error():
                     continue
-                partition = message.partition()
-                if partition not in remaining:
+                partition, offset = message.partition(), message.offset()
+                if partition is None or offset is None or partition not in remaining:
                     continue
-                total_bytes += len(message.value())
+                total_bytes += len(message.value() or b"")
                 total_messages += 1
-                if message.offset() + 1 >= remaining[partition]:
+                if offset + 1 >= remaining[partition]:
                     del remaining[partition]
                     consumer.pause([TopicPartition(topic, partition)])
             if on_progress is not None:

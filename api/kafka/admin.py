@@ -142,6 +142,7 @@ async def handle_create_topics(kafka: KafkaContext, call: Call, request: Any) ->
     names = [t.name for t in request.topics]
     results = []
     for wanted in request.topics:
+        message: str | None
         try:
             if names.count(wanted.name) > 1:
                 raise _Refused(ErrorCode.invalid_request, f"topic {wanted.name!r} is named more than once")

@@ -13,20 +13,19 @@ import struct
 from dataclasses import dataclass, fields
 from functools import cache
 from types import NoneType, UnionType
-from typing import Any, TypeVar, get_args, get_origin
+from typing import IO, Any, cast, get_args, get_origin
 
 from kio.index import KioIndexError, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
 from .errors import RequestDecodeError
-from .guard import check_lengths
+from .guard import EntityType, check_lengths
 
 REQUEST_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
 SIZE = struct.Struct(">i")
 SPLICE_MIN_BYTES = 16 * 1024  # byte fields at least this large are not copied
 
-E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,12 @@ def peek_header(frame: bytes | memoryview) -> tuple[int, int, int]:
 
 
 @cache
-def request_type(api_key: int, api_version: int) -> type:
+def request_type(api_key: int, api_version: int) -> EntityType:
     return load_request_schema(api_key, api_version)
 
 
 @cache
-def response_type(api_key: int, api_version: int) -> type:
+def response_type(api_key: int, api_version: int) -> EntityType:
     return load_response_schema(api_key, api_version)
 
 
@@ -118,8 +117,9 @@ def encode_response(correlation_id: int, response: Any) -> list[bytes | bytearra
     header v0 for every version, as clients expect."""
     header_type = response.__header_schema__
     out = FrameWriter()
-    entity_writer(header_type)(out, header_type(correlation_id=correlation_id))
-    entity_writer(type(response))(out, response)
+    sink = cast(IO[bytes], out)  # kio types its sinks as streams; it only calls write()
+    entity_writer(header_type)(sink, header_type(correlation_id=correlation_id))
+    entity_writer(type(response))(sink, response)
     return out.finish()
 
 
@@ -127,23 +127,23 @@ def encode_response(correlation_id: int, response: Any) -> list[bytes | bytearra
 
 
 @cache
-def _field_names(entity_type: type) -> frozenset[str]:
+def _field_names(entity_type: EntityType) -> frozenset[str]:
     return frozenset(f.name for f in fields(entity_type))
 
 
-def build(entity_type: type[E], **values: Any) -> E:
+def build(entity_type: EntityType, **values: Any) -> Any:
     """An entity of `entity_type` from the values its version has; the others are dropped,
     so one handler serves every version of an API."""
     names = _field_names(entity_type)
     return entity_type(**{k: v for k, v in values.items() if k in names})
 
 
-def has_field(entity_type: type, name: str) -> bool:
+def has_field(entity_type: EntityType, name: str) -> bool:
     return name in _field_names(entity_type)
 
 
 @cache
-def nested(entity_type: type, name: str) -> type:
+def nested(entity_type: EntityType, name: str) -> EntityType:
     """The entity type held by field `name` (an entity, an optional one, or a tuple of them)."""
     for f in fields(entity_type):
         if f.name == name:
@@ -152,5 +152,5 @@ def nested(entity_type: type, name: str) -> type:
                 field_type = next(a for a in get_args(field_type) if a is not NoneType)
             if get_origin(field_type) is tuple:
                 field_type = get_args(field_type)[0]
-            return field_type  # type: ignore[no-any-return]
+            return field_type
     raise KeyError(f"{entity_type.__name__} has no field {name!r}")

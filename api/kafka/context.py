@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 if TYPE_CHECKING:
     from broker.node import Broker
@@ -39,4 +39,4 @@ class Call:
 
 
 # A handler maps a kio request entity to a kio response entity (None: send no response).
-Handler = Callable[[KafkaContext, Call, Any], Awaitable[Any]]
+Handler = Callable[[KafkaContext, Call, Any], Coroutine[Any, Any, Any]]

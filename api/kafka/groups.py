@@ -110,14 +110,14 @@ def commits_of(topics: Any) -> dict[TopicPartition, OffsetCommit]:
     }
 
 
-def commit_response(response: type, topics: Any, errors: Mapping[tuple[str, int], ErrorCode]) -> Any:
+def commit_response(response: type, topics: Any, errors: Mapping[TopicPartition, ErrorCode]) -> Any:
     """An OffsetCommit or TxnOffsetCommit response: one error per requested partition."""
     topic_entity = nested(response, "topics")
     partition_entity = nested(topic_entity, "partitions")
     return build(response, throttle_time=NO_THROTTLE, topics=tuple(
         build(topic_entity, name=topic.name, partitions=tuple(
             build(partition_entity, partition_index=p.partition_index,
-                  error_code=errors[(topic.name, p.partition_index)])
+                  error_code=errors[TopicPartition(topic.name, p.partition_index)])
             for p in topic.partitions
         ))
         for topic in topics

@@ -13,9 +13,13 @@ import struct
 from dataclasses import dataclass, fields, is_dataclass
 from functools import cache
 from types import NoneType, UnionType
-from typing import get_args, get_origin
+from typing import Any, get_args, get_origin
 
 from .errors import RequestDecodeError
+
+# A kio entity class: a frozen dataclass whose schema attributes (__flexible__,
+# __header_schema__) are set at run time and that @cache keys on: typed as Any.
+EntityType = Any
 
 _FIXED = {"int8": 1, "bool": 1, "int16": 2, "int32": 4, "timedelta_i32": 4, "int64": 8, "timedelta_i64": 8,
           "uuid": 16, "uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "float64": 8, "error_code": 2,
@@ -27,7 +31,7 @@ _I32 = struct.Struct(">i")
 @dataclass(frozen=True)
 class _Field:
     kafka_type: str | None  # None: an entity
-    entity: type | None
+    entity: EntityType | None
     array: bool
     nullable: bool  # an array that may be null; an entity behind an int8 marker (KIP-893)
     legacy_string: bool  # the request header's client id is never compact
@@ -41,7 +45,7 @@ class _Plan:
 
 
 @cache
-def _plan(entity_type: type) -> _Plan:
+def _plan(entity_type: EntityType) -> _Plan:
     regular, tagged = [], {}
     for f in fields(entity_type):
         field_type, nullable = f.type, False
@@ -50,7 +54,7 @@ def _plan(entity_type: type) -> _Plan:
             field_type = next(a for a in get_args(field_type) if a is not NoneType)
         array = get_origin(field_type) is tuple
         inner = get_args(field_type)[0] if array else field_type
-        entity = inner if is_dataclass(inner) else None
+        entity: EntityType | None = inner if isinstance(inner, type) and is_dataclass(inner) else None
         step = _Field(
             None if entity else f.metadata["kafka_type"], entity, array,
             nullable and (array or entity is not None) and "tag" not in f.metadata,
@@ -127,7 +131,7 @@ def _skip_field(cursor: _Cursor, field: _Field, flexible: bool) -> None:
         _skip_value(cursor, field, flexible)
 
 
-def _skip_entity(cursor: _Cursor, entity_type: type) -> None:
+def _skip_entity(cursor: _Cursor, entity_type: EntityType) -> None:
     plan = _plan(entity_type)
     for field in plan.fields:
         _skip_field(cursor, field, plan.flexible)
@@ -142,7 +146,7 @@ def _skip_entity(cursor: _Cursor, entity_type: type) -> None:
             _skip_field(_Cursor(cursor.buf, start, start + size), known, True)
 
 
-def check_lengths(frame: bytes | memoryview, request_type: type) -> None:
+def check_lengths(frame: bytes | memoryview, request_type: EntityType) -> None:
     """Raise RequestDecodeError unless every count and length in the frame fits inside it."""
     cursor = _Cursor(frame, 0, len(frame))
     _skip_entity(cursor, request_type.__header_schema__)
