@@ -6,8 +6,9 @@ import argparse
 import os
 import re
 import sys
-from datetime import datetime, timezone
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import NoReturn
 
 from .listen import ListenError, parse_host_port
 
@@ -49,11 +50,11 @@ def position(text: str) -> str | int | datetime:
     if text.startswith("@"):
         stamp = text[1:]
         try:
-            when = (datetime.fromtimestamp(int(stamp) / 1000, timezone.utc) if stamp.isdigit()
+            when = (datetime.fromtimestamp(int(stamp) / 1000, UTC) if stamp.isdigit()
                     else datetime.fromisoformat(stamp))
         except (ValueError, OverflowError, OSError):
             raise argparse.ArgumentTypeError(f"{text!r}: expected @MILLISECONDS or @ISO-8601 time") from None
-        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
     raise argparse.ArgumentTypeError(f"expected beginning, latest, an offset or @TIMESTAMP, got {text!r}")
 
 

@@ -11,9 +11,10 @@ Calls that fail raise TierlogError, carrying the gRPC status code and the server
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Self, Sequence, Union
+from typing import Any, Self
 
 import grpc
 
@@ -26,7 +27,7 @@ COMPRESSIONS = {"none": pb.COMPRESSION_NONE, "gzip": pb.COMPRESSION_GZIP, "snapp
                 "lz4": pb.COMPRESSION_LZ4, "zstd": pb.COMPRESSION_ZSTD}
 
 # Where to start reading: "beginning", "latest", an offset, or the first record at or after a time.
-Start = Union[str, int, datetime]
+Start = str | int | datetime
 
 
 class TierlogError(Exception):
@@ -36,7 +37,7 @@ class TierlogError(Exception):
         self.message = message
 
     @classmethod
-    def from_rpc(cls, error: grpc.RpcError, server: str) -> "TierlogError":
+    def from_rpc(cls, error: grpc.RpcError, server: str) -> TierlogError:
         code, details = error.code(), error.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
             details = f"cannot reach tierlog at {server} (is `tierlog serve` running?)"

@@ -12,7 +12,8 @@ import select
 import signal
 import sys
 import time
-from typing import BinaryIO, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 
 from .client import Admin, Consumer, Message, NewRecord, Producer, TierlogError
 from .replay import ReplayError, message_json, replay

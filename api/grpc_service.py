@@ -10,13 +10,20 @@ import asyncio
 import contextlib
 import functools
 import time
-from typing import AsyncIterator, Awaitable, Callable, Iterable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import grpc
 from kio.schema.errors import ErrorCode
 
-from broker.errors import HANDLED, InvalidRequestError, PartitionOffsetOutOfRangeError, RefusedError, \
-    ShuttingDownError, grpc_status_name
+from broker.errors import (
+    HANDLED,
+    InvalidRequestError,
+    PartitionOffsetOutOfRangeError,
+    RefusedError,
+    ShuttingDownError,
+    grpc_status_name,
+)
 from broker.groups.offset_store import TopicPartition
 from broker.groups.offsets import OffsetCommit
 from broker.internal_topics import is_internal
@@ -72,7 +79,7 @@ async def _served(api: str, context: grpc.aio.ServicerContext) -> AsyncIterator[
 def unary(api: str) -> Callable[..., Callable[..., Awaitable[Resp]]]:
     def wrap(method: Callable[..., Awaitable[Resp]]) -> Callable[..., Awaitable[Resp]]:
         @functools.wraps(method)
-        async def handler(self: "TierlogService", request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        async def handler(self: TierlogService, request: Req, context: grpc.aio.ServicerContext) -> Resp:
             async with _served(api, context):
                 return await method(self, request, context)
         return handler
@@ -83,7 +90,7 @@ def server_stream(api: str) -> Callable[..., Callable[..., AsyncIterator[Resp]]]
     """The time recorded is the stream's lifetime."""
     def wrap(method: Callable[..., AsyncIterator[Resp]]) -> Callable[..., AsyncIterator[Resp]]:
         @functools.wraps(method)
-        async def handler(self: "TierlogService", request: Req, context: grpc.aio.ServicerContext) -> AsyncIterator[Resp]:
+        async def handler(self: TierlogService, request: Req, context: grpc.aio.ServicerContext) -> AsyncIterator[Resp]:
             async with _served(api, context):
                 async for message in method(self, request, context):
                     yield message
@@ -101,7 +108,7 @@ class AppendSignal:
     def _on_append(self, _: PartitionLog) -> None:
         self.event.set()
 
-    def __enter__(self) -> "AppendSignal":
+    def __enter__(self) -> AppendSignal:
         for plog in self.logs:
             plog.add_listener(self._on_append)
         return self

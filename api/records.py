@@ -3,7 +3,7 @@ read from the log back into proto records (the only place the gRPC path decodes 
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from fetch.reader import ReadResult
 from hotlog.batch import HEADER_SIZE

@@ -7,7 +7,8 @@ import base64
 import json
 import os
 import sys
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq

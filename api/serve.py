@@ -9,23 +9,23 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import REGISTRY
 
+from broker.node import Broker
+from broker.settings import BrokerSettings
 from hotlog.errors import InvalidConfigError
 from tiering.manager import TieringManager
 from tiering.store import ObjectStore, ObjectStoreError, StoreConfigError
 from tiering.url import open_store
 
-from broker.node import Broker
 from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
 from .kafka import KafkaListener
 from .listen import ListenError, reason
 from .metrics import register_log_collector
-from broker.settings import BrokerSettings
 
 log = logging.getLogger("tierlog")
 GRACE_SECONDS = 5.0  # for calls in flight at shutdown

@@ -31,9 +31,10 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -42,7 +43,8 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 from crc32c import crc32c  # noqa: E402
 from kio.index import load_response_schema  # noqa: E402
 from kio.schema.add_partitions_to_txn.v3.request import (  # noqa: E402
-    AddPartitionsToTxnRequest, AddPartitionsToTxnTopic,
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnTopic,
 )
 from kio.schema.end_txn.v3.request import EndTxnRequest  # noqa: E402
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest  # noqa: E402

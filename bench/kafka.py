@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -37,16 +37,12 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from hotlog.config import LogConfig  # noqa: E402
 from hotlog.log import PartitionLog  # noqa: E402
 from hotlog.records import Record, build_batch  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 MESSAGE_BYTES = 1024
 BATCH_BYTES = 1024 * 1024
 READ_CHUNK = 1024 * 1024
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:

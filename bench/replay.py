@@ -39,8 +39,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 

@@ -10,7 +10,8 @@ counted and skipped: one bad record must not keep the broker from starting."""
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from prometheus_client import Counter
 

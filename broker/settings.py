@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from hotlog.config import BROKER_TO_TOPIC, TOPIC_CONFIGS
 from hotlog.errors import InvalidConfigError
@@ -57,7 +58,7 @@ class BrokerSettings:
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
 
     @classmethod
-    def parse(cls, properties: Mapping[str, str]) -> "BrokerSettings":
+    def parse(cls, properties: Mapping[str, str]) -> BrokerSettings:
         """Parse broker properties; an unknown name or a bad value raises InvalidConfigError."""
         settings = cls()
         for name, raw in properties.items():

@@ -19,7 +19,8 @@ import os
 import shutil
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Coroutine, NamedTuple, Union
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NamedTuple
 
 from hotlog.durable import write_atomically
 
@@ -28,7 +29,7 @@ from . import metrics
 log = logging.getLogger(__name__)
 
 RangeGet = Callable[[str, int, int], Awaitable[bytes]]  # (key, start, end exclusive) -> bytes
-Chunk = Union[bytes, mmap.mmap]  # a chunk's bytes: as fetched, or its cache file mapped (read-only)
+Chunk = bytes | mmap.mmap  # a chunk's bytes: as fetched, or its cache file mapped (read-only)
 MAX_VERIFIED_RANGES = 1024  # per object; a sequential reader needs one
 
 
@@ -117,13 +118,13 @@ class ChunkCache:
                 continue
             self._load(chunk, object_size, prefetch=True)
 
-    def _prefetch_done(self, task: "asyncio.Task[Chunk]") -> None:
+    def _prefetch_done(self, task: asyncio.Task[Chunk]) -> None:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # a failed prefetch is retried by the reader that needs the chunk
 
-    def _single_flight(self, tasks: dict[ChunkKey, "asyncio.Task[Any]"], chunk: ChunkKey,
-                       work: Callable[[], Coroutine[Any, Any, Any]]) -> "asyncio.Task[Any]":
+    def _single_flight(self, tasks: dict[ChunkKey, asyncio.Task[Any]], chunk: ChunkKey,
+                       work: Callable[[], Coroutine[Any, Any, Any]]) -> asyncio.Task[Any]:
         """The task in `tasks` doing `work` for `chunk`, started if none is: one however many
         readers ask at once. It runs on its own, so no reader's cancellation reaches the others."""
         task = tasks.get(chunk)
@@ -131,7 +132,7 @@ class ChunkCache:
             task = tasks[chunk] = asyncio.get_running_loop().create_task(work())
             self._background.add(task)
 
-            def done(finished: "asyncio.Task[Any]") -> None:
+            def done(finished: asyncio.Task[Any]) -> None:
                 if tasks.get(chunk) is finished:
                     del tasks[chunk]
                 self._prefetch_done(finished)
@@ -139,7 +140,7 @@ class ChunkCache:
             task.add_done_callback(done)
         return task
 
-    def _read_from_disk(self, chunk: ChunkKey) -> "asyncio.Task[Chunk]":
+    def _read_from_disk(self, chunk: ChunkKey) -> asyncio.Task[Chunk]:
         """A cached chunk's file mapped into memory."""
         return self._single_flight(self._from_disk, chunk, lambda: self._file_to_memory(chunk))
 
@@ -149,7 +150,7 @@ class ChunkCache:
             self._remember(chunk, data)
         return data
 
-    def _load(self, chunk: ChunkKey, object_size: int, *, prefetch: bool = False) -> "asyncio.Task[bytes]":
+    def _load(self, chunk: ChunkKey, object_size: int, *, prefetch: bool = False) -> asyncio.Task[bytes]:
         """The chunk's GET, shared by every reader and prefetch that asks meanwhile."""
         return self._single_flight(self._in_flight, chunk, lambda: self._fetch(chunk, object_size, prefetch))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Union
 
 from crc32c import crc32c
 
@@ -16,7 +15,7 @@ from tiering.store import ObjectStore
 
 from . import metrics
 
-ParsedIndex = Union[OffsetIndex, TimeIndex, list[AbortedTxn]]
+ParsedIndex = OffsetIndex | TimeIndex | list[AbortedTxn]
 
 
 class RemoteDataError(Exception):

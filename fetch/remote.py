@@ -162,7 +162,7 @@ class RemoteReader:
         await asyncio.gather(*self._index_loads, return_exceptions=True)
         await self.cache.close()
 
-    def _index_loaded(self, task: "asyncio.Task[OffsetIndex]") -> None:
+    def _index_loaded(self, task: asyncio.Task[OffsetIndex]) -> None:
         self._index_loads.discard(task)
         if not task.cancelled():
             task.exception()  # a failed load is retried by the read that needs the index

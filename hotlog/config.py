@@ -7,8 +7,9 @@ defaults, which start at Kafka's defaults and can be changed with broker propert
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import InvalidConfigError
 
@@ -122,7 +123,7 @@ class LogConfig:
     overrides: frozenset[str]
 
     @classmethod
-    def build(cls, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> "LogConfig":
+    def build(cls, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> LogConfig:
         values = {name: d.default for name, d in TOPIC_CONFIGS.items()}
         values.update(defaults)
         values.update(overrides)

@@ -7,21 +7,33 @@ import bisect
 import logging
 import os
 import time
-from typing import Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from .batch import (
-    LOG_OVERHEAD, BatchHeader, BatchPosition, encode_base_offset, parse_header, set_log_append_time, validate_batches,
+    LOG_OVERHEAD,
+    BatchHeader,
+    BatchPosition,
+    encode_base_offset,
+    parse_header,
+    set_log_append_time,
+    validate_batches,
 )
 from .config import LogConfig
 from .durable import sync_written
 from .errors import (
-    CorruptRecordError, LogClosedError, LogStorageError, OffsetOutOfRangeError, OutOfOrderSequenceError, RecordTooLargeError,
+    CorruptRecordError,
+    LogClosedError,
+    LogStorageError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceError,
+    RecordTooLargeError,
 )
-from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .markers import TxnMarker, read_marker
+from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .records import build_batch, decode_batch
-from .txn_index import AbortedTxn
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
+from .txn_index import AbortedTxn
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +73,7 @@ class PartitionLog:
         self.unflushed_messages = 0
         self.last_flush_ms = int(time.time() * 1000)
         self._flush_task: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[["PartitionLog"], None]] = []
+        self._listeners: list[Callable[[PartitionLog], None]] = []
         self.producers = ProducerStateManager()
         self.closed = False
 
@@ -82,7 +94,7 @@ class PartitionLog:
     @classmethod
     def open(
         cls, directory: str, topic: str, partition: int, config: LogConfig, *, clean: bool, recovery_point: int = 0
-    ) -> "PartitionLog":
+    ) -> PartitionLog:
         """Open a partition folder. After an unclean stop, segments from the one holding the
         recovery point on are validated batch by batch and cut at the first bad batch."""
         os.makedirs(directory, exist_ok=True)
@@ -356,11 +368,11 @@ class PartitionLog:
         self._add_segment(segment)
         return segment
 
-    def add_listener(self, listener: Callable[["PartitionLog"], None]) -> None:
+    def add_listener(self, listener: Callable[[PartitionLog], None]) -> None:
         """Called after every append (long-polling readers wake on it)."""
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: Callable[["PartitionLog"], None]) -> None:
+    def remove_listener(self, listener: Callable[[PartitionLog], None]) -> None:
         self._listeners.remove(listener)
 
     # -- durability --------------------------------------------------------------------
@@ -512,6 +524,6 @@ class PartitionLog:
         # let a reader's FileSlice read whatever file reuses the descriptor number.
 
 
-def _log_flush_error(task: "asyncio.Task[None]") -> None:
+def _log_flush_error(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background flush failed", exc_info=task.exception())

@@ -11,8 +11,9 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .config import TOPIC_CONFIGS, LogConfig, parse_topic_configs
 from .durable import write_atomically
@@ -61,7 +62,7 @@ class LogManager:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def open(self) -> "LogManager":
+    def open(self) -> LogManager:
         os.makedirs(self.data_dir, exist_ok=True)
         marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
         self.opened_clean = os.path.exists(marker)

@@ -22,7 +22,11 @@ from crc32c import crc32c
 from .batch import BatchHeader
 from .durable import write_atomically
 from .errors import (
-    CorruptRecordError, InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError, UnknownProducerIdError,
+    CorruptRecordError,
+    InvalidProducerEpochError,
+    InvalidTxnStateError,
+    OutOfOrderSequenceError,
+    UnknownProducerIdError,
 )
 
 SNAPSHOT_SUFFIX = ".snapshot"
@@ -192,7 +196,7 @@ class ProducerStateManager:
         write_atomically(path, self.snapshot_bytes(), sync=sync)
 
     @classmethod
-    def from_snapshot(cls, data: bytes) -> "ProducerStateManager":
+    def from_snapshot(cls, data: bytes) -> ProducerStateManager:
         if len(data) < _SNAPSHOT_HEAD.size or (len(data) - _SNAPSHOT_HEAD.size) % _SNAPSHOT_ENTRY.size:
             raise CorruptRecordError("producer snapshot has a bad length")
         version, crc = _SNAPSHOT_HEAD.unpack_from(data)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import cramjam
 from crc32c import crc32c

@@ -4,7 +4,8 @@ One rule for both tiers: local segments here, remote segments in tiering."""
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from .segment import LogSegment
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from crc32c import crc32c
 
@@ -43,7 +44,7 @@ class FileSlice:
     Holding a slice keeps its segment's file descriptor open, so a segment deleted by
     retention stays readable for readers already under way."""
 
-    segment: "LogSegment"
+    segment: LogSegment
     position: int
     size: int
 
@@ -282,12 +283,12 @@ class LogSegment:
             self.offset_of_max_timestamp = self.base_offset + self.time_index.values[-1]
         position = self.offset_index.position_for(2**62)
         end = position
-        for position, header in self.headers_from(position):
+        for at, header in self.headers_from(position):
             self.next_offset = header.next_offset
             if header.max_timestamp > self.max_timestamp:
                 self.max_timestamp = header.max_timestamp
                 self.offset_of_max_timestamp = header.last_offset
-            end = position + header.size
+            end = at + header.size
         if end != self.size:
             return False
         self.bytes_since_index_entry = self.size - (self.offset_index.values[-1] if self.offset_index.values else 0)

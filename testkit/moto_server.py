@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Mapping
+from collections.abc import Mapping
 
 import boto3
 from botocore.config import Config
+
+from .ports import free_port
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -21,11 +23,6 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MotoServer:
@@ -36,7 +33,7 @@ class MotoServer:
         self._start_timeout_s = start_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -12,14 +12,30 @@ import errno
 import os
 import time
 import uuid
-from typing import AsyncIterable, BinaryIO, Sequence
+from collections.abc import AsyncIterable, Sequence
+from typing import BinaryIO
 
 from hotlog.durable import replace_durably
 
 from .store import (
-    COMPLETE_MULTIPART, CREATE_MULTIPART, DELETE, GET, HEAD, LIST, PUT, UPLOAD_PART,
-    AccessDeniedError, InvalidKeyError, InvalidRangeError, NotFoundError, ObjectInfo, ObjectStore, Pace, check_key,
-    check_range, read_exactly,
+    COMPLETE_MULTIPART,
+    CREATE_MULTIPART,
+    DELETE,
+    GET,
+    HEAD,
+    LIST,
+    PUT,
+    UPLOAD_PART,
+    AccessDeniedError,
+    InvalidKeyError,
+    InvalidRangeError,
+    NotFoundError,
+    ObjectInfo,
+    ObjectStore,
+    Pace,
+    check_key,
+    check_range,
+    read_exactly,
 )
 
 INCOMING = ".incoming"

@@ -37,7 +37,13 @@ from hotlog.segment import LogSegment
 from . import metrics
 from .backoff import Backoff
 from .metadata import (
-    META_FOLDER, TOPICS_PREFIX, RemoteSegment, SegmentState, TopicRecord, TopicState, parse_segment_name,
+    META_FOLDER,
+    TOPICS_PREFIX,
+    RemoteSegment,
+    SegmentState,
+    TopicRecord,
+    TopicState,
+    parse_segment_name,
     partition_prefix,
 )
 from .partition_state import RemotePartition, RemoteStatus
@@ -147,8 +153,8 @@ class TieringManager:
 
     async def run(self) -> None:
         while True:
-            await self.run_once()
-            await asyncio.sleep(self.task_interval_ms / 1000)
+            if not await self.run_once():  # a pass that left sealed segments behind goes again at once
+                await asyncio.sleep(self.task_interval_ms / 1000)
 
     async def close(self) -> None:
         """Stop the background task. Uploads in flight are abandoned (their objects are
@@ -192,9 +198,10 @@ class TieringManager:
 
     # -- one pass ----------------------------------------------------------------------
 
-    async def run_once(self, now_ms: int | None = None) -> None:
+    async def run_once(self, now_ms: int | None = None) -> bool:
         """Copy, then local retention, remote retention and (when due) orphan cleaning,
-        for every tiered partition. Failures are logged, counted and retried later."""
+        for every tiered partition. Failures are logged, counted and retried later.
+        Returns whether a partition uploaded and has more sealed segments waiting."""
         async with self._pass_lock:
             now = int(time.time() * 1000) if now_ms is None else now_ms
             synced = await self._sync_topics()
@@ -205,33 +212,38 @@ class TieringManager:
                 plog = self._local_log(state)
                 if plog is not None:
                     passes.append(self._partition_pass(state, plog, now, state.topic_id in synced, orphans_due))
-            await asyncio.gather(*passes)
+            more = await asyncio.gather(*passes)
             if orphans_due:
                 self._last_orphan_check = time.monotonic()
             self._update_gauges()
+            return any(more)
 
     async def _partition_pass(self, state: RemotePartition, plog: PartitionLog, now_ms: int, may_copy: bool,
-                              orphans_due: bool) -> None:
+                              orphans_due: bool) -> bool:
+        """One partition's share of a pass; returns whether it uploaded and more waits."""
+        copied = 0
         if may_copy and plog.config.remote_storage_enable and not plog.closed and not state.copy_backoff.waiting:
             try:
-                await self._copy_partition(state, plog)
+                copied = await self._copy_partition(state, plog)
                 state.copy_backoff.succeeded()
             except SegmentGoneError as exc:  # its topic was deleted while we read it
                 log.info("%s", exc)
-                return
+                return False
             except (ObjectStoreError, OSError) as exc:  # OSError: a local segment file unreadable
                 self._failed(state, state.copy_backoff, "copy", exc)
         self._apply_local_retention(state, plog, now_ms)
+        more = copied > 0 and state.copy_lag(plog).segments > 0
         if state.retention_backoff.waiting:
-            return
+            return more
         try:
             await self._apply_remote_retention(state, plog, now_ms)
             if orphans_due:
                 await self._clean_orphans(state)
         except ObjectStoreError as exc:
             self._failed(state, state.retention_backoff, "remote_retention", exc)
-            return
+            return more
         state.retention_backoff.succeeded()
+        return more
 
     def _failed(self, state: RemotePartition, backoff: Backoff, task: str, exc: Exception) -> None:
         metrics.ERRORS.labels(task).inc()
@@ -363,19 +375,20 @@ class TieringManager:
 
     # -- copy --------------------------------------------------------------------------
 
-    async def _copy_partition(self, state: RemotePartition, plog: PartitionLog) -> None:
+    async def _copy_partition(self, state: RemotePartition, plog: PartitionLog) -> int:
         """Upload sealed segments past the remote end. Up to `upload_concurrency` segments
         upload at once (across partitions); each is committed (its metadata written) only
         after every segment before it, so the remote log never has holes. Twice as many
         may be under way, so that uploads done early wait for their turn to commit without
         holding an upload slot. A pass copies only what was sealed when it began: under a
         producer that seals segments as fast as they upload, it still ends, and retention
-        gets its turn."""
+        gets its turn (the next pass starts at once). Returns the segments committed."""
         if state.uncertain is not None:
             await self._resolve_uncertain(state)
         pending: deque[asyncio.Task[tuple[RemoteSegment, float]]] = deque()
         cursor = state.end_offset
         sealed_end = max((s.next_offset for s in plog.segments if s.sealed), default=cursor)
+        committed = 0
         try:
             while True:
                 while len(pending) < 2 * self.upload_concurrency:
@@ -385,7 +398,7 @@ class TieringManager:
                     cursor = segment.next_offset
                     pending.append(asyncio.create_task(self._upload(state, plog, segment)))
                 if not pending:
-                    return
+                    return committed
                 remote, began = await pending.popleft()
                 try:
                     await self.store.put(remote.metadata_key, remote.to_json())  # the commit point
@@ -393,6 +406,7 @@ class TieringManager:
                     state.uncertain = remote
                     raise
                 self._committed(state, remote, began)
+                committed += 1
         finally:
             for task in pending:
                 task.cancel()
@@ -568,6 +582,6 @@ class TieringManager:
         metrics.TIER_SEGMENTS.labels("remote").set(remote_segments)
 
 
-def _log_task_end(task: "asyncio.Task[None]") -> None:
+def _log_task_end(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("the tiering task stopped", exc_info=task.exception())

@@ -21,8 +21,9 @@ import enum
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 TOPICS_PREFIX = "_topics/"
 META_FOLDER = "meta/"
@@ -123,7 +124,7 @@ class RemoteSegment:
     def key(self, extension: str) -> str:
         return self.files[extension].key
 
-    def with_state(self, state: SegmentState) -> "RemoteSegment":
+    def with_state(self, state: SegmentState) -> RemoteSegment:
         return replace(self, state=state)
 
     def to_json(self) -> bytes:
@@ -142,7 +143,7 @@ class RemoteSegment:
         }, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: str) -> "RemoteSegment":
+    def from_json(cls, data: bytes, where: str) -> RemoteSegment:
         raw = _load(data, where)
         try:
             files = {ext: SegmentFile(str(f["key"]), int(f["size"]), int(f["crc32c"])) for ext, f in raw["files"].items()}
@@ -182,7 +183,7 @@ class TopicRecord:
         }, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: str) -> "TopicRecord":
+    def from_json(cls, data: bytes, where: str) -> TopicRecord:
         raw = _load(data, where)
         try:
             return cls(str(raw["name"]), uuid.UUID(raw["topic_id"]), int(raw["partitions"]), dict(raw["configs"]),

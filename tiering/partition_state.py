@@ -57,7 +57,7 @@ class RemotePartition:
 
     @classmethod
     def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int,
-                     records: list[RemoteSegment]) -> "RemotePartition":
+                     records: list[RemoteSegment]) -> RemotePartition:
         state = cls(topic, topic_id, partition)
         markers = []
         for record in sorted(records, key=lambda r: (r.base_offset, r.uploaded_ms)):

@@ -14,7 +14,8 @@ import contextlib
 import logging
 import random
 import uuid
-from typing import Any, AsyncIterable, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 import botocore.exceptions as boto_errors
@@ -24,9 +25,27 @@ from crc32c import crc32c
 
 from . import metrics
 from .store import (
-    ABORT_MULTIPART, COMPLETE_MULTIPART, CREATE_MULTIPART, DEFAULT_PART_BYTES, DELETE, GET, HEAD, LIST, PUT,
-    UPLOAD_PART, AccessDeniedError, BucketNotFoundError, InvalidRangeError, NotFoundError, ObjectInfo, ObjectStore,
-    ObjectStoreError, StoreConfigError, TransientStoreError, check_key, check_range,
+    ABORT_MULTIPART,
+    COMPLETE_MULTIPART,
+    CREATE_MULTIPART,
+    DEFAULT_PART_BYTES,
+    DELETE,
+    GET,
+    HEAD,
+    LIST,
+    PUT,
+    UPLOAD_PART,
+    AccessDeniedError,
+    BucketNotFoundError,
+    InvalidRangeError,
+    NotFoundError,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStoreError,
+    StoreConfigError,
+    TransientStoreError,
+    check_key,
+    check_range,
 )
 
 log = logging.getLogger(__name__)
@@ -264,7 +283,7 @@ class S3Store(ObjectStore):
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = await self._call(LIST, full, lambda s3: s3.list_objects_v2(**kwargs))
+            page = await self._call(LIST, full, lambda s3: s3.list_objects_v2(**kwargs))  # noqa: B023 - awaited here
             for item in page.get("Contents", ()):
                 found.append(ObjectInfo(item["Key"][strip:], item["Size"], item["LastModified"].timestamp()))
             if not page.get("IsTruncated"):
@@ -277,9 +296,9 @@ class S3Store(ObjectStore):
         full_keys = [self._full_key(key) for key in keys]
         for i in range(0, len(full_keys), MAX_DELETE_KEYS):
             chunk = [{"Key": k} for k in full_keys[i : i + MAX_DELETE_KEYS]]
-            response = await self._call(DELETE, chunk[0]["Key"], lambda s3: s3.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True},
-            ))
+            request = {"Bucket": self.bucket, "Delete": {"Objects": chunk, "Quiet": True}}
+            response = await self._call(DELETE, chunk[0]["Key"],
+                                        lambda s3: s3.delete_objects(**request))  # noqa: B023 - awaited here
             errors = response.get("Errors") or []
             if errors:
                 first = errors[0]

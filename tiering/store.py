@@ -7,8 +7,8 @@ import asyncio
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 from . import metrics
 
@@ -130,7 +130,7 @@ class ObjectStore(ABC):
         """Raise AccessDeniedError or BucketNotFoundError (with a message a person can act
         on) unless the store can be read and written."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - a store without connections has nothing to release
         """Release connections."""
 
 

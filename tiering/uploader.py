@@ -7,7 +7,8 @@ import asyncio
 import os
 import time
 import uuid
-from typing import Any, Awaitable, NamedTuple
+from collections.abc import Awaitable
+from typing import Any, NamedTuple
 
 from crc32c import crc32c
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterable, Awaitable, Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from .store import ObjectInfo, ObjectStore, StoreConfigError, TransientStoreError
 

@@ -9,8 +9,17 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tiering.store import (ABORT_MULTIPART, COMPLETE_MULTIPART, CREATE_MULTIPART, DELETE, GET, HEAD, LIST, PUT,
-                           UPLOAD_PART)
+from tiering.store import (
+    ABORT_MULTIPART,
+    COMPLETE_MULTIPART,
+    CREATE_MULTIPART,
+    DELETE,
+    GET,
+    HEAD,
+    LIST,
+    PUT,
+    UPLOAD_PART,
+)
 
 GB = 1e9  # decimal, as cloud prices count
 # The request classes S3 bills: each multipart call is a PUT-class request, HEAD a GET-class one.
@@ -39,7 +48,7 @@ class Counters:
     remote_gets: float = 0.0
     remote_log_bytes: float = 0.0  # a gauge: log bytes the object store holds (grows by what was uploaded)
 
-    def combine(self, other: "Counters", sign: float) -> "Counters":
+    def combine(self, other: Counters, sign: float) -> Counters:
         def merged(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
             return {k: mine.get(k, 0.0) + sign * theirs.get(k, 0.0) for k in mine.keys() | theirs.keys()}
 
@@ -55,10 +64,10 @@ class Counters:
             remote_log_bytes=self.remote_log_bytes + sign * other.remote_log_bytes,
         )
 
-    def __sub__(self, earlier: "Counters") -> "Counters":
+    def __sub__(self, earlier: Counters) -> Counters:
         return self.combine(earlier, -1.0)
 
-    def __add__(self, other: "Counters") -> "Counters":
+    def __add__(self, other: Counters) -> Counters:
         return self.combine(other, 1.0)
 
     def to_json(self) -> dict:

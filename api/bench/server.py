@@ -71,7 +71,7 @@ class BenchServer:
         return [sys.executable, "-m", "api.bench.modeled_serve", "--first-byte-ms", str(self.latency.first_byte_ms),
                 "--mb-per-s", str(self.latency.mb_per_s), *serve_args]
 
-    def __enter__(self) -> "BenchServer":
+    def __enter__(self) -> BenchServer:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S

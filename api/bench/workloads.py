@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -43,7 +43,7 @@ class Meter:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
 
-    def take(self) -> "Meter":
+    def take(self) -> Meter:
         """What was counted since the last take (the counting thread only appends and adds)."""
         taken = Meter(self.bytes, self.messages, self.errors, self.latencies)
         self.bytes = self.messages = self.errors = 0

@@ -74,7 +74,7 @@ class Volumes:
     hot: float  # one copy of the hot retention
 
     @classmethod
-    def of(cls, workload: Workload, ratios: StoreRatios, hours_per_month: float) -> "Volumes":
+    def of(cls, workload: Workload, ratios: StoreRatios, hours_per_month: float) -> Volumes:
         per_second = workload.ingest_mb_per_s * 1e6 / GB
         stored_per_second = per_second * ratios.upload_per_ingest
         return cls(

@@ -4,12 +4,11 @@ result, or the counters of a running server's /metrics (all it did since it star
 from __future__ import annotations
 
 import json
-from importlib import resources
 from dataclasses import fields
+from importlib import resources
 
 from ..bench.metrics import Counters, MetricsError, StoreRatios, scrape, store_ratios
 from .prices import CostInputError
-
 
 # A measured run shipped as the default, so `tierlog cost` answers with no arguments; its
 # command is in docs/cost.md ("Worked example").

@@ -3,8 +3,9 @@ AlterConfigs and IncrementalAlterConfigs, over the log manager's topics and conf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 

@@ -48,6 +48,7 @@ from .txn_apis import (
     handle_txn_offset_commit,
 )
 
+
 class ApiKey(IntEnum):
     """Kafka's API keys (the request header's api_key), by the names of its message schemas."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from broker.node import Broker
     from broker.groups.coordinator import GroupCoordinator
+    from broker.node import Broker
 
 NO_THROTTLE = timedelta(0)
 
@@ -17,8 +18,8 @@ NO_THROTTLE = timedelta(0)
 class KafkaContext:
     """Shared by every connection of one listener."""
 
-    broker: "Broker"
-    groups: "GroupCoordinator"
+    broker: Broker
+    groups: GroupCoordinator
     host: str  # advertised to clients in Metadata and FindCoordinator
     port: int
     cluster_id: str

@@ -12,13 +12,13 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from broker.errors import HANDLED, kafka_code
+from broker.metrics import BYTES_OUT
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
 
-from broker.metrics import BYTES_OUT
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from broker.errors import HANDLED, kafka_code
 
 READ_COMMITTED = 1
 

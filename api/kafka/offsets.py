@@ -9,11 +9,10 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from hotlog.errors import LogError
+from broker.errors import HANDLED, kafka_code
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from broker.errors import HANDLED, kafka_code
 from .fetch import READ_COMMITTED
 
 LATEST = -1

@@ -9,7 +9,7 @@ sequence gap gets OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch INVALID_PRODUCER_EP
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -46,7 +46,7 @@ async def _wait_durable(kafka: KafkaContext, result: _PartitionResult) -> None:
 def _append_time(appended: Appended | None) -> datetime | None:
     if appended is None or appended.info.log_append_time < 0:
         return None
-    return datetime.fromtimestamp(appended.info.log_append_time / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(appended.info.log_append_time / 1000, tz=UTC)
 
 
 async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:

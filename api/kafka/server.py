@@ -3,8 +3,9 @@
 Frames are read straight into a receive buffer (grown for large requests) and decoded
 where they lie. Requests on a connection run in order, as Kafka runs them, with one
 exception: pipelined Produce requests run side by side (each appends before its first
-await, so in order), which lets acks=all requests share one fsync. Responses go back in request order. A frame that is malformed, too large, or of
-an API or version not in the table closes its connection; other clients carry on.
+await, so in order), which lets acks=all requests share one fsync. Responses go back in
+request order. A frame that is malformed, too large, or of an API or version not in the
+table closes its connection; other clients carry on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import logging
 import socket
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Coroutine
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..listen import ListenError, parse_host_port, reason
 from .apis import APIS, ApiKey, unsupported_api_versions
@@ -53,7 +55,7 @@ def cluster_id_for(data_dir: str) -> str:
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, listener: "KafkaListener") -> None:
+    def __init__(self, listener: KafkaListener) -> None:
         self.listener = listener
         self.kafka = listener.kafka
         self.max_frame = self.kafka.broker.settings.socket_request_max_bytes
@@ -240,7 +242,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 class KafkaListener:
     """Bind first (a busy port fails before the log opens), then serve."""
 
-    def __init__(self, broker: "Broker", address: str) -> None:
+    def __init__(self, broker: Broker, address: str) -> None:
         self.broker = broker
         self.address = address
         self.connections: set[KafkaConnection] = set()

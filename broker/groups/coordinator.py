@@ -4,7 +4,7 @@ both (listing, describing and deleting groups). Protocol handlers call its two h
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from kio.schema.errors import ErrorCode
 

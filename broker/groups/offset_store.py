@@ -14,8 +14,9 @@ a transactional batch of the producer; they count once its COMMIT marker follows
 from __future__ import annotations
 
 import struct
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, Mapping, NamedTuple
+from typing import NamedTuple
 
 from fetch.reader import Reader
 from hotlog.errors import CorruptRecordError
@@ -23,7 +24,6 @@ from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch
 
 from ..internal_topics import OFFSETS_TOPIC, control_marker_commits, partitions_of, replay, skipped
-
 
 OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
 OFFSET_KEY_VERSION = 1

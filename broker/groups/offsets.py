@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from kio.schema.errors import ErrorCode
 
@@ -21,7 +22,14 @@ from hotlog.records import Record
 from ..settings import BrokerSettings
 from .membership import GroupMembership
 from .offset_store import (
-    CommittedOffset, OffsetStore, ProducerEpoch, TopicPartition, apply_records, decode_key, encode_key, encode_value,
+    CommittedOffset,
+    OffsetStore,
+    ProducerEpoch,
+    TopicPartition,
+    apply_records,
+    decode_key,
+    encode_key,
+    encode_value,
 )
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Callable
+from collections.abc import Callable
 
-from hotlog.errors import CorruptRecordError, LogStorageError
 from hotlog.durable import write_atomically
+from hotlog.errors import CorruptRecordError, LogStorageError
 
 BLOCK_FILE = "producer-id-block"
 BLOCK_SIZE = 1000

@@ -10,9 +10,9 @@ topic is read back through the fetch layer; the last record of each id is its st
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Mapping
 
 from fetch.reader import Reader
 from hotlog.errors import CorruptRecordError
@@ -21,6 +21,7 @@ from hotlog.records import Record, build_batch
 
 from ..groups.offset_store import TopicPartition, partition_for_group, read_string, string_bytes
 from ..internal_topics import TXN_STATE_TOPIC, partitions_of, replay, skipped
+
 TXN_STATE_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+from testkit.ports import free_port
 
 STARTUP_SECONDS = 20
 STOP_SECONDS = 15
@@ -22,11 +23,6 @@ def tierlog_command() -> list[str]:
     assert script, "the tierlog command is not installed: run `pip install -e .`"
     return [script]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -56,7 +52,7 @@ class TierlogServer:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> "TierlogServer":
+    def start(self) -> TierlogServer:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*tierlog_command(), "serve", "--data-dir", self.data_dir,

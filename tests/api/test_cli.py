@@ -14,8 +14,9 @@ import pytest
 from api.cli import build_parser
 from api.client import Admin, NewRecord, Producer
 from hotlog.partitioner import partition_for_key
+from testkit.ports import free_port
 
-from .server import TierlogServer, free_port, tierlog_command
+from .server import TierlogServer, tierlog_command
 
 TIMEOUT = 30
 
@@ -146,7 +147,7 @@ def _replay_topic(server: str) -> list[NewRecord]:
 
 
 def test_replay_to_json_lines_and_parquet(server: str, tmp_path: Path) -> None:
-    records = _replay_topic(server)
+    _replay_topic(server)
     jsonl = tmp_path / "all.jsonl"
     result = tierlog("replay", "replayed", "--from", "beginning", "--to", "latest", "--out", str(jsonl),
                      "--server", server)

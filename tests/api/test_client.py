@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -13,8 +13,9 @@ import pytest
 
 from api.client import Admin, Consumer, NewRecord, Producer, TierlogError
 from hotlog.partitioner import partition_for_key
+from testkit.ports import free_port
 
-from .server import TierlogServer, free_port
+from .server import TierlogServer
 
 
 def test_readme_example(tierlog_server: TierlogServer) -> None:
@@ -31,7 +32,7 @@ def test_consumer_polls_and_streams(tierlog_server: TierlogServer) -> None:
     with Admin(server) as admin, Producer(server) as producer:
         admin.create_topic("stream", partitions=2)
         producer.send_many("stream", [NewRecord(b"%d" % i, timestamp_ms=1000 * i) for i in range(1, 6)], partition=0)
-        with Consumer("stream", server, start=datetime.fromtimestamp(3, timezone.utc)) as consumer:
+        with Consumer("stream", server, start=datetime.fromtimestamp(3, UTC)) as consumer:
             assert [m.value for m in consumer.poll(0)] == [b"3", b"4", b"5"]
             assert consumer.positions == {0: 5, 1: 0}
             assert consumer.poll(0.2) == []

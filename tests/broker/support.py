@@ -4,7 +4,8 @@ scenario, and consumer group requests."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.membership import JoinRequest

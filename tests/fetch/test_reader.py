@@ -10,9 +10,9 @@ from fetch.reader import Reader
 from fetch.remote import RemoteReader
 from hotlog.errors import OffsetOutOfRangeError
 from hotlog.records import Record, build_batch, decode_batches
+from tests.tiering.support import digest, open_logs, produce, seal_active, split
 from tiering.manager import TieringManager
 from tiering.wrappers import FaultInjectingStore
-from tests.tiering.support import digest, open_logs, produce, seal_active, split
 
 TIERED = {"local.retention.bytes": 4096, "retention.ms": -1}
 
@@ -172,8 +172,9 @@ def test_read_committed_replay_from_the_store_drops_nothing_and_reports_aborts(t
     async def scenario():
         logs = open_logs(tmp_path / "data", configs=TIERED)
         plog = logs.log("t", 0)
-        txn = lambda seq: build_batch([Record(None, b"x" * 300)], producer_id=3, producer_epoch=0,
-                                      base_sequence=seq, transactional=True)
+        def txn(seq: int) -> bytes:
+            return build_batch([Record(None, b"x" * 300)], producer_id=3, producer_epoch=0, base_sequence=seq,
+                               transactional=True)
         plog.append(txn(0))
         plog.append(txn(1))
         plog.append_marker(3, 0, commit=False, coordinator_epoch=0)

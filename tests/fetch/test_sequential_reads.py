@@ -9,10 +9,10 @@ import pytest
 import fetch.chunk_cache as chunk_cache
 from fetch.chunk_cache import ChunkCache
 from fetch.index_cache import RemoteDataError
-from tiering.local_store import LocalFolderStore
-from tiering.wrappers import FaultInjectingStore
 from tests.fetch.test_reader import make_reader, read_all
 from tests.tiering.support import open_logs, produce, seal_active, split
+from tiering.local_store import LocalFolderStore
+from tiering.wrappers import FaultInjectingStore
 
 from .test_chunk_cache import CountingSource
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from hotlog.batch import BatchPosition, parse_header
 from hotlog.config import LogConfig

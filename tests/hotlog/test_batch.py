@@ -6,8 +6,14 @@ import pytest
 from crc32c import crc32c
 
 from hotlog.batch import (
-    HEADER_SIZE, MIN_BATCH_LENGTH, encode_base_offset, parse_header, peek_offset_and_size,
-    set_log_append_time, validate_batch, validate_batches,
+    HEADER_SIZE,
+    MIN_BATCH_LENGTH,
+    encode_base_offset,
+    parse_header,
+    peek_offset_and_size,
+    set_log_append_time,
+    validate_batch,
+    validate_batches,
 )
 from hotlog.errors import CorruptRecordError
 from hotlog.records import decode_batch

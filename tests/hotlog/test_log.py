@@ -14,7 +14,14 @@ from hotlog.records import Record, build_batch, decode_batch, decode_batches
 from hotlog.segment import LogSegment
 
 from .support import (
-    BASE_TS, check_index_files, dir_state, make_batch, open_log, payload_digest, read_all, split_batches,
+    BASE_TS,
+    check_index_files,
+    dir_state,
+    make_batch,
+    open_log,
+    payload_digest,
+    read_all,
+    split_batches,
 )
 
 

@@ -7,7 +7,11 @@ import os
 import pytest
 
 from hotlog.errors import (
-    InvalidConfigError, InvalidTopicError, LogClosedError, TopicExistsError, UnknownTopicOrPartitionError,
+    InvalidConfigError,
+    InvalidTopicError,
+    LogClosedError,
+    TopicExistsError,
+    UnknownTopicOrPartitionError,
 )
 from hotlog.manager import CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, TOPICS_FILE, LogManager
 

@@ -14,7 +14,14 @@ from hotlog.manager import CLEAN_SHUTDOWN_FILE, LogManager
 from hotlog.segment import LogSegment
 
 from .support import (
-    BASE_TS, check_index_files, dir_state, make_batch, payload_digest, read_all, split_batches, time_index_entries,
+    BASE_TS,
+    check_index_files,
+    dir_state,
+    make_batch,
+    payload_digest,
+    read_all,
+    split_batches,
+    time_index_entries,
 )
 
 WRITER = os.path.join(os.path.dirname(__file__), "crash_writer.py")

@@ -5,7 +5,13 @@ import os
 from hotlog.segment import LogSegment
 
 from .support import (
-    BASE_TS, check_index_files, make_batch, offset_index_entries, open_log, split_batches, time_index_entries,
+    BASE_TS,
+    check_index_files,
+    make_batch,
+    offset_index_entries,
+    open_log,
+    split_batches,
+    time_index_entries,
 )
 
 

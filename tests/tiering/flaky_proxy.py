@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from testkit.moto_server import free_port
+from testkit.ports import free_port
 
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 
@@ -38,7 +38,7 @@ class FlakyProxy:
     def stall(self, n: int, seconds: float) -> None:
         self._stalls += [seconds] * n
 
-    async def __aenter__(self) -> "FlakyProxy":
+    async def __aenter__(self) -> FlakyProxy:
         self._session = aiohttp.ClientSession(auto_decompress=False)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from hotlog.batch import parse_header
 from hotlog.log import PartitionLog

@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 
 from hotlog.errors import OutOfOrderSequenceError
 from hotlog.records import Record, build_batch
-from tiering.metadata import META_FOLDER, TOPICS_PREFIX, RemoteSegment, SegmentState, segment_key
 from tiering.local_store import LocalFolderStore
 from tiering.manager import TieringManager
+from tiering.metadata import META_FOLDER, TOPICS_PREFIX, RemoteSegment, SegmentState, segment_key
 from tiering.wrappers import FaultInjectingStore
 
 from .conftest import StoreFactory
@@ -245,8 +245,9 @@ def test_a_copy_pass_ends_while_the_producer_keeps_sealing_segments(tmp_path) ->
         store = SealsOnEveryUpload(LocalFolderStore(str(tmp_path / "bucket")))
         async with opened(logs, store, upload_concurrency=1) as manager:
             deleted = sample("tierlog_tiering_remote_deleted_segments_total")
-            await asyncio.wait_for(manager.run_once(), 30)
+            more = await asyncio.wait_for(manager.run_once(), 30)
             assert manager.remote_end_offset("t", 0) < plog.log_end_offset, "segments sealed meanwhile wait"
+            assert more, "the pass says more waits, so the next one starts without the task interval"
             assert sample("tierlog_tiering_remote_deleted_segments_total") > deleted, \
                 "retention should have run after the copy"
 

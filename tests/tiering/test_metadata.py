@@ -8,8 +8,16 @@ import uuid
 import pytest
 
 from tiering.metadata import (
-    CorruptMetadataError, RemoteSegment, SegmentFile, SegmentState, TopicRecord, TopicState, metadata_key,
-    parse_segment_name, segment_key, topic_record_key,
+    CorruptMetadataError,
+    RemoteSegment,
+    SegmentFile,
+    SegmentState,
+    TopicRecord,
+    TopicState,
+    metadata_key,
+    parse_segment_name,
+    segment_key,
+    topic_record_key,
 )
 from tiering.partition_state import RemotePartition
 

@@ -27,7 +27,7 @@ class KafkaServer(TierlogServer):
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self) -> "KafkaServer":
+    def start(self) -> KafkaServer:
         super().start()
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:  # healthz answers for gRPC; the Kafka listener starts right after it

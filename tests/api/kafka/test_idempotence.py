@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -19,7 +19,14 @@ from hotlog.records import decode_batches
 
 from .cluster import KafkaServer
 from .eos_support import (
-    FAST, READ_UNCOMMITTED, DroppingProxy, create_topics, fetch_partition, init_producer_id, produce, producer_batch,
+    FAST,
+    READ_UNCOMMITTED,
+    DroppingProxy,
+    create_topics,
+    fetch_partition,
+    init_producer_id,
+    produce,
+    producer_batch,
     read_values,
 )
 from .wire import Wire

@@ -7,8 +7,8 @@ runs the default."""
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Producer

@@ -11,9 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -30,11 +31,19 @@ from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.offset_fetch.v8 import request as offset_fetch_v8
 from kio.schema.txn_offset_commit.v3 import request as txn_commit
 
-
 from .cluster import KafkaServer
 from .eos_support import (
-    FAST, INIT_PRODUCER_ID, READ_COMMITTED, READ_UNCOMMITTED, create_topics, fetch_partition, init_producer_id,
-    list_offset, produce, producer_batch, read_values,
+    FAST,
+    INIT_PRODUCER_ID,
+    READ_COMMITTED,
+    READ_UNCOMMITTED,
+    create_topics,
+    fetch_partition,
+    init_producer_id,
+    list_offset,
+    produce,
+    producer_batch,
+    read_values,
 )
 from .wire import Wire
 

@@ -15,7 +15,14 @@ from kio.schema.errors import ErrorCode
 
 from .cluster import KafkaServer
 from .eos_support import (
-    READ_COMMITTED, create_topics, fetch_partition, init_producer_id, list_offset, produce, producer_batch, read_values,
+    READ_COMMITTED,
+    create_topics,
+    fetch_partition,
+    init_producer_id,
+    list_offset,
+    produce,
+    producer_batch,
+    read_values,
 )
 from .test_transactions import LATEST, TXN_CONF, assert_exactly_once, run_killed_worker, transactional
 from .wire import Wire

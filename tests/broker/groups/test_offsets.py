@@ -11,7 +11,13 @@ from kio.schema.errors import ErrorCode
 
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.offset_store import (
-    CommittedOffset, ProducerEpoch, TopicPartition, decode_key, decode_value, encode_key, encode_value,
+    CommittedOffset,
+    ProducerEpoch,
+    TopicPartition,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
     java_string_hash,
 )
 from broker.groups.offsets import OffsetCommit
