@@ -367,8 +367,8 @@ class TierlogService(pb_grpc.TierlogServicer):
         if self.closing:
             raise ShuttingDownError("the server is shutting down")
         partitions = request.partitions or self.broker.settings.num_partitions
-        topic = self.logs.create_topic(request.name, partitions, dict(request.configs),
-                                       validate_only=request.validate_only)
+        topic = self.broker.create_topic(request.name, partitions, dict(request.configs),
+                                         validate_only=request.validate_only)
         return self._describe(topic, created=not request.validate_only)
 
     @unary("ListTopics")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from fetch.chunk_cache import ChunkCache
 from fetch.index_cache import RemoteIndexCache
@@ -15,6 +17,7 @@ from hotlog.manager import LogManager, Topic
 from tiering.manager import TieringManager
 from tiering.store import ObjectStore
 
+from .errors import InvalidRequestError
 from .groups.coordinator import GroupCoordinator
 from .internal_topics import is_internal
 from .produce import WritePath
@@ -66,6 +69,14 @@ class Broker:
                 )
             )
         )
+
+    def create_topic(self, name: str, partitions: int, configs: Mapping[str, Any], *,
+                     validate_only: bool = False) -> Topic:
+        """Create a topic for a client. The internal topics' names are the broker's own: it
+        creates those itself, with their own configs (as Kafka refuses them too)."""
+        if is_internal(name):
+            raise InvalidRequestError(f"creation of internal topic {name} is prohibited")
+        return self.logs.create_topic(name, partitions, configs, validate_only=validate_only)
 
     async def delete_topic(self, name: str) -> Topic:
         """Delete a topic and its groups' committed offsets (a topic made again starts with

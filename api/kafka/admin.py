@@ -9,7 +9,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from broker.errors import kafka_code
+from broker.errors import HANDLED, kafka_code
 from broker.settings import BrokerSettings
 from hotlog.config import TOPIC_CONFIGS, parse_topic_configs
 from hotlog.errors import InvalidConfigError, LogError
@@ -149,11 +149,10 @@ async def handle_create_topics(kafka: KafkaContext, call: Call, request: Any) ->
                 raise _Refused(ErrorCode.invalid_request, f"topic {wanted.name!r} is named more than once")
             partitions = _new_topic_partitions(kafka, wanted)
             configs = {c.name: c.value for c in wanted.configs if c.value is not None}
-            topic = kafka.broker.logs.create_topic(wanted.name, partitions, configs,
-                                                  validate_only=request.validate_only)
+            topic = kafka.broker.create_topic(wanted.name, partitions, configs, validate_only=request.validate_only)
         except _Refused as exc:
             code, message, topic = exc.code, str(exc), None
-        except LogError as exc:
+        except HANDLED as exc:
             code, message, topic = kafka_code(exc), str(exc), None
         else:
             code, message = ErrorCode.none, None

@@ -122,6 +122,9 @@ def test_internal_topics_are_written_by_the_broker_only(tmp_path: Path) -> None:
         with pytest.raises(TierlogError) as refused:
             Admin(address).delete_topic("__consumer_offsets")
         assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and "internal topic" in refused.value.message
+        with pytest.raises(TierlogError) as refused:  # the broker makes it, with its own configs
+            Admin(address).create_topic("__transaction_state", partitions=1)
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and "internal topic" in refused.value.message
     finally:
         assert server.stop() == 0, server.log()
     server.start()

@@ -16,6 +16,7 @@ from confluent_kafka import (
     TIMESTAMP_LOG_APPEND_TIME,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -261,6 +262,18 @@ def test_oversized_message_gets_message_too_large(kafka_server: KafkaServer) -> 
     assert too_large.error().code() == KafkaError.MSG_SIZE_TOO_LARGE
     (fits,) = produce(kafka_server, "ck-small", [b"fits"])
     assert fits.error() is None and fits.offset() == 0  # the refused batch took no offset
+
+
+def test_internal_topics_cannot_be_created_or_deleted_by_clients(kafka_server: KafkaServer) -> None:
+    client = admin(kafka_server)
+    create = client.create_topics([NewTopic("__transaction_state", 1, 1)], operation_timeout=10)
+    with pytest.raises(KafkaException) as refused:
+        create["__transaction_state"].result(10)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REQUEST
+    delete = client.delete_topics(["__consumer_offsets"], operation_timeout=10)
+    with pytest.raises(KafkaException) as refused:
+        delete["__consumer_offsets"].result(10)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
 
 
 def test_librdkafkas_default_1mb_batches_fit_a_topic_of_small_segments(kafka_server: KafkaServer) -> None:
