@@ -104,10 +104,10 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     broker.attach_tiering(tiering, store)  # offsets below the local log start come from the store
-    await broker.start()
     collector = register_log_collector(broker.logs, tiering)
     try:
-        await tiering.start()  # restores the tiered topics this folder lacks: before serving
+        await broker.start()  # restores what the bucket holds that this folder lacks: before serving
+        tiering.run_in_background()
         log.info("local log open at %s (%d topics), object store %s",
                  broker.logs.data_dir, len(broker.logs.topics), store.url)
         await grpc_server.start()

@@ -38,6 +38,11 @@ class PartitionOffsetOutOfRangeError(log_errors.OffsetOutOfRangeError):
         self.args = (f"{topic}-{partition}: {cause}",)
 
 
+class WalFullError(BrokerError):
+    """The write-ahead log holds as many bytes as it may that the object store has not
+    taken yet (the store is down or slow): appends to WAL topics wait for room."""
+
+
 class RefusedError(BrokerError):
     """Refused by a coordinator with a Kafka error code of its choosing (a fenced
     producer, a partition outside the transaction, a group with live members)."""
@@ -89,6 +94,9 @@ ANSWERS: dict[type[Exception], Answer] = {
     ShuttingDownError: Answer(ErrorCode.broker_not_available, "UNAVAILABLE"),
     PartitionOffsetOutOfRangeError: Answer(ErrorCode.offset_out_of_range, "OUT_OF_RANGE"),
     RefusedError: Answer(ErrorCode.unknown_server_error, "FAILED_PRECONDITION"),  # Kafka: the error's own code
+    # Retriable: the durable copy (the bucket) cannot take more now, as Kafka says when
+    # too few replicas are in sync.
+    WalFullError: Answer(ErrorCode.not_enough_replicas, "UNAVAILABLE"),
 }
 
 HANDLED: tuple[type[Exception], ...] = tuple(ANSWERS)

@@ -23,6 +23,7 @@ from .internal_topics import is_internal
 from .produce import WritePath
 from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
+from .wal.manager import WriteAheadLog
 
 
 class Broker:
@@ -39,6 +40,8 @@ class Broker:
         self.txns = TransactionCoordinator(self.logs, self.reader, self.groups.offsets, settings)
         self.write = WritePath(self.logs, self.txns)
         self._background: list[asyncio.Task[None]] = []
+        self.tiering: TieringManager | None = None
+        self.wal: WriteAheadLog | None = None
 
     def attach_tiering(self, tiering: TieringManager, store: ObjectStore) -> None:
         """Serve offsets below the local log start from the object store."""
@@ -54,9 +57,18 @@ class Broker:
         indexes = RemoteIndexCache(store, max_bytes=settings.remote_log_index_cache_bytes)
         self.reader.tiering = tiering
         self.reader.remote = RemoteReader(cache, indexes, readahead_chunks=settings.remote_log_prefetch_chunks)
+        self.tiering = tiering
+        self.wal = self.write.wal = WriteAheadLog(self.logs, store, tiering, settings)
 
     async def start(self) -> None:
+        """Open the logs; with an object store, restore what the bucket holds past them
+        (tiered segments, then the WAL); then read the internal topics back."""
         self.logs.open()
+        if self.tiering is not None:
+            await self.tiering.open()  # restores the tiered topics this folder lacks
+        if self.wal is not None:
+            await self.wal.open()
+            self._background.append(asyncio.create_task(self.wal.run()))
         await self.groups.load()
         await self.txns.load(unclean=not self.logs.opened_clean)
         self._background.append(asyncio.create_task(self.txns.run()))

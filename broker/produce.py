@@ -6,7 +6,10 @@ Checks, in order: the topic is not internal (only the broker writes those, throu
 coordinators), the partition exists, there are batches, and each batch's producer may
 write them (an id needs a sequence; a transactional batch needs its transactional id's
 open transaction to hold this partition). Every batch is checked from its header alone,
-with no per-record work. A refused produce changes nothing."""
+with no per-record work. A refused produce changes nothing.
+
+Durable means fsynced on this disk, or, for partitions the write-ahead log covers
+(`remote.wal.enable`), committed in a WAL object in the bucket."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from .groups.offset_store import TopicPartition
 from .internal_topics import is_internal
 from .metrics import BYTES_IN, MESSAGES_IN
 from .txn.coordinator import TransactionCoordinator
+from .wal.manager import WriteAheadLog
 
 
 class Appended(NamedTuple):
@@ -40,6 +44,7 @@ class WritePath:
     def __init__(self, logs: LogManager, txns: TransactionCoordinator) -> None:
         self.logs = logs
         self.txns = txns
+        self.wal: WriteAheadLog | None = None  # with an object store
 
     def append(self, topic: str, partition: int, records: bytes | None, *, protocol: str,
                transactional_id: str | None = None) -> Appended:
@@ -51,17 +56,25 @@ class WritePath:
         if not records:
             raise CorruptRecordError("a produce request partition without record batches")
         self._check_producers(TopicPartition(topic, partition), records, transactional_id)
+        if self.wal is not None:
+            self.wal.check_room(plog)
         info = plog.append(records)
+        if self.wal is not None:
+            self.wal.appended(plog, info, records)
         if not info.duplicate:
             BYTES_IN.labels(protocol).inc(len(records))
             MESSAGES_IN.labels(protocol).inc(info.record_count)
         return Appended(plog, info)
 
-    @staticmethod
-    async def wait_durable(appended: Appended) -> None:
-        """Until the batches are fsynced (shared with every other waiter); raises
-        LogStorageError if the disk refused."""
-        await appended.log.flush_async(appended.info.last_offset + 1)
+    async def wait_durable(self, appended: Appended) -> None:
+        """Until the batches are in the bucket's WAL (a partition it covers; a retried
+        duplicate waits for its first write), or else fsynced (shared with every other
+        waiter; raises LogStorageError if the disk refused)."""
+        end = appended.info.last_offset + 1
+        if self.wal is not None and self.wal.covers(appended.log):
+            await self.wal.wait(appended.log, end)
+        else:
+            await appended.log.flush_async(end)
 
     def _check_producers(self, tp: TopicPartition, records: bytes, transactional_id: str | None) -> None:
         """Every batch is checked: a second batch must not slip past what the first passed."""

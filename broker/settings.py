@@ -56,6 +56,13 @@ class BrokerSettings:
     transaction_max_timeout_ms: int = 900_000
     transaction_state_log_num_partitions: int = 50
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
+    # The write-ahead log in the bucket (tierlog's own, for topics with remote.wal.enable):
+    # one object per window for the whole broker, closed at whichever bound comes first.
+    log_remote_wal_window_ms: int = 50
+    log_remote_wal_window_bytes: int = 8 * 1024 * 1024
+    # WAL data older than this is rolled into a segment of its own, so tiering uploads it
+    # and the WAL objects holding it can go.
+    log_remote_wal_fold_ms: int = 120_000
 
     @classmethod
     def parse(cls, properties: Mapping[str, str]) -> BrokerSettings:
@@ -106,4 +113,7 @@ _INTS: dict[str, tuple[str, int]] = {
     "transaction.state.log.num.partitions": ("transaction_state_log_num_partitions", 1),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
         "transaction_abort_timed_out_transaction_cleanup_interval_ms", 1),
+    "log.remote.wal.window.ms": ("log_remote_wal_window_ms", 1),
+    "log.remote.wal.window.bytes": ("log_remote_wal_window_bytes", 1024),
+    "log.remote.wal.fold.ms": ("log_remote_wal_fold_ms", 1),
 }

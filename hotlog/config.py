@@ -91,6 +91,8 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("local.retention.ms", int, -2, "log.local.retention.ms", _local_retention),
         ConfigDef("local.retention.bytes", int, -2, "log.local.retention.bytes", _local_retention),
         ConfigDef("remote.storage.enable", bool, True, "remote.log.storage.system.enable"),
+        # Acknowledge acks=all only once the batches are in the bucket's write-ahead log.
+        ConfigDef("remote.wal.enable", bool, False, "log.remote.wal.enable"),
         ConfigDef("cleanup.policy", str, "delete", "log.cleanup.policy", _cleanup_policy),
         ConfigDef("max.message.bytes", int, 1048588, "message.max.bytes", _between(0, INT_MAX)),
         ConfigDef("message.timestamp.type", str, "CreateTime", "log.message.timestamp.type",
@@ -169,6 +171,10 @@ class LogConfig:
     @property
     def remote_storage_enable(self) -> bool:
         return self.values["remote.storage.enable"]
+
+    @property
+    def remote_wal_enable(self) -> bool:
+        return self.values["remote.wal.enable"]
 
     @property
     def max_message_bytes(self) -> int:

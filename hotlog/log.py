@@ -266,8 +266,21 @@ class PartitionLog:
 
     # -- appends -----------------------------------------------------------------------
 
+    def append_restored(self, data: bytes | bytearray | memoryview) -> AppendInfo:
+        """Append batches that already have their offsets and timestamps (from the bucket's
+        write-ahead log; next, from a partition moving here): the first must start at the
+        log end and each continue the one before; control batches are taken as they are."""
+        expected = self.log_end_offset
+        for _, header in validate_batches(data):
+            if header.base_offset != expected:
+                raise CorruptRecordError(f"{self.topic}-{self.partition}: a restored batch at offset "
+                                         f"{header.base_offset} does not continue the log at {expected}")
+            expected = header.next_offset
+        return self.append(data, _markers=True, _stamp=False)
+
     def append(
-        self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None, _markers: bool = False
+        self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None, _markers: bool = False,
+        _stamp: bool = True,
     ) -> AppendInfo:
         """Validate and append the batches in `data` (a produce request's records for this
         partition). Offsets are assigned by rewriting each batch's baseOffset; nothing else
@@ -304,7 +317,7 @@ class PartitionLog:
                 self.producers.check(header)
         now = int(time.time() * 1000) if now_ms is None else now_ms
         append_time = -1
-        if log_append_time:
+        if log_append_time and _stamp:
             data = bytearray(data)
             for pos, _ in batches:
                 set_log_append_time(data, pos, now)

@@ -148,6 +148,10 @@ class TieringManager:
     async def start(self) -> None:
         """open(), then run the background task until close()."""
         await self.open()
+        self.run_in_background()
+
+    def run_in_background(self) -> None:
+        """Run the background task until close() (after open())."""
         self._task = asyncio.create_task(self.run())
         self._task.add_done_callback(_log_task_end)
 

@@ -35,12 +35,16 @@ class _PartitionResult:
         self.code, self.message = code, message
 
 
-async def _wait_durable(kafka: KafkaContext, result: _PartitionResult) -> None:
+async def _wait_durable(kafka: KafkaContext, result: _PartitionResult, timeout_s: float) -> None:
+    """Wait until the batches are durable, at most the request's timeout (as Kafka does:
+    REQUEST_TIMED_OUT, which producers retry; an idempotent retry is not written twice)."""
     assert result.appended is not None
     try:
-        await kafka.broker.write.wait_durable(result.appended)
+        await asyncio.wait_for(kafka.broker.write.wait_durable(result.appended), timeout_s)
     except LogStorageError as exc:  # the disk refused the fsync: the batch is not durable
         result.fail(kafka_code(exc), str(exc))
+    except TimeoutError:
+        result.fail(ErrorCode.request_timed_out, f"not durable within the request's timeout of {timeout_s:g} s")
 
 
 def _append_time(appended: Appended | None) -> datetime | None:
@@ -73,7 +77,8 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
     if acks == 0:
         return None
     if acks == -1:
-        durable = [_wait_durable(kafka, r) for _, results in topics for r in results if r.appended is not None]
+        timeout_s = max(request.timeout.total_seconds(), 0.001)
+        durable = [_wait_durable(kafka, r, timeout_s) for _, results in topics for r in results if r.appended is not None]
         if durable:
             await asyncio.gather(*durable)
     response = call.response_type

@@ -14,7 +14,6 @@ import pytest
 
 from api.bench.metrics import MetricsError, parse_counters, store_ratios
 from api.bench.server import BenchServer, LatencyModel, ServerError
-from tests.tiering.conftest import bucket, moto  # noqa: F401 - moto's S3 server, a fresh bucket
 
 # Small segments and a tiny hot tier, so a few seconds of 1 KiB messages at 8 MB/s roll
 # segments, upload them and leave most of the backlog in the object store only; 2 MB/s
@@ -68,7 +67,7 @@ def test_bench_on_the_local_folder(tmp_path: Path) -> None:
     assert "object store requests and bytes" in table  # the table for people, beside the JSON
 
 
-def test_bench_on_motos_s3_behind_the_latency_model(tmp_path: Path, moto, bucket: str) -> None:  # noqa: F811
+def test_bench_on_motos_s3_behind_the_latency_model(tmp_path: Path, moto, bucket: str) -> None:
     result, _ = run_json(tmp_path, "--object-store", f"s3://{bucket}/bench", "--s3-endpoint", moto.endpoint_url,
                          "--latency-model", "5,200", "--quiet")
     assert_sane(result)

@@ -1,42 +1,19 @@
-"""Fixtures of the tiering tests: moto's S3 server over HTTP (one per session), a fresh
-bucket per test, and a store factory parametrized over the local-folder and S3 backends."""
+"""Fixtures of the tiering tests: a store factory parametrized over the local-folder and
+S3 backends (moto's server and a fresh bucket come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from testkit.moto_server import FAKE_CREDENTIALS, MotoServer
+from testkit.moto_server import MotoServer
 from tiering.local_store import LocalFolderStore
 from tiering.s3_store import S3Store
 from tiering.store import ObjectStore
 
 S3_PART_BYTES = 5 * 1024 * 1024  # S3's smallest part: multipart tests stay small on moto
-
-
-@pytest.fixture(scope="session")
-def moto() -> Iterator[MotoServer]:
-    saved = {name: os.environ.get(name) for name in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
-    os.environ.update(FAKE_CREDENTIALS)  # the standard credential chain finds these
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_PROFILE", None)
-    try:
-        with MotoServer() as server:
-            yield server
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@pytest.fixture
-def bucket(moto: MotoServer) -> str:
-    return moto.new_bucket()
 
 
 StoreFactory = Callable[[], ObjectStore]

@@ -15,8 +15,11 @@ FAST_GROUPS = (
 
 
 class KafkaServer(TierlogServer):
-    def __init__(self, data_dir: str, *conf: str) -> None:
+    def __init__(self, data_dir: str, *conf: str, object_store: str = "") -> None:
+        """`object_store`: a URL instead of the folder beside the data folder."""
         args = [arg for setting in (*FAST_GROUPS, *conf) for arg in ("--conf", setting)]
+        if object_store:
+            args += ["--object-store", object_store]
         super().__init__(data_dir, *args)
 
     @property

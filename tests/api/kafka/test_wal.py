@@ -1,0 +1,174 @@
+"""The write-ahead log in the bucket, as a user meets it: acks=all batches of a WAL topic
+survive SIGKILL plus the loss of the whole data folder (a new machine, the same bucket),
+through real Kafka clients against `tierlog serve`, on the local-folder store and on
+moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from testkit.moto_server import MotoServer
+
+from .cluster import KafkaServer
+
+WAL = ("log.remote.wal.enable=true",)
+
+
+def machine_lost(server: KafkaServer) -> None:
+    """SIGKILL, then the data folder is gone (instance-store disks after a stop)."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait()
+    shutil.rmtree(server.data_dir)
+
+
+def produce(server: KafkaServer, topic: str, values: list[bytes], **config: Any) -> list[bytes]:
+    """acks=all, idempotent; returns the values acknowledged."""
+    acked: list[bytes] = []
+
+    def delivered(err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            acked.append(msg.value())
+
+    producer = Producer({"bootstrap.servers": server.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 5, **config})
+    for i, value in enumerate(values):
+        producer.produce(topic, value=value, key=b"k%d" % (i % 7), on_delivery=delivered)
+        producer.poll(0)
+    producer.flush(30)
+    return acked
+
+
+def read_all(server: KafkaServer, topic: str, partitions: int, expected: int, seconds: float = 30) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": f"g-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    values: list[bytes] = []
+    at_end: set[int] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (len(values) >= expected and len(at_end) == partitions):
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        if message.error() is not None:
+            if message.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(message.partition())
+                continue
+            raise AssertionError(message.error())
+        at_end.discard(message.partition())
+        values.append(message.value())
+    consumer.close()
+    return values
+
+
+@pytest.fixture(params=["folder", "s3"])
+def object_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """`--object-store` arguments (none: the server's own folder) for each backend."""
+    if request.param == "folder":
+        yield ""
+        return
+    moto: MotoServer = request.getfixturevalue("moto")
+    yield f"s3://{moto.new_bucket()}/tierlog?endpoint_url={moto.endpoint_url}"
+
+
+def wal_server(tmp_path: Any, object_store: str, *conf: str) -> KafkaServer:
+    return KafkaServer(str(tmp_path / "data"), *WAL, *conf, object_store=object_store)
+
+
+def test_acknowledged_messages_survive_losing_the_machine(tmp_path: Any, object_store: str) -> None:
+    server = wal_server(tmp_path, object_store).start()
+    sent = [b"message %05d" % i for i in range(5000)]
+    try:
+        acked = produce(server, "orders", sent)
+        assert acked == sent  # one partition (auto-created), in order
+        machine_lost(server)
+        server.start()
+        assert read_all(server, "orders", 1, len(sent)) == sent  # every acked one back, none twice
+        # An idempotent producer that goes on after the restore continues the same log.
+        assert produce(server, "orders", [b"after"]) == [b"after"]
+        assert read_all(server, "orders", 1, len(sent) + 1)[-1] == b"after"
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
+
+
+def test_kills_at_random_moments_lose_nothing_acknowledged(tmp_path: Any) -> None:
+    """Eleven SIGKILLs during acks=all produce, each followed by the loss of the data folder."""
+    rng = random.Random(14)
+    server = wal_server(tmp_path, "").start()
+    acked: list[bytes] = []
+    try:
+        for round_ in range(11):
+            stop = threading.Event()
+
+            def keep_producing(round_: int = round_) -> None:
+                producer = Producer({"bootstrap.servers": server.bootstrap, "acks": "all",
+                                     "enable.idempotence": True, "linger.ms": 2, "message.timeout.ms": 5000})
+
+                def delivered(err: KafkaError | None, msg: Any) -> None:
+                    if err is None:
+                        acked.append(msg.value())
+
+                i = 0
+                while not stop.is_set():
+                    try:
+                        producer.produce("killed", value=b"r%02d-%06d" % (round_, i), on_delivery=delivered)
+                        i += 1
+                    except BufferError:
+                        pass
+                    producer.poll(0.001)
+                producer.flush(1)  # what is not acked by now was lost with the broker, unacknowledged
+
+            producing = threading.Thread(target=keep_producing)
+            producing.start()
+            time.sleep(rng.uniform(0.3, 1.2))
+            machine_lost(server)
+            stop.set()
+            producing.join()
+            server.start()
+        assert len(acked) > 1000, "the kills should land while messages are being acknowledged"
+        found = read_all(server, "killed", 1, len(acked))
+        counts = Counter(found)
+        assert not [v for v, n in counts.items() if n > 1], "a message is in the log twice"
+        missing = [v for v in acked if v not in counts]
+        assert not missing, f"{len(missing)} acknowledged messages lost, first {missing[:3]}"
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
+
+
+def test_wal_objects_are_folded_into_segments_and_deleted(tmp_path: Any) -> None:
+    server = wal_server(tmp_path, "", "log.remote.wal.fold.ms=500", "remote.log.manager.task.interval.ms=200").start()
+    wal_folder = os.path.join(server.objects_dir, "_wal", "0")
+
+    def wal_objects() -> int:
+        return len(os.listdir(wal_folder)) if os.path.isdir(wal_folder) else 0
+
+    try:
+        counts = []
+        for second in range(4):
+            produce(server, "folded", [b"s%d-%04d" % (second, i) for i in range(500)])
+            counts.append(wal_objects())
+        assert max(counts) > 0, "acks=all should have written WAL objects"
+        deadline = time.monotonic() + 20
+        while wal_objects() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert wal_objects() == 0, "folded WAL objects should be deleted once tiered segments hold their data"
+        machine_lost(server)
+        server.start()  # from tiered segments alone now
+        assert len(read_all(server, "folded", 1, 2000)) == 2000
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
