@@ -4,10 +4,12 @@ result, or the counters of a running server's /metrics (all it did since it star
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from importlib import resources
 
 from ..bench.metrics import Counters, MetricsError, StoreRatios, scrape, store_ratios
+from .model import WalRatios
 from .prices import CostInputError
 
 # A measured run shipped as the default, so `tierlog cost` answers with no arguments; its
@@ -15,8 +17,10 @@ from .prices import CostInputError
 MEASURED_BENCH = "measured-s3-model.json"
 
 
-def ratios_from_bench(path: str | None) -> StoreRatios:
-    """Ratios of a bench result at `path`, or of the shipped measured run."""
+def measured_from_bench(path: str | None) -> tuple[StoreRatios, WalRatios]:
+    """The store ratios of a bench result at `path` (or of the shipped measured run) and the
+    bucket WAL's request rates where the run counted them (`wal_put_per_second` and
+    `wal_delete_per_second`, per broker, beside the other ratios; absent or null: not counted)."""
     try:
         if path is None:
             path = MEASURED_BENCH
@@ -42,7 +46,16 @@ def ratios_from_bench(path: str | None) -> StoreRatios:
             raise CostInputError(f"{path}: object_store.ratios.{field.name} must be a number of 0 or more, "
                                  f"got {value!r}")
         values[field.name] = float(value)
-    return StoreRatios(**values)
+    wal: dict[str, float] = {}
+    for name in ("put_per_second", "delete_per_second"):
+        value = ratios.get(f"wal_{name}")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+            raise CostInputError(f"{path}: object_store.ratios.wal_{name} must be a number of 0 or more, "
+                                 f"got {value!r}")
+        wal[name] = float(value)
+    return StoreRatios(**values), WalRatios(**wal)
 
 
 def ratios_from_metrics(url: str) -> StoreRatios:
