@@ -2,10 +2,11 @@
 only, whatever the protocol; created on first use; read back whole at start-up through
 the fetch layer, so they survive restarts.
 
-They stay whole on local disk and are never tiered (as in Kafka): start-up reads them
-before the tiering manager knows any remote segment, so a segment tiered and deleted
-locally would be lost state. A record that cannot be parsed at start-up is logged,
-counted and skipped: one bad record must not keep the broker from starting."""
+They stay whole on local disk. With the broker's `log.remote.wal.enable` on they are also
+tiered and written through the WAL, so a new machine restores them from the bucket: the
+broker restores tiered segments and WAL objects before it reads them back. A record
+that cannot be parsed at start-up is logged, counted and skipped: one bad record must
+not keep the broker from starting."""
 
 from __future__ import annotations
 
@@ -38,10 +39,15 @@ def is_internal(topic: str) -> bool:
 
 
 def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs: Mapping[str, Any]) -> int:
-    """The topic's partition count, creating it with `default_partitions` if missing."""
+    """The topic's partition count, creating it with `default_partitions` if missing. With
+    the broker's `log.remote.wal.enable` on it is tiered and uses the WAL, so the bucket
+    alone restores it, and kept whole on local disk (start-up reads it all); else it stays
+    on local disk only."""
     entry = logs.topics.get(topic)
     if entry is None:
-        entry = logs.create_topic(topic, default_partitions, {**configs, "remote.storage.enable": "false"})
+        in_bucket = bool(logs.defaults.get("remote.wal.enable", False))
+        placement = {"remote.storage.enable": in_bucket, "local.retention.ms": -1, "local.retention.bytes": -1}
+        entry = logs.create_topic(topic, default_partitions, {**configs, **placement})
         log.info("created %s with %d partitions", topic, entry.partitions)
     return entry.partitions
 

@@ -17,6 +17,7 @@ from hotlog.manager import LogManager, Topic
 from tiering.manager import TieringManager
 from tiering.store import ObjectStore
 
+from .durability import Durability
 from .errors import InvalidRequestError
 from .groups.coordinator import GroupCoordinator
 from .internal_topics import is_internal
@@ -34,11 +35,12 @@ class Broker:
         self.logs = LogManager(data_dir, settings.log_defaults,
                                producer_expiration_ms=settings.producer_id_expiration_ms)
         self.reader = Reader(self.logs)
+        self.durability = Durability()  # fsyncs, and with an object store the WAL
         # Consumer groups and their committed offsets (in `__consumer_offsets`).
-        self.groups = GroupCoordinator(self.logs, self.reader, settings)
+        self.groups = GroupCoordinator(self.logs, self.reader, settings, self.durability)
         # Producer ids and transactions (in `__transaction_state`).
-        self.txns = TransactionCoordinator(self.logs, self.reader, self.groups.offsets, settings)
-        self.write = WritePath(self.logs, self.txns)
+        self.txns = TransactionCoordinator(self.logs, self.reader, self.groups.offsets, settings, self.durability)
+        self.write = WritePath(self.logs, self.txns, self.durability)
         self._background: list[asyncio.Task[None]] = []
         self.tiering: TieringManager | None = None
         self.wal: WriteAheadLog | None = None
@@ -58,7 +60,7 @@ class Broker:
         self.reader.tiering = tiering
         self.reader.remote = RemoteReader(cache, indexes, readahead_chunks=settings.remote_log_prefetch_chunks)
         self.tiering = tiering
-        self.wal = self.write.wal = WriteAheadLog(self.logs, store, tiering, settings)
+        self.wal = self.durability.wal = WriteAheadLog(self.logs, store, tiering, settings)
 
     async def start(self) -> None:
         """Open the logs; with an object store, restore what the bucket holds past them

@@ -22,12 +22,12 @@ from hotlog.errors import CorruptRecordError, InvalidTopicError
 from hotlog.log import AppendInfo, PartitionLog
 from hotlog.manager import LogManager
 
+from .durability import Durability
 from .errors import RefusedError
 from .groups.offset_store import TopicPartition
 from .internal_topics import is_internal
 from .metrics import BYTES_IN, MESSAGES_IN
 from .txn.coordinator import TransactionCoordinator
-from .wal.manager import WriteAheadLog
 
 
 class Appended(NamedTuple):
@@ -41,10 +41,10 @@ class WritePath:
     """Event loop only: appends happen before the caller's first await, so requests
     pipelined on a connection are written in the order they were sent."""
 
-    def __init__(self, logs: LogManager, txns: TransactionCoordinator) -> None:
+    def __init__(self, logs: LogManager, txns: TransactionCoordinator, durability: Durability) -> None:
         self.logs = logs
         self.txns = txns
-        self.wal: WriteAheadLog | None = None  # with an object store
+        self.durability = durability
 
     def append(self, topic: str, partition: int, records: bytes | None, *, protocol: str,
                transactional_id: str | None = None) -> Appended:
@@ -56,11 +56,9 @@ class WritePath:
         if not records:
             raise CorruptRecordError("a produce request partition without record batches")
         self._check_producers(TopicPartition(topic, partition), records, transactional_id)
-        if self.wal is not None:
-            self.wal.check_room(plog)
+        self.durability.check_room(plog)
         info = plog.append(records)
-        if self.wal is not None:
-            self.wal.appended(plog, info, records)
+        self.durability.appended(plog, info, records)
         if not info.duplicate:
             BYTES_IN.labels(protocol).inc(len(records))
             MESSAGES_IN.labels(protocol).inc(info.record_count)
@@ -70,11 +68,7 @@ class WritePath:
         """Until the batches are in the bucket's WAL (a partition it covers; a retried
         duplicate waits for its first write), or else fsynced (shared with every other
         waiter; raises LogStorageError if the disk refused)."""
-        end = appended.info.last_offset + 1
-        if self.wal is not None and self.wal.covers(appended.log):
-            await self.wal.wait(appended.log, end)
-        else:
-            await appended.log.flush_async(end)
+        await self.durability.wait(appended.log, appended.info.last_offset + 1)
 
     def _check_producers(self, tp: TopicPartition, records: bytes, transactional_id: str | None) -> None:
         """Every batch is checked: a second batch must not slip past what the first passed."""

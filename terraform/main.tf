@@ -15,9 +15,14 @@ locals {
     metrics = var.metrics_port
   }
 
-  # One properties line per broker_conf entry, sorted so the user data (and so
-  # the instance) only changes when a setting does.
-  broker_properties = join("\n", [for key in sort(keys(var.broker_conf)) : "${key}=${var.broker_conf[key]}"])
+  # The disks are instance storage, blank after a stop: every topic (and the
+  # internal ones) acknowledges acks=all only once its batches are in the
+  # bucket's write-ahead log, unless broker_conf says otherwise.
+  broker_conf = merge({ "log.remote.wal.enable" = "true" }, var.broker_conf)
+
+  # One properties line per setting, sorted so the user data (and so the
+  # instance) only changes when a setting does.
+  broker_properties = join("\n", [for key in sort(keys(local.broker_conf)) : "${key}=${local.broker_conf[key]}"])
 }
 
 # ---------------------------------------------------------------------------

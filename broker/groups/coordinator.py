@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 from fetch.reader import Reader
 from hotlog.manager import LogManager
 
+from ..durability import Durability
 from ..settings import BrokerSettings
 from .membership import Group, GroupMembership
 from .offsets import GroupOffsets
@@ -19,9 +20,10 @@ from .offsets import GroupOffsets
 class GroupCoordinator:
     """Event loop only."""
 
-    def __init__(self, logs: LogManager, reader: Reader, settings: BrokerSettings) -> None:
+    def __init__(self, logs: LogManager, reader: Reader, settings: BrokerSettings,
+                 durability: Durability | None = None) -> None:
         self.membership = GroupMembership(settings)
-        self.offsets = GroupOffsets(logs, reader, settings, self.membership)
+        self.offsets = GroupOffsets(logs, reader, settings, self.membership, durability or Durability())
 
     async def load(self) -> None:
         await self.offsets.load()

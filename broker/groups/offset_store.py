@@ -23,6 +23,7 @@ from hotlog.errors import CorruptRecordError
 from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch
 
+from ..durability import Durability
 from ..internal_topics import OFFSETS_TOPIC, control_marker_commits, partitions_of, replay, skipped
 
 OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
@@ -124,10 +125,11 @@ def decode_value(value: bytes) -> CommittedOffset:
 
 
 class OffsetStore:
-    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int) -> None:
+    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability) -> None:
         self.logs = logs
         self.reader = reader
         self.default_partitions = default_partitions
+        self.durability = durability
 
     def _partitions(self) -> int:
         return partitions_of(self.logs, OFFSETS_TOPIC, self.default_partitions, OFFSETS_TOPIC_CONFIGS)
@@ -154,9 +156,12 @@ class OffsetStore:
             return _nothing
         plog = self.logs.log(OFFSETS_TOPIC, self.partition_for(group_id))
         producer_id, producer_epoch = producer or (-1, -1)
-        info = plog.append(build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch,
-                                       transactional=producer is not None))
-        return lambda: plog.flush_async(info.last_offset + 1)
+        batch = build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch,
+                            transactional=producer is not None)
+        self.durability.check_room(plog)
+        info = plog.append(batch)
+        self.durability.appended(plog, info, batch)
+        return lambda: self.durability.wait(plog, info.last_offset + 1)
 
     async def load(self) -> tuple[dict[str, dict[TopicPartition, CommittedOffset]], dict[int, list[Record]]]:
         """Every group's latest committed offsets, replayed from the topic, and the offset

@@ -19,6 +19,7 @@ from hotlog.errors import LogError, RecordTooLargeError
 from hotlog.manager import LogManager
 from hotlog.records import Record
 
+from ..durability import Durability
 from ..settings import BrokerSettings
 from .membership import GroupMembership
 from .offset_store import (
@@ -49,10 +50,10 @@ class GroupOffsets:
     """Event loop only."""
 
     def __init__(self, logs: LogManager, reader: Reader, settings: BrokerSettings,
-                 membership: GroupMembership) -> None:
+                 membership: GroupMembership, durability: Durability) -> None:
         self.logs = logs
         self.membership = membership
-        self.store = OffsetStore(logs, reader, settings.offsets_topic_num_partitions)
+        self.store = OffsetStore(logs, reader, settings.offsets_topic_num_partitions, durability)
         self.groups: dict[str, dict[TopicPartition, CommittedOffset]] = {}
         # TxnOffsetCommit offsets by producer id, applied when its transaction commits.
         self.txn_offsets: dict[int, list[Record]] = {}

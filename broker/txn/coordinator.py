@@ -26,6 +26,7 @@ from fetch.reader import Reader
 from hotlog.errors import LogError
 from hotlog.manager import LogManager
 
+from ..durability import Durability
 from ..groups.offset_store import TopicPartition
 from ..groups.offsets import GroupOffsets
 from ..internal_topics import OFFSETS_TOPIC
@@ -42,11 +43,13 @@ _PREPARED = (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT)
 class TransactionCoordinator:
     """Event loop only."""
 
-    def __init__(self, logs: LogManager, reader: Reader, offsets: GroupOffsets, settings: BrokerSettings) -> None:
+    def __init__(self, logs: LogManager, reader: Reader, offsets: GroupOffsets, settings: BrokerSettings,
+                 durability: Durability | None = None) -> None:
         self.logs = logs
+        self.durability = durability or Durability()
         self.offsets = offsets  # TxnOffsetCommit offsets reach their groups at the COMMIT marker
         self.settings = settings
-        self.store = TxnStateStore(logs, reader, settings.transaction_state_log_num_partitions)
+        self.store = TxnStateStore(logs, reader, settings.transaction_state_log_num_partitions, self.durability)
         self.producer_ids = ProducerIdAllocator(logs.data_dir, self._above_known_producer_ids)
         self.txns: dict[str, TxnMetadata] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -129,7 +132,8 @@ class TransactionCoordinator:
                 continue
             plog = self.logs.log(topic, partition)
             info = plog.append_marker(producer_id, producer_epoch, commit=commit, coordinator_epoch=0)
-            durable.append(plog.flush_async(info.last_offset + 1))
+            self.durability.appended(plog, info)  # the log built the marker: read back for the WAL
+            durable.append(self.durability.wait(plog, info.last_offset + 1))
             if topic == OFFSETS_TOPIC:
                 self.offsets.end_txn(producer_id, commit)
         await asyncio.gather(*durable)

@@ -19,6 +19,7 @@ from hotlog.errors import CorruptRecordError
 from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch
 
+from ..durability import Durability
 from ..groups.offset_store import TopicPartition, partition_for_group, read_string, string_bytes
 from ..internal_topics import TXN_STATE_TOPIC, partitions_of, replay, skipped
 
@@ -87,18 +88,22 @@ def decode(key: bytes, value: bytes) -> TxnMetadata:
 
 
 class TxnStateStore:
-    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int) -> None:
+    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability) -> None:
         self.logs = logs
         self.reader = reader
         self.default_partitions = default_partitions
+        self.durability = durability
 
     async def write(self, meta: TxnMetadata) -> None:
         """Append the id's state and wait until it is fsynced."""
         partitions = partitions_of(self.logs, TXN_STATE_TOPIC, self.default_partitions, TXN_STATE_TOPIC_CONFIGS)
         plog = self.logs.log(TXN_STATE_TOPIC, partition_for_group(meta.transactional_id, partitions))
         record = Record(_I16.pack(0) + string_bytes(meta.transactional_id), encode_value(meta))
-        info = plog.append(build_batch([record]))
-        await plog.flush_async(info.last_offset + 1)
+        batch = build_batch([record])
+        self.durability.check_room(plog)
+        info = plog.append(batch)
+        self.durability.appended(plog, info, batch)
+        await self.durability.wait(plog, info.last_offset + 1)
 
     async def load(self) -> Mapping[str, TxnMetadata]:
         found: dict[str, TxnMetadata] = {}

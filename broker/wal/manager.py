@@ -19,7 +19,6 @@ from hotlog.log import AppendInfo, PartitionLog
 from hotlog.manager import LogManager
 from tiering.store import ObjectStore, ObjectStoreError
 
-from ..internal_topics import is_internal
 from ..settings import BrokerSettings
 from . import metrics
 from .objects import WalEntry, WalObject, WalTopic
@@ -55,9 +54,10 @@ class WriteAheadLog:
 
     def covers(self, plog: PartitionLog) -> bool:
         """A partition whose acks wait for the bucket: its topic asks for the WAL and is
-        tiered (the WAL folds into tiered segments). Internal topics: not yet."""
+        tiered (the WAL folds into tiered segments). The internal topics follow the broker
+        property: made while it is on, they are tiered and use the WAL too."""
         config = plog.config
-        return config.remote_wal_enable and config.remote_storage_enable and not is_internal(plog.topic)
+        return config.remote_wal_enable and config.remote_storage_enable
 
     # -- the write path ------------------------------------------------------------------
 
@@ -65,8 +65,12 @@ class WriteAheadLog:
         if self.covers(plog):
             self.writer.check_room()
 
-    def appended(self, plog: PartitionLog, info: AppendInfo, records: bytes | bytearray | memoryview) -> None:
+    def appended(self, plog: PartitionLog, info: AppendInfo, records: bytes | bytearray | memoryview | None) -> None:
+        """`records` None: read the batches back from the log (ones it built itself)."""
         if info.duplicate or not self.covers(plog):
+            return
+        if records is None:
+            self._hand_over_tail(plog, info.base_offset, info.last_offset + 1)
             return
         self.writer.add(self._describe(plog), plog.partition, info.base_offset, info.last_offset + 1,
                         as_written(records, info))
@@ -106,16 +110,17 @@ class WriteAheadLog:
                 self.writer.mark_durable(topic_id, partition, plog.log_end_offset)
                 continue
             self.writer.mark_durable(topic_id, partition, bucket_end)
-            handed += self._hand_over_tail(plog, max(bucket_end, plog.log_start_offset))
+            handed += self._hand_over_tail(plog, max(bucket_end, plog.log_start_offset), plog.log_end_offset)
         if objects or handed:
             log.info("write-ahead log: %d objects in the bucket, %d bytes of local tails handed to it",
                      len(objects), handed)
 
-    def _hand_over_tail(self, plog: PartitionLog, offset: int) -> int:
+    def _hand_over_tail(self, plog: PartitionLog, offset: int, end: int) -> int:
+        """Hand the WAL the partition's batches in [offset, end), read from the log."""
         topic = self._describe(plog)
         handed = 0
-        while offset < plog.log_end_offset:
-            found = plog.read(offset, _TAIL_READ_BYTES)
+        while offset < end:
+            found = plog.read(offset, _TAIL_READ_BYTES, max_offset=end)
             if found is None:
                 break
             data = found.read()

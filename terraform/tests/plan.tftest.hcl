@@ -61,6 +61,11 @@ run "defaults_are_private_and_encrypted" {
   command = plan
 
   assert {
+    condition     = strcontains(aws_instance.broker.user_data, "log.remote.wal.enable=true\n")
+    error_message = "Instance-store disks: the bucket WAL is on for every topic by default."
+  }
+
+  assert {
     condition     = length(aws_vpc_security_group_ingress_rule.broker_from_cidrs) == 0 && length(aws_vpc_security_group_ingress_rule.broker_ssh) == 0
     error_message = "With default variables nothing may reach the broker from outside the module."
   }
@@ -170,8 +175,8 @@ run "bench_kms_transition_and_clients" {
   }
 
   assert {
-    condition     = strcontains(aws_instance.broker.user_data, "log.local.retention.bytes=1073741824\nlog.segment.bytes=1048576\n")
-    error_message = "broker_conf becomes sorted properties lines."
+    condition     = strcontains(aws_instance.broker.user_data, "log.local.retention.bytes=1073741824\nlog.remote.wal.enable=true\nlog.segment.bytes=1048576\n")
+    error_message = "broker_conf becomes sorted properties lines, with the bucket WAL on by default."
   }
 
   assert {

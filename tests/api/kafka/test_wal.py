@@ -172,3 +172,52 @@ def test_wal_objects_are_folded_into_segments_and_deleted(tmp_path: Any) -> None
     finally:
         if server.running:
             assert server.stop() == 0, server.log()
+
+
+def test_group_offsets_and_transactions_survive_losing_the_machine(tmp_path: Any) -> None:
+    """The internal topics reach the bucket too: a group's committed offset, a committed
+    transaction (visible to read_committed), an aborted one (not), an open one (aborted)."""
+    server = wal_server(tmp_path, "").start()
+    try:
+        produce(server, "jobs", [b"job %03d" % i for i in range(500)])
+        consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "workers",
+                             "enable.auto.commit": False})
+        consumer.commit(offsets=[TopicPartition("jobs", 0, 300)], asynchronous=False)
+        consumer.close()
+
+        def transaction(tid: str, value: bytes) -> Producer:
+            producer = Producer({"bootstrap.servers": server.bootstrap, "transactional.id": tid})
+            producer.init_transactions(15)
+            producer.begin_transaction()
+            producer.produce("txns", value=value)
+            producer.flush(15)
+            return producer
+
+        transaction("committing", b"committed").commit_transaction(15)
+        transaction("aborting", b"aborted").abort_transaction(15)
+        transaction("open", b"open")  # left open when the machine goes
+        machine_lost(server)
+        server.start()
+        checker = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "workers"})
+        [committed] = checker.committed([TopicPartition("jobs", 0)], timeout=15)
+        checker.close()
+        assert committed.offset == 300
+        reader = Consumer({"bootstrap.servers": server.bootstrap, "group.id": f"g-{uuid.uuid4()}",
+                           "isolation.level": "read_committed", "enable.partition.eof": True})
+        reader.assign([TopicPartition("txns", 0, OFFSET_BEGINNING)])
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 30  # the open transaction is aborted by the restart: the LSO moves past it
+        while time.monotonic() < deadline:
+            message = reader.poll(0.2)
+            if message is None:
+                continue
+            if message.error() is not None and message.error().code() == KafkaError._PARTITION_EOF:
+                break
+            assert message.error() is None, message.error()
+            seen.append(message.value())
+        reader.close()
+        assert seen == [b"committed"]
+        assert produce(server, "jobs", [b"later"]) == [b"later"]  # producer ids go on, none handed out twice
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
