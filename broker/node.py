@@ -26,6 +26,8 @@ from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
 from .wal.manager import WriteAheadLog
 
+WAL_DRAIN_SECONDS = 5.0  # at a clean stop, for windows still open or uploading
+
 
 class Broker:
     """Event loop only."""
@@ -103,6 +105,8 @@ class Broker:
 
     async def stop(self) -> None:
         """Stop background work, flush, and write the clean-shutdown checkpoint."""
+        if self.wal is not None:  # what acks=1 producers were told is written goes to the bucket too
+            await self.wal.writer.drain(WAL_DRAIN_SECONDS)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

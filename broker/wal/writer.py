@@ -146,6 +146,13 @@ class WalWriter:
         else:
             del self._waiters[key]
 
+    async def drain(self, timeout_s: float) -> None:
+        """Close the open window and let uploads finish (a clean stop), for at most `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending_bytes and time.monotonic() < deadline:
+            self._window_full.set()
+            await asyncio.sleep(0.01)
+
     # -- the background side -------------------------------------------------------------
 
     async def run(self) -> None:

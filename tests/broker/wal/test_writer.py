@@ -100,3 +100,17 @@ def test_appends_to_wal_topics_are_refused_once_the_pending_bytes_are_full(tmp_p
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_clean_stop_puts_the_open_window_in_the_bucket(tmp_path: Any) -> None:
+    """acks=1 batches ride the windows unawaited; a clean stop must not leave them local only."""
+    async def scenario() -> None:
+        broker, store = await started(tmp_path, log_remote_wal_window_ms=60_000)
+        broker.logs.create_topic("wal", 1)
+        broker.write.append("wal", 0, batch(b"acks=1"), protocol="test")
+        await broker.stop()
+        keys = await wal_keys(store)
+        await store.close()
+        assert len(keys) == 1 and decode(keys[0], await LocalFolderStore(str(tmp_path / "bucket")).get(keys[0])).entries
+
+    asyncio.run(scenario())
