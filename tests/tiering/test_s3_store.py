@@ -9,13 +9,13 @@ import os
 import pytest
 from prometheus_client import REGISTRY
 
+from testkit.flaky_proxy import FlakyProxy
 from testkit.moto_server import MotoServer
 from tiering.manager import TieringManager
 from tiering.s3_store import S3Store, crc32c_b64
 from tiering.store import AccessDeniedError, BucketNotFoundError, NotFoundError, TransientStoreError
 from tiering.url import open_store
 
-from .flaky_proxy import FlakyProxy
 from .support import open_logs
 
 

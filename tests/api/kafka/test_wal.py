@@ -5,6 +5,7 @@ moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -18,7 +19,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from testkit.flaky_proxy import FlakyProxy
 from testkit.moto_server import MotoServer
 
 from .cluster import KafkaServer
@@ -157,11 +160,24 @@ def test_wal_objects_are_folded_into_segments_and_deleted(tmp_path: Any) -> None
         return len(os.listdir(wal_folder)) if os.path.isdir(wal_folder) else 0
 
     try:
-        counts = []
-        for second in range(4):
-            produce(server, "folded", [b"s%d-%04d" % (second, i) for i in range(500)])
-            counts.append(wal_objects())
+        counts: list[int] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                counts.append(wal_objects())
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        for second in range(8):  # a steady load for a few seconds, 20 windows a second at most
+            produce(server, "folded", [b"s%d-%04d" % (second, i) for i in range(250)])
+        stop.set()
+        sampler.join()
         assert max(counts) > 0, "acks=all should have written WAL objects"
+        # Folding keeps pace: objects live about the fold time plus a tiering pass, so
+        # the count stays near (0.5 s + 0.2 s) x 20 a second, far from one per window sent.
+        assert max(counts) <= 150, f"WAL objects pile up under a steady load: {max(counts)}"
         deadline = time.monotonic() + 20
         while wal_objects() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -221,3 +237,51 @@ def test_group_offsets_and_transactions_survive_losing_the_machine(tmp_path: Any
     finally:
         if server.running:
             assert server.stop() == 0, server.log()
+
+
+class ProxyInThread:
+    """moto behind a FlakyProxy whose event loop runs in a thread of its own, so a server
+    process can use it while the test drives Kafka clients."""
+
+    def __init__(self, upstream: str) -> None:
+        self.proxy = FlakyProxy(upstream)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> FlakyProxy:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.proxy.__aenter__(), self.loop).result(10)
+        return self.proxy
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.proxy.__aexit__(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_a_store_that_is_down_acknowledges_nothing_it_cannot_bring_back(tmp_path: Any, moto: MotoServer) -> None:
+    bucket = moto.new_bucket()
+    with ProxyInThread(moto.endpoint_url) as proxy:
+        server = wal_server(tmp_path, f"s3://{bucket}/tierlog?endpoint_url={proxy.endpoint_url}&max_attempts=2").start()
+        try:
+            assert produce(server, "wal", [b"before"]) == [b"before"]
+            admin = AdminClient({"bootstrap.servers": server.bootstrap})
+            plain = NewTopic("plain", 1, 1, config={"remote.wal.enable": "false"})
+            admin.create_topics([plain], operation_timeout=10)["plain"].result(10)
+            proxy.down = True
+            during = produce(server, "wal", [b"down %02d" % i for i in range(20)], **{"message.timeout.ms": 3000})
+            assert during == [], "nothing may be acknowledged while the bucket does not hold it"
+            assert produce(server, "plain", [b"local"]) == [b"local"]  # non-WAL topics keep working
+            proxy.down = False
+            after = produce(server, "wal", [b"after"], **{"message.timeout.ms": 30000})
+            assert after == [b"after"], "WAL topics recover by themselves when the store returns"
+            machine_lost(server)
+            server.start()
+            values = read_all(server, "wal", 1, 2)
+            assert values[0] == b"before" and values[-1] == b"after"
+            assert len(values) == len(set(values)), "a message is in the log twice"
+        finally:
+            if server.running:
+                assert server.stop() == 0, server.log()
+

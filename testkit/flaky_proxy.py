@@ -20,13 +20,15 @@ def s3_error(status: int, code: str) -> web.Response:
 
 class FlakyProxy:
     """`fail(n, status, code)`: the next n requests get that error. `stall(n, seconds)`:
-    the next n requests wait that long before being forwarded."""
+    the next n requests wait that long before being forwarded. `down = True`: every
+    request gets 503 until it is set back."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.seen: list[str] = []  # "METHOD path" of every request that arrived
+        self.down = False
         self._errors: list[tuple[int, str]] = []
         self._stalls: list[float] = []
         self._runner: web.AppRunner | None = None
@@ -57,6 +59,8 @@ class FlakyProxy:
         body = await request.read()
         if self._stalls:
             await asyncio.sleep(self._stalls.pop(0))
+        if self.down:
+            return s3_error(503, "ServiceUnavailable")
         if self._errors:
             return s3_error(*self._errors.pop(0))
         assert self._session is not None
