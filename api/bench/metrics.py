@@ -47,6 +47,8 @@ class Counters:
     remote_get_seconds: float = 0.0  # summed over the read path's ranged GETs
     remote_gets: float = 0.0
     remote_log_bytes: float = 0.0  # a gauge: log bytes the object store holds (grows by what was uploaded)
+    wal_objects: float = 0.0  # WAL objects committed: each one PUT, counted in `requests` too
+    wal_deleted: float = 0.0  # folded WAL objects deleted (in `requests` DELETE too)
 
     def combine(self, other: Counters, sign: float) -> Counters:
         def merged(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
@@ -62,6 +64,8 @@ class Counters:
             remote_get_seconds=self.remote_get_seconds + sign * other.remote_get_seconds,
             remote_gets=self.remote_gets + sign * other.remote_gets,
             remote_log_bytes=self.remote_log_bytes + sign * other.remote_log_bytes,
+            wal_objects=self.wal_objects + sign * other.wal_objects,
+            wal_deleted=self.wal_deleted + sign * other.wal_deleted,
         )
 
     def __sub__(self, earlier: Counters) -> Counters:
@@ -76,7 +80,8 @@ class Counters:
             "fetch_bytes": dict(self.fetch_bytes), "requests": dict(self.requests),
             "upload_bytes": self.upload_bytes, "remote_get_bytes": self.remote_get_bytes,
             "remote_get_seconds": self.remote_get_seconds, "remote_gets": self.remote_gets,
-            "remote_log_bytes": self.remote_log_bytes,
+            "remote_log_bytes": self.remote_log_bytes, "wal_objects": self.wal_objects,
+            "wal_deleted": self.wal_deleted,
         }
 
 
@@ -110,6 +115,10 @@ def parse_counters(text: str) -> Counters:
                 counters.upload_bytes += value
             elif name == "tierlog_remote_get_bytes_total":
                 counters.remote_get_bytes += value
+            elif name == "tierlog_wal_objects_total":
+                counters.wal_objects += value
+            elif name == "tierlog_wal_objects_deleted_total":
+                counters.wal_deleted += value
     return counters
 
 
@@ -164,10 +173,11 @@ def store_ratios(writing: Counters, replaying: Counters) -> StoreRatios:
     if replayed <= 0:
         raise MetricsError("nothing was replayed from the remote tier: the backlog stayed on local disk")
     uploaded_gb = writing.upload_bytes / GB
+    # The WAL's own requests are priced apart (per second, not per GB): segments' only here.
     return StoreRatios(
-        put_per_gb_uploaded=writing.requests["PUT"] / uploaded_gb,
+        put_per_gb_uploaded=(writing.requests["PUT"] - writing.wal_objects) / uploaded_gb,
         list_per_gb_uploaded=writing.requests["LIST"] / uploaded_gb,
-        delete_per_gb_uploaded=writing.requests["DELETE"] / uploaded_gb,
+        delete_per_gb_uploaded=(writing.requests["DELETE"] - writing.wal_deleted) / uploaded_gb,
         upload_per_ingest=writing.upload_bytes / writing.remote_log_bytes,
         get_per_gb_replayed=replaying.requests["GET"] / (replayed / GB),
         remote_bytes_per_replayed=replaying.remote_get_bytes / replayed,

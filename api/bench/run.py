@@ -198,9 +198,10 @@ class Phases:
         return phases, scrape(self.metrics_url) - start, cold, warm
 
 
-def _object_store_section(run: Counters, cold: Counters, warm: Counters) -> dict[str, Any]:
+def _object_store_section(run: Counters, cold: Counters, warm: Counters, seconds: float) -> dict[str, Any]:
     """Counters and per-GB figures. The cost ratios take the cold replay: a catch-up read of
-    old data mostly misses the cache."""
+    old data mostly misses the cache. With the bucket WAL on, its PUTs and DELETEs per
+    second of the run (one broker) go beside them, for `tierlog cost`'s WAL design."""
     section: dict[str, Any] = {
         "run": run.to_json(), "replay_cold": cold.to_json(), "replay_warm": warm.to_json(),
         "per_gb_ingested": per_gb(run, run.bytes_in / GB, "upload_bytes"),
@@ -212,6 +213,10 @@ def _object_store_section(run: Counters, cold: Counters, warm: Counters) -> dict
         section["ratios"] = store_ratios(run, cold).to_json()
     except MetricsError as exc:
         section["ratios_error"] = str(exc)
+    else:
+        if run.wal_objects > 0 and seconds > 0:
+            section["ratios"]["wal_put_per_second"] = run.wal_objects / seconds
+            section["ratios"]["wal_delete_per_second"] = run.wal_deleted / seconds
     return section
 
 
@@ -241,7 +246,7 @@ def bench(config: BenchConfig, *, bootstrap: str | None, metrics_url: str | None
         phases, run, cold, warm = run_phases.run()
     return {"version": 1, "config": asdict(config), "server": server_info, "phases": phases,
             "last_produce_error": run_phases.producers.last_error,
-            "object_store": _object_store_section(run, cold, warm)}
+            "object_store": _object_store_section(run, cold, warm, sum(p["seconds"] for p in phases.values()))}
 
 
 def run_bench(args: argparse.Namespace) -> int:

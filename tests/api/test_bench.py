@@ -28,6 +28,11 @@ def bench(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def cost(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "api.cli", "cost", *map(str, args)], capture_output=True, text=True,
+                          timeout=60)
+
+
 def run_json(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
     out = tmp_path / "bench.json"
     done = bench(*SHORT, "--json", str(out), *args, env=env)
@@ -65,6 +70,23 @@ def test_bench_on_the_local_folder(tmp_path: Path) -> None:
     assert result["server"]["started"] and result["server"]["object_store"].startswith("file://")
     assert result["config"]["partitions"] == 4 and result["config"]["message_bytes"] == 1024
     assert "object store requests and bytes" in table  # the table for people, beside the JSON
+
+
+def test_bench_counts_the_bucket_wal_apart_and_the_cost_prices_it_from_the_run(tmp_path: Path) -> None:
+    result, _ = run_json(tmp_path, "--server-conf", "log.remote.wal.enable=true")
+    assert_sane(result)
+    store = result["object_store"]
+    ratios = store["ratios"]
+    assert store["run"]["wal_objects"] > 0
+    # One object per 50 ms window at most; the run writes all along, so not far below it.
+    assert 1 < ratios["wal_put_per_second"] <= 21
+    segment_puts = ratios["put_per_gb_uploaded"] * store["run"]["upload_bytes"] / 1e9
+    assert segment_puts == pytest.approx(store["run"]["requests"]["PUT"] - store["run"]["wal_objects"])
+    out = tmp_path / "bench.json"
+    priced = cost("--bench", out, "--json", "-")
+    assert priced.returncode == 0, priced.stderr
+    wal_put = json.loads(priced.stdout)["lines"]["tierlog_bucket_wal"]["wal_put"]
+    assert wal_put["quantity"] == pytest.approx(3 * 730 * 3600 * ratios["wal_put_per_second"])  # 3 brokers, a 730 h month
 
 
 def test_bench_on_motos_s3_behind_the_latency_model(tmp_path: Path, moto, bucket: str) -> None:
