@@ -22,7 +22,7 @@ from tiering.store import ObjectStore, ObjectStoreError
 from ..settings import BrokerSettings
 from . import metrics
 from .objects import WalEntry, WalObject, WalTopic
-from .restore import read_objects, replay
+from .restore import restore
 from .writer import WalWriter, as_written
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,10 @@ class WriteAheadLog:
         """Restore what the bucket's WAL objects hold past each log's end (after tiering
         restored its segments), then hand the WAL what this disk holds past the bucket (a
         crash left it acknowledged to nobody, but a retry must not be answered from one disk)."""
-        objects = await read_objects(self.store, self.writer.broker_id)
-        touched = replay(self.logs, objects)
+        objects, touched = await restore(self.store, self.logs, self.writer.broker_id)
         await asyncio.gather(*(plog.flush_async() for plog in touched))
         wal_end: dict[tuple[str, int], int] = {}
         for wal in objects:
-            wal.data = b""  # the batches are in the logs now
             for entry in wal.entries:
                 key = (str(entry.topic_id), entry.partition)
                 wal_end[key] = max(wal_end.get(key, 0), entry.next_offset)

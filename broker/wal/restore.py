@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from hotlog.errors import CorruptRecordError, LogError
 from hotlog.log import PartitionLog
@@ -25,23 +26,35 @@ log = logging.getLogger(__name__)
 _CONCURRENT_GETS = 8
 
 
-async def read_objects(store: ObjectStore, broker_id: int) -> list[WalObject]:
-    """The broker's WAL objects in the bucket, checked, in sequence order. An object that
-    fails its check is logged and left out (its batches are lost, and the log says so)."""
-    listed = sorted(info.key for info in await store.list(broker_prefix(broker_id)))
-    slots = asyncio.Semaphore(_CONCURRENT_GETS)
-
-    async def read(key: str) -> WalObject | None:
-        async with slots:
-            raw = await store.get(key)
-        try:
-            return decode(key, raw)
-        except CorruptRecordError as exc:
-            log.error("WAL object %s is unreadable and was skipped: %s", key, exc)
-            return None
-
-    found = [o for o in await asyncio.gather(*(read(key) for key in listed)) if o is not None]
-    return sorted(found, key=lambda o: o.sequence)
+async def restore(store: ObjectStore, logs: LogManager, broker_id: int) -> tuple[list[WalObject], list[PartitionLog]]:
+    """Replay the broker's WAL objects in sequence order (keys sort by it), GETting up to
+    8 ahead of the one being replayed, so the restore reads and appends at once and holds
+    at most those in memory. Returns the objects (their batches dropped) and the logs
+    that took batches (to flush). An object that fails its check is logged and left out
+    (its batches are lost, and the log says so)."""
+    keys = sorted(info.key for info in await store.list(broker_prefix(broker_id)))
+    ahead: deque[asyncio.Task[bytes]] = deque()
+    objects: list[WalObject] = []
+    touched: dict[int, PartitionLog] = {}
+    try:
+        for i, key in enumerate(keys):
+            while len(ahead) < _CONCURRENT_GETS and i + len(ahead) < len(keys):
+                ahead.append(asyncio.create_task(store.get(keys[i + len(ahead)])))
+            raw = await ahead.popleft()
+            try:
+                wal = decode(key, raw)
+            except CorruptRecordError as exc:
+                log.error("WAL object %s is unreadable and was skipped: %s", key, exc)
+                continue
+            for plog in replay(logs, [wal]):
+                touched[id(plog)] = plog
+            wal.data = b""
+            objects.append(wal)
+    finally:
+        for task in ahead:
+            task.cancel()
+        await asyncio.gather(*ahead, return_exceptions=True)
+    return objects, list(touched.values())
 
 
 def replay(logs: LogManager, objects: list[WalObject]) -> list[PartitionLog]:
