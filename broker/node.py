@@ -24,6 +24,7 @@ from .internal_topics import is_internal
 from .produce import WritePath
 from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
+from .txn.producer_ids import remote_block_key
 from .wal.manager import WriteAheadLog
 
 WAL_DRAIN_SECONDS = 5.0  # at a clean stop, for windows still open or uploading
@@ -63,6 +64,8 @@ class Broker:
         self.reader.remote = RemoteReader(cache, indexes, readahead_chunks=settings.remote_log_prefetch_chunks)
         self.tiering = tiering
         self.wal = self.durability.wal = WriteAheadLog(self.logs, store, tiering, settings)
+        self.txns.producer_ids.remote = store
+        self.txns.producer_ids.remote_key = remote_block_key(settings.node_id)
 
     async def start(self) -> None:
         """Open the logs; with an object store, restore what the bucket holds past them
