@@ -38,6 +38,32 @@ def is_internal(topic: str) -> bool:
     return topic in INTERNAL_TOPICS
 
 
+def _bucket_placement(logs: LogManager) -> dict[str, Any]:
+    """The internal topics' placement: with the broker's `log.remote.wal.enable` on, tiered
+    (and through the WAL, whose setting they inherit); always whole on local disk."""
+    in_bucket = bool(logs.defaults.get("remote.wal.enable", False))
+    return {"remote.storage.enable": in_bucket, "local.retention.ms": -1, "local.retention.bytes": -1}
+
+
+def place_in_bucket(logs: LogManager) -> None:
+    """Internal topics made while the WAL was off are local only; with it on now, they are
+    tiered and written through the WAL from here on, and their active segments are rolled
+    (and sealed by a flush) so that tiering uploads what they held before, too."""
+    if not logs.defaults.get("remote.wal.enable", False):
+        return
+    for name in INTERNAL_TOPICS:
+        topic = logs.topics.get(name)
+        if topic is None or topic.overrides.get("remote.storage.enable") is not False:
+            continue
+        logs.alter_topic_configs(name, _bucket_placement(logs))
+        for partition in range(topic.partitions):
+            plog = logs.log(name, partition)
+            if not plog.active_segment.is_empty:
+                plog.roll()
+                plog.request_flush()
+        log.info("%s: tiered and written through the WAL from now on (log.remote.wal.enable)", name)
+
+
 def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs: Mapping[str, Any]) -> int:
     """The topic's partition count, creating it with `default_partitions` if missing. With
     the broker's `log.remote.wal.enable` on it is tiered and uses the WAL, so the bucket
@@ -45,9 +71,7 @@ def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs
     on local disk only."""
     entry = logs.topics.get(topic)
     if entry is None:
-        in_bucket = bool(logs.defaults.get("remote.wal.enable", False))
-        placement = {"remote.storage.enable": in_bucket, "local.retention.ms": -1, "local.retention.bytes": -1}
-        entry = logs.create_topic(topic, default_partitions, {**configs, **placement})
+        entry = logs.create_topic(topic, default_partitions, {**configs, **_bucket_placement(logs)})
         log.info("created %s with %d partitions", topic, entry.partitions)
     return entry.partitions
 

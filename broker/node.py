@@ -20,7 +20,7 @@ from tiering.store import ObjectStore
 from .durability import Durability
 from .errors import InvalidRequestError
 from .groups.coordinator import GroupCoordinator
-from .internal_topics import is_internal
+from .internal_topics import is_internal, place_in_bucket
 from .produce import WritePath
 from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
@@ -72,6 +72,7 @@ class Broker:
         (tiered segments, then the WAL); then read the internal topics back."""
         self.logs.open()
         if self.tiering is not None:
+            place_in_bucket(self.logs)
             await self.tiering.open()  # restores the tiered topics this folder lacks
         if self.wal is not None:
             await self.wal.open()

@@ -285,3 +285,35 @@ def test_a_store_that_is_down_acknowledges_nothing_it_cannot_bring_back(tmp_path
             if server.running:
                 assert server.stop() == 0, server.log()
 
+
+
+def test_internal_topics_made_before_the_wal_reach_the_bucket_once_it_is_on(tmp_path: Any) -> None:
+    """An upgrade: `__consumer_offsets` made while the WAL was off is local only; with the
+    WAL on it is tiered from then on, and its older commits reach the bucket once folded."""
+    before = KafkaServer(str(tmp_path / "data")).start()  # no WAL
+    try:
+        produce(before, "jobs", [b"job %d" % i for i in range(50)])
+        committer = Consumer({"bootstrap.servers": before.bootstrap, "group.id": "early", "enable.auto.commit": False})
+        committer.commit(offsets=[TopicPartition("jobs", 0, 20)], asynchronous=False)
+        committer.close()
+    finally:
+        assert before.stop() == 0, before.log()
+    server = wal_server(tmp_path, "", "log.remote.wal.fold.ms=300", "remote.log.manager.task.interval.ms=200").start()
+    try:
+        committer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "late", "enable.auto.commit": False})
+        committer.commit(offsets=[TopicPartition("jobs", 0, 40)], asynchronous=False)
+        committer.close()
+        wal_folder = os.path.join(server.objects_dir, "_wal", "0")
+        deadline = time.monotonic() + 20  # folded: tiered segments hold both commits, the WAL objects are gone
+        while time.monotonic() < deadline and (not os.path.isdir(wal_folder) or os.listdir(wal_folder)):
+            time.sleep(0.2)
+        machine_lost(server)
+        server.start()
+        for group, offset in (("early", 20), ("late", 40)):
+            checker = Consumer({"bootstrap.servers": server.bootstrap, "group.id": group})
+            [committed] = checker.committed([TopicPartition("jobs", 0)], timeout=15)
+            checker.close()
+            assert committed.offset == offset, group
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
