@@ -23,7 +23,7 @@ from ..settings import BrokerSettings
 from . import metrics
 from .objects import WalEntry, WalObject, WalTopic
 from .restore import restore
-from .writer import WalWriter, as_written
+from .writer import WalPartition, WalWriter, as_written
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,10 @@ class WriteAheadLog:
         crash left it acknowledged to nobody, but a retry must not be answered from one disk)."""
         objects, touched = await restore(self.store, self.logs, self.writer.broker_id)
         await asyncio.gather(*(plog.flush_async() for plog in touched))
-        wal_end: dict[tuple[str, int], int] = {}
+        wal_end: dict[WalPartition, int] = {}
         for wal in objects:
             for entry in wal.entries:
-                key = (str(entry.topic_id), entry.partition)
+                key = WalPartition(entry.topic_id, entry.partition)
                 wal_end[key] = max(wal_end.get(key, 0), entry.next_offset)
         self.writer.committed = objects
         self.writer.next_sequence = max((o.sequence for o in objects), default=-1) + 1
@@ -103,7 +103,8 @@ class WriteAheadLog:
             if plog.closed or not self.covers(plog):
                 continue
             topic_id = self.logs.topic(name).topic_id
-            bucket_end = max(self.remote.remote_end_offset(name, partition), wal_end.get((str(topic_id), partition), 0))
+            bucket_end = max(self.remote.remote_end_offset(name, partition),
+                             wal_end.get(WalPartition(topic_id, partition), 0))
             if bucket_end <= 0 or bucket_end >= plog.log_end_offset:
                 self.writer.mark_durable(topic_id, partition, plog.log_end_offset)
                 continue
