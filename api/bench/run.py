@@ -179,9 +179,11 @@ class Phases:
         return {"seconds": round(done.seconds, 3), "replay": row, "produce": flow(produced, done.seconds, "latency_ms"),
                 "tail": flow(tailed, done.seconds, "e2e_latency_ms")}, used
 
-    def run(self) -> tuple[dict[str, Any], Counters, Counters, Counters]:
-        """The phases' figures, the counters of the whole run and of the cold and warm replays."""
+    def run(self) -> tuple[dict[str, Any], Counters, Counters, Counters, float]:
+        """The phases' figures, the counters of the whole run and of the cold and warm
+        replays, and the seconds between the run's first and last scrape."""
         start = scrape(self.metrics_url)
+        began = time.monotonic()
         phases: dict[str, Any] = {}
         try:
             phases["ingest"] = self.ingest()
@@ -195,7 +197,8 @@ class Phases:
         finally:
             self.tail.stop()
             self.producers.stop()
-        return phases, scrape(self.metrics_url) - start, cold, warm
+        end = scrape(self.metrics_url)
+        return phases, end - start, cold, warm, time.monotonic() - began
 
 
 def _object_store_section(run: Counters, cold: Counters, warm: Counters, seconds: float) -> dict[str, Any]:
@@ -243,10 +246,10 @@ def bench(config: BenchConfig, *, bootstrap: str | None, metrics_url: str | None
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
             disable=not show_progress, transient=False))
         run_phases = Phases(config, bootstrap, metrics_url, progress, check)
-        phases, run, cold, warm = run_phases.run()
+        phases, run, cold, warm, seconds = run_phases.run()
     return {"version": 1, "config": asdict(config), "server": server_info, "phases": phases,
             "last_produce_error": run_phases.producers.last_error,
-            "object_store": _object_store_section(run, cold, warm, sum(p["seconds"] for p in phases.values()))}
+            "object_store": _object_store_section(run, cold, warm, seconds)}
 
 
 def run_bench(args: argparse.Namespace) -> int:
