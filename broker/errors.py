@@ -26,6 +26,10 @@ class InvalidRequestError(BrokerError):
     """A request malformed in itself (missing or negative fields, unknown enum values)."""
 
 
+class InvalidPartitionsError(BrokerError):
+    """A partition count a topic may not have (below 1, or above the broker's cap)."""
+
+
 class ShuttingDownError(BrokerError):
     """The broker is stopping; the client should retry elsewhere or later."""
 
@@ -91,6 +95,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     # the broker's own
     BrokerError: Answer(ErrorCode.unknown_server_error, "INTERNAL"),
     InvalidRequestError: Answer(_BAD_INPUT, "INVALID_ARGUMENT"),
+    InvalidPartitionsError: Answer(ErrorCode.invalid_partitions, "INVALID_ARGUMENT"),
     ShuttingDownError: Answer(ErrorCode.broker_not_available, "UNAVAILABLE"),
     PartitionOffsetOutOfRangeError: Answer(ErrorCode.offset_out_of_range, "OUT_OF_RANGE"),
     RefusedError: Answer(ErrorCode.unknown_server_error, "FAILED_PRECONDITION"),  # Kafka: the error's own code

@@ -18,7 +18,7 @@ from tiering.manager import TieringManager
 from tiering.store import ObjectStore
 
 from .durability import Durability
-from .errors import InvalidRequestError
+from .errors import InvalidPartitionsError, InvalidRequestError
 from .groups.coordinator import GroupCoordinator
 from .internal_topics import is_internal, place_in_bucket
 from .produce import WritePath
@@ -27,6 +27,8 @@ from .txn.coordinator import TransactionCoordinator
 from .txn.producer_ids import remote_block_key
 from .wal.manager import WriteAheadLog
 
+# A topic's partitions each hold open files; one request must not exhaust the descriptors.
+MAX_PARTITIONS = 10_000
 WAL_DRAIN_SECONDS = 5.0  # at a clean stop, for windows still open or uploading
 
 
@@ -96,6 +98,7 @@ class Broker:
         creates those itself, with their own configs (as Kafka refuses them too)."""
         if is_internal(name):
             raise InvalidRequestError(f"creation of internal topic {name} is prohibited")
+        check_partition_count(partitions)
         return self.logs.create_topic(name, partitions, configs, validate_only=validate_only)
 
     async def delete_topic(self, name: str) -> Topic:
@@ -118,3 +121,9 @@ class Broker:
             await self.reader.remote.close()
         self.groups.close()
         self.logs.close()
+
+
+def check_partition_count(count: int) -> None:
+    """Raise InvalidPartitionsError unless a topic may have `count` partitions."""
+    if not 1 <= count <= MAX_PARTITIONS:
+        raise InvalidPartitionsError(f"{count} partitions: a topic has 1 to {MAX_PARTITIONS}")

@@ -10,6 +10,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
+from broker.node import check_partition_count
 from broker.settings import BrokerSettings
 from hotlog.config import TOPIC_CONFIGS, parse_topic_configs
 from hotlog.errors import InvalidConfigError, LogError
@@ -30,7 +31,6 @@ BOOLEAN, STRING, INT, LONG, LIST = 1, 2, 3, 5, 7
 _INT_CONFIGS = frozenset({"segment.bytes", "segment.index.bytes", "index.interval.bytes", "max.message.bytes"})
 SET, DELETE = 0, 1
 # Each partition is a folder with open files: a bound keeps one request from exhausting them.
-MAX_PARTITIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -115,19 +115,15 @@ def _new_topic_partitions(kafka: KafkaContext, wanted: Any) -> int:
                 any(tuple(a.broker_ids) != (node,) for a in wanted.assignments):
             raise _Refused(ErrorCode.invalid_replica_assignment,
                            f"partitions 0..n-1, each on broker {node} alone: tierlog runs one broker")
-        _check_partition_count(len(wanted.assignments))
+        check_partition_count(len(wanted.assignments))
         return len(wanted.assignments)
     if wanted.replication_factor not in (-1, 1):
         raise _Refused(ErrorCode.invalid_replication_factor,
                        f"replication factor {wanted.replication_factor}: tierlog runs one broker, so it must be 1")
     partitions = kafka.broker.settings.num_partitions if wanted.num_partitions == -1 else wanted.num_partitions
-    _check_partition_count(partitions)
+    check_partition_count(partitions)
     return int(partitions)
 
-
-def _check_partition_count(count: int) -> None:
-    if not 1 <= count <= MAX_PARTITIONS:
-        raise _Refused(ErrorCode.invalid_partitions, f"{count} partitions: a topic has 1 to {MAX_PARTITIONS}")
 
 
 class _Refused(Exception):
@@ -209,7 +205,7 @@ async def handle_create_partitions(kafka: KafkaContext, call: Call, request: Any
             if wanted.count <= topic.partitions:
                 raise _Refused(ErrorCode.invalid_partitions,
                                f"topic {wanted.name!r} has {topic.partitions} partitions; the new count must be larger")
-            _check_partition_count(wanted.count)
+            check_partition_count(wanted.count)
             if wanted.assignments and any(tuple(a.broker_ids) != (kafka.node_id,) for a in wanted.assignments):
                 raise _Refused(ErrorCode.invalid_replica_assignment,
                                f"every partition lives on broker {kafka.node_id}: tierlog runs one broker")
@@ -217,7 +213,7 @@ async def handle_create_partitions(kafka: KafkaContext, call: Call, request: Any
                 logs.add_partitions(wanted.name, wanted.count)
         except _Refused as exc:
             results.append(build(entity, name=wanted.name, error_code=exc.code, error_message=str(exc)))
-        except LogError as exc:
+        except HANDLED as exc:
             results.append(build(entity, name=wanted.name, error_code=kafka_code(exc), error_message=str(exc)))
         else:
             results.append(build(entity, name=wanted.name, error_code=ErrorCode.none, error_message=None))

@@ -214,6 +214,9 @@ def test_topic_admin(grpc_stub: pb_grpc.TierlogStub) -> None:
      grpc.StatusCode.INVALID_ARGUMENT, "no.such.config"),
     (pb.CreateTopicRequest(name="bad/name"), grpc.StatusCode.INVALID_ARGUMENT, "not legal"),
     (pb.CreateTopicRequest(name="bad-partitions", partitions=-1), grpc.StatusCode.INVALID_ARGUMENT, "partition"),
+    # Each partition holds open files: the Kafka listener's cap holds for gRPC too (one code path).
+    (pb.CreateTopicRequest(name="too-many-partitions", partitions=10_001), grpc.StatusCode.INVALID_ARGUMENT,
+     "a topic has 1 to 10000"),
 ])
 def test_bad_topic_requests_are_refused_and_create_nothing(grpc_stub: pb_grpc.TierlogStub, request_: pb.CreateTopicRequest,
                                                            code: grpc.StatusCode, words: str) -> None:

@@ -276,6 +276,13 @@ def test_internal_topics_cannot_be_created_or_deleted_by_clients(kafka_server: K
     assert refused.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
 
 
+def test_a_topic_of_more_partitions_than_the_cap_is_refused(kafka_server: KafkaServer) -> None:
+    create = admin(kafka_server).create_topics([NewTopic("ck-huge", 10_001, 1)], operation_timeout=10)
+    with pytest.raises(KafkaException) as refused:
+        create["ck-huge"].result(10)
+    assert refused.value.args[0].code() == KafkaError.INVALID_PARTITIONS
+
+
 def test_librdkafkas_default_1mb_batches_fit_a_topic_of_small_segments(kafka_server: KafkaServer) -> None:
     """A batch above segment.bytes (within max.message.bytes) gets a segment of its own."""
     create_topic(kafka_server, "ck-small-segments", **{"segment.bytes": str(256 * 1024)})
