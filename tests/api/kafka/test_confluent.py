@@ -277,7 +277,8 @@ def test_internal_topics_cannot_be_created_or_deleted_by_clients(kafka_server: K
 
 
 def test_a_topic_of_more_partitions_than_the_cap_is_refused(kafka_server: KafkaServer) -> None:
-    create = admin(kafka_server).create_topics([NewTopic("ck-huge", 10_001, 1)], operation_timeout=10)
+    client = admin(kafka_server)  # kept alive until the answer arrives
+    create = client.create_topics([NewTopic("ck-huge", 10_001, 1)], operation_timeout=10)
     with pytest.raises(KafkaException) as refused:
         create["ck-huge"].result(10)
     assert refused.value.args[0].code() == KafkaError.INVALID_PARTITIONS
