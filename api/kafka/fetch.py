@@ -41,10 +41,13 @@ class _FetchPlan:
     def __init__(self, kafka: KafkaContext, request: Any) -> None:
         self.reader = kafka.broker.reader
         self.read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
-        self.max_bytes = request.max_bytes
+        # The broker's fetch.max.bytes bounds what a response holds, whatever a client asks
+        # (KIP-74 may still pass it by the first partition's first batch).
+        cap = kafka.broker.settings.fetch_max_bytes
+        self.max_bytes = min(request.max_bytes, cap)
         self.min_bytes = request.min_bytes
         self.partitions = [
-            _PartitionRead(topic.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
+            _PartitionRead(topic.topic, p.partition, p.fetch_offset, min(p.partition_max_bytes, cap))
             for topic in request.topics for p in topic.partitions
         ]
 

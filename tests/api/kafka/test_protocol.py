@@ -252,3 +252,20 @@ def test_list_offsets_v9_answers_max_timestamp_earliest_local_and_latest_tiered(
     assert answers[-4][0] == 0  # nothing tiered yet: the local log starts at 0
     assert answers[-5][0] == -1  # and no offset is tiered
     assert answers[4_000] == (1, 9_000)
+
+
+def test_the_brokers_fetch_max_bytes_bounds_what_a_client_asks(tmp_path: Any) -> None:
+    """A client asking max_bytes 2^31-1 of a large partition gets at most fetch.max.bytes
+    (plus one batch, KIP-74): the broker's memory does not follow the client's wish."""
+    server = KafkaServer(str(tmp_path / "data"), "fetch.max.bytes=65536").start()
+    try:
+        create(server, "capped")
+        wire = Wire(server.bootstrap)
+        for i in range(64):  # 64 batches of ~10 KB
+            wire.send(produce("capped", batch(os.urandom(10_000) + b"%d" % i)), i + 10)
+            assert wire.receive(PRODUCE, 9)[1].responses[0].partition_responses[0].error_code == ErrorCode.none
+        wire.send(fetch("capped", 0, 0, partition_max_bytes=2**31 - 1), 1)
+        records = wire.receive(FETCH, 12)[1].responses[0].partitions[0].records
+        assert 55_000 < len(records) <= 65_536 + 10_100
+    finally:
+        assert server.stop() == 0, server.log()
