@@ -134,10 +134,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._make_room(0)
 
     def _make_room(self, frame_bytes: int) -> None:
-        """Move the unparsed bytes to the front, into a larger buffer if the frame needs it."""
+        """Move the unparsed bytes to the front, into a larger buffer once they fill this one.
+        The buffer grows with the bytes received (doubling), not with the size a frame
+        declares: a client that announces 100 MB and sends nothing costs one small buffer."""
         available = self._end - self._start
-        if frame_bytes > len(self._buf):
-            grown = bytearray(max(frame_bytes, RECEIVE_BUFFER))
+        if frame_bytes > len(self._buf) and available + MIN_FREE > len(self._buf):
+            grown = bytearray(min(frame_bytes, max(RECEIVE_BUFFER, 2 * len(self._buf))))
             grown[:available] = self._buf[self._start : self._end]
             self._buf = grown
         elif self._start and (frame_bytes > len(self._buf) - self._start or len(self._buf) - self._end < MIN_FREE):

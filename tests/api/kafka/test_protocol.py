@@ -4,6 +4,7 @@ polling, KIP-74, bad frames, many idle consumers."""
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import time
 import uuid
@@ -269,3 +270,31 @@ def test_the_brokers_fetch_max_bytes_bounds_what_a_client_asks(tmp_path: Any) ->
         assert 55_000 < len(records) <= 65_536 + 10_100
     finally:
         assert server.stop() == 0, server.log()
+
+
+def _resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        line = next(line for line in f if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_a_frame_size_announced_but_not_sent_costs_no_memory(kafka_server: KafkaServer) -> None:
+    """Twenty connections that each announce a 100 MB request and send nothing more: the
+    receive buffers grow with the bytes received, not with what a frame declares."""
+    assert kafka_server.process is not None
+    before = _resident_mb(kafka_server.process.pid)
+    sockets = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", kafka_server.kafka_port))
+            s.sendall(SIZE.pack(104_857_600) + b"\x00\x03\x00\x0c")  # a Metadata request, 100 MB long
+            sockets.append(s)
+        time.sleep(1.0)
+        grown = _resident_mb(kafka_server.process.pid) - before
+        assert grown < 40, f"resident memory grew {grown:.0f} MB for 20 announced frames"
+        wire = Wire(kafka_server.bootstrap)  # and the broker still serves
+        wire.send(metadata(), 1)
+        assert wire.receive(METADATA, 12)[1].topics is not None
+    finally:
+        for s in sockets:
+            s.close()
