@@ -43,6 +43,7 @@ class BrokerSettings:
     group_min_session_timeout_ms: int = 6_000
     group_max_session_timeout_ms: int = 1_800_000
     socket_request_max_bytes: int = 104_857_600  # larger Kafka request frames close the connection
+    connections_max_idle_ms: int = 600_000  # Kafka's: idle Kafka connections are closed after it
     fetch_max_bytes: int = 57_671_680  # Kafka's: the most one Fetch returns, whatever the client asks
     remote_log_chunk_bytes: int = 4 * 1024 * 1024
     remote_log_chunk_cache_bytes: int = 1024 * 1024 * 1024
@@ -103,6 +104,7 @@ _INTS: dict[str, tuple[str, int]] = {
     "group.max.session.timeout.ms": ("group_max_session_timeout_ms", 1),
     "socket.request.max.bytes": ("socket_request_max_bytes", 1),
     "fetch.max.bytes": ("fetch_max_bytes", 1024),
+    "connections.max.idle.ms": ("connections_max_idle_ms", 1),
     # The read path over the object store (tierlog's own names, in Kafka's remote.log.* family).
     "remote.log.chunk.bytes": ("remote_log_chunk_bytes", 4096),
     "remote.log.chunk.cache.bytes": ("remote_log_chunk_cache_bytes", 4096),

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import logging
 import socket
+import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine
@@ -70,6 +71,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._writing_paused = False
         self._closed = False
+        self.last_active = time.monotonic()  # a byte received or a response handed out
 
     # -- transport callbacks ----------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         return memoryview(self._buf)[self._end:]
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.last_active = time.monotonic()
         self._end += nbytes
         self._parse_frames()
 
@@ -219,12 +222,18 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._send_outgoing()
         self._update_reading()
 
+    @property
+    def idle(self) -> bool:
+        """No request being served and no response waiting to go out."""
+        return not self._pending and not self._outgoing
+
     def _send_outgoing(self) -> None:
         """Hand response bytes to the transport a slice at a time while it keeps up.
 
         The transport copies what the socket does not take at once into its buffer and
         shifts that buffer after each send; fed whole multi-MiB fetch responses it would
         copy them again and again, fed slices it copies at most one slice."""
+        self.last_active = time.monotonic()
         while self._outgoing and not self._writing_paused and not self._closed:
             head = self._outgoing[0]
             if len(head) <= WRITE_SLICE:
@@ -249,6 +258,7 @@ class KafkaListener:
         self.address = address
         self.connections: set[KafkaConnection] = set()
         self._server: asyncio.Server | None = None
+        self._reaper: asyncio.Task[None] | None = None
         # The advertised endpoint is known once the port is bound.
         self.kafka = KafkaContext(broker, broker.groups, "", 0, cluster_id_for(broker.logs.data_dir))
 
@@ -272,12 +282,27 @@ class KafkaListener:
     async def start(self) -> None:
         assert self._server is not None, "bind() first"
         await self._server.start_serving()
+        self._reaper = asyncio.create_task(self._reap_idle(self.broker.settings.connections_max_idle_ms / 1000))
         log.info("Kafka protocol on %s (advertised as %s:%d)", self.address, self.kafka.host, self.kafka.port)
+
+    async def _reap_idle(self, max_idle_s: float) -> None:
+        """Close connections idle past connections.max.idle.ms (as Kafka does), so idle
+        sockets do not pile up; a long-polling fetch is not idle."""
+        while True:
+            await asyncio.sleep(min(max_idle_s / 4, 10.0))
+            cutoff = time.monotonic() - max_idle_s
+            for connection in [c for c in self.connections if c.idle and c.last_active < cutoff]:
+                log.info("closing connection from %s: idle past connections.max.idle.ms", connection.peer_host)
+                connection.close()
 
     def _connection(self) -> KafkaConnection:
         return KafkaConnection(self)
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
         if self._server is None:
             return
         self._server.close()

@@ -298,3 +298,21 @@ def test_a_frame_size_announced_but_not_sent_costs_no_memory(kafka_server: Kafka
     finally:
         for s in sockets:
             s.close()
+
+
+def test_idle_connections_are_closed_after_connections_max_idle_ms(tmp_path: Any) -> None:
+    server = KafkaServer(str(tmp_path / "data"), "connections.max.idle.ms=500").start()
+    try:
+        create(server, "idle")
+        idle = [socket.create_connection(("127.0.0.1", server.kafka_port)) for _ in range(50)]
+        polling = Wire(server.bootstrap)
+        polling.send(fetch("idle", 0, 2500), 7)  # a long poll in flight is not idle
+        time.sleep(1.5)
+        for s in idle:
+            s.settimeout(2)
+            assert s.recv(1) == b"", "an idle connection should have been closed by the broker"
+            s.close()
+        correlation, answer = polling.receive(FETCH, 12)
+        assert correlation == 7 and answer.responses[0].partitions[0].error_code == ErrorCode.none
+    finally:
+        assert server.stop() == 0, server.log()
