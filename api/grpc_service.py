@@ -211,8 +211,9 @@ class TierlogService(pb_grpc.TierlogServicer):
         appended: list[Appended] = []
         for partition, batches in plans:
             # One append per batch, so a segment may roll between them.
-            infos = [self.broker.write.append(topic.name, partition, batch, protocol="grpc").info for batch in batches]
-            appended.append(Appended(self.logs.log(topic.name, partition), infos[-1]))
+            written = [self.broker.write.append(topic.name, partition, batch, protocol="grpc") for batch in batches]
+            infos = [w.info for w in written]
+            appended.append(written[-1])  # durable up to the last batch means all of them
             response.partitions.append(pb.PartitionAppend(
                 partition=partition, base_offset=infos[0].base_offset, last_offset=infos[-1].last_offset,
                 log_append_time_ms=infos[0].log_append_time,

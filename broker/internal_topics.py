@@ -57,10 +57,7 @@ def place_in_bucket(logs: LogManager) -> None:
             continue
         logs.alter_topic_configs(name, _bucket_placement(logs))
         for partition in range(topic.partitions):
-            plog = logs.log(name, partition)
-            if not plog.active_segment.is_empty:
-                plog.roll()
-                plog.request_flush()
+            logs.log(name, partition).seal_active_segment()
         log.info("%s: tiered and written through the WAL from now on (log.remote.wal.enable)", name)
 
 

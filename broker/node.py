@@ -24,7 +24,6 @@ from .internal_topics import is_internal, place_in_bucket
 from .produce import WritePath
 from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
-from .txn.producer_ids import remote_block_key
 from .wal.manager import WriteAheadLog
 
 # A topic's partitions each hold open files; one request must not exhaust the descriptors.
@@ -66,8 +65,7 @@ class Broker:
         self.reader.remote = RemoteReader(cache, indexes, readahead_chunks=settings.remote_log_prefetch_chunks)
         self.tiering = tiering
         self.wal = self.durability.wal = WriteAheadLog(self.logs, store, tiering, settings)
-        self.txns.producer_ids.remote = store
-        self.txns.producer_ids.remote_key = remote_block_key(settings.node_id)
+        self.txns.producer_ids.keep_in(store, settings.node_id)
 
     async def start(self) -> None:
         """Open the logs; with an object store, restore what the bucket holds past them

@@ -369,6 +369,13 @@ class PartitionLog:
         )
         return self.append(marker, now_ms=now_ms, _markers=True)
 
+    def seal_active_segment(self) -> None:
+        """Roll a non-empty active segment and start the flush that seals it, so tiering may
+        upload what it holds without waiting for segment.bytes or segment.ms."""
+        if not self.active_segment.is_empty:
+            self.roll()
+            self.request_flush()
+
     def roll(self) -> LogSegment:
         """Close the active segment to appends and start a new one at the log end. The
         producer state as of the new base offset is snapshotted (`<base>.snapshot`); the

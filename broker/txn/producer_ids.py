@@ -45,6 +45,10 @@ class ProducerIdAllocator:
         except FileNotFoundError:
             return 0
 
+    def keep_in(self, store: ObjectStore, node_id: int) -> None:
+        """Write each reserved block's end to `store` too, under this node's key."""
+        self.remote, self.remote_key = store, remote_block_key(node_id)
+
     async def _read_remote_block_end(self) -> int:
         if self.remote is None:
             return 0

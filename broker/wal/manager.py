@@ -183,7 +183,5 @@ class WriteAheadLog:
         plog = self._partition(wal, entry)
         if plog is None or plog.closed:
             return
-        active = plog.active_segment
-        if not active.is_empty and active.base_offset < entry.next_offset:
-            plog.roll()
-            plog.request_flush()  # seals the rolled segment, so tiering may upload it
+        if plog.active_segment.base_offset < entry.next_offset:  # the entry's data is in it
+            plog.seal_active_segment()

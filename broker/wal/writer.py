@@ -39,9 +39,10 @@ class WalPartition(NamedTuple):
     partition: int
 
 
-def as_written(records: bytes | bytearray | memoryview, info: AppendInfo) -> bytes:
+def as_written(records: bytes | bytearray | memoryview, info: AppendInfo) -> bytearray:
     """A produce request's batches as the log wrote them: base offsets assigned, and
-    LogAppendTime stamped (with its CRC) where the topic asks for it. Per batch, not per record."""
+    LogAppendTime stamped (with its CRC) where the topic asks for it. Per batch, not per
+    record; one copy of the bytes (the request's own may not be written to)."""
     data = bytearray(records)
     position = 0
     for header in info.batches:
@@ -49,13 +50,13 @@ def as_written(records: bytes | bytearray | memoryview, info: AppendInfo) -> byt
         if info.log_append_time >= 0:
             set_log_append_time(data, position, info.log_append_time)
         position += header.size
-    return bytes(data)
+    return data
 
 
 class _Window:
     def __init__(self, sequence: int, broker_id: int) -> None:
         self.object = WalObject(broker_id, sequence, object_key(broker_id, sequence), int(time.time() * 1000))
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | bytearray] = []
         self.size = 0
         self.opened = time.monotonic()
 
@@ -92,7 +93,8 @@ class WalWriter:
             raise WalFullError(f"the write-ahead log holds {self.pending_bytes} bytes the object store has not "
                                "taken yet; retry when it has")
 
-    def add(self, topic: WalTopic, partition: int, base_offset: int, next_offset: int, data: bytes) -> None:
+    def add(self, topic: WalTopic, partition: int, base_offset: int, next_offset: int,
+            data: bytes | bytearray) -> None:
         """Put batches (as written, offsets assigned) into the open window."""
         if self._window is None:
             self._window = _Window(self.next_sequence, self.broker_id)
