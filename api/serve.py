@@ -17,6 +17,7 @@ from broker.node import Broker
 from broker.settings import BrokerSettings
 from hotlog.errors import InvalidConfigError
 from tiering.manager import TieringManager
+from tiering.scrubber import Scrubber
 from tiering.store import ObjectStore, ObjectStoreError, StoreConfigError
 from tiering.url import open_store
 
@@ -76,6 +77,8 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
         upload_concurrency=settings.remote_log_manager_copier_thread_pool_size,
         upload_bytes_per_sec=settings.remote_log_manager_copy_max_bytes_per_second,
     )
+    scrubber = Scrubber(broker.logs, tiering, bytes_per_second=settings.log_scrubber_io_max_bytes_per_second,
+                        interval_ms=settings.log_scrubber_interval_ms)
     service = TierlogService(broker, remote=tiering)
     grpc_server = GrpcServer(service, args.grpc_listen)
     http = HttpServer(args.http_listen, serving=lambda: grpc_server.serving)
@@ -108,6 +111,8 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
     try:
         await broker.start()  # restores what the bucket holds that this folder lacks: before serving
         tiering.run_in_background()
+        if settings.log_scrubber_enable:
+            scrubber.run_in_background()
         log.info("local log open at %s (%d topics), object store %s",
                  broker.logs.data_dir, len(broker.logs.topics), store.url)
         await grpc_server.start()
@@ -120,6 +125,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
         return 1
     finally:
         await stop_listeners()
+        await scrubber.close()
         await tiering.close()
         await broker.stop()  # flush and write the clean-shutdown checkpoint
         await store.close()

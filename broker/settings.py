@@ -65,6 +65,12 @@ class BrokerSettings:
     # WAL data older than this is rolled into a segment of its own, so tiering uploads it
     # and the WAL objects holding it can go.
     log_remote_wal_fold_ms: int = 120_000
+    # The scrubber (tierlog's own, named after Kafka's log.cleaner.*): sealed local segments
+    # and uploaded objects checked against their CRCs, a pass a week at a pace whose CRC
+    # work is a few percent of one core.
+    log_scrubber_enable: bool = True
+    log_scrubber_io_max_bytes_per_second: int = 16 * 1024 * 1024
+    log_scrubber_interval_ms: int = 7 * 86_400_000
 
     @classmethod
     def parse(cls, properties: Mapping[str, str]) -> BrokerSettings:
@@ -79,6 +85,8 @@ class BrokerSettings:
                 setattr(settings, field_name, _int(name, raw, low))
             elif name == "auto.create.topics.enable":
                 settings.auto_create_topics_enable = _bool(name, raw)
+            elif name == "log.scrubber.enable":
+                settings.log_scrubber_enable = _bool(name, raw)
             elif name == "advertised.listeners":
                 settings.advertised_listeners = raw
             elif name == "remote.log.chunk.cache.dir":  # another disk keeps replays off the log's fsyncs
@@ -120,4 +128,6 @@ _INTS: dict[str, tuple[str, int]] = {
     "log.remote.wal.window.ms": ("log_remote_wal_window_ms", 1),
     "log.remote.wal.window.bytes": ("log_remote_wal_window_bytes", 1024),
     "log.remote.wal.fold.ms": ("log_remote_wal_fold_ms", 1),
+    "log.scrubber.io.max.bytes.per.second": ("log_scrubber_io_max_bytes_per_second", 1),
+    "log.scrubber.interval.ms": ("log_scrubber_interval_ms", 1),
 }

@@ -28,3 +28,12 @@ LOCAL_DELETED_SEGMENTS = Counter(
     "tierlog_tiering_local_deleted_segments_total", "Local segments deleted by local retention after upload"
 )
 ORPHANS_DELETED = Counter("tierlog_tiering_orphans_deleted_total", "Objects without committed metadata removed")
+SCRUBBED_BYTES = Counter("tierlog_scrub_bytes_total", "Bytes the scrubber checked against their CRCs, by tier", ["tier"])
+SCRUB_CORRUPT = Counter(
+    "tierlog_scrub_corrupt_total", "Segments (local) or objects (remote) the scrubber found corrupt and could not mend",
+    ["tier"],
+)
+SCRUB_REPAIRED = Counter(
+    "tierlog_scrub_repaired_total", "Corrupt segments or objects the scrubber replaced with the other tier's copy",
+    ["tier"],
+)
