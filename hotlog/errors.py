@@ -50,8 +50,24 @@ class LogClosedError(LogError):
 
 
 class LogStorageError(LogError):
-    """An fsync failed: what the page cache held may be lost, so the log takes no more
-    writes until the broker restarts and recovery has checked the disk."""
+    """The disk failed the log. Raised as itself, the log is offline: an fsync failed (what
+    the page cache held may be lost) or a failed write could not be undone, so the log takes
+    no more writes until the broker restarts and recovery has checked the disk."""
+
+
+class DiskWriteError(LogStorageError):
+    """A write the disk refused (ENOSPC, EIO, a short write), undone: the log holds what it
+    held before and takes appends again once the disk does."""
+
+
+class TooManyOpenFilesError(LogStorageError):
+    """No file descriptor for a segment file (EMFILE, ENFILE), even after closing idle
+    ones: nothing was read or written, and the log stays online; retriable."""
+
+
+class CorruptSegmentError(LogError):
+    """Stored bytes failed their check (a batch's CRC-32C, length or magic): they are never
+    served. Unlike CorruptRecordError the fault is the disk's, not the client's."""
 
 
 class OutOfOrderSequenceError(LogError):

@@ -13,6 +13,8 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 
+from .errors import DiskWriteError
+
 
 class SparseIndex:
     """Two parallel monotonic columns; the first is the search key."""
@@ -75,8 +77,7 @@ class SparseIndex:
         pending = b"".join(
             self.ENTRY.pack(k, v) for k, v in zip(self.keys[self._persisted :], self.values[self._persisted :])
         )
-        with open(self.path, "ab") as f:
-            f.write(pending)
+        _append_or_undo(self.path, pending)
         self._persisted = len(self.keys)
 
     def rewrite(self) -> None:
@@ -156,3 +157,23 @@ class TimeIndex(SparseIndex):
         slot = bisect_left(self.keys, timestamp) - 1
         return self.base_offset if slot < 0 else self.base_offset + self.values[slot]
 
+
+def _append_or_undo(path: str, data: bytes) -> None:
+    """Append `data` to the file, or leave the file as it was and raise DiskWriteError (a
+    full or failing disk), so a later write does not land behind part of an entry. If the
+    cut fails too, its OSError is raised."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DiskWriteError(f"{path}: {exc}") from exc
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:  # a full disk takes what fits, then raises ENOSPC
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            os.ftruncate(fd, start)
+            raise DiskWriteError(f"{path}: {exc}") from exc
+    finally:
+        os.close(fd)

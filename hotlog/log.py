@@ -23,6 +23,7 @@ from .config import LogConfig
 from .durable import sync_written
 from .errors import (
     CorruptRecordError,
+    DiskWriteError,
     LogClosedError,
     LogStorageError,
     OffsetOutOfRangeError,
@@ -284,7 +285,9 @@ class PartitionLog:
     ) -> AppendInfo:
         """Validate and append the batches in `data` (a produce request's records for this
         partition). Offsets are assigned by rewriting each batch's baseOffset; nothing else
-        changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing."""
+        changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing;
+        so does a disk that refuses the write (DiskWriteError: full, or failing). A write
+        that cannot be undone takes the log offline (LogStorageError)."""
         if self.closed:
             raise LogClosedError(f"{self.topic}-{self.partition} is closed")
         if self.storage_error is not None:
@@ -340,17 +343,14 @@ class PartitionLog:
             written.append(header)
             next_offset += header.last_offset_delta + 1
             placed.append(PlacedBatch(next_offset - 1, max_ts, size))
-        active.append(iov, total, placed)
-        if has_producer:
-            for header in written:
-                if header.producer_id < 0:
-                    continue
-                if header.is_control:
-                    marker_at = batches[0].position
-                    commit, coordinator_epoch = read_marker(decode_batch(view[marker_at : marker_at + header.size]))
-                    self._complete_txn(active, header, commit, coordinator_epoch)
-                else:
-                    self.producers.on_batch(header)
+        try:
+            active.append(iov, total, placed)
+            if has_producer:
+                self._on_appended(active, written, view[batches[0].position :])
+        except DiskWriteError:
+            raise
+        except OSError as exc:  # the file holds part of a batch, or a marker lacks its txn index entry
+            raise self._go_offline(exc, "a failed write could not be undone") from exc
         self.unflushed_messages += records
         info = AppendInfo(written[0].base_offset, next_offset - 1, append_time, written)
         if self.unflushed_messages >= flush_messages:
@@ -358,6 +358,17 @@ class PartitionLog:
         for listener in self._listeners:
             listener(self)
         return info
+
+    def _on_appended(self, segment: LogSegment, written: list[BatchHeader], first: memoryview) -> None:
+        """Producer state after the batches are in `segment` (`first`: a marker's bytes)."""
+        for header in written:
+            if header.producer_id < 0:
+                continue
+            if header.is_control:
+                commit, coordinator_epoch = read_marker(decode_batch(first[: header.size]))
+                self._complete_txn(segment, header, commit, coordinator_epoch)
+            else:
+                self.producers.on_batch(header)
 
     def append_marker(self, producer_id: int, producer_epoch: int, *, commit: bool, coordinator_epoch: int,
                       now_ms: int | None = None) -> AppendInfo:
@@ -379,12 +390,18 @@ class PartitionLog:
     def roll(self) -> LogSegment:
         """Close the active segment to appends and start a new one at the log end. The
         producer state as of the new base offset is snapshotted (`<base>.snapshot`); the
-        flush that seals the rolled segment fsyncs it, off the event loop."""
-        if self.active_segment.is_empty:
-            return self.active_segment
-        self.active_segment.roll()
-        self.producers_snapshot(self.log_end_offset, sync=False)
-        segment = self._new_segment(self.log_end_offset)
+        flush that seals the rolled segment fsyncs it, off the event loop. On a disk that
+        refuses a step, DiskWriteError, and the log is as it was: the old segment still takes
+        appends, and the next append tries the roll again."""
+        active = self.active_segment
+        if active.is_empty:
+            return active
+        try:
+            self.producers_snapshot(self.log_end_offset, sync=False)
+            segment = self._new_segment(self.log_end_offset)
+            active.roll()  # last: once rolled, the segment takes no more appends
+        except OSError as exc:
+            raise DiskWriteError(f"{self.topic}-{self.partition}: rolling segment {active.base_offset}: {exc}") from exc
         self._add_segment(segment)
         return segment
 
@@ -457,9 +474,13 @@ class PartitionLog:
                 if rolled:
                     sync_written(self.snapshot_path(segment.next_offset))
         except OSError as exc:
-            self.storage_error = exc
-            log.error("%s-%d: fsync failed, the log is offline until restart: %s", self.topic, self.partition, exc)
-            raise LogStorageError(f"{self.topic}-{self.partition}: fsync failed: {exc}") from exc
+            raise self._go_offline(exc, "fsync failed") from exc
+
+    def _go_offline(self, exc: OSError, what: str) -> LogStorageError:
+        """Take the log offline (as a Kafka log directory goes): no more writes until restart."""
+        self.storage_error = exc
+        log.error("%s-%d: %s, the log is offline until restart: %s", self.topic, self.partition, what, exc)
+        return LogStorageError(f"{self.topic}-{self.partition}: {what}: {exc}")
 
     def request_flush(self) -> None:
         """Start a background flush if an event loop runs here; otherwise flush now."""
@@ -538,7 +559,10 @@ class PartitionLog:
     def close(self) -> None:
         """Snapshot producer state at the log end (a clean restart replays nothing) and close."""
         if not self.closed and self.storage_error is None and os.path.isdir(self.directory):
-            self.producers_snapshot(self.log_end_offset)
+            try:
+                self.producers_snapshot(self.log_end_offset)
+            except OSError as exc:  # a full disk: the next start replays the log from an older one
+                log.warning("%s-%d: no producer snapshot at close: %s", self.topic, self.partition, exc)
         self.closed = True
         # Descriptors close when the last holder of a segment lets go: closing them here would
         # let a reader's FileSlice read whatever file reuses the descriptor number.

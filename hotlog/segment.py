@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import weakref
@@ -12,6 +13,7 @@ from typing import NamedTuple
 from crc32c import crc32c
 
 from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchPosition, parse_header, peek_offset_and_size
+from .errors import DiskWriteError
 from .index import OffsetIndex, TimeIndex
 from .txn_index import TXN_INDEX_SUFFIX, TxnIndex
 
@@ -124,18 +126,20 @@ class LogSegment:
     # -- writes ------------------------------------------------------------------------
 
     def append(self, iov: Sequence[bytes | memoryview], size: int, batches: Sequence[PlacedBatch]) -> None:
-        """Write `iov` (whole batches, offsets already assigned) at the end and index `batches`."""
+        """Write `iov` (whole batches, offsets already assigned) at the end and index `batches`.
+        A write the disk refuses is cut back off and raised as DiskWriteError; if cutting it
+        fails too, that OSError is raised (the file may end in part of a batch)."""
         start = self.size
         try:
             if len(iov) <= _IOV_MAX:
                 written = os.writev(self.fd, iov)
             else:
                 written = sum(os.writev(self.fd, iov[i : i + _IOV_MAX]) for i in range(0, len(iov), _IOV_MAX))
-            if written != size:
-                raise OSError(f"short write to {self.log_path}: {written} of {size} bytes")
-        except OSError:
+            if written != size:  # what fitted on a full disk
+                raise OSError(errno.ENOSPC, f"short write: {written} of {size} bytes")
+        except OSError as exc:
             os.ftruncate(self.fd, start)  # leave the log as it was
-            raise
+            raise DiskWriteError(f"{self.log_path}: {exc}") from exc
         if self.is_empty:
             self.rolling_base_ms = int(time.time() * 1000)
         position = start

@@ -301,25 +301,6 @@ def test_sync_counts_per_segment(tmp_path, monkeypatch):
     assert calls == [plog.active_segment.base_offset]
 
 
-def test_a_failed_write_leaves_the_log_as_it_was(tmp_path, monkeypatch):
-    plog = open_log(tmp_path)
-    plog.append(make_batch(2))
-    before = (plog.log_end_offset, dir_state(tmp_path), read_all(plog))
-    real_writev = os.writev
-
-    def half_then_enospc(fd, buffers):
-        data = b"".join(bytes(b) for b in buffers)
-        os.write(fd, data[: len(data) // 2])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "writev", half_then_enospc)
-    with pytest.raises(OSError):
-        plog.append(make_batch(3, tag=b"lost"))
-    monkeypatch.setattr(os, "writev", real_writev)
-    assert (plog.log_end_offset, dir_state(tmp_path), read_all(plog)) == before
-    assert plog.append(make_batch(1)).base_offset == 2 and len(read_all(plog)) == 2
-
-
 def test_a_failed_fsync_reaches_every_waiter_and_takes_the_log_offline_until_restart(tmp_path, monkeypatch):
     plog = open_log(tmp_path)
     real_fdatasync = os.fdatasync
