@@ -27,7 +27,7 @@ from broker.errors import (
 from broker.groups.offset_store import TopicPartition
 from broker.groups.offsets import OffsetCommit
 from broker.internal_topics import is_internal
-from broker.metrics import BYTES_OUT
+from broker.metrics import BYTES_OUT, count_storage_error
 from broker.node import Broker
 from broker.produce import Appended
 from hotlog.config import TOPIC_CONFIGS
@@ -65,6 +65,7 @@ async def _served(api: str, context: grpc.aio.ServicerContext) -> AsyncIterator[
         yield
         code = "OK"
     except HANDLED as exc:
+        count_storage_error("grpc", api, exc)
         status = status_of(exc)
         code = status.name
         await context.abort(status, str(exc))  # raises

@@ -78,6 +78,11 @@ ANSWERS: dict[type[Exception], Answer] = {
     # A log closes when its topic is deleted under a request.
     log_errors.LogClosedError: Answer(ErrorCode.unknown_topic_or_partition, "UNAVAILABLE"),
     log_errors.LogStorageError: _STORAGE,
+    log_errors.DiskWriteError: _STORAGE,  # undone: a retry may succeed once the disk has room
+    log_errors.TooManyOpenFilesError: _STORAGE,  # out of descriptors: nothing done, retriable
+    # A stored batch failed its CRC: librdkafka hands CORRUPT_MESSAGE to the application (and
+    # Java's consumer raises it), where KAFKA_STORAGE_ERROR is retried silently, forever.
+    log_errors.CorruptSegmentError: Answer(ErrorCode.corrupt_message, "DATA_LOSS"),
     log_errors.OutOfOrderSequenceError: Answer(ErrorCode.out_of_order_sequence_number, "FAILED_PRECONDITION"),
     log_errors.UnknownProducerIdError: Answer(ErrorCode.unknown_producer_id, "FAILED_PRECONDITION"),
     log_errors.InvalidProducerEpochError: Answer(ErrorCode.invalid_producer_epoch, "FAILED_PRECONDITION"),
@@ -92,6 +97,10 @@ ANSWERS: dict[type[Exception], Answer] = {
     store_errors.BucketNotFoundError: _STORAGE,
     store_errors.TransientStoreError: _STORAGE,
     RemoteDataError: _STORAGE,  # bytes from the store failed their check: retry
+    # A disk call no layer typed (a read's EIO, a file that cannot be made on a full disk):
+    # the disk's trouble, not the request's. A timeout is not the disk's.
+    OSError: _STORAGE,
+    TimeoutError: Answer(ErrorCode.request_timed_out, "DEADLINE_EXCEEDED"),
     # the broker's own
     BrokerError: Answer(ErrorCode.unknown_server_error, "INTERNAL"),
     InvalidRequestError: Answer(_BAD_INPUT, "INVALID_ARGUMENT"),
@@ -116,6 +125,11 @@ def answer(exc: Exception) -> Answer:
                 return found._replace(kafka=exc.code)
             return found
     return Answer(ErrorCode.unknown_server_error, "INTERNAL")
+
+
+def is_storage_error(exc: Exception) -> bool:
+    """Whether the answer says a disk or the object store failed (not the request)."""
+    return answer(exc).kafka is ErrorCode.kafka_storage_error
 
 
 def kafka_code(exc: Exception) -> ErrorCode:

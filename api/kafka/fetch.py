@@ -13,7 +13,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
-from broker.metrics import BYTES_OUT
+from broker.metrics import BYTES_OUT, count_storage_error
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
 
@@ -75,7 +75,8 @@ class _FetchPlan:
             part.high_watermark, part.log_start_offset = exc.log_end_offset, exc.log_start_offset
             part.last_stable_offset = exc.log_end_offset
             return 0
-        except HANDLED as exc:  # a disk or a bucket that failed is retriable
+        except HANDLED as exc:  # a disk or a bucket that failed is retriable: this partition only
+            count_storage_error("kafka", "Fetch", exc)
             part.code = kafka_code(exc)
             return 0
         part.records = found.records

@@ -10,6 +10,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
+from broker.metrics import count_storage_error
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
@@ -43,6 +44,7 @@ async def _offset_for(kafka: KafkaContext, topic: str, partition: int, timestamp
         else:
             found = await reader.offset_for_timestamp(topic, partition, timestamp)
     except HANDLED as exc:
+        count_storage_error("kafka", "ListOffsets", exc)
         return kafka_code(exc), -1, -1
     if found is None:  # no record at or after it: Kafka answers -1
         return ErrorCode.none, -1, -1

@@ -15,8 +15,8 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
+from broker.metrics import count_storage_error
 from broker.produce import Appended
-from hotlog.errors import LogStorageError
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
@@ -34,6 +34,11 @@ class _PartitionResult:
     def fail(self, code: ErrorCode, message: str | None) -> None:
         self.code, self.message = code, message
 
+    def refused(self, exc: Exception) -> None:
+        """Answered with the error's code: this partition only, the connection stays up."""
+        count_storage_error("kafka", "Produce", exc)
+        self.fail(kafka_code(exc), str(exc))
+
 
 async def _wait_durable(kafka: KafkaContext, result: _PartitionResult, timeout_s: float) -> None:
     """Wait until the batches are durable, at most the request's timeout (as Kafka does:
@@ -41,10 +46,10 @@ async def _wait_durable(kafka: KafkaContext, result: _PartitionResult, timeout_s
     assert result.appended is not None
     try:
         await asyncio.wait_for(kafka.broker.write.wait_durable(result.appended), timeout_s)
-    except LogStorageError as exc:  # the disk refused the fsync: the batch is not durable
-        result.fail(kafka_code(exc), str(exc))
     except TimeoutError:
         result.fail(ErrorCode.request_timed_out, f"not durable within the request's timeout of {timeout_s:g} s")
+    except HANDLED as exc:  # the disk refused the fsync or an index write: the batch is not durable
+        result.refused(exc)
 
 
 def _append_time(appended: Appended | None) -> datetime | None:
@@ -71,7 +76,7 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
                         topic_data.name, partition_data.index, partition_data.records,
                         protocol="kafka", transactional_id=request.transactional_id)
                 except HANDLED as exc:
-                    result.fail(kafka_code(exc), str(exc))
+                    result.refused(exc)
             results.append(result)
         topics.append((topic_data.name, results))
     if acks == 0:

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Protocol
 
+from hotlog.errors import LogStorageError
 from hotlog.log import AppendInfo, PartitionLog
 from hotlog.manager import LogManager
 from tiering.store import ObjectStore, ObjectStoreError
@@ -184,4 +185,7 @@ class WriteAheadLog:
         if plog is None or plog.closed:
             return
         if plog.active_segment.base_offset < entry.next_offset:  # the entry's data is in it
-            plog.seal_active_segment()
+            try:
+                plog.seal_active_segment()
+            except LogStorageError as exc:  # a full disk: the next fold tries again
+                log.warning("%s-%d: cannot roll for folding: %s", plog.topic, plog.partition, exc)

@@ -3,18 +3,21 @@ status, and trouble that is nobody's fault but the disk's or the bucket's is ret
 
 from __future__ import annotations
 
+import errno
 import inspect
 from types import ModuleType
 
 import pytest
 from kio.schema.errors import ErrorCode
+from prometheus_client import REGISTRY
 
 import broker.errors
 import fetch.index_cache
 import hotlog.errors
 import tiering.store
-from broker.errors import ANSWERS, RefusedError, answer, kafka_code
-from hotlog.errors import LogStorageError
+from broker.errors import ANSWERS, RefusedError, answer, is_storage_error, kafka_code
+from broker.metrics import count_storage_error
+from hotlog.errors import DiskWriteError, LogStorageError
 from tiering.store import TransientStoreError
 
 GRPC_STATUS_NAMES = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -49,3 +52,24 @@ def test_a_failing_disk_or_bucket_is_retriable_on_both_protocols(exc: Exception)
 def test_a_refusal_carries_the_coordinators_own_kafka_code() -> None:
     assert kafka_code(RefusedError(ErrorCode.invalid_txn_state, "not in the transaction")) is ErrorCode.invalid_txn_state
     assert answer(RefusedError(ErrorCode.invalid_txn_state, "")).grpc == "FAILED_PRECONDITION"
+
+
+@pytest.mark.parametrize("exc", [DiskWriteError("no space left"), OSError(errno.EIO, "Input/output error")],
+                         ids=["undone-write", "untyped-disk-call"])
+def test_a_disk_that_refuses_a_write_or_a_read_is_a_storage_error(exc: Exception) -> None:
+    assert answer(exc) == (ErrorCode.kafka_storage_error, "UNAVAILABLE") and is_storage_error(exc)
+
+
+def test_a_timeout_is_not_the_disks() -> None:
+    assert answer(TimeoutError()).kafka is ErrorCode.request_timed_out and not is_storage_error(TimeoutError())
+
+
+def test_storage_errors_answered_are_counted_by_protocol_api_and_error_type() -> None:
+    def counted(error: str) -> float:
+        return REGISTRY.get_sample_value("tierlog_storage_errors_total",
+                                         {"protocol": "kafka", "api": "Produce", "error": error}) or 0.0
+
+    before = counted("DiskWriteError")
+    count_storage_error("kafka", "Produce", DiskWriteError("full"))
+    count_storage_error("kafka", "Produce", RefusedError(ErrorCode.invalid_txn_state, "not the disk's"))
+    assert counted("DiskWriteError") == before + 1 and counted("RefusedError") == 0

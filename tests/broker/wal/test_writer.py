@@ -13,6 +13,8 @@ from broker.errors import WalFullError
 from broker.node import Broker
 from broker.settings import BrokerSettings
 from broker.wal.objects import WAL_PREFIX, decode
+from hotlog.errors import DiskWriteError
+from hotlog.log import PartitionLog
 from hotlog.records import Record, build_batch
 from tiering.local_store import LocalFolderStore
 from tiering.manager import TieringManager
@@ -112,5 +114,30 @@ def test_a_clean_stop_puts_the_open_window_in_the_bucket(tmp_path: Any) -> None:
         keys = await wal_keys(store)
         await store.close()
         assert len(keys) == 1 and decode(keys[0], await LocalFolderStore(str(tmp_path / "bucket")).get(keys[0])).entries
+
+    asyncio.run(scenario())
+
+
+def test_folding_goes_on_when_the_disk_refuses_to_roll_a_segment(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        broker, store = await started(tmp_path, log_remote_wal_window_ms=20)
+        try:
+            assert broker.wal is not None
+            broker.logs.create_topic("wal", 1)
+            await broker.write.wait_durable(broker.write.append("wal", 0, batch(b"v"), protocol="test"))
+            plog = broker.logs.log("wal", 0)
+
+            def disk_full(self: PartitionLog) -> None:
+                raise DiskWriteError("no space left on device")
+
+            with monkeypatch.context() as patched:
+                patched.setattr(PartitionLog, "roll", disk_full)
+                await broker.wal.fold_once(now_ms=2**62)  # past log.remote.wal.fold.ms: due a roll
+            assert len(plog.segments) == 1 and plog.active_segment.size > 0
+            await broker.wal.fold_once(now_ms=2**62)  # room again: the next fold rolls it
+            assert len(plog.segments) == 2
+        finally:
+            await broker.stop()
+            await store.close()
 
     asyncio.run(scenario())
