@@ -25,6 +25,7 @@ from .errors import (
     UnknownTopicOrPartitionError,
 )
 from .log import PartitionLog
+from .names import fit_name
 from .retention import expired_segment_count
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,9 @@ class LogManager:
                 shutil.rmtree(os.path.join(self.data_dir, name), ignore_errors=True)
 
     def partition_dir(self, topic: str, partition: int) -> str:
-        return os.path.join(self.data_dir, f"{topic}-{partition}")
+        """`<topic>-<partition>`, as Kafka names it (249 characters fit; a partition
+        number past 99999 would not, and is shortened)."""
+        return os.path.join(self.data_dir, fit_name(topic, f"-{partition}"))
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -188,12 +191,23 @@ class LogManager:
         for partition in range(topic.partitions):
             partition_log = self.logs.pop((name, partition))
             partition_log.close()
-            directory = self.partition_dir(name, partition)
-            doomed = f"{directory}.{topic.topic_id.hex}-delete"
-            os.replace(directory, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            self._remove_partition_dir(topic, partition)
         self.write_checkpoint()
         return topic
+
+    def _remove_partition_dir(self, topic: Topic, partition: int) -> None:
+        """Kafka's way: rename to `<topic>-<partition>.<id>-delete` (the topic cut short to
+        fit one file name), so a crash midway leaves a folder the next start removes, then
+        remove it. The topic is already deleted: a disk that refuses is logged, not raised."""
+        directory = self.partition_dir(topic.name, partition)
+        doomed = os.path.join(self.data_dir, fit_name(topic.name, f"-{partition}.{topic.topic_id.hex}-delete"))
+        try:
+            os.replace(directory, doomed)
+        except OSError as exc:
+            log.warning("%s-%d: could not rename %s for deletion (%s); removing it in place",
+                        topic.name, partition, directory, exc)
+            doomed = directory
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def alter_topic_configs(self, name: str, set_configs: Mapping[str, Any], delete: tuple[str, ...] = ()) -> Topic:
         topic = self.topic(name)

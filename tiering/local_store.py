@@ -16,6 +16,7 @@ from collections.abc import AsyncIterable, Sequence
 from typing import BinaryIO
 
 from hotlog.durable import replace_durably
+from hotlog.names import NAME_MAX
 
 from .store import (
     COMPLETE_MULTIPART,
@@ -40,6 +41,7 @@ from .store import (
 
 INCOMING = ".incoming"
 STALE_INCOMING_SECONDS = 3600  # temporary files older than this are leftovers of a crash
+PATH_MAX = 4096  # bytes of a path, with its terminating zero (Linux)
 
 
 class LocalFolderStore(ObjectStore):
@@ -54,7 +56,8 @@ class LocalFolderStore(ObjectStore):
         return f"file://{self.root}"
 
     def _path(self, key: str) -> str:
-        check_key(key)
+        # Each part of a key is a file name; the file system's limits, as typed errors.
+        check_key(key, PATH_MAX - 1 - len(self.root.encode()) - 1, NAME_MAX)
         if key.split("/", 1)[0] == INCOMING:
             raise InvalidKeyError(f"object key {key!r}: {INCOMING}/ is reserved for writes in progress")
         return os.path.join(self.root, key)

@@ -11,8 +11,10 @@ Per pass, for every partition of a tiered topic (`remote.storage.enable`):
 3. remote retention: `retention.ms` / `retention.bytes` over the whole log (remote plus
    local segments not uploaded yet); a tombstone first, then the objects;
 4. now and then, orphans: objects of no committed segment, older than a grace period.
-Topics deleted locally have their objects deleted. A failing partition backs off
-exponentially; produce never waits on the store, the local tier just grows.
+Topics deleted locally have their objects deleted. Whatever fails, fails for one topic or
+partition and one task only: it is counted, logged at a bounded rate, and retried after an
+exponential backoff while the others go on; produce never waits on the store, the local
+tier just grows (and copy lag shows it).
 
 One tiering manager writes under a store prefix; two servers must not share one.
 """
@@ -20,12 +22,14 @@ One tiering manager writes under a store prefix; two servers must not share one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 
 from hotlog.durable import write_atomically
 from hotlog.errors import CorruptRecordError, InvalidConfigError
@@ -36,6 +40,7 @@ from hotlog.segment import LogSegment
 
 from . import metrics
 from .backoff import Backoff
+from .failures import Failing, Failures
 from .metadata import (
     META_FOLDER,
     TOPICS_PREFIX,
@@ -44,11 +49,10 @@ from .metadata import (
     TopicRecord,
     TopicState,
     parse_segment_name,
-    partition_prefix,
 )
 from .partition_state import RemotePartition, RemoteStatus
 from .quota import ByteRateLimiter
-from .store import NotFoundError, ObjectStore, ObjectStoreError
+from .store import NotFoundError, ObjectStore
 from .uploader import SegmentGoneError, SegmentUploader
 
 log = logging.getLogger(__name__)
@@ -93,7 +97,8 @@ class TieringManager:
         self._upload_slots = asyncio.Semaphore(upload_concurrency)
         self._metadata_slots = asyncio.Semaphore(metadata_concurrency)
         self._pass_lock = asyncio.Lock()
-        self._topics_backoff = Backoff(retry_backoff_ms, self.retry_backoff_max_ms)
+        self._topic_backoffs: dict[uuid.UUID, Backoff] = {}  # writing or deleting a topic's record
+        self.failures = Failures()
         self._last_orphan_check: float | None = None
         self._task: asyncio.Task[None] | None = None
         # From now on hotlog leaves the retention of tiered logs to us: nothing local is
@@ -137,7 +142,7 @@ class TieringManager:
         for record in self.topic_records.values():
             topic = self.logs.topics[record.name]
             for partition in range(min(record.partitions, topic.partitions)):
-                loads.append(self._load_partition(topic, partition))
+                loads.append(self._load_partition(record, partition))
         for state in await asyncio.gather(*loads):
             self._track(state)
             plog = self.logs.log(state.topic, state.partition)
@@ -157,7 +162,11 @@ class TieringManager:
 
     async def run(self) -> None:
         while True:
-            if not await self.run_once():  # a pass that left sealed segments behind goes again at once
+            more = False
+            # Errors are caught per topic and partition; this is the net for anything else.
+            with self._guarded(Failing(None, None, "pass"), "the tiering pass"):
+                more = await self.run_once()
+            if not more:  # a pass that left sealed segments behind goes again at once
                 await asyncio.sleep(self.task_interval_ms / 1000)
 
     async def close(self) -> None:
@@ -211,84 +220,100 @@ class TieringManager:
             synced = await self._sync_topics()
             orphans_due = (self._last_orphan_check is None
                            or (time.monotonic() - self._last_orphan_check) * 1000 >= self.orphan_check_interval_ms)
-            passes = []
-            for state in list(self.partitions.values()):
-                plog = self._local_log(state)
-                if plog is not None:
-                    passes.append(self._partition_pass(state, plog, now, state.topic_id in synced, orphans_due))
-            more = await asyncio.gather(*passes)
-            if orphans_due:
-                self._last_orphan_check = time.monotonic()
-            self._update_gauges()
-            return any(more)
+            try:
+                passes = []
+                for state in list(self.partitions.values()):
+                    plog = self._local_log(state)
+                    if plog is not None:
+                        passes.append(self._partition_pass(state, plog, now, state.topic_id in synced, orphans_due))
+                more = await asyncio.gather(*passes)
+                if orphans_due:
+                    self._last_orphan_check = time.monotonic()
+                return any(more)
+            finally:
+                self._update_gauges()  # copy lag shows what waits, also when uploads fail
 
     async def _partition_pass(self, state: RemotePartition, plog: PartitionLog, now_ms: int, may_copy: bool,
                               orphans_due: bool) -> bool:
         """One partition's share of a pass; returns whether it uploaded and more waits."""
         copied = 0
+        where = f"{state.topic}-{state.partition}"
         if may_copy and plog.config.remote_storage_enable and not plog.closed and not state.copy_backoff.waiting:
-            try:
-                copied = await self._copy_partition(state, plog)
-                state.copy_backoff.succeeded()
-            except SegmentGoneError as exc:  # its topic was deleted while we read it
-                log.info("%s", exc)
-                return False
-            except (ObjectStoreError, OSError) as exc:  # OSError: a local segment file unreadable
-                self._failed(state, state.copy_backoff, "copy", exc)
-        self._apply_local_retention(state, plog, now_ms)
+            with self._guarded(Failing(state.topic_id, state.partition, "copy"), where, state.copy_backoff):
+                try:
+                    copied = await self._copy_partition(state, plog)
+                except SegmentGoneError as exc:  # its topic was deleted while we read it
+                    log.info("%s", exc)
+                    return False
+        with self._guarded(Failing(state.topic_id, state.partition, "local_retention"), where):
+            self._apply_local_retention(state, plog, now_ms)
         more = copied > 0 and state.copy_lag(plog).segments > 0
         if state.retention_backoff.waiting:
             return more
-        try:
+        with self._guarded(Failing(state.topic_id, state.partition, "remote_retention"), where,
+                           state.retention_backoff):
             await self._apply_remote_retention(state, plog, now_ms)
             if orphans_due:
                 await self._clean_orphans(state)
-        except ObjectStoreError as exc:
-            self._failed(state, state.retention_backoff, "remote_retention", exc)
-            return more
-        state.retention_backoff.succeeded()
         return more
 
-    def _failed(self, state: RemotePartition, backoff: Backoff, task: str, exc: Exception) -> None:
-        metrics.ERRORS.labels(task).inc()
-        delay = backoff.failed()
-        log.warning("%s-%d: %s failed, retrying in %.1fs: %s", state.topic, state.partition, task, delay, exc)
+    @contextlib.contextmanager
+    def _guarded(self, what: Failing, where: str, backoff: Backoff | None = None) -> Iterator[None]:
+        """Run the body as `what`: an exception ends the body but nothing else (counted,
+        logged at a bounded rate; `backoff`, if any, says when to try again)."""
+        try:
+            yield
+        except Exception as exc:  # whatever one topic's or partition's work raises, the others go on
+            retry_s = backoff.failed() if backoff is not None else self.task_interval_ms / 1000
+            self.failures.failed(what, where, exc, retry_s)
+        else:
+            if backoff is not None:
+                backoff.succeeded()
+            self.failures.succeeded(what, where)
 
     # -- topics ------------------------------------------------------------------------
 
     async def _sync_topics(self) -> set[uuid.UUID]:
         """Delete the remote objects of topics deleted locally; write the records of tiered
         topics (new, or with new partitions or configs). Returns the ids of topics whose
-        record is in the bucket as it is locally: only those may upload."""
+        record is in the bucket as it is locally: only those may upload. Each topic fails
+        and backs off alone."""
         local = {t.topic_id: t for t in self.logs.topics.values()}
-        ready = not self._topics_backoff.waiting
-        try:
-            for topic_id in (self.known_topic_ids | set(self.topic_records)) - set(local):
-                if ready:
+        for topic_id in (self.known_topic_ids | set(self.topic_records)) - set(local):
+            backoff = self._topic_backoff(topic_id)
+            if not backoff.waiting:
+                record = self.topic_records.get(topic_id)
+                where = f"topic {record.name if record else topic_id} (deleted)"
+                with self._guarded(Failing(topic_id, None, "topics"), where, backoff):
                     await self._delete_remote_topic(topic_id)
+        with self._guarded(Failing(None, None, "topics"), self._known_ids_path()):
             self._remember_local_topics()
-            synced = set()
-            for topic in local.values():
-                if not self.logs.config_for(topic).remote_storage_enable and topic.topic_id not in self.topic_records:
-                    continue
-                for partition in range(topic.partitions):
-                    if (topic.topic_id, partition) not in self.partitions:
-                        self._track(RemotePartition(topic.name, topic.topic_id, partition))
-                record = TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.overrides))
-                if self.topic_records.get(topic.topic_id) != record:
-                    if not ready:
-                        continue
+        synced = set()
+        for topic in local.values():
+            if not self.logs.config_for(topic).remote_storage_enable and topic.topic_id not in self.topic_records:
+                continue
+            written = self.topic_records.get(topic.topic_id)
+            # A written record keeps its folder: that is where its objects are.
+            record = TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.overrides),
+                                 folder=written.folder if written else "")
+            for partition in range(topic.partitions):
+                if (topic.topic_id, partition) not in self.partitions:
+                    self._track(RemotePartition(topic.name, topic.topic_id, partition,
+                                                record.partition_prefix(partition)))
+            backoff = self._topic_backoff(topic.topic_id)
+            if written != record and not backoff.waiting:
+                with self._guarded(Failing(topic.topic_id, None, "topics"), f"topic {topic.name}", backoff):
                     await self.store.put(record.key, record.to_json())
                     self.topic_records[topic.topic_id] = record
+            if self.topic_records.get(topic.topic_id) == record:
                 synced.add(topic.topic_id)
-        except ObjectStoreError as exc:
-            metrics.ERRORS.labels("topics").inc()
-            delay = self._topics_backoff.failed()
-            log.warning("writing or deleting topic records failed, retrying in %.1fs: %s", delay, exc)
-            return set()
-        if ready:
-            self._topics_backoff.succeeded()
         return synced
+
+    def _topic_backoff(self, topic_id: uuid.UUID) -> Backoff:
+        backoff = self._topic_backoffs.get(topic_id)
+        if backoff is None:
+            backoff = self._topic_backoffs[topic_id] = Backoff(self.retry_backoff_ms, self.retry_backoff_max_ms)
+        return backoff
 
     def _track(self, state: RemotePartition) -> None:
         state.copy_backoff = Backoff(self.retry_backoff_ms, self.retry_backoff_max_ms)
@@ -303,7 +328,7 @@ class TieringManager:
                 record = TopicRecord(record.name, topic_id, record.partitions, record.configs, TopicState.DELETING)
                 await self.store.put(record.key, record.to_json())
                 self.topic_records[topic_id] = record
-            objects = await self.store.list(record.folder)
+            objects = await self.store.list(record.prefix)
             await self.store.delete([o.key for o in objects])
             await self.store.delete([record.key])
             deleted = sum(1 for o in objects if f"/{META_FOLDER}" in o.key)
@@ -313,8 +338,9 @@ class TieringManager:
         for key in [k for k in self.partitions if k[0] == topic_id]:
             del self.partitions[key]
         if topic_id in self.known_topic_ids:
-            self.known_topic_ids.discard(topic_id)
-            self._save_known_ids()
+            self._save_known_ids(self.known_topic_ids - {topic_id})
+        self._topic_backoffs.pop(topic_id, None)
+        self.failures.forget_topic(topic_id)
 
     async def _read_topic_records(self) -> list[TopicRecord]:
         objects = await self.store.list(TOPICS_PREFIX)
@@ -334,15 +360,16 @@ class TieringManager:
         except FileNotFoundError:
             return set()
 
-    def _save_known_ids(self) -> None:
-        data = {"version": 1, "topic_ids": sorted(str(i) for i in self.known_topic_ids)}
+    def _save_known_ids(self, ids: set[uuid.UUID]) -> None:
+        """Written, then kept: a write that fails is tried again at the next pass."""
+        data = {"version": 1, "topic_ids": sorted(str(i) for i in ids)}
         write_atomically(self._known_ids_path(), json.dumps(data).encode())
+        self.known_topic_ids = ids
 
     def _remember_local_topics(self) -> None:
         local = {t.topic_id for t in self.logs.topics.values()}
         if not local <= self.known_topic_ids:
-            self.known_topic_ids |= local
-            self._save_known_ids()
+            self._save_known_ids(self.known_topic_ids | local)
 
     def _local_log(self, state: RemotePartition) -> PartitionLog | None:
         topic: Topic | None = self.logs.topics.get(state.topic)
@@ -352,11 +379,11 @@ class TieringManager:
 
     # -- loading and restoring ---------------------------------------------------------
 
-    async def _load_partition(self, topic: Topic, partition: int) -> RemotePartition:
-        prefix = partition_prefix(topic.name, topic.topic_id, partition) + META_FOLDER
-        objects = await self.store.list(prefix)
+    async def _load_partition(self, topic: TopicRecord, partition: int) -> RemotePartition:
+        prefix = topic.partition_prefix(partition)
+        objects = await self.store.list(prefix + META_FOLDER)
         records = await asyncio.gather(*(self._read_segment_record(o.key) for o in objects))
-        return RemotePartition.from_records(topic.name, topic.topic_id, partition, list(records))
+        return RemotePartition.from_records(topic.name, topic.topic_id, partition, prefix, list(records))
 
     async def _read_segment_record(self, key: str) -> RemoteSegment:
         async with self._metadata_slots:
@@ -406,7 +433,7 @@ class TieringManager:
                 remote, began = await pending.popleft()
                 try:
                     await self.store.put(remote.metadata_key, remote.to_json())  # the commit point
-                except ObjectStoreError:
+                except Exception:  # it may have reached the store all the same
                     state.uncertain = remote
                     raise
                 self._committed(state, remote, began)
@@ -445,7 +472,7 @@ class TieringManager:
         try:
             async with self._upload_slots:
                 began = time.perf_counter()
-                return await self._uploader.upload(plog, segment, state.topic_id, segment_id), began
+                return await self._uploader.upload(plog, segment, state.topic_id, state.prefix, segment_id), began
         except BaseException:
             state.in_flight.discard(segment_id)
             raise
@@ -542,7 +569,7 @@ class TieringManager:
     async def _clean_orphans(self, state: RemotePartition) -> None:
         """Delete segment objects that no record names (left by a crash mid-upload) once
         older than the grace period."""
-        prefix = partition_prefix(state.topic, state.topic_id, state.partition)
+        prefix = state.prefix
         objects = await self.store.list(prefix)
         recorded: set[uuid.UUID] = set()
         data = []

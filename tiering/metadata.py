@@ -3,9 +3,16 @@
 
 Layout, under the store's prefix:
 
-    _topics/<topic>-<topic id>.json                         topic record
-    <topic>-<topic id>/<partition>/<base:020d>-<segment id>.<ext>   segment files
-    <topic>-<topic id>/<partition>/meta/<base:020d>-<segment id>.json   segment record
+    _topics/<folder>.json                                     topic record
+    <folder>/<partition>/<base:020d>-<segment id>.<ext>       segment files
+    <folder>/<partition>/meta/<base:020d>-<segment id>.json   segment record
+
+The folder is `<topic>-<topic id>`, with the topic name shortened (hotlog.names) where
+`<folder>.json` would pass the 255 bytes of one file name: a folder store holds a key
+component as one file name. The topic record holds the full name and its folder (records
+without one, written before names were shortened, mean `<topic>-<topic id>`), so keys
+are found from the record, never rebuilt from a name. The longest key is then about
+330 bytes: within S3's 1,024 and a folder store's PATH_MAX.
 
 One small immutable object per segment record, rather than a per-partition manifest:
 committing is a single PUT that needs no read-modify-write (S3 has no append and a
@@ -25,8 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
+from hotlog.names import NAME_MAX, fit_name
+
 TOPICS_PREFIX = "_topics/"
 META_FOLDER = "meta/"
+_RECORD_SUFFIX = ".json"
 _SEGMENT_NAME = re.compile(r"^(\d{20})-([0-9a-f-]{36})\.([a-z]+)$")
 
 
@@ -48,28 +58,35 @@ class TopicState(str, enum.Enum):
 
 
 def topic_folder(topic: str, topic_id: uuid.UUID) -> str:
+    """The folder of a new topic's objects: `<topic>-<topic id>`, shortened so that its
+    record's name, `<folder>.json`, is one file name."""
+    return fit_name(topic, f"-{topic_id}", NAME_MAX - len(_RECORD_SUFFIX))
+
+
+def legacy_topic_folder(topic: str, topic_id: uuid.UUID) -> str:
+    """The folder of a topic whose record names none: never shortened."""
     return f"{topic}-{topic_id}"
 
 
-def partition_prefix(topic: str, topic_id: uuid.UUID, partition: int) -> str:
-    return f"{topic_folder(topic, topic_id)}/{partition}/"
+def partition_prefix(folder: str, partition: int) -> str:
+    return f"{folder}/{partition}/"
 
 
 def segment_stem(base_offset: int, segment_id: uuid.UUID) -> str:
     return f"{base_offset:020d}-{segment_id}"
 
 
-def segment_key(topic: str, topic_id: uuid.UUID, partition: int, base_offset: int, segment_id: uuid.UUID,
-                extension: str) -> str:
-    return f"{partition_prefix(topic, topic_id, partition)}{segment_stem(base_offset, segment_id)}.{extension}"
+def segment_key(partition_folder: str, base_offset: int, segment_id: uuid.UUID, extension: str) -> str:
+    """A segment's file in `partition_folder` (a partition_prefix)."""
+    return f"{partition_folder}{segment_stem(base_offset, segment_id)}.{extension}"
 
 
-def metadata_key(topic: str, topic_id: uuid.UUID, partition: int, base_offset: int, segment_id: uuid.UUID) -> str:
-    return f"{partition_prefix(topic, topic_id, partition)}{META_FOLDER}{segment_stem(base_offset, segment_id)}.json"
+def metadata_key(partition_folder: str, base_offset: int, segment_id: uuid.UUID) -> str:
+    return f"{partition_folder}{META_FOLDER}{segment_stem(base_offset, segment_id)}{_RECORD_SUFFIX}"
 
 
-def topic_record_key(topic: str, topic_id: uuid.UUID) -> str:
-    return f"{TOPICS_PREFIX}{topic_folder(topic, topic_id)}.json"
+def topic_record_key(folder: str) -> str:
+    return f"{TOPICS_PREFIX}{folder}{_RECORD_SUFFIX}"
 
 
 class SegmentName(NamedTuple):
@@ -119,7 +136,8 @@ class RemoteSegment:
 
     @property
     def metadata_key(self) -> str:
-        return metadata_key(self.topic, self.topic_id, self.partition, self.base_offset, self.segment_id)
+        """Beside its `.log` object, whatever the topic's folder is called."""
+        return metadata_key(self.key("log").rpartition("/")[0] + "/", self.base_offset, self.segment_id)
 
     def key(self, extension: str) -> str:
         return self.files[extension].key
@@ -167,29 +185,42 @@ class TopicRecord:
     partitions: int
     configs: Mapping[str, Any] = field(default_factory=dict)  # the topic's overrides
     state: TopicState = TopicState.LIVE
+    folder: str = ""  # of its objects; "" at creation: topic_folder()
+
+    def __post_init__(self) -> None:
+        if not self.folder:
+            object.__setattr__(self, "folder", topic_folder(self.name, self.topic_id))
 
     @property
     def key(self) -> str:
-        return topic_record_key(self.name, self.topic_id)
+        return topic_record_key(self.folder)
 
     @property
-    def folder(self) -> str:
-        return topic_folder(self.name, self.topic_id) + "/"
+    def prefix(self) -> str:
+        """What every object of the topic's partitions starts with."""
+        return self.folder + "/"
+
+    def partition_prefix(self, partition: int) -> str:
+        return partition_prefix(self.folder, partition)
 
     def to_json(self) -> bytes:
         return json.dumps({
             "version": 1, "name": self.name, "topic_id": str(self.topic_id), "partitions": self.partitions,
-            "configs": dict(self.configs), "state": self.state.value,
+            "configs": dict(self.configs), "state": self.state.value, "folder": self.folder,
         }, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> TopicRecord:
         raw = _load(data, where)
         try:
-            return cls(str(raw["name"]), uuid.UUID(raw["topic_id"]), int(raw["partitions"]), dict(raw["configs"]),
-                       TopicState(raw["state"]))
+            name, topic_id = str(raw["name"]), uuid.UUID(raw["topic_id"])
+            folder = str(raw.get("folder") or legacy_topic_folder(name, topic_id))
+            record = cls(name, topic_id, int(raw["partitions"]), dict(raw["configs"]), TopicState(raw["state"]), folder)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptMetadataError(f"{where}: not a topic record ({exc!r})") from None
+        if "/" in folder or folder in (".", ".."):
+            raise CorruptMetadataError(f"{where}: folder {folder!r} is not one name")
+        return record
 
 
 def _load(data: bytes, where: str) -> dict[str, Any]:

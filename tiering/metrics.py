@@ -37,3 +37,7 @@ SCRUB_REPAIRED = Counter(
     "tierlog_scrub_repaired_total", "Corrupt segments or objects the scrubber replaced with the other tier's copy",
     ["tier"],
 )
+FAILING = Gauge(
+    "tierlog_tiering_failing", "Partitions (topics, for the topics task) whose last try of a tiering task failed, by task",
+    ["task"],
+)

@@ -40,6 +40,7 @@ class RemotePartition:
     topic: str
     topic_id: uuid.UUID
     partition: int
+    prefix: str  # of the partition's objects: its topic record's partition_prefix()
     segments: list[RemoteSegment] = field(default_factory=list)  # COPY_FINISHED, by base offset
     tombstones: list[RemoteSegment] = field(default_factory=list)  # DELETE_STARTED, objects to delete
     # The newest DELETE_FINISHED record while no committed segment is newer: it remembers
@@ -56,9 +57,9 @@ class RemotePartition:
     retention_backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 60_000))
 
     @classmethod
-    def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int,
+    def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int, prefix: str,
                      records: list[RemoteSegment]) -> RemotePartition:
-        state = cls(topic, topic_id, partition)
+        state = cls(topic, topic_id, partition, prefix)
         markers = []
         for record in sorted(records, key=lambda r: (r.base_offset, r.uploaded_ms)):
             if record.state is SegmentState.COPY_FINISHED:

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
+MAX_KEY_BYTES = 1024  # S3's limit of a key, prefix included
 MAX_DELETE_KEYS = 1000  # per DeleteObjects request
 _TRANSIENT_CODES = {
     "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "ThrottlingException",
@@ -121,8 +122,9 @@ class S3Store(ObjectStore):
         return f"s3://{self.bucket}/{self.prefix}{where}"
 
     def _full_key(self, key: str) -> str:
-        check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        check_key(key, MAX_KEY_BYTES - (len(full.encode()) - len(key.encode())))  # S3's limit counts the prefix
+        return full
 
     async def _s3(self) -> Any:
         if self._client is None:

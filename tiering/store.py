@@ -134,9 +134,16 @@ class ObjectStore(ABC):
         """Release connections."""
 
 
-def check_key(key: str) -> str:
-    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+def check_key(key: str, max_bytes: int | None = None, max_part_bytes: int | None = None) -> str:
+    """`key`, unless it is not a relative '/'-separated key or passes a store's limits (of
+    the whole key, of one part between slashes): InvalidKeyError, before any request."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise InvalidKeyError(f"object key {key!r} is not valid: use non-empty '/'-separated names")
+    if max_bytes is not None and len(key.encode()) > max_bytes:
+        raise InvalidKeyError(f"object key {key[:60]!r}... has {len(key.encode())} bytes, over the {max_bytes} allowed")
+    if max_part_bytes is not None and any(len(part.encode()) > max_part_bytes for part in parts):
+        raise InvalidKeyError(f"object key {key[:60]!r}... has a name longer than the {max_part_bytes} bytes allowed")
     return key
 
 

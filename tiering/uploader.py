@@ -48,17 +48,17 @@ class SegmentUploader:
         self.store = store
         self.quota = quota
 
-    async def upload(self, plog: PartitionLog, segment: LogSegment, topic_id: uuid.UUID,
+    async def upload(self, plog: PartitionLog, segment: LogSegment, topic_id: uuid.UUID, prefix: str,
                      segment_id: uuid.UUID) -> RemoteSegment:
-        """Upload the segment's files under keys named for `segment_id`; return the record
-        that commits them once written."""
+        """Upload the segment's files under `prefix` (the partition's), with keys named for
+        `segment_id`; return the record that commits them once written."""
         try:
             log_fd = await asyncio.to_thread(os.open, segment.log_path, os.O_RDONLY)
         except FileNotFoundError:
             raise SegmentGoneError(f"{plog.topic}-{plog.partition}: segment {segment.base_offset} was deleted") from None
         try:
             def key(extension: str) -> str:
-                return segment_key(plog.topic, topic_id, plog.partition, segment.base_offset, segment_id, extension)
+                return segment_key(prefix, segment.base_offset, segment_id, extension)
 
             local_files = segment_files(plog, segment)
             uploads = [self._upload_fd(key("log"), log_fd, segment.size)]

@@ -109,6 +109,7 @@ class FaultInjectingStore(DelegatingStore):
     - `delay_s`: every call is delayed (a slow store).
     - `hang()` / `release()`: calls wait, without timing out, until released.
     - `corrupt_next_gets(n)`: the next `n` GETs return their bytes with one flipped.
+    - `heal()`: the failures and lost replies still due are called off.
     Operations are named as the methods: put, put_multipart, get, head, list, delete, check."""
 
     def __init__(self, inner: ObjectStore) -> None:
@@ -128,6 +129,10 @@ class FaultInjectingStore(DelegatingStore):
 
     def lose_replies(self, n: int, *operations: str, key_contains: str = "") -> None:
         self._lost_replies.append(_Budget(frozenset(operations), key_contains, n))
+
+    def heal(self) -> None:
+        self._failures.clear()
+        self._lost_replies.clear()
 
     def hang(self) -> None:
         self._released.clear()

@@ -431,7 +431,7 @@ def test_orphans_are_deleted_after_the_grace_period_and_committed_objects_stay(
             await manager.run_once()
             committed = {o.key for o in await store.list(f"t-{topic_id}/")}
             # What a crash mid-upload leaves: segment files whose record was never written.
-            orphans = [segment_key("t", topic_id, 0, 0, uuid.uuid4(), ext) for ext in ("log", "index")]
+            orphans = [segment_key(f"t-{topic_id}/0/", 0, uuid.uuid4(), ext) for ext in ("log", "index")]
             for key in orphans:
                 await store.put(key, b"half an upload")
             await store.put(f"t-{topic_id}/0/notes.txt", b"not a segment: left alone")

@@ -119,6 +119,19 @@ def test_bad_keys_are_refused_before_any_request(make_store: StoreFactory) -> No
     run(make_store, scenario)
 
 
+def test_keys_past_the_stores_limits_are_refused_before_any_request(make_store: StoreFactory) -> None:
+    async def scenario(store: ObjectStore) -> None:
+        too_long = "k" * 1025 if store.url.startswith("s3:") else "k" * 256  # S3's key, one file name
+        for key in (too_long, f"a/{too_long}/b"):
+            with pytest.raises(InvalidKeyError, match="allowed"):
+                await store.put(key, b"x")
+        assert sum(store.requests.values()) == 0
+        await store.put("k" * 255, b"fits")
+        assert await store.get("k" * 255) == b"fits"
+
+    run(make_store, scenario)
+
+
 def test_requests_are_counted_by_operation(make_store: StoreFactory) -> None:
     async def scenario(store: ObjectStore) -> None:
         await store.put("c/x", b"1")
