@@ -187,7 +187,11 @@ class LogManager:
     def delete_topic(self, name: str) -> Topic:
         topic = self.topic(name)
         del self.topics[name]
-        self._save_topics()  # the commit point: from here on the topic is gone
+        try:
+            self._save_topics()  # the commit point: from here on the topic is gone
+        except BaseException:  # not written (a full disk): the topic stays, as the file says
+            self.topics[name] = topic
+            raise
         for partition in range(topic.partitions):
             partition_log = self.logs.pop((name, partition))
             partition_log.close()

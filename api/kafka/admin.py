@@ -185,7 +185,7 @@ async def handle_delete_topics(kafka: KafkaContext, call: Call, request: Any) ->
             topic = await kafka.broker.delete_topic(name)
         except _Refused as exc:
             results.append(build(entity, name=name, topic_id=topic_id, error_code=exc.code, error_message=str(exc)))
-        except LogError as exc:
+        except HANDLED as exc:  # a full disk too: KAFKA_STORAGE_ERROR for this topic, the connection kept
             results.append(build(entity, name=name, topic_id=topic_id, error_code=kafka_code(exc),
                                  error_message=str(exc)))
         else:
