@@ -253,14 +253,19 @@ class LogManager:
     # -- background duties -------------------------------------------------------------
 
     async def flush_due(self, now_ms: int | None = None) -> None:
-        """Flush logs whose flush.ms has passed with data unflushed."""
+        """Flush logs whose flush.ms has passed with data unflushed. An offline log is not
+        tried again; a flush the disk refuses fails its own waiters and is tried at the next
+        check, without stopping the flushes of the others."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         due = [
             plog for plog in list(self.logs.values())
-            if plog.recovery_point < plog.log_end_offset and now - plog.last_flush_ms >= plog.config.flush_ms
+            if plog.storage_error is None and plog.recovery_point < plog.log_end_offset
+            and now - plog.last_flush_ms >= plog.config.flush_ms
         ]
-        if due:
-            await asyncio.gather(*(plog.flush_async() for plog in due))
+        results = await asyncio.gather(*(plog.flush_async() for plog in due), return_exceptions=True)
+        for failed in results:
+            if isinstance(failed, BaseException) and not isinstance(failed, LogStorageError):
+                raise failed
 
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete expired segments of the logs tiering does not own. Returns segments deleted."""

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from hotlog.errors import DiskWriteError, LogStorageError
+from hotlog.manager import LogManager
 from hotlog.producer_state import ProducerStateManager
 
 from .support import check_index_files, dir_state, make_batch, open_log, read_all
@@ -129,3 +130,30 @@ def test_an_index_write_the_disk_refuses_fails_the_flush_and_leaves_whole_entrie
     asyncio.run(plog.flush_async())  # room again: the same entries go in once
     assert plog.recovery_point == 4
     assert check_index_files(plog.active_segment.log_path, 0)[0] == 3
+
+
+def test_the_managers_background_flushes_go_on_after_one_the_disk_refuses(tmp_path, monkeypatch) -> None:
+    async def scenario() -> None:
+        logs = LogManager(str(tmp_path), {"index.interval.bytes": 0, "flush.ms": 1}).open()
+        logs.create_topic("t", 1)
+        plog = logs.log("t", 0)
+        for _ in range(3):
+            plog.append(make_batch(1, value_size=50))
+
+        def enospc(fd: int, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "write", enospc)  # the index entries cannot go in
+        runner = asyncio.create_task(logs.run(flush_check_ms=10))
+        try:
+            await asyncio.sleep(0.2)
+            assert not runner.done() and plog.recovery_point == 0
+            monkeypatch.undo()  # room again: the next check flushes
+            await asyncio.sleep(0.2)
+            assert not runner.done() and plog.recovery_point == 3
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        logs.close()
+
+    asyncio.run(scenario())
