@@ -136,7 +136,7 @@ class LogSegment:
             else:
                 written = sum(os.writev(self.fd, iov[i : i + _IOV_MAX]) for i in range(0, len(iov), _IOV_MAX))
             if written != size:  # what fitted on a full disk
-                raise OSError(errno.ENOSPC, f"short write: {written} of {size} bytes")
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {written} of {size} bytes)")
         except OSError as exc:
             os.ftruncate(self.fd, start)  # leave the log as it was
             raise DiskWriteError(f"{self.log_path}: {exc}") from exc
