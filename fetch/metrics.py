@@ -12,3 +12,8 @@ REMOTE_GET_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 INDEX_CACHE = Counter("tierlog_remote_index_cache_requests_total", "Remote index cache lookups, by result", ["result"])
+CORRUPT_READS = Counter(
+    "tierlog_fetch_corrupt_local_reads_total",
+    "Local reads that met a batch failing its CRC-32C check, by outcome (served_remote: from the bucket's copy)",
+    ["outcome"],
+)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from hotlog.errors import OffsetOutOfRangeError
+from hotlog.errors import CorruptSegmentError, OffsetOutOfRangeError
 from hotlog.log import OffsetAndTimestamp, PartitionLog
 from hotlog.manager import LogManager
 from hotlog.txn_index import AbortedTxn
@@ -71,7 +71,8 @@ class Reader:
                    *, max_offset: int | None = None, read_committed: bool = False) -> ReadResult:
         """Whole batches from `offset` on, at least one even past `max_bytes` (KIP-74).
         Raises OffsetOutOfRangeError outside [log start, log end]; RemoteDataError (retriable)
-        when the object store returned data that failed its checks."""
+        when the object store returned data that failed its checks; CorruptSegmentError when
+        a local batch did and the bucket has no copy of it."""
         plog = self._log(topic, partition)
         lso = plog.last_stable_offset
         if read_committed:
@@ -85,12 +86,24 @@ class Reader:
                 return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
             raise
         # Local reads come from the page cache: cheaper inline than a hop to a thread.
-        records = b"" if found is None else found.read()
+        try:
+            records = b"" if found is None else found.read()
+        except CorruptSegmentError:  # never the bytes: the bucket's copy, else the error for this partition
+            if not self._tiered(plog, offset):
+                metrics.CORRUPT_READS.labels("refused").inc()
+                raise
+            metrics.CORRUPT_READS.labels("served_remote").inc()
+            return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
         metrics.BYTES_SERVED.labels("local").inc(len(records))
         aborted: tuple[AbortedTxn, ...] = ()
         if read_committed and found is not None:
             aborted = tuple(plog.aborted_transactions(offset, found.end_offset))
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, aborted)
+
+    def _tiered(self, plog: PartitionLog, offset: int) -> bool:
+        """Whether a committed remote segment holds `offset`."""
+        state = self._remote_state(plog.topic, plog.partition)
+        return state is not None and state.segment_for(offset) is not None
 
     async def _read_remote(self, plog: PartitionLog, offset: int, max_bytes: int, max_offset: int | None,
                            read_committed: bool, lso: int) -> ReadResult:

@@ -31,6 +31,7 @@ from .errors import (
     RecordTooLargeError,
 )
 from .markers import TxnMarker, read_marker
+from .open_files import DEFAULT_FILES, OpenFiles
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .records import build_batch, decode_batch
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
@@ -62,8 +63,10 @@ class PartitionLog:
     """Segments of one topic partition. Appends go to the page cache; `flush` and
     `flush_async` make them durable, the latter sharing one fsync among all waiters."""
 
-    def __init__(self, directory: str, topic: str, partition: int, config: LogConfig) -> None:
+    def __init__(self, directory: str, topic: str, partition: int, config: LogConfig,
+                 files: OpenFiles | None = None) -> None:
         self.directory = directory
+        self.files = DEFAULT_FILES if files is None else files  # the LRU of open segment files
         self.topic = topic
         self.partition = partition
         self.config = config  # the setter caches what the append path reads
@@ -94,12 +97,13 @@ class PartitionLog:
 
     @classmethod
     def open(
-        cls, directory: str, topic: str, partition: int, config: LogConfig, *, clean: bool, recovery_point: int = 0
+        cls, directory: str, topic: str, partition: int, config: LogConfig, *, clean: bool, recovery_point: int = 0,
+        files: OpenFiles | None = None,
     ) -> PartitionLog:
         """Open a partition folder. After an unclean stop, segments from the one holding the
         recovery point on are validated batch by batch and cut at the first bad batch."""
         os.makedirs(directory, exist_ok=True)
-        self = cls(directory, topic, partition, config)
+        self = cls(directory, topic, partition, config, files)
         bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in os.listdir(directory) if name.endswith(LOG_SUFFIX))
         self._remove_stray_indexes(set(bases))
         truncated = False
@@ -232,6 +236,7 @@ class PartitionLog:
             base_offset,
             index_interval_bytes=self.config.index_interval_bytes,
             index_max_bytes=self.config.segment_index_bytes,
+            files=self.files,
         )
 
     def _add_segment(self, segment: LogSegment) -> None:
@@ -564,8 +569,8 @@ class PartitionLog:
             except OSError as exc:  # a full disk: the next start replays the log from an older one
                 log.warning("%s-%d: no producer snapshot at close: %s", self.topic, self.partition, exc)
         self.closed = True
-        # Descriptors close when the last holder of a segment lets go: closing them here would
-        # let a reader's FileSlice read whatever file reuses the descriptor number.
+        for segment in self.segments:  # a reader's pinned descriptor stays open until it lets go
+            segment.close()
 
 
 def _log_flush_error(task: asyncio.Task[None]) -> None:

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .log import PartitionLog
 from .names import fit_name
+from .open_files import OpenFiles
 from .retention import expired_segment_count
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,12 @@ class Topic:
 
 class LogManager:
     def __init__(
-        self, data_dir: str, defaults: Mapping[str, Any] | None = None, *, producer_expiration_ms: int = 86_400_000
+        self, data_dir: str, defaults: Mapping[str, Any] | None = None, *, producer_expiration_ms: int = 86_400_000,
+        open_files: OpenFiles | None = None,
     ) -> None:
         self.data_dir = os.path.abspath(data_dir)
+        # Segment files' descriptors, bounded for every log here: partitions cost no descriptor each.
+        self.open_files = OpenFiles() if open_files is None else open_files
         self.producer_expiration_ms = producer_expiration_ms
         self.defaults = dict(defaults or {})
         self.topics: dict[str, Topic] = {}
@@ -118,7 +122,8 @@ class LogManager:
             write_atomically(metadata_path, expected.encode())
             clean = True
         partition_log = PartitionLog.open(
-            directory, topic.name, partition, self.config_for(topic), clean=clean, recovery_point=recovery_point
+            directory, topic.name, partition, self.config_for(topic), clean=clean, recovery_point=recovery_point,
+            files=self.open_files,
         )
         self.logs[(topic.name, partition)] = partition_log
         return partition_log

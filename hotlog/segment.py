@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import logging
 import os
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from crc32c import crc32c
 
 from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchPosition, parse_header, peek_offset_and_size
-from .errors import DiskWriteError
+from .checked import CheckedRanges, first_bad_batch, whole_batches
+from .durable import fsync_path
+from .errors import CorruptSegmentError, DiskWriteError
 from .index import OffsetIndex, TimeIndex
+from .open_files import DEFAULT_FILES, OpenFiles, SegmentFile, pread_fully
 from .txn_index import TXN_INDEX_SUFFIX, TxnIndex
+
+log = logging.getLogger(__name__)
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -25,6 +33,7 @@ MAX_SEGMENT_BYTES = INT32_MAX  # the offset index keeps file positions as int32
 _IOV_MAX = 1024
 _SCAN_WINDOW = 64 * 1024
 _RECOVERY_WINDOW = 8 * 1024 * 1024
+CHECK_CHUNK_BYTES = 8 * 1024 * 1024  # read at once by a check at rest: the memory it holds
 
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
@@ -39,23 +48,42 @@ class PlacedBatch(NamedTuple):
     size: int
 
 
+class _LogFile(NamedTuple):
+    """A segment's `.log` and what is known of its bytes: replaced together, in one step."""
+
+    file: SegmentFile
+    checks: CheckedRanges
+
+
 @dataclass(frozen=True)
 class FileSlice:
     """A byte range of whole batches in a segment file, ready for pread or sendfile.
 
-    Holding a slice keeps its segment's file descriptor open, so a segment deleted by
-    retention stays readable for readers already under way."""
+    A slice pins its file's descriptor (`fd`) for as long as it lives, so a segment deleted
+    by retention stays readable for readers already under way."""
 
     segment: LogSegment
     position: int
     size: int
-
-    @property
-    def fd(self) -> int:
-        return self.segment.fd
+    fd: int
+    checks: CheckedRanges  # of the file `fd` reads
 
     def read(self) -> bytes:
-        return self.segment.pread(self.position, self.size)
+        """The slice's bytes, each batch checked once per process before it is served. From
+        a corrupt batch on, nothing: the batches before it, or CorruptSegmentError when the
+        slice starts with it."""
+        data = pread_fully(self.fd, self.position, self.size)
+        known = self.checks.corrupt_at
+        bad = self.checks.check(memoryview(data), self.position)
+        if bad is None:
+            return data
+        if bad != known:
+            log.error("%s: the batch at position %d failed its CRC-32C or header check: not served",
+                      self.segment.log_path, bad)
+        if bad == self.position:
+            raise CorruptSegmentError(f"{self.segment.log_path}: the batch at position {bad} failed its "
+                                      f"CRC-32C or header check; it is not served")
+        return data[: bad - self.position]
 
     @property
     def end_offset(self) -> int:
@@ -64,7 +92,8 @@ class FileSlice:
 
 
 class LogSegment:
-    def __init__(self, directory: str, base_offset: int, *, index_interval_bytes: int, index_max_bytes: int) -> None:
+    def __init__(self, directory: str, base_offset: int, *, index_interval_bytes: int, index_max_bytes: int,
+                 files: OpenFiles | None = None) -> None:
         self.directory = directory
         self.base_offset = base_offset
         self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
@@ -77,10 +106,15 @@ class LogSegment:
         self.txn_index = TxnIndex(os.path.join(directory, segment_file_name(base_offset, TXN_INDEX_SUFFIX)))
         self.txn_index.load()
         self.index_interval_bytes = index_interval_bytes
-        self.fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        # Close the descriptor only when nobody holds the segment (readers may outlive deletion).
-        self._closer = weakref.finalize(self, os.close, self.fd)
-        self.size = os.fstat(self.fd).st_size
+        self._files = DEFAULT_FILES if files is None else files
+        try:
+            self.size = os.stat(self.log_path).st_size
+        except FileNotFoundError:
+            os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT, 0o644))
+            self.size = 0
+        # No descriptor held: the LRU opens one when the file is next used.
+        self._log = _LogFile(self._files.file(self.log_path), CheckedRanges())
+        weakref.finalize(self, self._log.file.retire)  # a segment dropped unclosed holds none
         if self.size == 0:  # a new segment's indexes exist from the start, so an empty one loads
             for index in (self.offset_index, self.time_index):
                 os.close(os.open(index.path, os.O_WRONLY | os.O_CREAT, 0o644))
@@ -104,6 +138,20 @@ class LogSegment:
     def size_bytes(self) -> int:
         """Bytes of the `.log` file, named as RemoteSegment's: retention counts either."""
         return self.size
+
+    @property
+    def checks(self) -> CheckedRanges:
+        """What is known of the `.log`'s bytes, shared by the read path and the scrubber."""
+        return self._log.checks
+
+    @property
+    def corrupt_at(self) -> int | None:
+        """Position of the first batch found corrupt, or None: from there on nothing is served."""
+        return self._log.checks.corrupt_at
+
+    def mark_corrupt(self, position: int) -> None:
+        """Never serve the batch at `position` (found bad by a check of the scrubber's)."""
+        self._log.checks.mark_corrupt(position)
 
     @property
     def paths(self) -> tuple[str, str, str]:
@@ -130,16 +178,20 @@ class LogSegment:
         A write the disk refuses is cut back off and raised as DiskWriteError; if cutting it
         fails too, that OSError is raised (the file may end in part of a batch)."""
         start = self.size
+        file = self._log.file
+        fd = file.acquire()
         try:
             if len(iov) <= _IOV_MAX:
-                written = os.writev(self.fd, iov)
+                written = os.writev(fd, iov)
             else:
-                written = sum(os.writev(self.fd, iov[i : i + _IOV_MAX]) for i in range(0, len(iov), _IOV_MAX))
+                written = sum(os.writev(fd, iov[i : i + _IOV_MAX]) for i in range(0, len(iov), _IOV_MAX))
             if written != size:  # what fitted on a full disk
                 raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {written} of {size} bytes)")
         except OSError as exc:
-            os.ftruncate(self.fd, start)  # leave the log as it was
+            os.ftruncate(fd, start)  # leave the log as it was
             raise DiskWriteError(f"{self.log_path}: {exc}") from exc
+        finally:
+            file.release()
         if self.is_empty:
             self.rolling_base_ms = int(time.time() * 1000)
         position = start
@@ -149,6 +201,7 @@ class LogSegment:
             self.bytes_since_index_entry += batch_size
         self.size = position
         self.next_offset = batches[-1].last_offset + 1
+        self._log.checks.add(start, position)  # the log validated every batch it appends
 
     def _index_batch(self, last_offset: int, max_timestamp: int, position: int) -> None:
         if max_timestamp > self.max_timestamp:
@@ -172,16 +225,26 @@ class LogSegment:
         self.time_index.write_pending()
 
     def sync(self) -> None:
-        """fsync the data (and the indexes once rolled). Safe to call from a worker thread."""
-        os.fdatasync(self.fd)
+        """fsync the data (and the indexes once rolled). Safe to call from a worker thread.
+
+        The descriptor may be newer than the writes (the LRU closed the one they went
+        through): Linux reports a writeback error to the first fsync of any descriptor that
+        has not seen it (since 4.17), so the flush still learns of a lost write."""
+        file = self._log.file
+        fd = file.acquire()
+        try:
+            os.fdatasync(fd)
+        finally:
+            file.release()
         if self.rolled:
             self.offset_index.fsync()
             self.time_index.fsync()
             self.txn_index.fsync()
 
     def delete(self) -> None:
-        """Unlink the files. The descriptor closes when the last reader lets go."""
+        """Unlink the files. A pinned descriptor closes when the last reader lets go."""
         self.deleted = True
+        self._log.file.retire()
         for path in (*self.paths, self.txn_index.path):
             try:
                 os.unlink(path)
@@ -189,36 +252,43 @@ class LogSegment:
                 pass
 
     def close(self) -> None:
-        self._closer()
+        """Use the file no more (its log closed): the descriptor closes once no reader holds it."""
+        self._log.file.retire()
 
     # -- reads -------------------------------------------------------------------------
 
     def pread(self, position: int, size: int) -> bytes:
-        data = os.pread(self.fd, size, position)
-        while len(data) < size:  # pread may return short on large reads
-            more = os.pread(self.fd, size - len(data), position + len(data))
-            if not more:
-                break
-            data += more
-        return data
+        """Bytes as they are on disk, unchecked (FileSlice.read checks what it serves)."""
+        file = self._log.file
+        fd = file.acquire()
+        try:
+            return pread_fully(fd, position, size)
+        finally:
+            file.release()
 
     def headers_from(self, position: int, end: int | None = None) -> Iterator[BatchPosition]:
-        """Each batch from `position` on, reading headers only."""
+        """Each batch from `position` on, reading headers only. The file stays pinned until
+        the iteration ends (or the iterator is dropped)."""
         end = self.size if end is None else end
         window = b""
         window_start = position
-        while position + HEADER_SIZE <= end:
-            at = position - window_start
-            if at < 0 or at + HEADER_SIZE > len(window):
-                window = os.pread(self.fd, _SCAN_WINDOW, position)
-                window_start, at = position, 0
-                if len(window) < HEADER_SIZE:
+        file = self._log.file
+        fd = file.acquire()
+        try:
+            while position + HEADER_SIZE <= end:
+                at = position - window_start
+                if at < 0 or at + HEADER_SIZE > len(window):
+                    window = os.pread(fd, _SCAN_WINDOW, position)
+                    window_start, at = position, 0
+                    if len(window) < HEADER_SIZE:
+                        return
+                header = parse_header(window, at)
+                if header.batch_length < MIN_BATCH_LENGTH:
                     return
-            header = parse_header(window, at)
-            if header.batch_length < MIN_BATCH_LENGTH:
-                return
-            yield BatchPosition(position, header)
-            position += header.size
+                yield BatchPosition(position, header)
+                position += header.size
+        finally:
+            file.release()
 
     def offset_at(self, position: int) -> int:
         """Base offset of the batch starting at `position`; the segment's next offset at its end."""
@@ -261,7 +331,13 @@ class LogSegment:
                 if position + header.size > target:
                     break
                 end = position + header.size
-        return FileSlice(self, start, min(end, limit) - start)
+        return self._slice(start, min(end, limit) - start)
+
+    def _slice(self, position: int, size: int) -> FileSlice:
+        file, checks = self._log
+        found = FileSlice(self, position, size, file.acquire(), checks)
+        weakref.finalize(found, file.release)  # the slice's pin lasts as long as the slice
+        return found
 
     def batch_at_or_after_timestamp(self, timestamp: int) -> BatchPosition | None:
         """The first batch whose max timestamp is >= `timestamp`, or None."""
@@ -272,6 +348,88 @@ class LogSegment:
             if found.header.max_timestamp >= timestamp:
                 return found
         return None
+
+    # -- checks at rest (the scrubber's) ------------------------------------------------
+
+    async def check(self, pace: Callable[[int], Awaitable[None]] | None = None, *, again: bool = False,
+                    chunk_bytes: int = CHECK_CHUNK_BYTES) -> int | None:
+        """Check every batch of the segment (meant for a sealed one) against its CRC-32C,
+        `chunk_bytes` at a time in a worker thread, awaiting `pace(n)` before reading n bytes.
+        Skips what is checked already, unless `again`. Returns the position of the first
+        corrupt batch, marked so that it is never served, or None; what passed is recorded
+        in `checks`, so reads do not check it again."""
+        end = self.size
+        position = 0
+        while True:
+            gaps = [(position, end)] if again else self._log.checks.gaps(position, end)
+            if not gaps or gaps[0][0] >= end:
+                return None
+            position = gaps[0][0]
+            if pace is not None:
+                await pace(min(chunk_bytes, end - position))
+            position, bad = await asyncio.to_thread(self._check_chunk, position, end, chunk_bytes, again)
+            if bad is not None:
+                return bad
+
+    def _check_chunk(self, position: int, end: int, chunk_bytes: int, again: bool) -> tuple[int, int | None]:
+        file, checks = self._log
+        fd = file.acquire()
+        try:
+            data = memoryview(whole_batches(fd, position, end, chunk_bytes))
+        finally:
+            file.release()
+        if not data:  # a length that cannot be
+            checks.mark_corrupt(position)
+            return end, position
+        return position + len(data), checks.check(data, position, again=again)
+
+    @property
+    def replacement_path(self) -> str:
+        """Where to write a good copy of the `.log` for `replace_log` (a start removes it)."""
+        return self.log_path + ".tmp"
+
+    async def replace_log(self, path: str) -> bool:
+        """Replace the `.log` by the file at `path` (in the segment's folder: write it at
+        `replacement_path`), a good copy of the same bytes, from the bucket. The copy must
+        have the segment's size and every batch pass its checks, else CorruptSegmentError
+        and nothing changes. It is fsynced and renamed over the `.log`, and reads use it
+        from then on (a reader holding the old file finishes on it); the indexes stay valid,
+        the bytes being the same. False, and the copy removed, if the segment was deleted or
+        its log closed meanwhile."""
+        try:
+            await asyncio.to_thread(self._check_copy, path)
+        except BaseException:
+            _remove(path)
+            raise
+        file = self._log.file
+        if file.retired:  # deleted: renaming now would bring a removed segment back
+            _remove(path)
+            return False
+        os.replace(path, self.log_path)
+        checks = CheckedRanges()
+        checks.add(0, self.size)
+        self._log = _LogFile(self._files.file(self.log_path), checks)
+        weakref.finalize(self, self._log.file.retire)
+        file.retire()
+        await asyncio.to_thread(fsync_path, self.directory)
+        return True
+
+    def _check_copy(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size != self.size:
+                raise CorruptSegmentError(f"{path}: {size} bytes, not the segment's {self.size}: not taken")
+            position = 0
+            while position < size:
+                data = memoryview(whole_batches(fd, position, size, CHECK_CHUNK_BYTES))
+                bad = position if not data else first_bad_batch(data, position)
+                if bad is not None:
+                    raise CorruptSegmentError(f"{path}: the batch at position {bad} failed its check: not taken")
+                position += len(data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- loading and recovery ----------------------------------------------------------
 
@@ -308,7 +466,18 @@ class LogSegment:
         self.bytes_since_index_entry = 0
         self.next_offset = self.base_offset
         next_offset = self.base_offset if expected_base is None else expected_base
-        file_size = os.fstat(self.fd).st_size
+        file = self._log.file
+        fd = file.acquire()
+        try:
+            cut = self._recover_from(fd, next_offset)
+        finally:
+            file.release()
+        self.offset_index.rewrite()
+        self.time_index.rewrite()
+        return cut
+
+    def _recover_from(self, fd: int, next_offset: int) -> int:
+        file_size = os.fstat(fd).st_size
         position = 0
         window: bytes | memoryview = b""
         window_start = 0
@@ -334,9 +503,15 @@ class LogSegment:
             self.next_offset = next_offset
         cut = file_size - position
         if cut:
-            os.ftruncate(self.fd, position)
+            os.ftruncate(fd, position)
             self.txn_index.rewrite([t for t in self.txn_index.entries if t.last_offset < self.next_offset])
         self.size = position
-        self.offset_index.rewrite()
-        self.time_index.rewrite()
+        checks = CheckedRanges()
+        checks.add(0, position)  # every batch kept passed the same checks an append makes
+        self._log = self._log._replace(checks=checks)
         return cut
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -79,10 +79,10 @@ def test_a_log_a_failed_fsync_took_offline_closes_without_the_clean_marker(tmp_p
     manager.log("t", 0).append(make_batch(2))
     manager.log("t", 1).append(make_batch(3))
     real_fdatasync = os.fdatasync
-    failing = {manager.log("t", 0).active_segment.fd}
+    failing = manager.log("t", 0).active_segment.log_path
 
     def fdatasync(fd):
-        if fd in failing:
+        if os.readlink(f"/proc/self/fd/{fd}") == failing:
             raise OSError(5, "Input/output error")
         real_fdatasync(fd)
 
