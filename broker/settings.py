@@ -38,6 +38,8 @@ class BrokerSettings:
     remote_log_manager_copy_max_bytes_per_second: int = 0  # 0: no quota (Kafka: Long.MAX_VALUE)
     log_retention_check_interval_ms: int = 300_000
     log_flush_scheduler_interval_ms: int = 100
+    # Segment files held open at once, an LRU (tierlog's own); None: half the soft RLIMIT_NOFILE.
+    log_segment_open_files_max: int | None = None
     group_initial_rebalance_delay_ms: int = 3_000
     offsets_topic_num_partitions: int = 50
     group_min_session_timeout_ms: int = 6_000
@@ -45,6 +47,15 @@ class BrokerSettings:
     socket_request_max_bytes: int = 104_857_600  # larger Kafka request frames close the connection
     connections_max_idle_ms: int = 600_000  # Kafka's: idle Kafka connections are closed after it
     fetch_max_bytes: int = 57_671_680  # Kafka's: the most one Fetch returns, whatever the client asks
+    # Kafka's connection bounds; None: a quarter of the soft RLIMIT_NOFILE, and no bound per address.
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    max_connections_per_ip_overrides: dict[str, int] = field(default_factory=dict)
+    # Kafka's, bounded here (Kafka: -1): frames being read and requests waiting, all connections.
+    queued_max_request_bytes: int = 256 * 1024 * 1024
+    # tierlog's read deadline: a started frame is complete within this plus its size at the rate.
+    socket_request_read_timeout_ms: int = 30_000
+    socket_request_read_min_bytes_per_second: int = 1024 * 1024
     remote_log_chunk_bytes: int = 4 * 1024 * 1024
     remote_log_chunk_cache_bytes: int = 1024 * 1024 * 1024
     remote_log_index_cache_bytes: int = 64 * 1024 * 1024
@@ -89,11 +100,28 @@ class BrokerSettings:
                 settings.log_scrubber_enable = _bool(name, raw)
             elif name == "advertised.listeners":
                 settings.advertised_listeners = raw
+            elif name == "max.connections.per.ip.overrides":
+                settings.max_connections_per_ip_overrides = _overrides(name, raw)
             elif name == "remote.log.chunk.cache.dir":  # another disk keeps replays off the log's fsyncs
                 settings.remote_log_chunk_cache_dir = raw
             else:
                 raise InvalidConfigError(f"unknown broker property {name!r}")
+        if 0 <= settings.queued_max_request_bytes < settings.socket_request_max_bytes:
+            raise InvalidConfigError(f"queued.max.request.bytes={settings.queued_max_request_bytes}: must be -1 "
+                                     f"(no bound) or at least socket.request.max.bytes "
+                                     f"({settings.socket_request_max_bytes}), so that the largest frame fits")
         return settings
+
+
+def _overrides(name: str, raw: str) -> dict[str, int]:
+    """Kafka's `host:count,host:count` (an IPv6 address before its last colon)."""
+    limits = {}
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        host, sep, count = entry.rpartition(":")
+        if not sep or not host:
+            raise InvalidConfigError(f"{name}: expected host:count entries, got {entry!r}")
+        limits[host.strip("[]")] = _int(name, count, 1)
+    return limits
 
 
 # Integer broker properties: Kafka's name -> (BrokerSettings field, lowest value).
@@ -106,6 +134,7 @@ _INTS: dict[str, tuple[str, int]] = {
     "remote.log.manager.copy.max.bytes.per.second": ("remote_log_manager_copy_max_bytes_per_second", 1),
     "log.retention.check.interval.ms": ("log_retention_check_interval_ms", 1),
     "log.flush.scheduler.interval.ms": ("log_flush_scheduler_interval_ms", 1),
+    "log.segment.open.files.max": ("log_segment_open_files_max", 1),
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", 0),
     "offsets.topic.num.partitions": ("offsets_topic_num_partitions", 1),
     "group.min.session.timeout.ms": ("group_min_session_timeout_ms", 1),
@@ -113,6 +142,11 @@ _INTS: dict[str, tuple[str, int]] = {
     "socket.request.max.bytes": ("socket_request_max_bytes", 1),
     "fetch.max.bytes": ("fetch_max_bytes", 1024),
     "connections.max.idle.ms": ("connections_max_idle_ms", 1),
+    "max.connections": ("max_connections", 1),
+    "max.connections.per.ip": ("max_connections_per_ip", 1),
+    "queued.max.request.bytes": ("queued_max_request_bytes", -1),
+    "socket.request.read.timeout.ms": ("socket_request_read_timeout_ms", 1),
+    "socket.request.read.min.bytes.per.second": ("socket_request_read_min_bytes_per_second", 1),
     # The read path over the object store (tierlog's own names, in Kafka's remote.log.* family).
     "remote.log.chunk.bytes": ("remote_log_chunk_bytes", 4096),
     "remote.log.chunk.cache.bytes": ("remote_log_chunk_cache_bytes", 4096),

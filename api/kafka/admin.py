@@ -3,6 +3,7 @@ AlterConfigs and IncrementalAlterConfigs, over the log manager's topics and conf
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,8 @@ from hotlog.manager import Topic
 
 from .codec import build, has_field, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .metadata import NO_TOPIC_ID, topic_by_id
+from .metadata import NO_TOPIC_ID, topics_by_id
+from .slices import in_slices
 
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
@@ -136,12 +138,12 @@ async def handle_create_topics(kafka: KafkaContext, call: Call, request: Any) ->
     response = call.response_type
     topic_entity = nested(response, "topics")
     config_entity = nested(topic_entity, "configs") if has_field(topic_entity, "configs") else None
-    names = [t.name for t in request.topics]
+    named = Counter(t.name for t in request.topics)
     results = []
-    for wanted in request.topics:
+    async for wanted in in_slices(request.topics):
         message: str | None
         try:
-            if names.count(wanted.name) > 1:
+            if named[wanted.name] > 1:
                 raise _Refused(ErrorCode.invalid_request, f"topic {wanted.name!r} is named more than once")
             partitions = _new_topic_partitions(kafka, wanted)
             configs = {c.name: c.value for c in wanted.configs if c.value is not None}
@@ -172,11 +174,12 @@ async def handle_delete_topics(kafka: KafkaContext, call: Call, request: Any) ->
         wanted = [(t.name, t.topic_id) for t in request.topics]
     else:
         wanted = [(name, NO_TOPIC_ID) for name in request.topic_names]
+    by_id = topics_by_id(kafka) if any(name is None for name, _ in wanted) else {}
     results = []
-    for name, topic_id in wanted:
+    async for name, topic_id in in_slices(wanted):
         try:
             if name is None:
-                found = topic_by_id(kafka, topic_id)
+                found = by_id.get(topic_id)
                 if found is None:
                     results.append(build(entity, name=None, topic_id=topic_id, error_code=ErrorCode.unknown_topic_id,
                                          error_message=f"no topic has id {topic_id}"))
@@ -199,7 +202,7 @@ async def handle_create_partitions(kafka: KafkaContext, call: Call, request: Any
     entity = nested(response, "results")
     logs = kafka.broker.logs
     results = []
-    for wanted in request.topics:
+    async for wanted in in_slices(request.topics):
         try:
             topic = logs.topic(wanted.name)
             if wanted.count <= topic.partitions:
@@ -240,7 +243,7 @@ async def handle_describe_configs(kafka: KafkaContext, call: Call, request: Any)
     synonym_entity = nested(config_entity, "synonyms")
     with_synonyms = request.include_synonyms
     results = []
-    for resource in request.resources:
+    async for resource in in_slices(request.resources):
         code, message, entries = ErrorCode.none, None, []
         try:
             entries = _resource_configs(kafka, resource.resource_type, resource.resource_name)
@@ -248,7 +251,7 @@ async def handle_describe_configs(kafka: KafkaContext, call: Call, request: Any)
             code, message = exc.code, str(exc)
         except LogError as exc:
             code, message = kafka_code(exc), str(exc)
-        keys = resource.configuration_keys
+        keys = None if resource.configuration_keys is None else frozenset(resource.configuration_keys)
         configs = tuple(
             build(config_entity, name=e.name, value=e.value, read_only=resource.resource_type != TOPIC_RESOURCE,
                   config_source=e.source, is_sensitive=False, config_type=e.config_type, documentation=None,
@@ -275,13 +278,13 @@ def _alter_topic(kafka: KafkaContext, name: str, set_configs: dict[str, str], de
     logs.alter_topic_configs(name, set_configs, delete)
 
 
-def _alter_response(kafka: KafkaContext, call: Call, request: Any,
+async def _alter_response(kafka: KafkaContext, call: Call, request: Any,
                     changes: Callable[[Any], tuple[dict[str, str], tuple[str, ...]]]) -> Any:
     """Apply `changes(resource) -> (set, delete)` to each topic resource of an alter request."""
     response = call.response_type
     entity = nested(response, "responses")
     results = []
-    for resource in request.resources:
+    async for resource in in_slices(request.resources):
         code, message = ErrorCode.none, None
         try:
             if resource.resource_type != TOPIC_RESOURCE:
@@ -313,7 +316,7 @@ async def handle_incremental_alter_configs(kafka: KafkaContext, call: Call, requ
                                "tierlog's topic configs take single values")
         return set_configs, tuple(delete)
 
-    return _alter_response(kafka, call, request, changes)
+    return await _alter_response(kafka, call, request, changes)
 
 
 async def handle_alter_configs(kafka: KafkaContext, call: Call, request: Any) -> Any:
@@ -323,4 +326,4 @@ async def handle_alter_configs(kafka: KafkaContext, call: Call, request: Any) ->
         overrides = kafka.broker.logs.topic(resource.resource_name).overrides
         return set_configs, tuple(name for name in overrides if name not in set_configs)
 
-    return _alter_response(kafka, call, request, changes)
+    return await _alter_response(kafka, call, request, changes)

@@ -67,12 +67,24 @@ def has_schema(api_key: int, api_version: int) -> bool:
 _DECODE_ERRORS = (SerialError, ValueError, TypeError, OverflowError, UnicodeDecodeError, IndexError, KeyError)
 
 
-def decode_request(frame: bytes | memoryview, api_key: int, api_version: int) -> DecodedRequest:
-    """Decode a whole request frame (without its size prefix) of a known API and version."""
+def decode_request(frame: bytes | memoryview, api_key: int, api_version: int,
+                   element_budget: int | None = None) -> DecodedRequest:
+    """Decode a whole request frame (without its size prefix) of a known API and version;
+    ManyElements (before any decoding) if its arrays hold more than `element_budget`."""
+    check_request(frame, api_key, api_version, element_budget)
+    return decode_checked(frame, api_key, api_version)
+
+
+def check_request(frame: bytes | memoryview, api_key: int, api_version: int, element_budget: int | None = None) -> int:
+    """The frame's count of array elements, once its lengths are checked (RequestDecodeError)."""
+    return check_lengths(frame, request_type(api_key, api_version), element_budget)
+
+
+def decode_checked(frame: bytes | memoryview, api_key: int, api_version: int) -> DecodedRequest:
+    """Decode a frame that `check_request` passed."""
     schema = request_type(api_key, api_version)
     # Bytes after the body are ignored, as Kafka does: librdkafka's all-topics Metadata
     # request (v9+) carries three.
-    check_lengths(frame, schema)
     try:
         header, used = entity_reader(schema.__header_schema__)(frame, 0)
         body, _ = entity_reader(schema)(frame, used)

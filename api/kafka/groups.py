@@ -13,6 +13,7 @@ from broker.groups.offsets import OffsetCommit
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
+from .slices import Slices, in_slices
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
@@ -125,13 +126,14 @@ def commit_response(response: type, topics: Any, errors: Mapping[TopicPartition,
     ))
 
 
-def _committed_topics(kafka: KafkaContext, group_id: str, topics: Any, topic_entity: type,
-                      require_stable: bool) -> tuple[Any, ...]:
+async def _committed_topics(kafka: KafkaContext, group_id: str, topics: Any, topic_entity: type,
+                            require_stable: bool, slices: Slices) -> tuple[Any, ...]:
     partition_entity = nested(topic_entity, "partitions")
     wanted = None if topics is None else [TopicPartition(t.name, p) for t in topics for p in t.partition_indexes]
     unstable = kafka.groups.offsets.pending_in_transactions(group_id) if require_stable else set()
     by_topic: dict[str, list[Any]] = {}
-    for (topic, partition), committed in sorted(kafka.groups.offsets.committed(group_id, wanted).items()):
+    committed_offsets = sorted(kafka.groups.offsets.committed(group_id, wanted).items())
+    async for (topic, partition), committed in in_slices(committed_offsets, slices):
         by_topic.setdefault(topic, []).append(build(
             partition_entity, partition_index=partition,
             error_code=ErrorCode.unstable_offset_commit if (topic, partition) in unstable else ErrorCode.none,
@@ -146,16 +148,17 @@ async def handle_offset_fetch(kafka: KafkaContext, call: Call, request: Any) -> 
     response = call.response_type
     require_stable = getattr(request, "require_stable", False)  # v7+, KIP-447
     if call.api_version < 8:
-        topics = _committed_topics(kafka, request.group_id, request.topics, nested(response, "topics"),
-                                   require_stable)
+        topics = await _committed_topics(kafka, request.group_id, request.topics, nested(response, "topics"),
+                                         require_stable, Slices())
         return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, topics=topics)
     group_entity = nested(response, "groups")
     topic_entity = nested(group_entity, "topics")
-    return build(response, throttle_time=NO_THROTTLE, groups=tuple(
+    slices = Slices()
+    return build(response, throttle_time=NO_THROTTLE, groups=tuple([
         build(group_entity, group_id=g.group_id, error_code=ErrorCode.none,
-              topics=_committed_topics(kafka, g.group_id, g.topics, topic_entity, require_stable))
-        for g in request.groups
-    ))
+              topics=await _committed_topics(kafka, g.group_id, g.topics, topic_entity, require_stable, slices))
+        async for g in in_slices(request.groups, slices)
+    ]))
 
 
 async def handle_list_groups(kafka: KafkaContext, call: Call, request: Any) -> Any:

@@ -5,6 +5,10 @@ element, so a frame claiming two billion elements aborts the whole process with 
 allocation failure. This walk follows the same schema without building anything and
 refuses a frame whose counts or lengths run past its end, or that has a null array where
 the schema has none (kio would pass the None on); only then does kio decode it.
+
+The walk also counts the array elements, which is what decoding (and most handlers)
+costs: with a budget it stops as soon as the counts pass it, before walking them, so a
+frame of millions of elements costs the event loop nothing to recognise.
 """
 
 from __future__ import annotations
@@ -67,11 +71,17 @@ def _plan(entity_type: EntityType) -> _Plan:
     return _Plan(entity_type.__flexible__, tuple(regular), tagged)
 
 
-class _Cursor:
-    __slots__ = ("buf", "pos", "end")
+class ManyElements(Exception):
+    """The frame's arrays hold more elements than the budget: decode it off the event loop."""
 
-    def __init__(self, buf: bytes | memoryview, pos: int, end: int) -> None:
+
+class _Cursor:
+    __slots__ = ("buf", "pos", "end", "elements", "budget")
+
+    def __init__(self, buf: bytes | memoryview, pos: int, end: int, budget: int | None = None) -> None:
         self.buf, self.pos, self.end = buf, pos, end
+        self.elements = 0
+        self.budget = budget
 
     def take(self, n: int) -> int:
         if n < 0 or self.pos + n > self.end:
@@ -127,6 +137,9 @@ def _skip_field(cursor: _Cursor, field: _Field, flexible: bool) -> None:
         raise RequestDecodeError("a null array where the schema requires one")
     if count > cursor.end - cursor.pos:  # every element takes at least one byte
         raise RequestDecodeError(f"an array of {count} elements in {cursor.end - cursor.pos} bytes")
+    cursor.elements += max(count, 0)
+    if cursor.budget is not None and cursor.elements > cursor.budget:
+        raise ManyElements(f"more than {cursor.budget} array elements")
     for _ in range(count):
         _skip_value(cursor, field, flexible)
 
@@ -143,11 +156,16 @@ def _skip_entity(cursor: _Cursor, entity_type: EntityType) -> None:
         start = cursor.take(size)
         known = plan.tagged.get(tag)
         if known is not None:  # kio decodes known tags: their contents must fit too
-            _skip_field(_Cursor(cursor.buf, start, start + size), known, True)
+            inner = _Cursor(cursor.buf, start, start + size,
+                            None if cursor.budget is None else cursor.budget - cursor.elements)
+            _skip_field(inner, known, True)
+            cursor.elements += inner.elements
 
 
-def check_lengths(frame: bytes | memoryview, request_type: EntityType) -> None:
-    """Raise RequestDecodeError unless every count and length in the frame fits inside it."""
-    cursor = _Cursor(frame, 0, len(frame))
+def check_lengths(frame: bytes | memoryview, request_type: EntityType, budget: int | None = None) -> int:
+    """The frame's count of array elements; raise RequestDecodeError unless every count and
+    length in it fits inside it, ManyElements once the count passes `budget`."""
+    cursor = _Cursor(frame, 0, len(frame), budget)
     _skip_entity(cursor, request_type.__header_schema__)
     _skip_entity(cursor, request_type)
+    return cursor.elements

@@ -16,14 +16,16 @@ from hotlog.manager import Topic
 
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
+from .slices import in_slices
 
 log = logging.getLogger(__name__)
 
 NO_TOPIC_ID = uuid.UUID(int=0)
 
 
-def topic_by_id(kafka: KafkaContext, topic_id: uuid.UUID) -> Topic | None:
-    return next((t for t in kafka.broker.logs.topics.values() if t.topic_id == topic_id), None)
+def topics_by_id(kafka: KafkaContext) -> dict[uuid.UUID, Topic]:
+    """Every topic by its id: built once per request, as a request may name millions of ids."""
+    return {t.topic_id: t for t in kafka.broker.logs.topics.values()}
 
 
 def _topic_entry(kafka: KafkaContext, entity: type, topic: Topic) -> Any:
@@ -59,23 +61,28 @@ async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
     requested = request.topics
     # v0 asks for every topic with an empty list; later versions with null.
     if requested is None or (call.api_version == 0 and not requested):
-        entries = [_topic_entry(kafka, topic_entity, t) for _, t in sorted(logs.topics.items())]
+        everything = (topic for _, topic in sorted(logs.topics.items()))
+        entries = [_topic_entry(kafka, topic_entity, t) async for t in in_slices(everything)]
     else:
         auto_create = getattr(request, "allow_auto_topic_creation", True) and \
             kafka.broker.settings.auto_create_topics_enable
+        # Each topic answered once, as Kafka does (it reads the names into a set); by name,
+        # or by topic id from v10 when the name is null.
+        wanted: dict[str | uuid.UUID, None] = {}
+        async for t in in_slices(requested):
+            wanted[t.name if t.name is not None else getattr(t, "topic_id", NO_TOPIC_ID)] = None
+        by_id = topics_by_id(kafka) if any(isinstance(key, uuid.UUID) for key in wanted) else {}
         entries = []
-        for wanted in requested:
-            name = wanted.name
-            if name is None:  # v10+: by topic id
-                topic_id = getattr(wanted, "topic_id", NO_TOPIC_ID)
-                found = topic_by_id(kafka, topic_id)
-                entries.append(_error_entry(topic_entity, ErrorCode.unknown_topic_id, None, topic_id)
+        async for key in in_slices(wanted):
+            if isinstance(key, uuid.UUID):
+                found = by_id.get(key)
+                entries.append(_error_entry(topic_entity, ErrorCode.unknown_topic_id, None, key)
                                if found is None else _topic_entry(kafka, topic_entity, found))
                 continue
             try:
-                entries.append(_topic_entry(kafka, topic_entity, _lookup(kafka, name, auto_create)))
+                entries.append(_topic_entry(kafka, topic_entity, _lookup(kafka, key, auto_create)))
             except LogError as exc:
-                entries.append(_error_entry(topic_entity, kafka_code(exc), name))
+                entries.append(_error_entry(topic_entity, kafka_code(exc), key))
     brokers = (build(nested(response, "brokers"), node_id=kafka.node_id, host=kafka.host, port=kafka.port, rack=None),)
     return build(response, throttle_time=NO_THROTTLE, brokers=brokers, cluster_id=kafka.cluster_id,
                  controller_id=kafka.node_id, topics=tuple(entries))

@@ -15,6 +15,7 @@ from broker.metrics import count_storage_error
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .fetch import READ_COMMITTED
+from .slices import Slices, in_slices
 
 LATEST = -1
 EARLIEST = -2
@@ -57,9 +58,10 @@ async def handle_list_offsets(kafka: KafkaContext, call: Call, request: Any) -> 
     partition_entity = nested(topic_entity, "partitions")
     read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
     topics = []
-    for topic in request.topics:
+    slices = Slices()
+    async for topic in in_slices(request.topics, slices):
         partitions = []
-        for p in topic.partitions:
+        async for p in in_slices(topic.partitions, slices):
             code, offset, timestamp = await _offset_for(kafka, topic.name, p.partition_index, p.timestamp,
                                                         read_committed)
             partitions.append(build(partition_entity, partition_index=p.partition_index, error_code=code,

@@ -6,6 +6,12 @@ exception: pipelined Produce requests run side by side (each appends before its 
 await, so in order), which lets acks=all requests share one fsync. Responses go back in
 request order. A frame that is malformed, too large, or of an API or version not in the
 table closes its connection; other clients carry on.
+
+What a client may hold is bounded (limits.py): connections in all and per address, memory
+of frames being read and requests waiting, the time a started frame may take, and one
+response at a time waiting for a client that does not read (as Kafka mutes a connection
+until its response is sent). Requests of many elements are decoded off the loop
+(offload.py).
 """
 
 from __future__ import annotations
@@ -18,19 +24,23 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..listen import ListenError, parse_host_port, reason
+from .acceptor import Acceptor, RateLimitedReport, bind_sockets
 from .apis import APIS, ApiKey, unsupported_api_versions
 from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
+from .guard import ManyElements
+from .limits import READ_TIMEOUTS, REFUSED, ClientBounds, ReadDeadline
+from .offload import INLINE_ELEMENTS, EncodedResponse, HeavyRequest, Offload
 
 if TYPE_CHECKING:
     from broker.node import Broker
 
 log = logging.getLogger(__name__)
 
-RECEIVE_BUFFER = 256 * 1024
+RECEIVE_BUFFER = 256 * 1024  # frames larger than this hold memory of the pool (queued.max.request.bytes)
 MAX_IDLE_BUFFER = 8 * 1024 * 1024  # a receive buffer grown past this shrinks once drained
 MIN_FREE = 16 * 1024  # compact the receive buffer when less than this is left at its end
 MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
@@ -55,22 +65,35 @@ def cluster_id_for(data_dir: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+class _Pending(NamedTuple):
+    correlation_id: int
+    api_key: int
+    task: asyncio.Future[Any]
+    pipelined: bool  # a Produce decoded on the loop: it may run beside the Produce requests before it
+
+
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, listener: KafkaListener) -> None:
+    def __init__(self, listener: KafkaListener, address: str) -> None:
         self.listener = listener
         self.kafka = listener.kafka
+        self.pool = listener.bounds.pool
         self.max_frame = self.kafka.broker.settings.socket_request_max_bytes
         self.transport: asyncio.Transport | None = None
-        self.peer_host = ""
+        self.address = address
+        self.peer_host = f"/{address}"
         self._buf = bytearray(RECEIVE_BUFFER)
         self._start = 0  # first byte not yet parsed
         self._end = 0  # end of received bytes
-        # (correlation id, api key, task) per request, in arrival order.
-        self._pending: deque[tuple[int, int, asyncio.Future[Any]]] = deque()
+        self._pending: deque[_Pending] = deque()  # in arrival order
         self._outgoing: deque[memoryview] = deque()  # response bytes not yet given to the transport
+        self._written: asyncio.Future[None] | None = None  # resolved once _outgoing is all written
         self._reading_paused = False
         self._writing_paused = False
         self._closed = False
+        self._counted = True  # in the listener's connection quotas
+        self._frame_hold = 0  # bytes of the pool held for the frame being read
+        self._awaiting_memory = 0  # bytes of the pool this connection waits for, not reading
+        self.frame_started: float | None = None  # when the frame being read began (read deadline)
         self.last_active = time.monotonic()  # a byte received or a response handed out
 
     # -- transport callbacks ----------------------------------------------------------------
@@ -78,16 +101,25 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.peer_host = f"/{peer[0]}" if peer else ""
         self.listener.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.listener.connections.discard(self)
-        for _, _, task in self._pending:
-            task.cancel()
+        self.release_quota()
+        if self._awaiting_memory:
+            self.pool.cancel(self._memory_granted)
+        if self._frame_hold:
+            self.pool.release(self._frame_hold)
+        self._awaiting_memory = self._frame_hold = 0
+        for pending in self._pending:
+            pending.task.cancel()
         self._pending.clear()
+
+    def release_quota(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.listener.bounds.quotas.release(self.address)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return memoryview(self._buf)[self._end:]
@@ -112,6 +144,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     # -- reading ------------------------------------------------------------------------
 
     def _parse_frames(self) -> None:
+        dispatched = False
         while not self._closed:
             available = self._end - self._start
             if available < SIZE.size:
@@ -122,19 +155,49 @@ class KafkaConnection(asyncio.BufferedProtocol):
                             "socket.request.max.bytes)", self.peer_host, size, REQUEST_PREFIX.size, self.max_frame)
                 self.close()
                 return
-            if available < SIZE.size + size:
-                self._make_room(SIZE.size + size)
-                return
+            frame_bytes = SIZE.size + size
+            if available < frame_bytes:
+                if frame_bytes > RECEIVE_BUFFER and not self._frame_hold:
+                    if not self.pool.hold(frame_bytes, self._memory_granted):
+                        self._awaiting_memory = frame_bytes
+                        self.frame_started = None  # its clock starts once the memory is there
+                        self._update_reading()
+                        return
+                    self._frame_hold = frame_bytes
+                self._make_room(frame_bytes)
+                break
             begin = self._start + SIZE.size
             self._start = begin + size
             # Decoded in place: kio copies out what it keeps (read-only: it takes no writable buffer).
             self._dispatch(memoryview(self._buf)[begin : begin + size].toreadonly())
+            dispatched = True
         if self._start == self._end:
+            self.frame_started = None
             self._start = self._end = 0
             if len(self._buf) > MAX_IDLE_BUFFER:  # a rare huge request: give the memory back
                 self._buf = bytearray(RECEIVE_BUFFER)
-        elif len(self._buf) - self._end < MIN_FREE:
+            return
+        if dispatched or self.frame_started is None:
+            self.frame_started = self.last_active
+        if len(self._buf) - self._end < MIN_FREE:
             self._make_room(0)
+
+    def _memory_granted(self) -> None:
+        """The pool holds the frame's bytes now: read on, and start its clock."""
+        self._frame_hold, self._awaiting_memory = self._awaiting_memory, 0
+        self.frame_started = time.monotonic()
+        self._make_room(self._frame_hold)
+        self._update_reading()
+
+    def overdue_frame(self, now: float, deadline: ReadDeadline) -> str | None:
+        """What is late, if the frame being read has been reading too long."""
+        if self.frame_started is None:
+            return None
+        received = self._end - self._start
+        size = SIZE.size + SIZE.unpack_from(self._buf, self._start)[0] if received >= SIZE.size else 0
+        if now - self.frame_started <= deadline.seconds_for(size):
+            return None
+        return f"{received} of {size or 'at least 4'} bytes after {now - self.frame_started:.1f} s"
 
     def _make_room(self, frame_bytes: int) -> None:
         """Move the unparsed bytes to the front, into a larger buffer once they fill this one.
@@ -151,7 +214,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         self._start, self._end = 0, available
 
-    def _dispatch(self, frame: bytes | memoryview) -> None:
+    def _dispatch(self, frame: memoryview) -> None:
         loop = asyncio.get_running_loop()
         try:
             api_key, api_version, correlation_id = peek_header(frame)
@@ -164,38 +227,56 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     return
                 answered: asyncio.Future[Any] = loop.create_future()
                 answered.set_result(unsupported_api_versions())
-                self._queue(correlation_id, api_key, answered)
+                self._queue(correlation_id, api_key, answered, pipelined=False)
                 return
-            request = decode_request(frame, api_key, api_version)
+            try:
+                request = decode_request(frame, api_key, api_version, INLINE_ELEMENTS)
+            except ManyElements:
+                heavy = HeavyRequest(bytes(frame), api_key, api_version, correlation_id, self._frame_hold)
+                handling = self.listener.offload.serve(api, heavy, self.peer_host)
+                pipelined = False
+            else:
+                call = Call(api_version, request.client_id or "", self.peer_host, response_type(api_key, api_version))
+                handling = api.handler(self.kafka, call, request.body)
+                pipelined = api_key == ApiKey.PRODUCE
         except RequestDecodeError as exc:
             log.warning("closing connection from %s: %s", self.peer_host, exc)
             self.close()
             return
-        call = Call(api_version, request.client_id or "", self.peer_host, response_type(api_key, api_version))
-        handling = api.handler(self.kafka, call, request.body)
-        earlier = [task for _, key, task in self._pending if not task.done()]
-        if earlier and not (api_key == ApiKey.PRODUCE and all(key == ApiKey.PRODUCE for _, key, _ in self._pending)):
+        earlier = [p.task for p in self._pending if not p.task.done()]
+        if (earlier or self._outgoing or self._writing_paused) and \
+                not (pipelined and all(p.pipelined for p in self._pending)):
             handling = self._after(earlier, handling)
-        self._queue(correlation_id, api_key, loop.create_task(handling))
+        self._queue(correlation_id, api_key, loop.create_task(handling), pipelined)
 
-    @staticmethod
-    async def _after(earlier: list[asyncio.Future[Any]], handling: Coroutine[Any, Any, Any]) -> Any:
+    async def _after(self, earlier: list[asyncio.Future[Any]], handling: Coroutine[Any, Any, Any]) -> Any:
+        """Run `handling` once the requests before it are answered and their responses
+        written: a client that does not read holds one response, not one per request."""
         try:
-            await asyncio.wait(earlier)
+            if earlier:
+                await asyncio.wait(earlier)
+            while self._outgoing or self._writing_paused:
+                if self._written is None:
+                    self._written = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._written)
         except asyncio.CancelledError:
             handling.close()
             raise
         return await handling
 
-    def _queue(self, correlation_id: int, api_key: int, task: asyncio.Future[Any]) -> None:
-        self._pending.append((correlation_id, api_key, task))
+    def _queue(self, correlation_id: int, api_key: int, task: asyncio.Future[Any], pipelined: bool) -> None:
+        self._pending.append(_Pending(correlation_id, api_key, task, pipelined))
+        if self._frame_hold:  # the pool holds the frame until its request is answered
+            held, self._frame_hold = self._frame_hold, 0
+            task.add_done_callback(lambda _: self.pool.release(held))
         task.add_done_callback(self._respond)
         self._update_reading()
 
     def _update_reading(self) -> None:
         if self._closed or self.transport is None:
             return
-        pause = self._writing_paused or bool(self._outgoing) or len(self._pending) >= MAX_IN_FLIGHT
+        pause = self._writing_paused or bool(self._outgoing) or len(self._pending) >= MAX_IN_FLIGHT or \
+            bool(self._awaiting_memory)
         if pause and not self._reading_paused:
             self.transport.pause_reading()
         elif not pause and self._reading_paused:
@@ -206,11 +287,15 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _respond(self, _: asyncio.Future[Any]) -> None:
         """Write every finished response at the head of the queue, in request order."""
-        while self._pending and self._pending[0][2].done() and not self._closed:
-            correlation_id, api_key, task = self._pending.popleft()
+        while self._pending and self._pending[0].task.done() and not self._closed:
+            correlation_id, api_key, task, _pipelined = self._pending.popleft()
             if task.cancelled():
                 continue
             error = task.exception()
+            if isinstance(error, RequestDecodeError):  # found off the loop, in a request of many elements
+                log.warning("closing connection from %s: %s", self.peer_host, error)
+                self.close()
+                return
             if error is not None:
                 log.error("closing connection from %s: API %d failed", self.peer_host, api_key, exc_info=error)
                 self.close()
@@ -218,7 +303,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             response = task.result()
             if response is None:  # acks=0 produce
                 continue
-            self._outgoing.extend(memoryview(chunk) for chunk in encode_response(correlation_id, response))
+            chunks = response.chunks if isinstance(response, EncodedResponse) else \
+                encode_response(correlation_id, response)
+            self._outgoing.extend(memoryview(chunk) for chunk in chunks)
         self._send_outgoing()
         self._update_reading()
 
@@ -243,6 +330,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 head = head[:WRITE_SLICE]
             assert self.transport is not None
             self.transport.write(head)
+        if self._written is not None and not self._outgoing and not self._writing_paused:
+            self._written.set_result(None)
+            self._written = None
 
     def close(self) -> None:
         if self.transport is not None and not self._closed:
@@ -257,57 +347,94 @@ class KafkaListener:
         self.broker = broker
         self.address = address
         self.connections: set[KafkaConnection] = set()
-        self._server: asyncio.Server | None = None
-        self._reaper: asyncio.Task[None] | None = None
+        self.bounds = ClientBounds.from_settings(broker.settings)
+        self._acceptor: Acceptor | None = None
+        self._setting_up: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._report_refused = RateLimitedReport(log, logging.INFO)
+        self._report_idle = RateLimitedReport(log, logging.INFO)
+        self._report_overdue = RateLimitedReport(log)
         # The advertised endpoint is known once the port is bound.
         self.kafka = KafkaContext(broker, broker.groups, "", 0, cluster_id_for(broker.logs.data_dir))
+        self.offload = Offload(self.kafka, self.bounds.pool)
 
     async def bind(self) -> None:
         host, port = parse_host_port(self.address)
-        loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(self._connection, host, port, reuse_address=True,
-                                                    start_serving=False)
+            self._acceptor = Acceptor(bind_sockets(host, port), self._accepted)
         except OSError as exc:
             raise ListenError(f"the Kafka listener cannot listen on {self.address}: {reason(exc)}") from None
-        bound_port = self._server.sockets[0].getsockname()[1]
         self.kafka.host, self.kafka.port = advertised_endpoint(self.broker.settings.advertised_listeners,
-                                                               host, bound_port)
+                                                               host, self.port)
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._acceptor is not None, "bind() first"
+        return int(self._acceptor.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        assert self._server is not None, "bind() first"
-        await self._server.start_serving()
-        self._reaper = asyncio.create_task(self._reap_idle(self.broker.settings.connections_max_idle_ms / 1000))
-        log.info("Kafka protocol on %s (advertised as %s:%d)", self.address, self.kafka.host, self.kafka.port)
+        assert self._acceptor is not None, "bind() first"
+        self._acceptor.start()
+        self._sweeper = asyncio.create_task(self._sweep())
+        log.info("Kafka protocol on %s (advertised as %s:%d), at most %d connections", self.address,
+                 self.kafka.host, self.kafka.port, self.bounds.quotas.max_connections)
 
-    async def _reap_idle(self, max_idle_s: float) -> None:
+    def _accepted(self, sock: socket.socket, address: str) -> None:
+        quotas = self.bounds.quotas
+        refused = quotas.admit(address)
+        if refused is not None:
+            sock.close()
+            REFUSED.labels(refused).inc()
+            self._report_refused(f"closed a new Kafka connection from /{address} at once: {refused} reached "
+                                 f"({quotas.total} open)")
+            return
+        setting_up = asyncio.create_task(self._set_up(sock, KafkaConnection(self, address)))
+        self._setting_up.add(setting_up)
+        setting_up.add_done_callback(self._setting_up.discard)
+
+    async def _set_up(self, sock: socket.socket, connection: KafkaConnection) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: connection, sock)
+        except (OSError, asyncio.CancelledError) as exc:
+            sock.close()
+            connection.release_quota()
+            if isinstance(exc, OSError):
+                log.warning("could not set up a Kafka connection from %s: %s", connection.peer_host, reason(exc))
+
+    async def _sweep(self) -> None:
         """Close connections idle past connections.max.idle.ms (as Kafka does), so idle
-        sockets do not pile up; a long-polling fetch is not idle."""
+        sockets do not pile up (a long-polling fetch is not idle), and those whose started
+        frame is past its read deadline."""
+        max_idle_s = self.broker.settings.connections_max_idle_ms / 1000
+        deadline = self.bounds.deadline
         while True:
-            await asyncio.sleep(min(max_idle_s / 4, 10.0))
-            cutoff = time.monotonic() - max_idle_s
-            for connection in [c for c in self.connections if c.idle and c.last_active < cutoff]:
-                log.info("closing connection from %s: idle past connections.max.idle.ms", connection.peer_host)
-                connection.close()
-
-    def _connection(self) -> KafkaConnection:
-        return KafkaConnection(self)
+            await asyncio.sleep(min(max_idle_s / 4, deadline.base_s / 4, 1.0))
+            now = time.monotonic()
+            cutoff = now - max_idle_s
+            for connection in list(self.connections):
+                overdue = connection.overdue_frame(now, deadline)
+                if overdue is not None:
+                    READ_TIMEOUTS.inc()
+                    self._report_overdue(f"closing connection from {connection.peer_host}: a request frame still "
+                                         f"incomplete, {overdue} (socket.request.read.timeout.ms, "
+                                         f"socket.request.read.min.bytes.per.second)")
+                    connection.close()
+                elif connection.idle and connection.last_active < cutoff:
+                    self._report_idle(f"closing connection from {connection.peer_host}: idle past "
+                                      f"connections.max.idle.ms")
+                    connection.close()
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
-            self._reaper = None
-        if self._server is None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        if self._acceptor is None:
             return
-        self._server.close()
+        self._acceptor.close()
+        self._acceptor = None
+        for setting_up in list(self._setting_up):
+            setting_up.cancel()
         for connection in list(self.connections):
             connection.close()
-        await self._server.wait_closed()
-        self._server = None
-
+        self.offload.close()

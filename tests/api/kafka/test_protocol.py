@@ -23,6 +23,7 @@ from kio.schema.produce.v9 import request as produce_v9
 from hotlog.batch import parse_header
 from hotlog.records import Record, build_batch
 
+from .bounds_support import cpu_seconds, resident_mb
 from .cluster import KafkaServer
 from .wire import SIZE, Wire, request_frame
 
@@ -156,12 +157,6 @@ def test_long_poll_is_woken_by_an_append(kafka_server: KafkaServer) -> None:
     producer.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_hundreds_of_idle_long_polls_cost_little_and_all_wake(kafka_server: KafkaServer) -> None:
     create(kafka_server, "wire-idle")
     assert kafka_server.process is not None
@@ -170,9 +165,9 @@ def test_hundreds_of_idle_long_polls_cost_little_and_all_wake(kafka_server: Kafk
     for i, wire in enumerate(consumers):
         wire.send(fetch("wire-idle", 0, 8_000), i)
     time.sleep(0.5)  # all parked
-    before = _cpu_seconds(pid)
+    before = cpu_seconds(pid)
     time.sleep(2)
-    assert _cpu_seconds(pid) - before < 0.2  # parked fetches do not spin
+    assert cpu_seconds(pid) - before < 0.2  # parked fetches do not spin
     producer = Wire(kafka_server.bootstrap)
     producer.send(produce("wire-idle", batch(b"for everyone")), 1)
     producer.receive(PRODUCE, 9)
@@ -272,17 +267,11 @@ def test_the_brokers_fetch_max_bytes_bounds_what_a_client_asks(tmp_path: Any) ->
         assert server.stop() == 0, server.log()
 
 
-def _resident_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        line = next(line for line in f if line.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
 def test_a_frame_size_announced_but_not_sent_costs_no_memory(kafka_server: KafkaServer) -> None:
     """Twenty connections that each announce a 100 MB request and send nothing more: the
     receive buffers grow with the bytes received, not with what a frame declares."""
     assert kafka_server.process is not None
-    before = _resident_mb(kafka_server.process.pid)
+    before = resident_mb(kafka_server.process.pid)
     sockets = []
     try:
         for _ in range(20):
@@ -290,7 +279,7 @@ def test_a_frame_size_announced_but_not_sent_costs_no_memory(kafka_server: Kafka
             s.sendall(SIZE.pack(104_857_600) + b"\x00\x03\x00\x0c")  # a Metadata request, 100 MB long
             sockets.append(s)
         time.sleep(1.0)
-        grown = _resident_mb(kafka_server.process.pid) - before
+        grown = resident_mb(kafka_server.process.pid) - before
         assert grown < 40, f"resident memory grew {grown:.0f} MB for 20 announced frames"
         wire = Wire(kafka_server.bootstrap)  # and the broker still serves
         wire.send(metadata(), 1)

@@ -26,9 +26,11 @@ def request_frame(request: Any, correlation_id: int, client_id: str = "wire-test
 
 
 class Wire:
-    def __init__(self, address: str, timeout: float = 15) -> None:
+    def __init__(self, address: str, timeout: float = 15, source: str | None = None) -> None:
+        """`source`: the local address to connect from (any of 127.0.0.0/8 on loopback)."""
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout,
+                                             source_address=None if source is None else (source, 0))
 
     def send(self, request: Any, correlation_id: int) -> None:
         self.sock.sendall(request_frame(request, correlation_id))
