@@ -266,6 +266,19 @@ class LogSegment:
         finally:
             file.release()
 
+    @contextlib.contextmanager
+    def pinned_log(self) -> Iterator[int]:
+        """The `.log`'s descriptor, never closed while the block runs (an upload reads it
+        from a worker thread); FileNotFoundError once the segment is deleted."""
+        if self.deleted:  # a reader's pin may keep the file open: an upload must not start on it
+            raise FileNotFoundError(errno.ENOENT, "segment deleted", self.log_path)
+        file = self._log.file
+        fd = file.acquire()
+        try:
+            yield fd
+        finally:
+            file.release()
+
     def headers_from(self, position: int, end: int | None = None) -> Iterator[BatchPosition]:
         """Each batch from `position` on, reading headers only. The file stays pinned until
         the iteration ends (or the iterator is dropped)."""
@@ -372,12 +385,9 @@ class LogSegment:
                 return bad
 
     def _check_chunk(self, position: int, end: int, chunk_bytes: int, again: bool) -> tuple[int, int | None]:
-        file, checks = self._log
-        fd = file.acquire()
-        try:
+        checks = self._log.checks
+        with self.pinned_log() as fd:
             data = memoryview(whole_batches(fd, position, end, chunk_bytes))
-        finally:
-            file.release()
         if not data:  # a length that cannot be
             checks.mark_corrupt(position)
             return end, position

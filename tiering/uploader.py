@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -52,11 +53,13 @@ class SegmentUploader:
                      segment_id: uuid.UUID) -> RemoteSegment:
         """Upload the segment's files under `prefix` (the partition's), with keys named for
         `segment_id`; return the record that commits them once written."""
-        try:
-            log_fd = await asyncio.to_thread(os.open, segment.log_path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise SegmentGoneError(f"{plog.topic}-{plog.partition}: segment {segment.base_offset} was deleted") from None
-        try:
+        with contextlib.ExitStack() as pinned:  # the descriptor through the log's LRU of open files
+            try:
+                log_fd = pinned.enter_context(segment.pinned_log())
+            except FileNotFoundError:
+                raise SegmentGoneError(f"{plog.topic}-{plog.partition}: segment {segment.base_offset} "
+                                       f"was deleted") from None
+
             def key(extension: str) -> str:
                 return segment_key(prefix, segment.base_offset, segment_id, extension)
 
@@ -64,8 +67,6 @@ class SegmentUploader:
             uploads = [self._upload_fd(key("log"), log_fd, segment.size)]
             uploads += [self._upload_path(key(ext), path) for ext, path in local_files[1:]]
             files = await gather_all(*uploads)
-        finally:
-            os.close(log_fd)
         return RemoteSegment(
             topic=plog.topic, topic_id=topic_id, partition=plog.partition, segment_id=segment_id,
             base_offset=segment.base_offset, next_offset=segment.next_offset, max_timestamp=segment.max_timestamp,
