@@ -14,6 +14,7 @@ from fetch.reader import Reader
 from fetch.remote import RemoteReader
 from hotlog.errors import InvalidConfigError, InvalidTopicError
 from hotlog.manager import LogManager, Topic
+from hotlog.open_files import OpenFiles
 from tiering.manager import TieringManager
 from tiering.store import ObjectStore
 
@@ -26,7 +27,8 @@ from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
 from .wal.manager import WriteAheadLog
 
-# A topic's partitions each hold open files; one request must not exhaust the descriptors.
+# A topic's partitions cost memory and folders (not descriptors: segment files are opened
+# on demand, hotlog.open_files); one request must not make more than this.
 MAX_PARTITIONS = 10_000
 WAL_DRAIN_SECONDS = 5.0  # at a clean stop, for windows still open or uploading
 
@@ -37,7 +39,8 @@ class Broker:
     def __init__(self, data_dir: str, settings: BrokerSettings) -> None:
         self.settings = settings
         self.logs = LogManager(data_dir, settings.log_defaults,
-                               producer_expiration_ms=settings.producer_id_expiration_ms)
+                               producer_expiration_ms=settings.producer_id_expiration_ms,
+                               open_files=OpenFiles(settings.log_segment_open_files_max))
         self.reader = Reader(self.logs)
         self.durability = Durability()  # fsyncs, and with an object store the WAL
         # Consumer groups and their committed offsets (in `__consumer_offsets`).

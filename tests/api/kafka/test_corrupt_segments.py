@@ -6,7 +6,6 @@ partition alone, and serves the bucket's copy where the segment is tiered."""
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -14,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.hotlog.support import split_batches
 
-from ..server import http_get
+from .bounds_support import metric
 from .cluster import KafkaServer
 
 MESSAGES = 60
@@ -33,12 +32,6 @@ def produce_one_batch_per_message(server: KafkaServer, topics: dict[str, int]) -
                 producer.produce(topic, value(topic, partition, i), partition=partition)
         producer.flush(10)
     assert producer.flush(10) == 0
-
-
-def metric(server: KafkaServer, name: str) -> float:
-    _, text = http_get(f"{server.http_url}/metrics")
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def wait_until_tiered(server: KafkaServer) -> None:

@@ -93,3 +93,19 @@ def test_ten_thousand_partitions_are_written_restarted_and_read_under_1024_descr
         if server.running:
             assert server.stop() == 0, server.log()
     assert "Too many open files" not in server.log() and "Traceback" not in server.log()
+
+
+def test_log_segment_open_files_max_bounds_the_segment_files_held_open(memory_folder):
+    server = KafkaServer(os.path.join(memory_folder, "data"), "log.segment.open.files.max=20").start()
+    try:
+        idle = open_descriptors(server.process.pid)
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        admin.create_topics([NewTopic("bounded", 300, 1)], request_timeout=30)["bounded"].result(30)
+        producer = Producer({"bootstrap.servers": server.bootstrap, "linger.ms": 20})
+        for partition in range(300):
+            producer.produce("bounded", b"v", partition=partition)
+        assert producer.flush(30) == 0
+        # 300 active segments written, 20 of them still open (the client's connection: one more).
+        assert idle + 20 <= open_descriptors(server.process.pid) <= idle + 22
+    finally:
+        assert server.stop() == 0, server.log()
