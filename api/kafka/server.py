@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECEIVE_BUFFER = 256 * 1024  # frames larger than this hold memory of the pool (queued.max.request.bytes)
+RECEIVE_BUFFER = 16 * 1024  # a new connection's, grown by doubling for larger frames: an idle one costs this
+POOLED_FRAME = 256 * 1024  # frames larger than this hold memory of the pool (queued.max.request.bytes)
 MAX_IDLE_BUFFER = 8 * 1024 * 1024  # a receive buffer grown past this shrinks once drained
-MIN_FREE = 16 * 1024  # compact the receive buffer when less than this is left at its end
+MIN_FREE = 4 * 1024  # compact the receive buffer when less than this is left at its end
 MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
 WRITE_SLICE = 256 * 1024
 
@@ -157,7 +158,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 return
             frame_bytes = SIZE.size + size
             if available < frame_bytes:
-                if frame_bytes > RECEIVE_BUFFER and not self._frame_hold:
+                if frame_bytes > POOLED_FRAME and not self._frame_hold:
                     if not self.pool.hold(frame_bytes, self._memory_granted):
                         self._awaiting_memory = frame_bytes
                         self.frame_started = None  # its clock starts once the memory is there
@@ -205,7 +206,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         declares: a client that announces 100 MB and sends nothing costs one small buffer."""
         available = self._end - self._start
         if frame_bytes > len(self._buf) and available + MIN_FREE > len(self._buf):
-            grown = bytearray(min(frame_bytes, max(RECEIVE_BUFFER, 2 * len(self._buf))))
+            grown = bytearray(min(frame_bytes, 2 * len(self._buf)))
             grown[:available] = self._buf[self._start : self._end]
             self._buf = grown
         elif self._start and (frame_bytes > len(self._buf) - self._start or len(self._buf) - self._end < MIN_FREE):

@@ -305,3 +305,18 @@ def test_a_client_that_does_not_read_holds_one_response(kafka_server: KafkaServe
     for i in range(32):  # and every response comes, in order, once it reads
         correlation_id, response = greedy.receive(FETCH, 12)
         assert correlation_id == i and len(response.responses[0].partitions[0].records) > 7_000_000
+
+
+def test_an_idle_connection_costs_a_small_receive_buffer(kafka_server: KafkaServer) -> None:
+    """500 connections left idle after one request each: a new connection's receive buffer
+    starts small and grows only for the frames that need it (before: 256 KiB each)."""
+    assert kafka_server.process is not None
+    time.sleep(0.5)
+    before = resident_mb(kafka_server.process.pid)
+    idle = [Wire(kafka_server.bootstrap) for _ in range(500)]
+    for wire in idle:
+        assert answers(wire)
+    grown = resident_mb(kafka_server.process.pid) - before
+    assert grown < 40, f"resident memory grew {grown:.0f} MB for 500 idle connections"
+    for wire in idle:
+        wire.close()
