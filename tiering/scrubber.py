@@ -19,17 +19,18 @@ import asyncio
 import logging
 import os
 import time
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from crc32c import crc32c
 
+from hotlog.errors import CorruptSegmentError
 from hotlog.log import PartitionLog
 from hotlog.manager import LogManager
 from hotlog.segment import LogSegment
 
 from . import metrics
 from .manager import TieringManager
-from .metadata import RemoteSegment, SegmentState
+from .metadata import RemoteSegment, SegmentFile, SegmentState
 from .quota import ByteRateLimiter
 from .store import ObjectStoreError
 from .uploader import file_crc32c, segment_files
@@ -89,21 +90,70 @@ class Scrubber:
                 for segment in list(state.segments):
                     if segment.state is SegmentState.COPY_FINISHED:
                         report = _add(report, await self._scrub_remote(segment))
+        for plog in list(self.logs.logs.values()):
+            for local in [s for s in plog.segments if s.sealed and not s.deleted]:
+                report = _add(report, await self._scrub_local(plog, local))
         return report
+
+    # -- this disk -------------------------------------------------------------------------
+
+    async def _scrub_local(self, plog: PartitionLog, segment: LogSegment) -> ScrubReport:
+        try:
+            bad = await segment.check(self._pace.acquire, again=True)
+        except FileNotFoundError:  # deleted by retention meanwhile
+            return ScrubReport()
+        metrics.SCRUBBED_BYTES.labels("local").inc(segment.size)
+        where = segment.log_path
+        if bad is None:
+            self._known_corrupt.discard(where)
+            return ScrubReport(local_bytes=segment.size)
+        if await self._restore_local(plog, segment):
+            metrics.SCRUB_REPAIRED.labels("local").inc()
+            self._known_corrupt.discard(where)
+            log.warning("scrub: %s had a corrupt batch at position %d; replaced by the bucket's copy", where, bad)
+            return ScrubReport(local_bytes=segment.size, local_corrupt=1, local_repaired=1)
+        if where not in self._known_corrupt:
+            self._known_corrupt.add(where)
+            metrics.SCRUB_CORRUPT.labels("local").inc()
+            log.error("scrub: %s has a corrupt batch at position %d and the bucket has no good copy; "
+                      "reads from there on are refused", where, bad)
+        return ScrubReport(local_bytes=segment.size, local_corrupt=1)
+
+    async def _restore_local(self, plog: PartitionLog, segment: LogSegment) -> bool:
+        """Replace a corrupt local segment by its committed remote copy, if the bucket has
+        one that matches its record; whether it did."""
+        if self.tiering is None:
+            return False
+        state = self.tiering.remote_partition(plog.topic, plog.partition)
+        twin = None if state is None else next(
+            (r for r in state.segments if r.state is SegmentState.COPY_FINISHED
+             and (r.base_offset, r.next_offset) == (segment.base_offset, segment.next_offset)), None)
+        if twin is None:
+            return False
+        file = twin.files["log"]
+        path = segment.replacement_path
+        try:
+            with open(path, "wb") as copy:
+                crc = await self._remote_crc(file, copy)
+            if crc != file.crc32c:  # the bucket's copy is bad too: its own check reports it
+                os.remove(path)
+                return False
+            try:
+                return await segment.replace_log(path)
+            except CorruptSegmentError as exc:  # the record's CRC matched bad batches: keep refusing them
+                log.error("scrub: %s", exc)
+                return False
+        except BaseException:
+            if os.path.exists(path):
+                os.remove(path)
+            raise
 
     # -- the bucket ------------------------------------------------------------------------
 
     async def _scrub_remote(self, segment: RemoteSegment) -> ScrubReport:
-        assert self.tiering is not None
-        store = self.tiering.store
         read = corrupt = repaired = 0
         for extension, file in segment.files.items():
-            crc = position = 0
-            while position < file.size:
-                n = min(READ_BYTES, file.size - position)
-                await self._pace.acquire(n)
-                crc = crc32c(await store.get(file.key, position, position + n), crc)
-                position += n
+            crc = await self._remote_crc(file)
             read += file.size
             metrics.SCRUBBED_BYTES.labels("remote").inc(file.size)
             if crc == file.crc32c:
@@ -121,6 +171,20 @@ class Scrubber:
                 log.error("scrub: object %s does not match its CRC and no good local copy is left", file.key)
         return ScrubReport(remote_bytes=read, remote_corrupt=corrupt, remote_repaired=repaired)
 
+    async def _remote_crc(self, file: SegmentFile, keep: BinaryIO | None = None) -> int:
+        """CRC-32C of an object, read in paced ranged GETs (and written to `keep`)."""
+        assert self.tiering is not None
+        crc = position = 0
+        while position < file.size:
+            n = min(READ_BYTES, file.size - position)
+            await self._pace.acquire(n)
+            data = await self.tiering.store.get(file.key, position, position + n)
+            crc = crc32c(data, crc)
+            if keep is not None:
+                await asyncio.to_thread(keep.write, data)
+            position += n
+        return crc
+
     async def _reupload(self, segment: RemoteSegment, extension: str) -> bool:
         """Upload one file of a remote segment again from the local segment it was made of,
         if that still exists and matches the record; whether it did."""
@@ -129,20 +193,30 @@ class Scrubber:
         local = None if plog is None else _local_twin(plog, segment)
         if plog is None or local is None:
             return False
-        path = next((f.path for f in segment_files(plog, local) if f.extension == extension), None)
         file = segment.files[extension]
+        if extension == "log":  # through the log's open files: never closed under the upload
+            try:
+                with local.pinned_log() as fd:
+                    return await self._put_if_matching(file, fd)
+            except FileNotFoundError:  # retention removed it meanwhile
+                return False
+        path = next((f.path for f in segment_files(plog, local) if f.extension == extension), None)
         if path is None:
             return False
         try:
             fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:  # retention removed it meanwhile
+        except FileNotFoundError:
             return False
         try:
-            if os.fstat(fd).st_size < file.size or await asyncio.to_thread(file_crc32c, fd, file.size) != file.crc32c:
-                return False
-            await self.tiering.store.put_file(file.key, fd, file.size, pace=self._pace.acquire)
+            return await self._put_if_matching(file, fd)
         finally:
             os.close(fd)
+
+    async def _put_if_matching(self, file: SegmentFile, fd: int) -> bool:
+        assert self.tiering is not None
+        if os.fstat(fd).st_size < file.size or await asyncio.to_thread(file_crc32c, fd, file.size) != file.crc32c:
+            return False
+        await self.tiering.store.put_file(file.key, fd, file.size, pace=self._pace.acquire)
         return True
 
 

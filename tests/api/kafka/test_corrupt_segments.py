@@ -55,7 +55,9 @@ def flip_byte_in_second_batch(segment_path: str) -> int:
 
 
 def test_a_flipped_byte_gets_corrupt_message_for_its_partition_only_and_the_bucket_copy_when_tiered(tmp_path):
-    server = KafkaServer(str(tmp_path / "data"), "remote.log.manager.task.interval.ms=200").start()
+    # The scrubber off: this is the read path's own check (the scrubber would mend the segment first).
+    server = KafkaServer(str(tmp_path / "data"), "remote.log.manager.task.interval.ms=200",
+                         "log.scrubber.enable=false").start()
     try:
         admin = AdminClient({"bootstrap.servers": server.bootstrap})
         futures = admin.create_topics([NewTopic("tiered", 1, 1, config=SMALL),
@@ -97,6 +99,51 @@ def test_a_flipped_byte_gets_corrupt_message_for_its_partition_only_and_the_buck
         assert errors and set(errors) == {("local", 0, KafkaError.INVALID_MSG)}  # Kafka's CORRUPT_MESSAGE (2)
         assert metric(server, 'tierlog_fetch_corrupt_local_reads_total{outcome="refused"}') >= 1
         assert metric(server, 'tierlog_fetch_corrupt_local_reads_total{outcome="served_remote"}') >= 1
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
+
+
+def test_the_scrubber_mends_a_flipped_byte_on_either_tier_from_the_other(tmp_path):
+    bucket = tmp_path / "bucket"
+    server = KafkaServer(str(tmp_path / "data"), "remote.log.manager.task.interval.ms=200",
+                         "log.scrubber.interval.ms=300", object_store=f"file://{bucket}").start()
+    try:
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        admin.create_topics([NewTopic("tiered", 1, 1, config=SMALL)])["tiered"].result(10)
+        produce_one_batch_per_message(server, {"tiered": 1})
+        wait_until_tiered(server)
+        local = os.path.join(server.data_dir, "tiered-0", "00000000000000000000.log")
+        with open(local, "rb") as f:
+            good_local = f.read()
+        objects = sorted(bucket.glob("tiered-*/0/*.log"))
+        assert len(objects) >= 2
+        good_object = objects[1].read_bytes()
+        before = {tier: metric(server, f'tierlog_scrub_repaired_total{{tier="{tier}"}}') for tier in ("local", "remote")}
+        flip_byte_in_second_batch(local)
+        flip_byte_in_second_batch(str(objects[1]))
+        deadline = time.monotonic() + 20
+        while any(metric(server, f'tierlog_scrub_repaired_total{{tier="{tier}"}}') <= before[tier]
+                  for tier in ("local", "remote")):
+            assert time.monotonic() < deadline, f"the scrubber mended nothing:\n{server.log()}"
+            time.sleep(0.1)
+        with open(local, "rb") as f:
+            assert f.read() == good_local
+        assert objects[1].read_bytes() == good_object
+
+        consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "after-scrub",
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+        consumer.assign([TopicPartition("tiered", 0, 0)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(got) < MESSAGES and time.monotonic() < deadline:
+            for message in consumer.consume(100, 0.2):
+                assert message.error() is None, message.error()
+                assert message.value() == value("tiered", 0, len(got))
+                got.append(message.value())
+        consumer.close()
+        assert len(got) == MESSAGES
+        assert metric(server, 'tierlog_scrub_corrupt_total{tier="local"}') == 0
     finally:
         if server.running:
             assert server.stop() == 0, server.log()
