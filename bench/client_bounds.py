@@ -7,8 +7,10 @@
 deadline out of reach. --baseline-tree runs a checkout of another commit as a third
 broker (`git archive <commit> | tar -x -C DIR`), e.g. the one before the bounds. One
 confluent-kafka producer (bench/kafka.py's: 1 KiB messages, linger.ms=5, 1 MiB batches)
-sends --mib MiB with acks=1, then with acks=all, the brokers taking turns each round;
-figures are medians. Idle connections: --connections sockets opened and left idle (each
+sends --mib MiB with acks=1, then with acks=all, the brokers taking turns (in a rotating order);
+figures are medians (the best run in brackets: on a shared machine the
+runs fall in a fast and a slow mode, whatever the broker), with the broker's CPU seconds
+per GB. Idle connections: --connections sockets opened and left idle (each
 after one ApiVersions round trip), the broker's VmRSS read from /proc before and after.
 """
 
@@ -86,28 +88,41 @@ def main() -> None:
     if args.baseline_tree:
         setups.append(("baseline tree", os.path.abspath(args.baseline_tree), ()))
     seconds: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}  # the broker's CPU seconds per run
     idle: dict[str, float] = {}
     root = tempfile.mkdtemp(prefix="bench-bounds-", dir=".")
     try:
         for round_number in range(args.rounds):
-            for name, tree, conf in setups:
+            # Each round in another order, and the disk's writeback of the last run done before
+            # the next starts, so that no broker pays for another's bytes.
+            for name, tree, conf in setups[round_number % len(setups):] + setups[:round_number % len(setups)]:
                 broker = start(tree, root, name.replace(" ", "-"), conf)
                 try:
                     if round_number == 0:
                         idle[name] = idle_connection_kib(broker, args.connections)
                     for acks in ("1", "all"):
+                        cpu_before = broker.cpu_seconds()
                         seconds.setdefault((name, acks), []).append(
                             produce(broker, f"bench-{acks}-{round_number}", count, acks))
+                        cpu.setdefault((name, acks), []).append(broker.cpu_seconds() - cpu_before)
                 finally:
                     broker.stop()
+                    shutil.rmtree(broker.data_dir or "", ignore_errors=True)
+                    os.sync()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     total = count * MESSAGE_BYTES
     print(f"{args.mib} MiB of 1 KiB messages, median of {args.rounds} rounds; idle: {args.connections} connections")
-    print(f"{'broker':<14} {'acks=1 MB/s':>12} {'acks=all MB/s':>14} {'KiB per idle connection':>24}")
+    print(f"{'broker':<14} {'acks=1 MB/s':>18} {'acks=all MB/s':>18} {'broker CPU-s/GB (1, all)':>25} "
+          f"{'KiB per idle connection':>24}")
     for name, _, _ in setups:
-        rates = [total / statistics.median(seconds[(name, acks)]) / 1e6 for acks in ("1", "all")]
-        print(f"{name:<14} {rates[0]:>12.1f} {rates[1]:>14.1f} {idle[name]:>24.1f}")
+        figures = []
+        for acks in ("1", "all"):
+            rates = [total / s / 1e6 for s in seconds[(name, acks)]]
+            figures.append(f"{statistics.median(rates):>8.1f} ({max(rates):>6.1f})")
+        per_gb = [statistics.median(cpu[(name, acks)]) / (total / 1e9) for acks in ("1", "all")]
+        print(f"{name:<14} {figures[0]:>18} {figures[1]:>18} {per_gb[0]:>12.2f} {per_gb[1]:>12.2f} "
+              f"{idle[name]:>24.1f}")
     for acks in ("1", "all"):
         runs = {name: [round(total / s / 1e6, 1) for s in seconds[(name, acks)]] for name, _, _ in setups}
         print(f"acks={acks} runs (MB/s): {runs}")
