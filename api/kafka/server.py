@@ -20,6 +20,7 @@ import asyncio
 import base64
 import logging
 import socket
+import struct
 import time
 import uuid
 from collections import deque
@@ -46,6 +47,7 @@ MAX_IDLE_BUFFER = 8 * 1024 * 1024  # a receive buffer grown past this shrinks on
 MIN_FREE = 4 * 1024  # compact the receive buffer when less than this is left at its end
 MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
 WRITE_SLICE = 256 * 1024
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
 def advertised_endpoint(advertised_listeners: str | None, host: str, port: int) -> tuple[str, int]:
@@ -312,8 +314,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     @property
     def idle(self) -> bool:
-        """No request being served and no response waiting to go out."""
-        return not self._pending and not self._outgoing
+        """Not serving: no request in flight, or a response its client does not read (a long
+        poll is not idle; bytes moving keep `last_active` fresh)."""
+        return not self._pending or bool(self._outgoing) or self._writing_paused
 
     def _send_outgoing(self) -> None:
         """Hand response bytes to the transport a slice at a time while it keeps up.
@@ -339,6 +342,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self.transport is not None and not self._closed:
             self._closed = True
             self.transport.close()
+
+    def abort(self) -> None:
+        """Close now, dropping what the client has not read: close() would wait for it, and
+        the kernel would go on sending its socket buffer (MiBs) at the client's pace."""
+        if self.transport is not None:
+            self._closed = True
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+            self.transport.abort()
 
 
 class KafkaListener:
@@ -419,11 +432,11 @@ class KafkaListener:
                     self._report_overdue(f"closing connection from {connection.peer_host}: a request frame still "
                                          f"incomplete, {overdue} (socket.request.read.timeout.ms, "
                                          f"socket.request.read.min.bytes.per.second)")
-                    connection.close()
+                    connection.abort()
                 elif connection.idle and connection.last_active < cutoff:
                     self._report_idle(f"closing connection from {connection.peer_host}: idle past "
                                       f"connections.max.idle.ms")
-                    connection.close()
+                    connection.abort()
 
     async def close(self) -> None:
         if self._sweeper is not None:

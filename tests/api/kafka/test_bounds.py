@@ -320,3 +320,33 @@ def test_an_idle_connection_costs_a_small_receive_buffer(kafka_server: KafkaServ
     assert grown < 40, f"resident memory grew {grown:.0f} MB for 500 idle connections"
     for wire in idle:
         wire.close()
+
+
+def test_a_client_that_stops_reading_is_closed_after_connections_max_idle_ms(tmp_path: Any) -> None:
+    server = KafkaServer(str(tmp_path / "data"), "connections.max.idle.ms=500").start()
+    try:
+        create(server, "stuck")
+        wire = Wire(server.bootstrap)
+        for i in range(4):
+            wire.send(produce("stuck", batch(os.urandom(1_000_000))), i)
+            wire.receive(PRODUCE, 9)
+        stuck = Wire(server.bootstrap)
+        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.send_raw(b"".join(request_frame(fetch("stuck", 0, 0, partition_max_bytes=8 << 20), i)
+                                for i in range(2)))
+        time.sleep(2)  # a response it does not read, one more request waiting behind it
+        stuck.sock.settimeout(1)
+        received, closed, deadline = 0, False, time.monotonic() + 10
+        while not closed and time.monotonic() < deadline:
+            try:
+                chunk = stuck.sock.recv(1 << 20)
+            except ConnectionResetError:
+                closed = True  # reset, with what was left unread dropped
+            except TimeoutError:
+                continue
+            else:
+                received += len(chunk)
+                closed = not chunk
+        assert closed and received < 8_000_000, "the broker kept a connection whose client stopped reading"
+    finally:
+        assert server.stop() == 0, server.log()

@@ -299,7 +299,10 @@ def test_idle_connections_are_closed_after_connections_max_idle_ms(tmp_path: Any
         time.sleep(1.5)
         for s in idle:
             s.settimeout(2)
-            assert s.recv(1) == b"", "an idle connection should have been closed by the broker"
+            try:
+                assert s.recv(1) == b"", "an idle connection should have been closed by the broker"
+            except ConnectionResetError:
+                pass  # closed with a reset
             s.close()
         correlation, answer = polling.receive(FETCH, 12)
         assert correlation == 7 and answer.responses[0].partitions[0].error_code == ErrorCode.none
