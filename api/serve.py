@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -25,6 +27,7 @@ from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
 from .kafka import KafkaListener
+from .kafka.acceptor import RateLimitedReport
 from .listen import ListenError, reason
 from .metrics import register_log_collector
 
@@ -104,6 +107,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
         return 1
     stop = asyncio.Event()  # a signal during a long start (a restore) stops right after it
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_when_out_of_descriptors())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     broker.attach_tiering(tiering, store)  # offsets below the local log start come from the store
@@ -132,6 +136,23 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
         REGISTRY.unregister(collector)
     log.info("clean shutdown")
     return 0
+
+
+def _quiet_when_out_of_descriptors() -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """The HTTP listener accepts through asyncio, which reports each accept that fails
+    for want of descriptors (a traceback per attempt, many a turn): one line per interval
+    instead. Everything else goes to asyncio's own handler."""
+    report = RateLimitedReport(log)
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+            report(f"{context.get('message', 'out of descriptors')}: {error.strerror}: out of file descriptors "
+                   "(a listener pauses accepting for a second)")
+            return
+        loop.default_exception_handler(context)
+
+    return handle
 
 
 def run_serve(args: argparse.Namespace, wrap_store: Callable[[ObjectStore], ObjectStore] | None = None) -> int:

@@ -4,6 +4,7 @@ the event loop while a huge request is served) is bounded, and the others are se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -348,5 +349,31 @@ def test_a_client_that_stops_reading_is_closed_after_connections_max_idle_ms(tmp
                 received += len(chunk)
                 closed = not chunk
         assert closed and received < 8_000_000, "the broker kept a connection whose client stopped reading"
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_out_of_descriptors_on_the_http_listener_is_one_log_line_per_interval(tmp_path: Any) -> None:
+    """The HTTP listener accepts through asyncio: out of descriptors, its retries are one
+    log line per interval too, not a traceback per attempt."""
+    with soft_nofile_limit(160):
+        server = KafkaServer(str(tmp_path / "data"), "max.connections=100000").start()
+    try:
+        holders = [connect(server) for _ in range(300)]  # every descriptor taken
+        for _ in range(50):
+            with socket.socket() as probe:
+                probe.settimeout(0.2)
+                with contextlib.suppress(OSError):
+                    probe.connect(("127.0.0.1", server.http_port))
+                    probe.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                    probe.recv(1)
+        time.sleep(1.5)  # asyncio retries accepting after a second
+        log = server.log()
+        assert "Traceback" not in log
+        lines = [line for line in log.splitlines() if "socket.accept() out of system resource" in line]
+        assert 1 <= len(lines) <= 2, lines
+        for wire in holders:
+            wire.close()
+        wait_for_open(server, 0)  # /metrics answers again once descriptors are free
     finally:
         assert server.stop() == 0, server.log()
