@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from broker.node import Broker
 from broker.settings import BrokerSettings
 from hotlog.errors import InvalidConfigError
+from hotlog.rate_limited import RateLimitedReport
 from tiering.manager import TieringManager
 from tiering.scrubber import Scrubber
 from tiering.store import ObjectStore, ObjectStoreError, StoreConfigError
@@ -27,7 +28,6 @@ from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
 from .kafka import KafkaListener
-from .kafka.acceptor import RateLimitedReport
 from .listen import ListenError, reason
 from .metrics import register_log_collector
 

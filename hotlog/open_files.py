@@ -21,10 +21,10 @@ import logging
 import os
 import resource
 import threading
-import time
 from collections import OrderedDict
 
 from .errors import TooManyOpenFilesError
+from .rate_limited import RateLimitedReport
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 # object store's connections, as a share of RLIMIT_NOFILE.
 _SEGMENT_SHARE = 2
 _MIN_LIMIT = 16
-_WARN_EVERY_SECONDS = 10.0
 
 
 def default_limit() -> int:
@@ -51,7 +50,7 @@ class OpenFiles:
         self._lock = threading.RLock()  # re-entrant: a pin's finalizer may run inside a locked call
         self._idle: OrderedDict[SegmentFile, None] = OrderedDict()  # open, unpinned; oldest first
         self._open = 0  # descriptors held, pinned or idle
-        self._exhausted = _RateLimitedWarning()
+        self._exhausted = RateLimitedReport(log)
 
     @property
     def open_count(self) -> int:
@@ -74,11 +73,11 @@ class OpenFiles:
             except OSError as again:
                 if again.errno not in (errno.EMFILE, errno.ENFILE):
                     raise
-                self._exhausted.warn(f"out of file descriptors ({again.strerror}) with {self._open} segment "
+                self._exhausted(f"out of file descriptors ({again.strerror}) with {self._open} segment "
                                      f"files open, {closed} idle ones closed: {path} cannot be opened; "
                                      f"raise the process's RLIMIT_NOFILE or lower log.segment.open.files.max")
                 raise TooManyOpenFilesError(f"{path}: {again.strerror}; {self._open} segment files open") from again
-            self._exhausted.warn(f"out of file descriptors ({exc.strerror}): closed {closed} idle segment files "
+            self._exhausted(f"out of file descriptors ({exc.strerror}): closed {closed} idle segment files "
                                  f"to open {path}; log.segment.open.files.max={self.limit} is above what the "
                                  f"process can hold beside its other files")
         self._open += 1
@@ -163,23 +162,6 @@ class SegmentFile:
         os.close(self._fd)
         self._fd = None
         self._files._open -= 1
-
-
-class _RateLimitedWarning:
-    """One warning per interval, with a count of those held back: running out of
-    descriptors can repeat at every request, and a log flood makes it worse."""
-
-    def __init__(self) -> None:
-        self._last: float | None = None
-        self._held_back = 0
-
-    def warn(self, message: str) -> None:
-        now = time.monotonic()
-        if self._last is not None and now - self._last < _WARN_EVERY_SECONDS:
-            self._held_back += 1
-            return
-        held, self._held_back, self._last = self._held_back, 0, now
-        log.warning("%s%s", message, f" ({held} more like it in the last {_WARN_EVERY_SECONDS:.0f} s)" if held else "")
 
 
 def pread_fully(fd: int, position: int, size: int) -> bytes:

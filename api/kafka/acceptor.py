@@ -16,8 +16,9 @@ import logging
 import os
 import resource
 import socket
-import time
 from collections.abc import Callable
+
+from hotlog.rate_limited import RateLimitedReport
 
 from .limits import ACCEPT_ERRORS, REFUSED
 
@@ -26,32 +27,10 @@ log = logging.getLogger(__name__)
 BACKLOG = 1024
 ACCEPTS_PER_TURN = 64  # then other callbacks get the loop
 RETRY_SECONDS = 1.0  # when even the spare descriptor cannot help
-REPORT_EVERY_SECONDS = 10.0
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 # (accepted socket, peer address) -> None: the listener takes it from there.
 Accepted = Callable[[socket.socket, str], None]
-
-
-class RateLimitedReport:
-    """One log line per interval for a condition that may repeat at every connection; the
-    next line counts those held back (the metrics count every one)."""
-
-    def __init__(self, logger: logging.Logger, level: int = logging.WARNING) -> None:
-        self.logger = logger
-        self.level = level
-        self._last = -REPORT_EVERY_SECONDS
-        self._held_back = 0
-
-    def __call__(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last < REPORT_EVERY_SECONDS:
-            self._held_back += 1
-            return
-        if self._held_back:
-            message += f" ({self._held_back} more like it since the last such line)"
-        self.logger.log(self.level, "%s", message)
-        self._last, self._held_back = now, 0
 
 
 def bind_sockets(host: str, port: int) -> list[socket.socket]:

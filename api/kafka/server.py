@@ -27,8 +27,10 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hotlog.rate_limited import RateLimitedReport
+
 from ..listen import ListenError, parse_host_port, reason
-from .acceptor import Acceptor, RateLimitedReport, bind_sockets
+from .acceptor import Acceptor, bind_sockets
 from .apis import APIS, ApiKey, unsupported_api_versions
 from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
