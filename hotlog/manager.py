@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import TOPIC_CONFIGS, LogConfig, parse_topic_configs
+from .config import TOPIC_CONFIGS, LogConfig, check_combined, parse_topic_configs
 from .durable import write_atomically
 from .errors import (
     InvalidConfigError,
@@ -180,6 +180,7 @@ class LogManager:
         if partitions < 1:
             raise InvalidConfigError(f"a topic needs at least one partition, not {partitions}")
         overrides = parse_topic_configs(configs or {})
+        check_combined(LogConfig.build(self.defaults, overrides))
         topic = Topic(name, topic_id or uuid.uuid4(), partitions, overrides)
         if validate_only:
             return topic
@@ -225,6 +226,7 @@ class LogManager:
                 raise InvalidConfigError(f"unknown topic config {config_name!r}")
         overrides = {k: v for k, v in topic.overrides.items() if k not in delete}
         overrides.update(parse_topic_configs(set_configs))
+        check_combined(LogConfig.build(self.defaults, overrides))
         topic.overrides = overrides
         self._save_topics()
         config = self.config_for(topic)
