@@ -38,20 +38,19 @@ class OffsetMap:
         if self.capacity < 1:
             raise ValueError(f"an offset map of {memory_bytes} bytes holds no key; raise log.cleaner.dedupe.buffer.size")
         self._mask = np.int64(slots - 1)
-        self._hashes = np.zeros(slots, dtype=np.int64)
-        self._offsets = np.full(slots, -1, dtype=np.int64)
-        self.size = 0
-        self.latest_offset = -1  # the last offset the map covers: records after it are newer than the map
+        self.clear()
 
     @property
     def memory_bytes(self) -> int:
         return self._hashes.nbytes + self._offsets.nbytes
 
     def clear(self) -> None:
-        self._hashes.fill(_EMPTY)
-        self._offsets.fill(-1)
+        # Fresh zeroed arrays rather than a fill: the memory comes as untouched zero pages,
+        # so a clean of few keys neither writes nor holds the whole buffer.
+        self._hashes = np.zeros(self.slots, dtype=np.int64)
+        self._offsets = np.zeros(self.slots, dtype=np.int64)  # read only where a hash is found
         self.size = 0
-        self.latest_offset = -1
+        self.latest_offset = -1  # the last offset the map covers: records after it are newer than the map
 
     def _slots_of(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each hash, the slot holding it or the empty slot where its probe ends, and

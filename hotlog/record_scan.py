@@ -56,6 +56,8 @@ def scan_records(buf: bytes, count: int) -> RecordFields:
             b = buf[pos]
             if b < 0x80:
                 length, pos = b >> 1, pos + 1
+            elif buf[pos + 1] < 0x80:  # records of 64 bytes to 8 KiB
+                length, pos = ((b & 0x7F) | buf[pos + 1] << 7) >> 1, pos + 2
             else:
                 length, pos = _varint(buf, pos)
             end = pos + length
@@ -73,6 +75,10 @@ def scan_records(buf: bytes, count: int) -> RecordFields:
             if b < 0x80:
                 offset_deltas.append((b >> 1) ^ -(b & 1))
                 pos += 1
+            elif buf[pos + 1] < 0x80:  # deltas 64 to 8191: most records of a batch of more than 64
+                value = (b & 0x7F) | buf[pos + 1] << 7
+                offset_deltas.append((value >> 1) ^ -(value & 1))
+                pos += 2
             else:
                 value, pos = _varint(buf, pos)
                 offset_deltas.append(value)
