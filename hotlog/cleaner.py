@@ -164,8 +164,14 @@ class LogCleaner:
     config: CleanerConfig = field(default_factory=CleanerConfig)
     stop: threading.Event = field(default_factory=threading.Event)  # set: running cleans abort
 
-    def __post_init__(self) -> None:
-        self.offset_map = OffsetMap(self.config.dedupe_buffer_size, self.config.io_buffer_load_factor)
+    _offset_map: OffsetMap | None = None
+
+    @property
+    def offset_map(self) -> OffsetMap:
+        """Allocated at the first clean: a broker without compacted topics holds none."""
+        if self._offset_map is None:
+            self._offset_map = OffsetMap(self.config.dedupe_buffer_size, self.config.io_buffer_load_factor)
+        return self._offset_map
 
     def due(self, plog: PartitionLog, now_ms: int, last_stable_offset: int) -> CleanRange | None:
         """The dirty section of a compacted log if it should be cleaned now, else None."""
