@@ -105,8 +105,11 @@ def peek_offset_and_size(buf: memoryview | bytes, pos: int) -> OffsetAndSize:
     return OffsetAndSize(base_offset, batch_length + LOG_OVERHEAD)
 
 
-def validate_batch(buf: memoryview, pos: int = 0) -> BatchHeader:
-    """Validate the batch starting at `pos` in `buf`: lengths, magic, counts and CRC-32C."""
+def validate_batch(buf: memoryview, pos: int = 0, *, stored: bool = False) -> BatchHeader:
+    """Validate the batch starting at `pos` in `buf`: lengths, magic, counts and CRC-32C.
+
+    A `stored` batch (read back from a log) may have fewer records than offsets, or none:
+    the log cleaner keeps a batch's offset range while it removes records (Kafka's way)."""
     available = len(buf) - pos
     if available < HEADER_SIZE:
         raise CorruptRecordError(f"truncated batch: {available} bytes, a header needs {HEADER_SIZE}")
@@ -123,12 +126,12 @@ def validate_batch(buf: memoryview, pos: int = 0) -> BatchHeader:
     if record_count <= 0 or last_offset_delta != record_count - 1:
         if record_count < 0 or last_offset_delta < 0:
             raise CorruptRecordError(f"bad record count {record_count} or last offset delta {last_offset_delta}")
-        if record_count:
+        if record_count > last_offset_delta + 1 or (record_count and not stored):
             # Kafka's LogValidator refuses these: the batch would claim offsets it has no records for.
             raise CorruptRecordError(
                 f"inconsistent batch: {record_count} records but last offset delta {last_offset_delta}"
             )
-        if not attributes & CONTROL_BIT:
+        if not record_count and not stored and not attributes & CONTROL_BIT:
             raise CorruptRecordError("empty batch")
     if attributes & COMPRESSION_MASK > 4:
         raise CorruptRecordError(f"unknown compression codec {attributes & COMPRESSION_MASK}")
@@ -150,6 +153,15 @@ def validate_batches(data: bytes | bytearray | memoryview) -> list[BatchPosition
     if not batches:
         raise CorruptRecordError("no record batch in the request")
     return batches
+
+
+def pack_batch(header: BatchHeader, records: bytes) -> bytes:
+    """A batch of `header`'s fields around `records` (as stored: compressed if the batch is);
+    its length and CRC-32C are computed here."""
+    batch = bytearray(HEADER.pack(*header._replace(batch_length=MIN_BATCH_LENGTH + len(records), crc=0)))
+    batch += records
+    struct.pack_into(">I", batch, 17, crc32c(memoryview(batch)[CRC_START:]))
+    return bytes(batch)
 
 
 def encode_base_offset(base_offset: int) -> bytes:

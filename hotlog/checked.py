@@ -93,7 +93,7 @@ def first_bad_batch(data: memoryview, position: int) -> int | None:
     next_offset = -1
     while at < len(data):
         try:
-            header = validate_batch(data, at)
+            header = validate_batch(data, at, stored=True)
         except CorruptRecordError:
             return position + at
         if header.base_offset < next_offset:

@@ -20,7 +20,7 @@ INT_MAX = 2**31 - 1
 @dataclass(frozen=True)
 class ConfigDef:
     name: str
-    kind: type  # int, bool or str
+    kind: type  # int, float, bool or str
     default: Any
     broker_name: str | None
     check: Callable[[Any], str | None] = lambda v: None
@@ -30,7 +30,7 @@ class ConfigDef:
         """Parse a value given as text (Kafka protocol, CLI) or as a Python value; errors name
         it `shown_as` (a broker property) or the topic config name."""
         name = shown_as or self.name
-        value: bool | int | str
+        value: bool | int | float | str
         if self.kind is bool:
             if isinstance(raw, bool):
                 value = raw
@@ -43,6 +43,11 @@ class ConfigDef:
                 value = int(raw)
             except (TypeError, ValueError):
                 raise InvalidConfigError(f"{name}: expected an integer, got {raw!r}") from None
+        elif self.kind is float:
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise InvalidConfigError(f"{name}: expected a number, got {raw!r}") from None
         else:
             value = str(raw)
         problem = self.check(value)
@@ -71,12 +76,20 @@ def _local_retention(v: int) -> str | None:
     return None if v >= -2 else "must be -2 (same as retention), -1 (unlimited) or at least 0"
 
 
+def _ratio(v: float) -> str | None:
+    return None if 0.0 <= v <= 1.0 else "must be between 0 and 1"
+
+
+def cleanup_policies(value: str) -> list[str]:
+    """`cleanup.policy` is a list, as in Kafka: `delete`, `compact`, or both."""
+    return [p.strip() for p in value.split(",")]
+
+
 def _cleanup_policy(v: str) -> str | None:
-    if v == "delete":
-        return None
-    if "compact" in v:
-        return "log compaction is not supported by tierlog; use delete"
-    return "must be delete"
+    policies = cleanup_policies(v)
+    if not set(policies) <= {"delete", "compact"} or len(set(policies)) != len(policies):
+        return "must be delete, compact or compact,delete"
+    return None
 
 
 TOPIC_CONFIGS: dict[str, ConfigDef] = {
@@ -94,6 +107,11 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
         # Acknowledge acks=all only once the batches are in the bucket's write-ahead log.
         ConfigDef("remote.wal.enable", bool, False, "log.remote.wal.enable"),
         ConfigDef("cleanup.policy", str, "delete", "log.cleanup.policy", _cleanup_policy),
+        # What the log cleaner does with a compacted topic (Kafka's names and defaults).
+        ConfigDef("min.cleanable.dirty.ratio", float, 0.5, "log.cleaner.min.cleanable.ratio", _ratio),
+        ConfigDef("min.compaction.lag.ms", int, 0, "log.cleaner.min.compaction.lag.ms", _at_least(0)),
+        ConfigDef("max.compaction.lag.ms", int, LONG_MAX, "log.cleaner.max.compaction.lag.ms", _at_least(1)),
+        ConfigDef("delete.retention.ms", int, 86_400_000, "log.cleaner.delete.retention.ms", _at_least(0)),
         ConfigDef("max.message.bytes", int, 1048588, "message.max.bytes", _between(0, INT_MAX)),
         ConfigDef("message.timestamp.type", str, "CreateTime", "log.message.timestamp.type",
                   _one_of("CreateTime", "LogAppendTime")),
@@ -177,6 +195,31 @@ class LogConfig:
         return self.values["remote.wal.enable"]
 
     @property
+    def compact(self) -> bool:
+        return "compact" in cleanup_policies(self.values["cleanup.policy"])
+
+    @property
+    def delete(self) -> bool:
+        """Whether retention deletes old segments (`delete` among the cleanup policies)."""
+        return "delete" in cleanup_policies(self.values["cleanup.policy"])
+
+    @property
+    def min_cleanable_ratio(self) -> float:
+        return self.values["min.cleanable.dirty.ratio"]
+
+    @property
+    def min_compaction_lag_ms(self) -> int:
+        return self.values["min.compaction.lag.ms"]
+
+    @property
+    def max_compaction_lag_ms(self) -> int:
+        return self.values["max.compaction.lag.ms"]
+
+    @property
+    def delete_retention_ms(self) -> int:
+        return self.values["delete.retention.ms"]
+
+    @property
     def max_message_bytes(self) -> int:
         return self.values["max.message.bytes"]
 
@@ -191,3 +234,12 @@ class LogConfig:
     @property
     def flush_ms(self) -> int:
         return self.values["flush.ms"]
+
+
+def check_combined(config: LogConfig) -> None:
+    """Refuse configs that are valid alone but not together (as Kafka's LogConfig does)."""
+    if config.min_compaction_lag_ms > config.max_compaction_lag_ms:
+        raise InvalidConfigError(
+            f"min.compaction.lag.ms={config.min_compaction_lag_ms} must not be above "
+            f"max.compaction.lag.ms={config.max_compaction_lag_ms}"
+        )

@@ -9,6 +9,11 @@ class CorruptRecordError(LogError):
     """A record batch failed validation: truncated, wrong magic, bad length or CRC."""
 
 
+class InvalidRecordError(LogError):
+    """A record the topic cannot take, though well formed: one without a key, for a
+    compacted topic (Kafka's INVALID_RECORD)."""
+
+
 class RecordTooLargeError(LogError):
     """A batch exceeds the topic's max.message.bytes (or one append a segment's 2 GiB)."""
 

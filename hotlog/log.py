@@ -33,8 +33,10 @@ from .errors import (
 from .markers import TxnMarker, read_marker
 from .open_files import DEFAULT_FILES, OpenFiles
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
+from .record_scan import refuse_null_keys
 from .records import build_batch, decode_batch
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
+from .swap import recover_swaps
 from .txn_index import AbortedTxn
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class PartitionLog:
         self._flush_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[PartitionLog], None]] = []
         self.producers = ProducerStateManager()
+        self.first_dirty_offset = 0  # the log cleaner's: where its next clean starts (compacted topics)
+        self.cleaning = False  # a clean runs: retention leaves the log alone meanwhile
         self.closed = False
 
     @property
@@ -90,7 +94,7 @@ class PartitionLog:
         self._config = config
         self._append_limits = (
             config.max_message_bytes, config.segment_bytes, config.segment_ms,
-            config.log_append_time, config.flush_messages,
+            config.log_append_time, config.flush_messages, config.compact,
         )
 
     # -- opening -----------------------------------------------------------------------
@@ -104,6 +108,7 @@ class PartitionLog:
         recovery point on are validated batch by batch and cut at the first bad batch."""
         os.makedirs(directory, exist_ok=True)
         self = cls(directory, topic, partition, config, files)
+        recover_swaps(directory, config.index_interval_bytes, config.segment_index_bytes)
         bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in os.listdir(directory) if name.endswith(LOG_SUFFIX))
         self._remove_stray_indexes(set(bases))
         truncated = False
@@ -180,6 +185,8 @@ class PartitionLog:
                 if header.producer_id < 0 or header.last_offset < start:
                     continue
                 if header.is_control:
+                    if not header.record_count:  # a marker the cleaner emptied: it ends nothing
+                        continue
                     commit, coordinator_epoch = read_marker(decode_batch(segment.pread(position, header.size)))
                     self._complete_txn(segment, header, commit, coordinator_epoch)
                 else:
@@ -298,7 +305,9 @@ class PartitionLog:
         if self.storage_error is not None:
             raise LogStorageError(f"{self.topic}-{self.partition} is offline: {self.storage_error}")
         batches = validate_batches(data)
-        max_bytes, segment_bytes, segment_ms, log_append_time, flush_messages = self._append_limits
+        max_bytes, segment_bytes, segment_ms, log_append_time, flush_messages, compact = self._append_limits
+        if compact:
+            refuse_null_keys(data, batches, f"{self.topic}-{self.partition}")
         total = offsets = records = 0
         has_producer = False
         for _, header in batches:  # tuple indexes, not properties: once per batch on the hot path
@@ -535,6 +544,18 @@ class PartitionLog:
         return None
 
     # -- removal -----------------------------------------------------------------------
+
+    def replace_segments(self, old: list[LogSegment], new: LogSegment) -> None:
+        """Put `new` (the log cleaner's, already in place on disk) where the consecutive
+        segments `old` were. Readers holding an old segment's file finish on it."""
+        i = next((i for i, s in enumerate(self.segments) if s is old[0]), -1)
+        if i < 0 or self.segments[i : i + len(old)] != old:
+            raise LogStorageError(f"{self.topic}-{self.partition}: cleaned segments replace ones no longer in the log")
+        self.segments[i : i + len(old)] = [new]
+        self._bases[i : i + len(old)] = [new.base_offset]
+        for segment in old:
+            segment.deleted = True  # no upload or scrub starts on it
+            segment.close()
 
     def delete_oldest_segments(self, count: int) -> list[LogSegment]:
         """Delete the `count` oldest segments (never the active one); the log start moves up."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -15,11 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import TOPIC_CONFIGS, LogConfig, parse_topic_configs
+from .cleaner import CleanerConfig, CleaningAbortedError, CleanResult, LogCleaner
+from .config import TOPIC_CONFIGS, LogConfig, check_combined, parse_topic_configs
 from .durable import write_atomically
 from .errors import (
     InvalidConfigError,
     InvalidTopicError,
+    LogError,
     LogStorageError,
     TopicExistsError,
     UnknownTopicOrPartitionError,
@@ -28,11 +31,13 @@ from .log import PartitionLog
 from .names import fit_name
 from .open_files import OpenFiles
 from .retention import expired_segment_count
+from .segment import LogSegment
 
 log = logging.getLogger(__name__)
 
 TOPICS_FILE = "topics.json"
 CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
+CLEANER_CHECKPOINT_FILE = "cleaner-offset-checkpoint"  # each compacted log's first dirty offset
 CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
 PARTITION_METADATA_FILE = "partition.metadata"
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -52,9 +57,10 @@ class Topic:
 class LogManager:
     def __init__(
         self, data_dir: str, defaults: Mapping[str, Any] | None = None, *, producer_expiration_ms: int = 86_400_000,
-        open_files: OpenFiles | None = None,
+        open_files: OpenFiles | None = None, cleaner: CleanerConfig | None = None,
     ) -> None:
         self.data_dir = os.path.abspath(data_dir)
+        self.cleaner = LogCleaner(cleaner or CleanerConfig())
         # Segment files' descriptors, bounded for every log here: partitions cost no descriptor each.
         self.open_files = OpenFiles() if open_files is None else open_files
         self.producer_expiration_ms = producer_expiration_ms
@@ -71,7 +77,8 @@ class LogManager:
         os.makedirs(self.data_dir, exist_ok=True)
         marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
         self.opened_clean = os.path.exists(marker)
-        checkpoints = self._read_checkpoint()
+        checkpoints = self._read_checkpoint(CHECKPOINT_FILE)
+        first_dirty = self._read_checkpoint(CLEANER_CHECKPOINT_FILE)
         topics_path = os.path.join(self.data_dir, TOPICS_FILE)
         if os.path.exists(topics_path):
             with open(topics_path) as f:
@@ -79,8 +86,9 @@ class LogManager:
                     self.topics[name] = Topic(name, uuid.UUID(entry["id"]), entry["partitions"], entry["configs"])
         for topic in self.topics.values():
             for partition in range(topic.partitions):
-                self._open_log(topic, partition, clean=self.opened_clean,
-                               recovery_point=checkpoints.get((topic.name, partition), 0))
+                plog = self._open_log(topic, partition, clean=self.opened_clean,
+                                      recovery_point=checkpoints.get((topic.name, partition), 0))
+                plog.first_dirty_offset = first_dirty.get((topic.name, partition), 0)
         self._remove_deleted_dirs()
         if self.opened_clean:
             os.unlink(marker)
@@ -90,7 +98,9 @@ class LogManager:
     def close(self) -> None:
         """Flush every log, write the checkpoint and the clean-shutdown marker. A log that a
         failed fsync took offline is not flushed again, and without the marker the next
-        start checks it (recovery) before trusting it."""
+        start checks it (recovery) before trusting it. A clean under way stops before its
+        next swap (one committed already is completed by the next start)."""
+        self.cleaner.stop.set()
         clean = True
         for partition_log in self.logs.values():
             try:
@@ -100,6 +110,7 @@ class LogManager:
                 pass
             clean = clean and partition_log.storage_error is None
         self.write_checkpoint()
+        self.write_cleaner_checkpoint()
         for partition_log in self.logs.values():
             partition_log.close()
         if clean:
@@ -140,8 +151,8 @@ class LogManager:
 
     # -- checkpoints -------------------------------------------------------------------
 
-    def _read_checkpoint(self) -> dict[tuple[str, int], int]:
-        path = os.path.join(self.data_dir, CHECKPOINT_FILE)
+    def _read_checkpoint(self, name: str) -> dict[tuple[str, int], int]:
+        path = os.path.join(self.data_dir, name)
         if not os.path.exists(path):
             return {}
         with open(path) as f:
@@ -153,10 +164,18 @@ class LogManager:
         return points
 
     def write_checkpoint(self) -> None:
+        self._write_checkpoint(CHECKPOINT_FILE, {key: plog.recovery_point for key, plog in self.logs.items()})
+
+    def write_cleaner_checkpoint(self) -> None:
+        self._write_checkpoint(CLEANER_CHECKPOINT_FILE, {
+            key: plog.first_dirty_offset for key, plog in list(self.logs.items()) if plog.config.compact
+        })
+
+    def _write_checkpoint(self, name: str, offsets: Mapping[tuple[str, int], int]) -> None:
         """Kafka's checkpoint layout: version, count, then `topic partition offset` lines."""
-        lines = ["0", str(len(self.logs))]
-        lines += [f"{t} {p} {plog.recovery_point}" for (t, p), plog in sorted(self.logs.items())]
-        write_atomically(os.path.join(self.data_dir, CHECKPOINT_FILE), ("\n".join(lines) + "\n").encode())
+        lines = ["0", str(len(offsets))]
+        lines += [f"{t} {p} {offset}" for (t, p), offset in sorted(offsets.items())]
+        write_atomically(os.path.join(self.data_dir, name), ("\n".join(lines) + "\n").encode())
 
     def _save_topics(self) -> None:
         data = {name: topic.to_json() for name, topic in sorted(self.topics.items())}
@@ -180,6 +199,7 @@ class LogManager:
         if partitions < 1:
             raise InvalidConfigError(f"a topic needs at least one partition, not {partitions}")
         overrides = parse_topic_configs(configs or {})
+        check_combined(LogConfig.build(self.defaults, overrides))
         topic = Topic(name, topic_id or uuid.uuid4(), partitions, overrides)
         if validate_only:
             return topic
@@ -225,6 +245,7 @@ class LogManager:
                 raise InvalidConfigError(f"unknown topic config {config_name!r}")
         overrides = {k: v for k, v in topic.overrides.items() if k not in delete}
         overrides.update(parse_topic_configs(set_configs))
+        check_combined(LogConfig.build(self.defaults, overrides))
         topic.overrides = overrides
         self._save_topics()
         config = self.config_for(topic)
@@ -277,6 +298,8 @@ class LogManager:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         deleted = 0
         for plog in list(self.logs.values()):
+            if not plog.config.delete or plog.cleaning:  # compacted only, or a clean holds its segments
+                continue
             if self.retention_delegate is not None and self.retention_delegate(plog):
                 continue
             count = expired_segment_count(
@@ -287,10 +310,72 @@ class LogManager:
                 deleted += len(plog.delete_oldest_segments(count))
         return deleted
 
+    async def clean_once(self, now_ms: int | None = None) -> CleanResult | None:
+        """Clean the compacted log with the largest dirty share, if any is due (Kafka's
+        filthiest log), in a worker thread; None when none is."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        compacted = [(plog, plog.last_stable_offset) for plog in list(self.logs.values()) if plog.config.compact]
+        if not compacted:
+            return None
+        due = await asyncio.to_thread(self._filthiest, compacted, now)
+        if due is None or due.closed:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def replace(old: list[LogSegment], new: LogSegment) -> None:  # in the worker: the swap runs on the loop
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+            def swap() -> None:
+                try:
+                    due.replace_segments(old, new)
+                    done.set_result(None)
+                except BaseException as exc:
+                    done.set_exception(exc)
+
+            loop.call_soon_threadsafe(swap)
+            done.result()
+
+        due.cleaning = True
+        try:
+            result = await asyncio.to_thread(self.cleaner.clean, due, now, producers=due.producers.last_records(),
+                                             last_stable_offset=due.last_stable_offset, replace=replace)
+        finally:
+            due.cleaning = False
+        if result is not None:
+            await asyncio.to_thread(self.write_cleaner_checkpoint)
+        return result
+
+    def _filthiest(self, logs: list[tuple[PartitionLog, int]], now_ms: int) -> PartitionLog | None:
+        found = [(r.dirty_ratio, plog) for plog, lso in logs if (r := self.cleaner.due(plog, now_ms, lso)) is not None]
+        return max(found, key=lambda f: f[0])[1] if found else None
+
+    async def run_cleaner(self) -> None:
+        """The log cleaner's background task (log.cleaner.threads=1): clean what is due,
+        then wait log.cleaner.backoff.ms when nothing is. Cancel to stop."""
+        while True:
+            try:
+                result = await self.clean_once()
+            except CleaningAbortedError:
+                return
+            except (OSError, LogError):
+                log.exception("log cleaning failed; trying again after log.cleaner.backoff.ms")
+                result = None
+            if result is None:
+                await asyncio.sleep(self.cleaner.config.backoff_ms / 1000)
+
     async def run(self, *, flush_check_ms: int = 100, retention_check_ms: int = 300_000,
                   checkpoint_ms: int = 60_000, producer_expiration_check_ms: int = 600_000) -> None:
-        """Background loop: flush policy, retention, producer expiry, recovery checkpoints.
-        Cancel to stop."""
+        """Background loop: flush policy, retention, producer expiry, recovery checkpoints,
+        and the log cleaner's task beside it. Cancel to stop."""
+        cleaner = asyncio.create_task(self.run_cleaner()) if self.cleaner.config.enable else None
+        try:
+            await self._run(flush_check_ms, retention_check_ms, checkpoint_ms, producer_expiration_check_ms)
+        finally:
+            if cleaner is not None:
+                cleaner.cancel()
+
+    async def _run(self, flush_check_ms: int, retention_check_ms: int, checkpoint_ms: int,
+                   producer_expiration_check_ms: int) -> None:
         last_retention = last_checkpoint = last_expiry = time.monotonic()
         while True:
             await asyncio.sleep(flush_check_ms / 1000)

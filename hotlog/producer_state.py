@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from crc32c import crc32c
 
@@ -66,6 +67,15 @@ class CompletedTxn:
     first_offset: int
     last_offset: int  # the marker's offset
     aborted: bool
+
+
+class LastRecord(NamedTuple):
+    """What the log cleaner keeps of a producer so its idempotence survives a clean: the
+    batch ending at `last_data_offset` (its last sequence), or, with none known, its
+    markers of `epoch` (the epoch that fences older producers)."""
+
+    last_data_offset: int | None
+    epoch: int
 
 
 def next_sequence(seq: int, records: int) -> int:
@@ -163,6 +173,13 @@ class ProducerStateManager:
 
     def open_transactions(self) -> dict[int, int]:
         return {pid: e.txn_first_offset for pid, e in self.producers.items() if e.txn_first_offset != NO_TXN}
+
+    def last_records(self) -> dict[int, LastRecord]:
+        """Each producer's LastRecord: a copy, for a cleaner working in another thread."""
+        return {
+            pid: LastRecord(e.batches[-1].last_offset if e.batches else None, e.epoch)
+            for pid, e in self.producers.items()
+        }
 
     def expire(self, now_ms: int, expiration_ms: int) -> list[int]:
         """Forget producers idle for `expiration_ms` that have no open transaction."""

@@ -12,16 +12,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import cramjam
-from crc32c import crc32c
 
 from .batch import (
     CONTROL_BIT,
-    CRC_START,
     HEADER,
     LOG_OVERHEAD,
+    MAGIC,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
+    pack_batch,
     validate_batch,
 )
 from .errors import CorruptRecordError
@@ -177,22 +177,17 @@ def build_batch(
         attributes |= TRANSACTIONAL_BIT
     if control:
         attributes |= CONTROL_BIT
-    batch = bytearray(
-        HEADER.pack(
-            base_offset, HEADER.size - LOG_OVERHEAD + len(payload), partition_leader_epoch, 2, 0,
-            attributes, len(records) - 1, base_ts, max(timestamps), producer_id, producer_epoch,
-            base_sequence, len(records),
-        )
+    header = BatchHeader(
+        base_offset, 0, partition_leader_epoch, MAGIC, 0, attributes, len(records) - 1, base_ts, max(timestamps),
+        producer_id, producer_epoch, base_sequence, len(records),
     )
-    batch += payload
-    struct.pack_into(">I", batch, 17, crc32c(memoryview(batch)[CRC_START:]))
-    return bytes(batch)
+    return pack_batch(header, payload)
 
 
 def decode_batch(buf: bytes | memoryview, pos: int = 0) -> DecodedBatch:
     """Validate and decode the batch at `pos`, records included (decompressing as needed)."""
     view = memoryview(buf)
-    header = validate_batch(view, pos)
+    header = validate_batch(view, pos, stored=True)
     payload = decompress(header.compression, view[pos + HEADER.size : pos + header.size])
     body = memoryview(payload)
     records: list[Record] = []

@@ -93,17 +93,19 @@ class FileSlice:
 
 class LogSegment:
     def __init__(self, directory: str, base_offset: int, *, index_interval_bytes: int, index_max_bytes: int,
-                 files: OpenFiles | None = None) -> None:
+                 files: OpenFiles | None = None, suffix: str = "") -> None:
+        """`suffix` follows every file name: the cleaner writes a replacement as `.cleaned`."""
         self.directory = directory
         self.base_offset = base_offset
-        self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX) + suffix)
         self.offset_index = OffsetIndex(
-            os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX)), base_offset, index_max_bytes
+            os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX) + suffix), base_offset, index_max_bytes
         )
         self.time_index = TimeIndex(
-            os.path.join(directory, segment_file_name(base_offset, TIME_INDEX_SUFFIX)), base_offset, index_max_bytes
+            os.path.join(directory, segment_file_name(base_offset, TIME_INDEX_SUFFIX) + suffix), base_offset,
+            index_max_bytes,
         )
-        self.txn_index = TxnIndex(os.path.join(directory, segment_file_name(base_offset, TXN_INDEX_SUFFIX)))
+        self.txn_index = TxnIndex(os.path.join(directory, segment_file_name(base_offset, TXN_INDEX_SUFFIX) + suffix))
         self.txn_index.load()
         self.index_interval_bytes = index_interval_bytes
         self._files = DEFAULT_FILES if files is None else files
@@ -157,6 +159,11 @@ class LogSegment:
     @property
     def paths(self) -> tuple[str, str, str]:
         return self.log_path, self.offset_index.path, self.time_index.path
+
+    @property
+    def all_paths(self) -> tuple[str, str, str, str]:
+        """Every file of the segment, the `.log` last (the cleaner's swap renames it last)."""
+        return self.offset_index.path, self.time_index.path, self.txn_index.path, self.log_path
 
     def should_roll(self, incoming_bytes: int, last_offset: int, segment_bytes: int, segment_ms: int, now_ms: int) -> bool:
         """Whether an append must go to a new segment. An empty segment takes any append (the
@@ -245,7 +252,7 @@ class LogSegment:
         """Unlink the files. A pinned descriptor closes when the last reader lets go."""
         self.deleted = True
         self._log.file.retire()
-        for path in (*self.paths, self.txn_index.path):
+        for path in self.all_paths:
             try:
                 os.unlink(path)
             except FileNotFoundError:

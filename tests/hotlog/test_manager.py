@@ -167,8 +167,13 @@ def test_illegal_topic_names_are_refused_and_change_nothing(tmp_path, name):
         {"segment.bytes": "abc"},
         {"segment.bytes": 13},
         {"retention.ms": -5},
-        {"cleanup.policy": "compact"},
-        {"cleanup.policy": "compact,delete"},
+        {"cleanup.policy": "shred"},
+        {"cleanup.policy": "compact,compact"},
+        {"min.cleanable.dirty.ratio": 1.5},
+        {"min.cleanable.dirty.ratio": "half"},
+        {"min.compaction.lag.ms": -1},
+        {"min.compaction.lag.ms": 10, "max.compaction.lag.ms": 5},
+        {"delete.retention.ms": -1},
         {"message.timestamp.type": "WallClock"},
         {"remote.storage.enable": "maybe"},
         {"flush.messages": 0},
@@ -187,10 +192,14 @@ def test_bad_topic_configs_are_refused_and_change_nothing(tmp_path, configs):
     assert manager.log("ok", 0).config.retention_ms == 1000
 
 
-def test_compaction_is_refused_with_a_message_that_says_so(tmp_path):
-    manager = LogManager(str(tmp_path)).open()
-    with pytest.raises(InvalidConfigError, match="compaction is not supported"):
-        manager.create_topic("t", 1, {"cleanup.policy": "compact"})
+@pytest.mark.parametrize("policy", ["compact", "compact,delete", "delete, compact"])
+def test_compacted_topics_are_taken_with_their_cleaner_configs(tmp_path, policy):
+    manager = LogManager(str(tmp_path), {"min.cleanable.dirty.ratio": 0.25}).open()
+    manager.create_topic("t", 1, {"cleanup.policy": policy, "min.compaction.lag.ms": "5", "delete.retention.ms": 7})
+    config = manager.log("t", 0).config
+    assert config.compact and config.delete == ("delete" in policy)
+    assert (config.min_cleanable_ratio, config.min_compaction_lag_ms, config.delete_retention_ms) == (0.25, 5, 7)
+    assert config.max_compaction_lag_ms == 2**63 - 1
 
 
 def test_existing_topics_bad_partition_counts_and_unknown_names_are_typed_errors(tmp_path):

@@ -1,0 +1,292 @@
+"""Cleaning a group of sealed segments into one new segment (Kafka's Cleaner.cleanSegments):
+each batch is kept whole, rebuilt with the records the offset map says are the last of
+their key, kept as a header alone (a producer's last batch, for its sequence and epoch),
+or dropped. Offsets never change: a rebuilt batch keeps its base offset, last offset
+delta, base timestamp and producer fields, and its records keep their bytes.
+
+Work is per chunk of whole batches (`log.cleaner.io.buffer.size`): the decisions about
+records are taken on numpy columns for the whole chunk, and a batch the map cannot touch
+(past the map's last offset, or all of whose records are kept) is copied as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .batch import (
+    COMPRESSION_MASK,
+    HEADER_SIZE,
+    BatchHeader,
+    BatchPosition,
+    pack_batch,
+    parse_header,
+)
+from .checked import whole_batches
+from .cleaner_txns import CleanedTxns
+from .errors import CorruptSegmentError
+from .markers import read_marker
+from .offset_map import OffsetMap
+from .producer_state import LastRecord
+from .record_scan import RecordFields, scan_records
+from .records import NONE, compress, decode_batch, decompress
+from .segment import LogSegment, PlacedBatch
+from .swap import CLEANED_SUFFIX, discard_cleaned_segment
+from .txn_index import AbortedTxn
+
+
+class Chunk(NamedTuple):
+    """Whole batches read at once: `data` starts at file position `position`; the batches'
+    positions are into `data`."""
+
+    position: int
+    data: bytes
+    batches: list[BatchPosition]
+
+
+@dataclass
+class CleanStats:
+    bytes_read: int = 0
+    bytes_written: int = 0
+    records_read: int = 0
+    records_kept: int = 0
+    map_records: int = 0
+    passes: int = 0
+
+
+@dataclass
+class CleanContext:
+    """What the cleaning of one pass shares across its groups."""
+
+    offset_map: OffsetMap
+    now_ms: int
+    delete_retention_ms: int
+    producers: dict[int, LastRecord]  # as they were when the clean started
+    chunk_bytes: int
+    pace: Callable[[int], None]  # throttles and stops an aborted clean (raises)
+    stats: CleanStats
+    aborted_in: Callable[[int, int], list[AbortedTxn]]  # the log's aborted transactions in [start, end)
+    index_interval_bytes: int
+    index_max_bytes: int
+
+
+def read_chunks(segment: LogSegment, position: int, chunk_bytes: int, pace: Callable[[int], None]) -> Iterator[Chunk]:
+    """The segment's batches from `position` on, `chunk_bytes` of whole batches at a time."""
+    end = segment.size
+    with segment.pinned_log() as fd:
+        while position < end:
+            pace(min(chunk_bytes, end - position))
+            data = whole_batches(fd, position, end, chunk_bytes)
+            if not data:
+                raise CorruptSegmentError(f"{segment.log_path}: no whole batch at position {position}")
+            batches = []
+            at = 0
+            while at < len(data):
+                header = parse_header(data, at)
+                batches.append(BatchPosition(at, header))
+                at += header.size
+            yield Chunk(position, data, batches)
+            position += len(data)
+
+
+def batch_records(data: bytes, at: int, header: BatchHeader) -> tuple[bytes, RecordFields]:
+    """A data batch's records (decompressed) and their fields."""
+    stored = data[at + HEADER_SIZE : at + header.size]
+    payload = stored if header.compression == NONE else decompress(header.compression, stored)
+    return payload, scan_records(payload, header.record_count)
+
+
+def marker_commit(data: bytes, at: int, header: BatchHeader) -> bool | None:
+    """Whether a control batch commits; None for one left empty by an earlier clean."""
+    if not header.record_count:
+        return None
+    return read_marker(decode_batch(data[at : at + header.size])).commit
+
+
+class Columns(NamedTuple):
+    """The fields of many batches' records as numpy columns, batch after batch."""
+
+    offsets: np.ndarray
+    hashes: np.ndarray
+    has_key: np.ndarray
+    tombstones: np.ndarray
+    starts: list[int]  # where each batch's records start in the columns
+
+
+def columns(batches: Sequence[tuple[BatchHeader, RecordFields]]) -> Columns:
+    starts, keys, tombstones, offsets = [], [], [], []
+    count = 0
+    for header, fields in batches:
+        starts.append(count)
+        count += len(fields.keys)
+        keys.extend(fields.keys)
+        tombstones.extend(fields.tombstones)
+        offsets.append(np.asarray(fields.offset_deltas, dtype=np.int64) + header.base_offset)
+    hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=count)
+    hashes[hashes == 0] = 1  # as offset_map.key_hashes: 0 marks an empty slot
+    has_key = np.fromiter((k is not None for k in keys), dtype=bool, count=count)
+    return Columns(
+        np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64), hashes, has_key,
+        np.asarray(tombstones, dtype=bool), starts,
+    )
+
+
+def kept_records(cols: Columns, offset_map: OffsetMap, retain_deletes: bool) -> np.ndarray:
+    """Which records stay: those after the map's last offset, and those with a key whose
+    last offset they are (a tombstone only while deletes are retained). Records without
+    a key cannot be compacted and go, as in Kafka."""
+    latest = cols.offsets >= offset_map.get(cols.hashes)
+    if not retain_deletes:
+        latest &= ~cols.tombstones
+    return (cols.offsets > offset_map.latest_offset) | (cols.has_key & latest)
+
+
+def empty_batch(header: BatchHeader) -> bytes:
+    """The batch's header alone (Kafka's writeEmptyHeader): its offsets, producer, epoch and
+    sequence, no records."""
+    return pack_batch(
+        header._replace(attributes=header.attributes & ~COMPRESSION_MASK, base_timestamp=header.max_timestamp,
+                        record_count=0),
+        b"",
+    )
+
+
+def rebuilt_batch(header: BatchHeader, payload: bytes, fields: RecordFields, keep: np.ndarray) -> bytes:
+    """The batch with only the records `keep` marks; their bytes are copied as they are."""
+    ends = fields.ends
+    kept = np.flatnonzero(keep).tolist()
+    records = b"".join(payload[ends[i - 1] if i else 0 : ends[i]] for i in kept)
+    max_timestamp = header.max_timestamp
+    if not header.log_append_time:
+        max_timestamp = header.base_timestamp + max(fields.timestamp_deltas[i] for i in kept)
+    stored = records if header.compression == NONE else compress(header.compression, records)
+    return pack_batch(header._replace(max_timestamp=max_timestamp, record_count=len(kept)), stored)
+
+
+def _is_last_of_producer(header: BatchHeader, producers: dict[int, LastRecord]) -> bool:
+    """A batch that holds what idempotence needs of its producer (Kafka's three cases)."""
+    last = producers.get(header.producer_id)
+    if last is None:
+        return False
+    if last.last_data_offset is not None:
+        return header.last_offset == last.last_data_offset
+    return header.is_control and header.producer_epoch == last.epoch
+
+
+class _Output:
+    """The cleaned segment being written: batches gathered per chunk, appended at once."""
+
+    def __init__(self, segment: LogSegment) -> None:
+        self.segment = segment
+        self.iov: list[bytes | memoryview] = []
+        self.placed: list[PlacedBatch] = []
+        self.size = 0
+
+    def add(self, batch: bytes | memoryview, header: BatchHeader, max_timestamp: int) -> None:
+        self.iov.append(batch)
+        self.placed.append(PlacedBatch(header.last_offset, max_timestamp, len(batch)))
+        self.size += len(batch)
+
+    def write(self) -> int:
+        written = self.size
+        if written:
+            self.segment.append(self.iov, written, self.placed)
+        self.iov, self.placed, self.size = [], [], 0
+        return written
+
+
+def _mtime_ms(segment: LogSegment) -> int:
+    return int(os.stat(segment.log_path).st_mtime * 1000)
+
+
+def clean_group(group: Sequence[LogSegment], ctx: CleanContext, txns: CleanedTxns) -> LogSegment:
+    """Write the cleaned form of `group` as `<base>.*.cleaned`, fsynced, its last modified
+    time the group's newest. The caller swaps it in (swap.commit_swap) or discards it."""
+    first = group[0]
+    discard_cleaned_segment(first.directory, first.base_offset)  # left by a clean that stopped before its swap
+    cleaned = LogSegment(first.directory, first.base_offset, index_interval_bytes=ctx.index_interval_bytes,
+                         index_max_bytes=ctx.index_max_bytes, suffix=CLEANED_SUFFIX)
+    try:
+        out = _Output(cleaned)
+        group_end = group[-1].next_offset
+        modified = 0
+        for i, segment in enumerate(group):
+            upper = group[i + 1].base_offset if i + 1 < len(group) else segment.next_offset
+            txns.add_aborted(ctx.aborted_in(segment.base_offset, upper))
+            modified = max(modified, _mtime_ms(segment))
+            retain_deletes = _mtime_ms(segment) > ctx.now_ms - ctx.delete_retention_ms
+            for chunk in read_chunks(segment, 0, ctx.chunk_bytes, ctx.pace):
+                _clean_chunk(chunk, ctx, txns, retain_deletes, group_end, out)
+                ctx.stats.bytes_read += len(chunk.data)
+                ctx.stats.bytes_written += out.write()
+                ctx.pace(0)
+        for entry in txns.take_index_entries():
+            cleaned.txn_index.append(entry)
+        cleaned.roll()
+        cleaned.sync()
+        os.utime(cleaned.log_path, ns=(modified * 1_000_000, modified * 1_000_000))
+    except BaseException:
+        cleaned.delete()
+        raise
+    return cleaned
+
+
+def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_deletes: bool, group_end: int,
+                 out: _Output) -> None:
+    data, offset_map = chunk.data, ctx.offset_map
+    view = memoryview(data)
+    plan: list[tuple[int, BatchHeader, bool, int]] = []  # (at, header, retain empty, what to do)
+    scanned: list[tuple[BatchHeader, RecordFields]] = []
+    payloads: list[bytes] = []
+    whole, empty, drop, filter_ = 0, 1, 2, 3
+    for at, header in chunk.batches:
+        ctx.stats.records_read += header.record_count
+        if header.is_control:
+            can_discard = txns.on_marker(header, marker_commit(data, at, header))
+            discard_records = can_discard and not retain_deletes
+        else:
+            discard_records = txns.on_data(header)
+        retain_empty = (header.producer_id >= 0 and _is_last_of_producer(header, ctx.producers)) or (
+            header.next_offset == group_end)  # a cleaned segment ends where its last source did
+        if discard_records:
+            plan.append((at, header, retain_empty, empty if retain_empty else drop))
+        elif header.is_control or header.base_offset > offset_map.latest_offset or not header.record_count:
+            plan.append((at, header, retain_empty, whole))
+        else:
+            payload, fields = batch_records(data, at, header)
+            payloads.append(payload)
+            scanned.append((header, fields))
+            plan.append((at, header, retain_empty, filter_))
+    keep = np.empty(0, dtype=bool)
+    cols = None
+    if scanned:
+        cols = columns(scanned)
+        keep = kept_records(cols, offset_map, retain_deletes)
+    n = 0
+    for at, header, retain_empty, action in plan:
+        if action == filter_:
+            assert cols is not None
+            start = cols.starts[n]
+            mask = keep[start : start + header.record_count]
+            kept = int(np.count_nonzero(mask))
+            if kept == header.record_count:
+                action = whole
+            elif kept:
+                batch = rebuilt_batch(header, payloads[n], scanned[n][1], mask)
+                ctx.stats.records_kept += kept
+                out.add(batch, header, parse_header(batch).max_timestamp)
+                n += 1
+                continue
+            else:
+                action = empty if retain_empty else drop
+            n += 1
+        if action == whole:
+            ctx.stats.records_kept += header.record_count
+            out.add(view[at : at + header.size], header, header.max_timestamp)
+        elif action == empty:
+            out.add(empty_batch(header), header, header.max_timestamp)
+

@@ -1,0 +1,116 @@
+"""The fields of records the log cleaner needs, read from a batch's (decompressed) records
+without building a Record per message: where each record ends, its offset and timestamp
+deltas, its key, and whether it is a tombstone (null value).
+
+This is the one per-record loop of the cleaner; everything after it works on whole
+columns (numpy) or on byte ranges. It is kept to the fewest Python operations a record
+allows: one-byte varints (the common case for deltas and short keys) take no inner loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .batch import HEADER_SIZE, BatchPosition
+from .errors import CorruptRecordError, InvalidRecordError
+from .records import NONE, decompress
+
+
+class RecordFields(NamedTuple):
+    """Columns, one entry per record, in the batch's order."""
+
+    ends: list[int]  # record i spans [ends[i - 1] (0 for the first), ends[i]) of the records' bytes
+    offset_deltas: list[int]
+    timestamp_deltas: list[int]
+    keys: list[bytes | None]
+    tombstones: list[bool]
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint of more than one byte at `pos`: its value and the position after it."""
+    shift = result = 0
+    end = len(buf)
+    while pos < end:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            break
+    raise CorruptRecordError("bad varint in a record")
+
+
+def scan_records(buf: bytes, count: int) -> RecordFields:
+    """The fields of the `count` records filling `buf` (a batch's records, decompressed)."""
+    ends: list[int] = []
+    offset_deltas: list[int] = []
+    timestamp_deltas: list[int] = []
+    keys: list[bytes | None] = []
+    tombstones: list[bool] = []
+    pos = 0
+    size = len(buf)
+    try:
+        for _ in range(count):
+            b = buf[pos]
+            if b < 0x80:
+                length, pos = b >> 1, pos + 1
+            elif buf[pos + 1] < 0x80:  # records of 64 bytes to 8 KiB
+                length, pos = ((b & 0x7F) | buf[pos + 1] << 7) >> 1, pos + 2
+            else:
+                length, pos = _varint(buf, pos)
+            end = pos + length
+            if length < 0 or end > size:
+                raise CorruptRecordError("a record runs past its batch")
+            pos += 1  # attributes
+            b = buf[pos]
+            if b < 0x80:
+                timestamp_deltas.append((b >> 1) ^ -(b & 1))
+                pos += 1
+            else:
+                value, pos = _varint(buf, pos)
+                timestamp_deltas.append(value)
+            b = buf[pos]
+            if b < 0x80:
+                offset_deltas.append((b >> 1) ^ -(b & 1))
+                pos += 1
+            elif buf[pos + 1] < 0x80:  # deltas 64 to 8191: most records of a batch of more than 64
+                value = (b & 0x7F) | buf[pos + 1] << 7
+                offset_deltas.append((value >> 1) ^ -(value & 1))
+                pos += 2
+            else:
+                value, pos = _varint(buf, pos)
+                offset_deltas.append(value)
+            b = buf[pos]
+            if b < 0x80:
+                key_length, pos = (b >> 1) ^ -(b & 1), pos + 1
+            else:
+                key_length, pos = _varint(buf, pos)
+            if key_length < 0:
+                keys.append(None)
+            else:
+                keys.append(buf[pos : pos + key_length])
+                pos += key_length
+            # A null value is the zigzag varint -1: the single byte 0x01.
+            tombstones.append(pos < end and buf[pos] == 1)
+            ends.append(end)
+            pos = end
+    except IndexError:
+        raise CorruptRecordError("a record runs past its batch") from None
+    if pos != size:
+        raise CorruptRecordError(f"the records of a batch take {pos} bytes of {size}")
+    return RecordFields(ends, offset_deltas, timestamp_deltas, keys, tombstones)
+
+
+def refuse_null_keys(data: bytes | bytearray | memoryview, batches: list[BatchPosition], partition: str) -> None:
+    """Refuse an append to a compacted topic if a record has no key: compaction keeps the
+    last record of each key, and Kafka refuses these too (INVALID_RECORD)."""
+    view = memoryview(data)
+    for pos, header in batches:
+        if header.is_control:
+            continue
+        stored = view[pos + HEADER_SIZE : pos + header.size]
+        payload = bytes(stored) if header.compression == NONE else decompress(header.compression, stored)
+        if None in scan_records(payload, header.record_count).keys:
+            raise InvalidRecordError(f"compacted topic cannot accept a record without a key in partition {partition}")
