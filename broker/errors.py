@@ -68,6 +68,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     # the local log
     log_errors.LogError: Answer(ErrorCode.unknown_server_error, "INTERNAL"),
     log_errors.CorruptRecordError: Answer(ErrorCode.corrupt_message, "INVALID_ARGUMENT"),
+    log_errors.InvalidRecordError: Answer(ErrorCode.invalid_record, "INVALID_ARGUMENT"),  # no key, compacted topic
     log_errors.RecordTooLargeError: Answer(ErrorCode.message_too_large, "RESOURCE_EXHAUSTED"),
     log_errors.OffsetOutOfRangeError: Answer(ErrorCode.offset_out_of_range, "OUT_OF_RANGE"),
     log_errors.UnknownTopicOrPartitionError: Answer(ErrorCode.unknown_topic_or_partition, "NOT_FOUND"),

@@ -4,7 +4,8 @@ the fetch layer, so they survive restarts.
 
 They stay whole on local disk. With the broker's `log.remote.wal.enable` on they are also
 tiered and written through the WAL, so a new machine restores them from the bucket: the
-broker restores tiered segments and WAL objects before it reads them back. A record
+broker restores tiered segments and WAL objects before it reads them back. Without it
+they are compacted, as in Kafka. A record
 that cannot be parsed at start-up is logged, counted and skipped: one bad record must
 not keep the broker from starting."""
 
@@ -17,6 +18,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from fetch.reader import Reader
+from hotlog.config import parse_topic_configs
 from hotlog.errors import CorruptRecordError
 from hotlog.manager import LogManager
 from hotlog.markers import read_marker
@@ -38,27 +40,35 @@ def is_internal(topic: str) -> bool:
     return topic in INTERNAL_TOPICS
 
 
-def _bucket_placement(logs: LogManager) -> dict[str, Any]:
-    """The internal topics' placement: with the broker's `log.remote.wal.enable` on, tiered
-    (and through the WAL, whose setting they inherit); always whole on local disk."""
+def _placement(logs: LogManager) -> dict[str, Any]:
+    """The internal topics' configs beyond their own: whole on local disk always; with the
+    broker's `log.remote.wal.enable` on, tiered (and through the WAL, whose setting they
+    inherit); else compacted, as in Kafka, so start-up reads one record per group offset
+    and transactional id rather than every commit ever made. Tiered topics are not
+    compacted yet, so with the WAL they keep every record."""
     in_bucket = bool(logs.defaults.get("remote.wal.enable", False))
-    return {"remote.storage.enable": in_bucket, "local.retention.ms": -1, "local.retention.bytes": -1}
+    return {"remote.storage.enable": in_bucket, "cleanup.policy": "delete" if in_bucket else "compact",
+            "local.retention.ms": -1, "local.retention.bytes": -1}
 
 
-def place_in_bucket(logs: LogManager) -> None:
-    """Internal topics made while the WAL was off are local only; with it on now, they are
-    tiered and written through the WAL from here on, and their active segments are rolled
-    (and sealed by a flush) so that tiering uploads what they held before, too."""
-    if not logs.defaults.get("remote.wal.enable", False):
-        return
+def place(logs: LogManager) -> None:
+    """Give existing internal topics today's placement: made under another setting of
+    `log.remote.wal.enable` (or by an older version), their configs change; moving to the
+    bucket, their active segments are rolled (and sealed by a flush) so that tiering
+    uploads what they held before, too."""
+    placement = parse_topic_configs(_placement(logs))
     for name in INTERNAL_TOPICS:
         topic = logs.topics.get(name)
-        if topic is None or topic.overrides.get("remote.storage.enable") is not False:
+        if topic is None or all(topic.overrides.get(k) == v for k, v in placement.items()):
             continue
-        logs.alter_topic_configs(name, _bucket_placement(logs))
-        for partition in range(topic.partitions):
-            logs.log(name, partition).seal_active_segment()
-        log.info("%s: tiered and written through the WAL from now on (log.remote.wal.enable)", name)
+        to_bucket = placement["remote.storage.enable"] and not logs.config_for(topic).remote_storage_enable
+        logs.alter_topic_configs(name, placement)
+        if to_bucket:
+            for partition in range(topic.partitions):
+                logs.log(name, partition).seal_active_segment()
+            log.info("%s: tiered and written through the WAL from now on (log.remote.wal.enable)", name)
+        else:
+            log.info("%s: %s from now on", name, "compacted" if logs.config_for(topic).compact else "kept whole")
 
 
 def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs: Mapping[str, Any]) -> int:
@@ -68,7 +78,7 @@ def partitions_of(logs: LogManager, topic: str, default_partitions: int, configs
     on local disk only."""
     entry = logs.topics.get(topic)
     if entry is None:
-        entry = logs.create_topic(topic, default_partitions, {**configs, **_bucket_placement(logs)})
+        entry = logs.create_topic(topic, default_partitions, {**configs, **_placement(logs)})
         log.info("created %s with %d partitions", topic, entry.partitions)
     return entry.partitions
 

@@ -21,7 +21,7 @@ from tiering.store import ObjectStore
 from .durability import Durability
 from .errors import InvalidPartitionsError, InvalidRequestError
 from .groups.coordinator import GroupCoordinator
-from .internal_topics import is_internal, place_in_bucket
+from .internal_topics import is_internal, place
 from .produce import WritePath
 from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
@@ -40,7 +40,8 @@ class Broker:
         self.settings = settings
         self.logs = LogManager(data_dir, settings.log_defaults,
                                producer_expiration_ms=settings.producer_id_expiration_ms,
-                               open_files=OpenFiles(settings.log_segment_open_files_max))
+                               open_files=OpenFiles(settings.log_segment_open_files_max),
+                               cleaner=settings.log_cleaner)
         self.reader = Reader(self.logs)
         self.durability = Durability()  # fsyncs, and with an object store the WAL
         # Consumer groups and their committed offsets (in `__consumer_offsets`).
@@ -74,8 +75,8 @@ class Broker:
         """Open the logs; with an object store, restore what the bucket holds past them
         (tiered segments, then the WAL); then read the internal topics back."""
         self.logs.open()
+        place(self.logs)
         if self.tiering is not None:
-            place_in_bucket(self.logs)
             await self.tiering.open()  # restores the tiered topics this folder lacks
         if self.wal is not None:
             await self.wal.open()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hotlog.cleaner import CleanerConfig
 from hotlog.config import BROKER_TO_TOPIC, TOPIC_CONFIGS
 from hotlog.errors import InvalidConfigError
 
@@ -42,6 +43,7 @@ class BrokerSettings:
     log_segment_open_files_max: int | None = None
     group_initial_rebalance_delay_ms: int = 3_000
     offsets_topic_num_partitions: int = 50
+    offsets_topic_segment_bytes: int = 104_857_600  # Kafka's: small, so the cleaner may compact it soon
     group_min_session_timeout_ms: int = 6_000
     group_max_session_timeout_ms: int = 1_800_000
     socket_request_max_bytes: int = 104_857_600  # larger Kafka request frames close the connection
@@ -68,6 +70,7 @@ class BrokerSettings:
     producer_id_expiration_check_interval_ms: int = 600_000
     transaction_max_timeout_ms: int = 900_000
     transaction_state_log_num_partitions: int = 50
+    transaction_state_log_segment_bytes: int = 104_857_600
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
     # The write-ahead log in the bucket (tierlog's own, for topics with remote.wal.enable):
     # one object per window for the whole broker, closed at whichever bound comes first.
@@ -80,6 +83,8 @@ class BrokerSettings:
     # and uploaded objects checked against their CRCs, a pass a week at a pace whose CRC
     # work is a few percent of one core.
     log_scrubber_enable: bool = True
+    # The log cleaner (Kafka's log.cleaner.* properties and defaults).
+    log_cleaner: CleanerConfig = field(default_factory=CleanerConfig)
     log_scrubber_io_max_bytes_per_second: int = 16 * 1024 * 1024
     log_scrubber_interval_ms: int = 7 * 86_400_000
 
@@ -98,6 +103,9 @@ class BrokerSettings:
                 settings.auto_create_topics_enable = _bool(name, raw)
             elif name == "log.scrubber.enable":
                 settings.log_scrubber_enable = _bool(name, raw)
+            elif name in _CLEANER:
+                field_name, parse = _CLEANER[name]
+                settings.log_cleaner = replace(settings.log_cleaner, **{field_name: parse(name, raw)})
             elif name == "advertised.listeners":
                 settings.advertised_listeners = raw
             elif name == "max.connections.per.ip.overrides":
@@ -122,6 +130,34 @@ def _overrides(name: str, raw: str) -> dict[str, int]:
             raise InvalidConfigError(f"{name}: expected host:count entries, got {entry!r}")
         limits[host.strip("[]")] = _int(name, count, 1)
     return limits
+
+
+def _cleaner_threads(name: str, raw: str) -> int:
+    if _int(name, raw, 1) != 1:
+        raise InvalidConfigError(f"{name}={raw}: tierlog cleans one log at a time (1)")
+    return 1
+
+
+def _load_factor(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise InvalidConfigError(f"{name}={raw}: must be above 0 and at most 1")
+    return value
+
+
+# The log cleaner's properties: Kafka's name -> (CleanerConfig field, parser).
+_CLEANER: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "log.cleaner.enable": ("enable", _bool),
+    "log.cleaner.threads": ("threads", _cleaner_threads),
+    "log.cleaner.dedupe.buffer.size": ("dedupe_buffer_size", lambda n, r: _int(n, r, 1024 * 1024)),
+    "log.cleaner.io.buffer.size": ("io_buffer_size", lambda n, r: _int(n, r, 4096)),
+    "log.cleaner.io.buffer.load.factor": ("io_buffer_load_factor", _load_factor),
+    "log.cleaner.backoff.ms": ("backoff_ms", lambda n, r: _int(n, r, 1)),
+    "log.cleaner.io.max.bytes.per.second": ("io_max_bytes_per_second", lambda n, r: float(_int(n, r, 1))),
+}
 
 
 # Integer broker properties: Kafka's name -> (BrokerSettings field, lowest value).
@@ -157,6 +193,8 @@ _INTS: dict[str, tuple[str, int]] = {
     "producer.id.expiration.check.interval.ms": ("producer_id_expiration_check_interval_ms", 1),
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", 1),
     "transaction.state.log.num.partitions": ("transaction_state_log_num_partitions", 1),
+    "transaction.state.log.segment.bytes": ("transaction_state_log_segment_bytes", 4096),
+    "offsets.topic.segment.bytes": ("offsets_topic_segment_bytes", 4096),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
         "transaction_abort_timed_out_transaction_cleanup_interval_ms", 1),
     "log.remote.wal.window.ms": ("log_remote_wal_window_ms", 1),

@@ -188,7 +188,10 @@ class LogConfig:
 
     @property
     def remote_storage_enable(self) -> bool:
-        return self.values["remote.storage.enable"]
+        """Whether sealed segments go to the object store: never for a compacted topic
+        until the bucket's segments can be compacted too (Kafka refuses the pair, KIP-405);
+        such a topic stays whole on this disk."""
+        return self.values["remote.storage.enable"] and not self.compact
 
     @property
     def remote_wal_enable(self) -> bool:
@@ -243,3 +246,6 @@ def check_combined(config: LogConfig) -> None:
             f"min.compaction.lag.ms={config.min_compaction_lag_ms} must not be above "
             f"max.compaction.lag.ms={config.max_compaction_lag_ms}"
         )
+    if config.compact and "remote.storage.enable" in config.overrides and config.values["remote.storage.enable"]:
+        raise InvalidConfigError("cleanup.policy=compact with remote.storage.enable=true: compacted topics are "
+                                 "not tiered yet (they stay on local disk); leave remote.storage.enable unset or false")

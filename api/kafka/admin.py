@@ -29,7 +29,7 @@ DYNAMIC_TOPIC_CONFIG = 1
 STATIC_BROKER_CONFIG = 4
 DEFAULT_CONFIG = 5
 # Kafka's ConfigType values.
-BOOLEAN, STRING, INT, LONG, LIST = 1, 2, 3, 5, 7
+BOOLEAN, STRING, INT, LONG, DOUBLE, LIST = 1, 2, 3, 5, 6, 7
 _INT_CONFIGS = frozenset({"segment.bytes", "segment.index.bytes", "index.interval.bytes", "max.message.bytes"})
 SET, DELETE = 0, 1
 # Each partition is a folder with open files: a bound keeps one request from exhausting them.
@@ -55,6 +55,8 @@ def _config_type(name: str, value: Any) -> int:
         return BOOLEAN
     if isinstance(value, int):
         return INT if name in _INT_CONFIGS else LONG
+    if isinstance(value, float):
+        return DOUBLE
     return STRING
 
 

@@ -6,8 +6,8 @@ timestamp); a deleted group or topic leaves tombstones (null values). A group's 
 go to partition abs(javaHashCode(group)) % partitions, as in Kafka. The topic is read back
 at start-up, so offsets survive restarts; a record that cannot be parsed there is logged,
 counted and skipped (only the broker writes the topic, but a disk or an older version may
-still hand us one). The log has no compaction, so the topic keeps every commit
-(retention.ms=-1) and start-up replays them all. TxnOffsetCommit writes its records as
+still hand us one). The topic is compacted (unless the WAL tiers it: see
+internal_topics), so start-up replays about one record per group, topic and partition. TxnOffsetCommit writes its records as
 a transactional batch of the producer; they count once its COMMIT marker follows.
 """
 
@@ -26,7 +26,7 @@ from hotlog.records import Record, build_batch
 from ..durability import Durability
 from ..internal_topics import OFFSETS_TOPIC, control_marker_commits, partitions_of, replay, skipped
 
-OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
+OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1"}
 OFFSET_KEY_VERSION = 1
 OFFSET_VALUE_VERSION = 3
 _I16 = struct.Struct(">h")
@@ -125,14 +125,17 @@ def decode_value(value: bytes) -> CommittedOffset:
 
 
 class OffsetStore:
-    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability) -> None:
+    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability, *,
+                 segment_bytes: int = 104_857_600) -> None:
+        self.segment_bytes = segment_bytes  # offsets.topic.segment.bytes, when the topic is made
         self.logs = logs
         self.reader = reader
         self.default_partitions = default_partitions
         self.durability = durability
 
     def _partitions(self) -> int:
-        return partitions_of(self.logs, OFFSETS_TOPIC, self.default_partitions, OFFSETS_TOPIC_CONFIGS)
+        return partitions_of(self.logs, OFFSETS_TOPIC, self.default_partitions,
+                             {**OFFSETS_TOPIC_CONFIGS, "segment.bytes": self.segment_bytes})
 
     def partition_for(self, group_id: str) -> int:
         return partition_for_group(group_id, self._partitions())

@@ -53,7 +53,8 @@ class GroupOffsets:
                  membership: GroupMembership, durability: Durability) -> None:
         self.logs = logs
         self.membership = membership
-        self.store = OffsetStore(logs, reader, settings.offsets_topic_num_partitions, durability)
+        self.store = OffsetStore(logs, reader, settings.offsets_topic_num_partitions, durability,
+                                 segment_bytes=settings.offsets_topic_segment_bytes)
         self.groups: dict[str, dict[TopicPartition, CommittedOffset]] = {}
         # TxnOffsetCommit offsets by producer id, applied when its transaction commits.
         self.txn_offsets: dict[int, list[Record]] = {}

@@ -49,7 +49,8 @@ class TransactionCoordinator:
         self.durability = durability or Durability()
         self.offsets = offsets  # TxnOffsetCommit offsets reach their groups at the COMMIT marker
         self.settings = settings
-        self.store = TxnStateStore(logs, reader, settings.transaction_state_log_num_partitions, self.durability)
+        self.store = TxnStateStore(logs, reader, settings.transaction_state_log_num_partitions, self.durability,
+                                   segment_bytes=settings.transaction_state_log_segment_bytes)
         self.producer_ids = ProducerIdAllocator(logs.data_dir, self._above_known_producer_ids)
         self.txns: dict[str, TxnMetadata] = {}
         self._locks: dict[str, asyncio.Lock] = {}

@@ -23,7 +23,7 @@ from ..durability import Durability
 from ..groups.offset_store import TopicPartition, partition_for_group, read_string, string_bytes
 from ..internal_topics import TXN_STATE_TOPIC, partitions_of, replay, skipped
 
-TXN_STATE_TOPIC_CONFIGS = {"retention.ms": "-1", "segment.bytes": str(100 * 1024 * 1024)}
+TXN_STATE_TOPIC_CONFIGS = {"retention.ms": "-1"}
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _VALUE_HEAD = struct.Struct(">hqhib")  # version, producer id, epoch, timeout ms, state
@@ -88,7 +88,9 @@ def decode(key: bytes, value: bytes) -> TxnMetadata:
 
 
 class TxnStateStore:
-    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability) -> None:
+    def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability, *,
+                 segment_bytes: int = 104_857_600) -> None:
+        self.segment_bytes = segment_bytes  # transaction.state.log.segment.bytes, when the topic is made
         self.logs = logs
         self.reader = reader
         self.default_partitions = default_partitions
@@ -96,7 +98,8 @@ class TxnStateStore:
 
     async def write(self, meta: TxnMetadata) -> None:
         """Append the id's state and wait until it is fsynced."""
-        partitions = partitions_of(self.logs, TXN_STATE_TOPIC, self.default_partitions, TXN_STATE_TOPIC_CONFIGS)
+        partitions = partitions_of(self.logs, TXN_STATE_TOPIC, self.default_partitions,
+                                   {**TXN_STATE_TOPIC_CONFIGS, "segment.bytes": self.segment_bytes})
         plog = self.logs.log(TXN_STATE_TOPIC, partition_for_group(meta.transactional_id, partitions))
         record = Record(_I16.pack(0) + string_bytes(meta.transactional_id), encode_value(meta))
         batch = build_batch([record])
