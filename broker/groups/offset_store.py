@@ -126,7 +126,7 @@ def decode_value(value: bytes) -> CommittedOffset:
 
 class OffsetStore:
     def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability, *,
-                 segment_bytes: int = 104_857_600) -> None:
+                 segment_bytes: int = 256 * 1024) -> None:
         self.segment_bytes = segment_bytes  # offsets.topic.segment.bytes, when the topic is made
         self.logs = logs
         self.reader = reader

@@ -89,7 +89,7 @@ def decode(key: bytes, value: bytes) -> TxnMetadata:
 
 class TxnStateStore:
     def __init__(self, logs: LogManager, reader: Reader, default_partitions: int, durability: Durability, *,
-                 segment_bytes: int = 104_857_600) -> None:
+                 segment_bytes: int = 256 * 1024) -> None:
         self.segment_bytes = segment_bytes  # transaction.state.log.segment.bytes, when the topic is made
         self.logs = logs
         self.reader = reader
