@@ -6,8 +6,10 @@ segment in the object store. Callers never learn which tier held an offset."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from dataclasses import dataclass
 
+from hotlog.batch import HEADER_SIZE
 from hotlog.errors import CorruptSegmentError, OffsetOutOfRangeError
 from hotlog.log import OffsetAndTimestamp, PartitionLog
 from hotlog.manager import LogManager
@@ -94,6 +96,18 @@ class Reader:
                 raise
             metrics.CORRUPT_READS.labels("served_remote").inc()
             return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
+        while found is not None and plog.config.compact and len(records) < max_bytes and _no_records(records):
+            # Cleaning can leave stretches of header-only batches (the producer state's and a
+            # clean's last): librdkafka takes a fetch with no record for one too large to fit and,
+            # after ten, fails the partition. Read on to the next batch with records.
+            more = plog.read(found.end_offset, max_bytes - len(records), max_offset=max_offset, min_one=False)
+            if more is None or more.size == 0:
+                break
+            try:
+                records += more.read()
+            except CorruptSegmentError:  # serve what came before it; the next fetch meets the error
+                break
+            found = more
         metrics.BYTES_SERVED.labels("local").inc(len(records))
         aborted: tuple[AbortedTxn, ...] = ()
         if read_committed and found is not None:
@@ -154,3 +168,18 @@ class Reader:
                 if found is not None:
                     return found
         return await asyncio.to_thread(plog.offset_for_timestamp, timestamp)
+
+
+_RECORD_COUNT = struct.Struct(">i")
+_RECORD_COUNT_AT = 57  # in a v2 batch header
+
+
+def _no_records(batches: bytes) -> bool:
+    """Whether whole batches hold no record at all (none, or header-only ones); stops at
+    the first batch with records, so a usual read checks one header."""
+    position = 0
+    while position + HEADER_SIZE <= len(batches):
+        if _RECORD_COUNT.unpack_from(batches, position + _RECORD_COUNT_AT)[0] > 0:
+            return False
+        position += 12 + int.from_bytes(batches[position + 8 : position + 12], "big")
+    return True
