@@ -27,12 +27,13 @@ from .batch import (
     parse_header,
 )
 from .checked import whole_batches
+from .cleaner_scans import BatchColumns, ScanCache
 from .cleaner_txns import CleanedTxns
 from .errors import CorruptSegmentError
 from .markers import read_marker
 from .offset_map import OffsetMap
 from .producer_state import LastRecord
-from .record_scan import RecordFields, scan_records
+from .record_scan import scan_records
 from .records import NONE, compress, decode_batch, decompress
 from .segment import LogSegment, PlacedBatch
 from .swap import CLEANED_SUFFIX, discard_cleaned_segment
@@ -72,6 +73,7 @@ class CleanContext:
     aborted_in: Callable[[int, int], list[AbortedTxn]]  # the log's aborted transactions in [start, end)
     index_interval_bytes: int
     index_max_bytes: int
+    scans: ScanCache  # the map pass's scans, for this pass's clean
 
 
 def read_chunks(segment: LogSegment, position: int, chunk_bytes: int, pace: Callable[[int], None]) -> Iterator[Chunk]:
@@ -93,11 +95,24 @@ def read_chunks(segment: LogSegment, position: int, chunk_bytes: int, pace: Call
             position += len(data)
 
 
-def batch_records(data: bytes, at: int, header: BatchHeader) -> tuple[bytes, RecordFields]:
-    """A data batch's records (decompressed) and their fields."""
+def batch_payload(data: bytes, at: int, header: BatchHeader) -> bytes:
+    """A data batch's records, decompressed."""
     stored = data[at + HEADER_SIZE : at + header.size]
-    payload = stored if header.compression == NONE else decompress(header.compression, stored)
-    return payload, scan_records(payload, header.record_count)
+    return stored if header.compression == NONE else decompress(header.compression, stored)
+
+
+def batch_columns(data: bytes, at: int, header: BatchHeader) -> BatchColumns:
+    """A data batch's records' fields, scanned."""
+    fields = scan_records(batch_payload(data, at, header), header.record_count)
+    count = len(fields.keys)
+    hashes = np.fromiter(map(hash, fields.keys), dtype=np.int64, count=count)
+    hashes[hashes == 0] = 1  # as offset_map.key_hashes: 0 marks an empty slot
+    return BatchColumns(
+        np.asarray(fields.offset_deltas, dtype=np.int64) + header.base_offset, hashes,
+        np.fromiter((k is not None for k in fields.keys), dtype=bool, count=count),
+        np.asarray(fields.tombstones, dtype=bool), np.asarray(fields.ends, dtype=np.int64),
+        np.asarray(fields.timestamp_deltas, dtype=np.int64),
+    )
 
 
 def marker_commit(data: bytes, at: int, header: BatchHeader) -> bool | None:
@@ -117,21 +132,14 @@ class Columns(NamedTuple):
     starts: list[int]  # where each batch's records start in the columns
 
 
-def columns(batches: Sequence[tuple[BatchHeader, RecordFields]]) -> Columns:
-    starts, keys, tombstones, offsets = [], [], [], []
-    count = 0
-    for header, fields in batches:
-        starts.append(count)
-        count += len(fields.keys)
-        keys.extend(fields.keys)
-        tombstones.extend(fields.tombstones)
-        offsets.append(np.asarray(fields.offset_deltas, dtype=np.int64) + header.base_offset)
-    hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=count)
-    hashes[hashes == 0] = 1  # as offset_map.key_hashes: 0 marks an empty slot
-    has_key = np.fromiter((k is not None for k in keys), dtype=bool, count=count)
+def columns(batches: Sequence[BatchColumns]) -> Columns:
+    if not batches:
+        empty = np.empty(0, dtype=np.int64)
+        return Columns(empty, empty, empty.astype(bool), empty.astype(bool), [])
+    starts = np.cumsum([0] + [len(b.offsets) for b in batches[:-1]]).tolist()
     return Columns(
-        np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64), hashes, has_key,
-        np.asarray(tombstones, dtype=bool), starts,
+        np.concatenate([b.offsets for b in batches]), np.concatenate([b.hashes for b in batches]),
+        np.concatenate([b.has_key for b in batches]), np.concatenate([b.tombstones for b in batches]), starts,
     )
 
 
@@ -155,14 +163,14 @@ def empty_batch(header: BatchHeader) -> bytes:
     )
 
 
-def rebuilt_batch(header: BatchHeader, payload: bytes, fields: RecordFields, keep: np.ndarray) -> bytes:
+def rebuilt_batch(header: BatchHeader, payload: bytes, cols: BatchColumns, keep: np.ndarray) -> bytes:
     """The batch with only the records `keep` marks; their bytes are copied as they are."""
-    ends = fields.ends
-    kept = np.flatnonzero(keep).tolist()
-    records = b"".join(payload[ends[i - 1] if i else 0 : ends[i]] for i in kept)
+    kept = np.flatnonzero(keep)
+    begins = np.where(kept > 0, cols.ends[kept - 1], 0)
+    records = b"".join(payload[b:e] for b, e in zip(begins.tolist(), cols.ends[kept].tolist()))
     max_timestamp = header.max_timestamp
     if not header.log_append_time:
-        max_timestamp = header.base_timestamp + max(fields.timestamp_deltas[i] for i in kept)
+        max_timestamp = header.base_timestamp + int(cols.timestamp_deltas[kept].max())
     stored = records if header.compression == NONE else compress(header.compression, records)
     return pack_batch(header._replace(max_timestamp=max_timestamp, record_count=len(kept)), stored)
 
@@ -240,8 +248,7 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
     data, offset_map = chunk.data, ctx.offset_map
     view = memoryview(data)
     plan: list[tuple[int, BatchHeader, bool, int]] = []  # (at, header, retain empty, what to do)
-    scanned: list[tuple[BatchHeader, RecordFields]] = []
-    payloads: list[bytes] = []
+    scanned: list[BatchColumns] = []
     whole, empty, drop, filter_ = 0, 1, 2, 3
     for at, header in chunk.batches:
         ctx.stats.records_read += header.record_count
@@ -257,9 +264,7 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
         elif header.is_control or header.base_offset > offset_map.latest_offset or not header.record_count:
             plan.append((at, header, retain_empty, whole))
         else:
-            payload, fields = batch_records(data, at, header)
-            payloads.append(payload)
-            scanned.append((header, fields))
+            scanned.append(ctx.scans.take(header) or batch_columns(data, at, header))
             plan.append((at, header, retain_empty, filter_))
     keep = np.empty(0, dtype=bool)
     cols = None
@@ -276,7 +281,7 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
             if kept == header.record_count:
                 action = whole
             elif kept:
-                batch = rebuilt_batch(header, payloads[n], scanned[n][1], mask)
+                batch = rebuilt_batch(header, batch_payload(data, at, header), scanned[n], mask)
                 ctx.stats.records_kept += kept
                 out.add(batch, header, parse_header(batch).max_timestamp)
                 n += 1

@@ -10,7 +10,9 @@ min.cleanable.dirty.ratio, or when a dirty segment is older than max.compaction.
 Each pass builds the offset map (key -> last offset) over as much of the dirty section
 as `log.cleaner.dedupe.buffer.size` holds, then rewrites every segment up to there,
 grouped so that the log does not become many small files, each group swapped in as one
-(hotlog/swap.py). A log with more keys than the map holds takes several passes.
+(hotlog/swap.py). A log with more keys than the map holds takes several passes. The
+map's scans of its batches are kept for their rewrite while they fit in the buffer
+beside the map (hotlog/cleaner_scans.py), so each dirty record is scanned once.
 
 Everything here blocks on the disk: run it in a worker thread. The caller takes what
 must be read on the event loop (the producers' state, the last stable offset) and
@@ -27,7 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .clean_segment import CleanContext, CleanStats, batch_records, clean_group, columns, marker_commit, read_chunks
+from .clean_segment import CleanContext, CleanStats, batch_columns, clean_group, columns, marker_commit, read_chunks
+from .cleaner_scans import ScanCache
 from .cleaner_txns import CleanedTxns
 from .log import PartitionLog
 from .offset_map import OffsetMap
@@ -199,6 +202,7 @@ class LogCleaner:
         ctx = CleanContext(
             self.offset_map, now, plog.config.delete_retention_ms, producers, self.config.io_buffer_size, pace, stats,
             plog.aborted_transactions, plog.config.index_interval_bytes, plog.config.segment_index_bytes,
+            ScanCache(self.config.dedupe_buffer_size),
         )
         first_dirty, end = found.first_dirty, found.first_uncleanable
         while first_dirty < end:
@@ -216,6 +220,7 @@ class LogCleaner:
         """Map the keys of [start, end) until the map is full; returns the last offset mapped."""
         offset_map = ctx.offset_map
         offset_map.clear()
+        ctx.scans.clear()
         txns = CleanedTxns()
         txns.add_aborted(ctx.aborted_in(start, end))
         dirty = [s for s in segments if s.base_offset < end and s.next_offset > start]
@@ -228,7 +233,8 @@ class LogCleaner:
                     if header.is_control:
                         txns.on_marker(header, marker_commit(chunk.data, at, header))
                     elif not txns.on_data(header) and header.record_count and header.last_offset >= start:
-                        scanned.append((header, batch_records(chunk.data, at, header)[1]))
+                        scanned.append(batch_columns(chunk.data, at, header))
+                        ctx.scans.add(header, scanned[-1], offset_map.memory_bytes)
                 cols = columns(scanned)
                 wanted = cols.has_key & (cols.offsets >= start) & (cols.offsets < end)
                 hashes, offsets = cols.hashes[wanted], cols.offsets[wanted]
@@ -236,9 +242,11 @@ class LogCleaner:
                 room = offset_map.room(hashes)
                 if room < len(hashes):  # full: the map covers the offsets before the first key that did not fit
                     offset_map.put(hashes[:room], offsets[:room])
+                    ctx.scans.fit(offset_map.memory_bytes)
                     offset_map.latest_offset = int(offsets[room]) - 1
                     return offset_map.latest_offset
                 offset_map.put(hashes, offsets)
+                ctx.scans.fit(offset_map.memory_bytes)
                 latest = max(latest, min(end - 1, chunk.batches[-1].header.last_offset))
                 offset_map.latest_offset = latest
             following = dirty[i + 1].base_offset if i + 1 < len(dirty) else end

@@ -1,11 +1,11 @@
 """The log cleaner's offset map: key -> last offset, in a fixed amount of memory.
 
 As Kafka's SkimpyOffsetMap, it stores a hash of each key, not the key, in an open
-addressing table sized by `log.cleaner.dedupe.buffer.size`, filled to at most
-`log.cleaner.io.buffer.load.factor`. A slot is 16 bytes: a 64-bit key hash and the
-offset. Two keys with the same 64-bit hash would count as one (the older one's last
-value could be cleaned away); with a million keys the odds are about 1 in 3*10^7 per
-clean (Kafka takes the same kind of risk with MD5).
+addressing table of at most `log.cleaner.dedupe.buffer.size` (it doubles as keys come),
+with keys in at most `log.cleaner.io.buffer.load.factor` of that size's slots. A slot
+is 16 bytes: a 64-bit key hash and the offset. Two keys with the same 64-bit hash would
+count as one (the older one's last value could be cleaned away); with a million keys
+the odds are about 1 in 3*10^7 per clean (Kafka takes the same kind of risk with MD5).
 
 Every operation takes whole columns (numpy arrays) and probes all of them at once, so a
 chunk of thousands of records costs a few numpy calls, not a Python loop per record.
@@ -21,6 +21,7 @@ import numpy as np
 
 SLOT_BYTES = 16  # key hash int64 + offset int64
 _EMPTY = 0  # no key hashes to 0 (hashes of 0 are taken as 1)
+_FIRST_SLOTS = 1 << 12
 
 
 def key_hashes(keys: Sequence[bytes]) -> np.ndarray:
@@ -37,7 +38,6 @@ class OffsetMap:
         self.capacity = int(slots * load_factor)
         if self.capacity < 1:
             raise ValueError(f"an offset map of {memory_bytes} bytes holds no key; raise log.cleaner.dedupe.buffer.size")
-        self._mask = np.int64(slots - 1)
         self.clear()
 
     @property
@@ -45,12 +45,29 @@ class OffsetMap:
         return self._hashes.nbytes + self._offsets.nbytes
 
     def clear(self) -> None:
-        # Fresh zeroed arrays rather than a fill: the memory comes as untouched zero pages,
-        # so a clean of few keys neither writes nor holds the whole buffer.
-        self._hashes = np.zeros(self.slots, dtype=np.int64)
-        self._offsets = np.zeros(self.slots, dtype=np.int64)  # read only where a hash is found
+        # The table starts small and doubles as keys come (up to `slots`): random hashes
+        # would touch every page of a full-size table, and a page fault per key costs more
+        # than the rest of a put.
+        self._resize(min(self.slots, _FIRST_SLOTS), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
         self.size = 0
         self.latest_offset = -1  # the last offset the map covers: records after it are newer than the map
+
+    def _resize(self, slots: int, hashes: np.ndarray, offsets: np.ndarray) -> None:
+        """A table of `slots` holding `hashes` (distinct) and their offsets."""
+        self._hashes = np.zeros(slots, dtype=np.int64)
+        self._offsets = np.zeros(slots, dtype=np.int64)  # read only where a hash is found
+        self._mask = np.int64(slots - 1)
+        self._insert(hashes, offsets)
+
+    def _grow_for(self, new_keys: int) -> None:
+        """Double the table until `new_keys` more keys keep it at most half full: probe chains
+        stay short until the full-size table, which fills to the load factor."""
+        slots = len(self._hashes)
+        while slots < self.slots and self.size + new_keys > slots // 2:
+            slots *= 2
+        if slots != len(self._hashes):
+            held = self._hashes != _EMPTY
+            self._resize(slots, self._hashes[held], self._offsets[held])
 
     def _slots_of(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each hash, the slot holding it or the empty slot where its probe ends, and
@@ -94,14 +111,20 @@ class OffsetMap:
         if not len(hashes):
             return
         reversed_unique, last = np.unique(hashes[::-1], return_index=True)
-        hashes, offsets = reversed_unique, offsets[::-1][last]
+        self._grow_for(len(reversed_unique))
+        self.size += self._insert(reversed_unique, offsets[::-1][last])
+
+    def _insert(self, hashes: np.ndarray, offsets: np.ndarray) -> int:
+        """Put distinct `hashes` in the table; returns how many were new."""
+        new = 0
         while len(hashes):
             where, found = self._slots_of(hashes)
             self._hashes[where] = hashes  # two new keys may claim one empty slot: one wins
             won = self._hashes[where] == hashes
             self._offsets[where[won]] = offsets[won]
-            self.size += int(np.count_nonzero(won & ~found))
+            new += int(np.count_nonzero(won & ~found))
             hashes, offsets = hashes[~won], offsets[~won]
+        return new
 
     @property
     def utilization(self) -> float:
