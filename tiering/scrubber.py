@@ -23,7 +23,7 @@ from typing import BinaryIO, NamedTuple
 
 from crc32c import crc32c
 
-from hotlog.errors import CorruptSegmentError
+from hotlog.errors import CorruptSegmentError, LogError
 from hotlog.log import PartitionLog
 from hotlog.manager import LogManager
 from hotlog.segment import LogSegment
@@ -71,7 +71,7 @@ class Scrubber:
             try:
                 report = await self.scrub_once()
                 log.info("scrub pass: %s", report)
-            except (ObjectStoreError, OSError) as exc:  # the store or the disk failing: next pass retries
+            except (ObjectStoreError, OSError, LogError) as exc:  # the store or the disk failing: the next pass retries
                 metrics.ERRORS.labels("scrub").inc()
                 log.warning("scrub pass stopped early: %s", exc)
             await asyncio.sleep(max(0.0, self.interval_ms / 1000 - (time.monotonic() - started)))
