@@ -11,6 +11,7 @@ records are taken on numpy columns for the whole chunk, and a batch the map cann
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,9 +32,9 @@ from .cleaner_scans import BatchColumns, ScanCache
 from .cleaner_txns import CleanedTxns
 from .errors import CorruptSegmentError
 from .markers import read_marker
-from .offset_map import OffsetMap
+from .offset_map import OffsetMap, key_hashes
 from .producer_state import LastRecord
-from .record_scan import scan_records
+from .record_scan import scan_batches
 from .records import NONE, compress, decode_batch, decompress
 from .segment import LogSegment, PlacedBatch
 from .swap import CLEANED_SUFFIX, discard_cleaned_segment
@@ -101,18 +102,25 @@ def batch_payload(data: bytes, at: int, header: BatchHeader) -> bytes:
     return stored if header.compression == NONE else decompress(header.compression, stored)
 
 
-def batch_columns(data: bytes, at: int, header: BatchHeader) -> BatchColumns:
-    """A data batch's records' fields, scanned."""
-    fields = scan_records(batch_payload(data, at, header), header.record_count)
-    count = len(fields.keys)
-    hashes = np.fromiter(map(hash, fields.keys), dtype=np.int64, count=count)
-    hashes[hashes == 0] = 1  # as offset_map.key_hashes: 0 marks an empty slot
-    return BatchColumns(
-        np.asarray(fields.offset_deltas, dtype=np.int64) + header.base_offset, hashes,
-        np.fromiter((k is not None for k in fields.keys), dtype=bool, count=count),
-        np.asarray(fields.tombstones, dtype=bool), np.asarray(fields.ends, dtype=np.int64),
-        np.asarray(fields.timestamp_deltas, dtype=np.int64),
-    )
+def _records_of(data: bytes, batches: Sequence[BatchPosition]) -> tuple[bytes, list[int], list[int]]:
+    """The data batches' records: a buffer, and where each batch's records begin in it and
+    their sizes. Uncompressed ones are read where they are in `data`, not copied."""
+    if all(header.compression == NONE for _, header in batches):
+        return data, [at + HEADER_SIZE for at, _ in batches], [header.size - HEADER_SIZE for _, header in batches]
+    payloads = [batch_payload(data, at, header) for at, header in batches]
+    sizes = [len(payload) for payload in payloads]
+    return b"".join(payloads), [0, *itertools.accumulate(sizes[:-1])], sizes
+
+
+def batch_columns(data: bytes, batches: Sequence[BatchPosition]) -> list[BatchColumns]:
+    """The records' fields of data batches of `data`, scanned together (one chunk's numpy
+    calls, not one batch's), as each batch's columns."""
+    counts = [header.record_count for _, header in batches]
+    fields = scan_batches(*_records_of(data, batches), counts)
+    offsets = fields.offset_deltas + np.repeat([header.base_offset for _, header in batches], counts)
+    chunk = (offsets, key_hashes(fields.keys), fields.has_key, fields.tombstones, fields.ends, fields.timestamp_deltas)
+    edges = [0, *itertools.accumulate(counts)]
+    return [BatchColumns(*(column[a:b] for column in chunk)) for a, b in zip(edges, edges[1:])]
 
 
 def marker_commit(data: bytes, at: int, header: BatchHeader) -> bool | None:
@@ -248,7 +256,8 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
     data, offset_map = chunk.data, ctx.offset_map
     view = memoryview(data)
     plan: list[tuple[int, BatchHeader, bool, int]] = []  # (at, header, retain empty, what to do)
-    scanned: list[BatchColumns] = []
+    scanned: list[BatchColumns | None] = []  # None: not kept from the map pass, scanned below
+    unscanned: list[BatchPosition] = []
     whole, empty, drop, filter_ = 0, 1, 2, 3
     for at, header in chunk.batches:
         ctx.stats.records_read += header.record_count
@@ -264,12 +273,16 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
         elif header.is_control or header.base_offset > offset_map.latest_offset or not header.record_count:
             plan.append((at, header, retain_empty, whole))
         else:
-            scanned.append(ctx.scans.take(header) or batch_columns(data, at, header))
+            scanned.append(ctx.scans.take(header))
+            if scanned[-1] is None:
+                unscanned.append(BatchPosition(at, header))
             plan.append((at, header, retain_empty, filter_))
+    fresh = iter(batch_columns(data, unscanned) if unscanned else [])
+    batches = [b if b is not None else next(fresh) for b in scanned]
     keep = np.empty(0, dtype=bool)
     cols = None
-    if scanned:
-        cols = columns(scanned)
+    if batches:
+        cols = columns(batches)
         keep = kept_records(cols, offset_map, retain_deletes)
     n = 0
     for at, header, retain_empty, action in plan:
@@ -281,7 +294,7 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
             if kept == header.record_count:
                 action = whole
             elif kept:
-                batch = rebuilt_batch(header, batch_payload(data, at, header), scanned[n], mask)
+                batch = rebuilt_batch(header, batch_payload(data, at, header), batches[n], mask)
                 ctx.stats.records_kept += kept
                 out.add(batch, header, parse_header(batch).max_timestamp)
                 n += 1

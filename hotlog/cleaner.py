@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .batch import BatchPosition
 from .clean_segment import CleanContext, CleanStats, batch_columns, clean_group, columns, marker_commit, read_chunks
 from .cleaner_scans import ScanCache
 from .cleaner_txns import CleanedTxns
@@ -228,13 +229,15 @@ class LogCleaner:
         for i, segment in enumerate(dirty):
             found = segment.position_of(max(start, segment.base_offset))
             for chunk in read_chunks(segment, 0 if found is None else found.position, ctx.chunk_bytes, ctx.pace):
-                scanned = []
+                wanted_batches = []
                 for at, header in chunk.batches:
                     if header.is_control:
                         txns.on_marker(header, marker_commit(chunk.data, at, header))
                     elif not txns.on_data(header) and header.record_count and header.last_offset >= start:
-                        scanned.append(batch_columns(chunk.data, at, header))
-                        ctx.scans.add(header, scanned[-1], offset_map.memory_bytes)
+                        wanted_batches.append(BatchPosition(at, header))
+                scanned = batch_columns(chunk.data, wanted_batches)
+                for (_, header), batch in zip(wanted_batches, scanned):
+                    ctx.scans.add(header, batch, offset_map.memory_bytes)
                 cols = columns(scanned)
                 wanted = cols.has_key & (cols.offsets >= start) & (cols.offsets < end)
                 hashes, offsets = cols.hashes[wanted], cols.offsets[wanted]

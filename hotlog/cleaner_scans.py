@@ -21,7 +21,7 @@ class BatchColumns(NamedTuple):
     """One batch's records as numpy columns: what the cleaning of the batch needs."""
 
     offsets: np.ndarray
-    hashes: np.ndarray  # as offset_map.key_hashes; None keys hash too (has_key is False)
+    hashes: np.ndarray  # as offset_map.key_hashes; a null key as b"" (has_key is False)
     has_key: np.ndarray
     tombstones: np.ndarray
     ends: np.ndarray  # as RecordFields.ends

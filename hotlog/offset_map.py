@@ -25,7 +25,7 @@ _FIRST_SLOTS = 1 << 12
 
 
 def key_hashes(keys: Sequence[bytes]) -> np.ndarray:
-    """The 64-bit hashes the map stores for `keys` (none of them None)."""
+    """The 64-bit hashes the map stores for `keys`."""
     hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
     hashes[hashes == _EMPTY] = 1
     return hashes
@@ -99,6 +99,8 @@ class OffsetMap:
     def room(self, hashes: np.ndarray) -> int:
         """How many of `hashes` (in order) can go in before the map is full: all of them, or
         fewer, cut before the first new key that does not fit."""
+        if len(hashes) <= self.capacity - self.size:  # even if all are new
+            return len(hashes)
         unique, first = np.unique(hashes, return_index=True)
         _, found = self._slots_of(unique)
         new_firsts = np.sort(first[~found])
