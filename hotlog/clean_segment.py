@@ -96,8 +96,8 @@ def read_chunks(segment: LogSegment, position: int, chunk_bytes: int, pace: Call
             position += len(data)
 
 
-def batch_payload(data: bytes, at: int, header: BatchHeader) -> bytes:
-    """A data batch's records, decompressed."""
+def batch_payload(data: bytes | memoryview, at: int, header: BatchHeader) -> bytes | memoryview:
+    """A data batch's records, decompressed (of a memoryview, uncompressed ones are not copied)."""
     stored = data[at + HEADER_SIZE : at + header.size]
     return stored if header.compression == NONE else decompress(header.compression, stored)
 
@@ -171,7 +171,7 @@ def empty_batch(header: BatchHeader) -> bytes:
     )
 
 
-def rebuilt_batch(header: BatchHeader, payload: bytes, cols: BatchColumns, keep: np.ndarray) -> bytes:
+def rebuilt_batch(header: BatchHeader, payload: bytes | memoryview, cols: BatchColumns, keep: np.ndarray) -> bytes:
     """The batch with only the records `keep` marks; their bytes are copied as they are."""
     kept = np.flatnonzero(keep)
     begins = np.where(kept > 0, cols.ends[kept - 1], 0)
@@ -294,7 +294,7 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
             if kept == header.record_count:
                 action = whole
             elif kept:
-                batch = rebuilt_batch(header, batch_payload(data, at, header), batches[n], mask)
+                batch = rebuilt_batch(header, batch_payload(view, at, header), batches[n], mask)
                 ctx.stats.records_kept += kept
                 out.add(batch, header, parse_header(batch).max_timestamp)
                 n += 1
