@@ -246,6 +246,7 @@ def check_combined(config: LogConfig) -> None:
             f"min.compaction.lag.ms={config.min_compaction_lag_ms} must not be above "
             f"max.compaction.lag.ms={config.max_compaction_lag_ms}"
         )
-    if config.compact and "remote.storage.enable" in config.overrides and config.values["remote.storage.enable"]:
-        raise InvalidConfigError("cleanup.policy=compact with remote.storage.enable=true: compacted topics are "
-                                 "not tiered yet (they stay on local disk); leave remote.storage.enable unset or false")
+    for name in ("remote.storage.enable", "remote.wal.enable"):  # the WAL needs tiering
+        if config.compact and name in config.overrides and config.values[name]:
+            raise InvalidConfigError(f"cleanup.policy=compact with {name}=true: compacted topics are not tiered "
+                                     f"yet (they stay on local disk); leave {name} unset or false")

@@ -8,7 +8,7 @@ import json
 import subprocess
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .cluster import KafkaServer
@@ -109,13 +109,13 @@ def test_a_record_without_a_key_is_refused_by_a_compacted_topic(tmp_path):
         consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "g"})
         assert consumer.get_watermark_offsets(TopicPartition("table", 0), timeout=10) == (0, 0)
         consumer.close()
-        refused = admin.create_topics([NewTopic("tiered-table", 1, 1, config={**COMPACTED,
-                                                                                "remote.storage.enable": "true"})])
-        try:
-            refused["tiered-table"].result(10)
-            raise AssertionError("a compacted, tiered topic was created")
-        except Exception as exc:  # noqa: BLE001 - confluent-kafka raises KafkaException
-            assert "not tiered yet" in str(exc)
+        for name in ("remote.storage.enable", "remote.wal.enable"):
+            refused = admin.create_topics([NewTopic("tiered-table", 1, 1, config={**COMPACTED, name: "true"})])
+            try:
+                refused["tiered-table"].result(10)
+                raise AssertionError(f"a compacted topic with {name} was created")
+            except KafkaException as exc:
+                assert "not tiered yet" in str(exc)
     finally:
         assert server.stop() == 0, server.log()
 
