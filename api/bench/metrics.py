@@ -48,7 +48,7 @@ class Counters:
     remote_gets: float = 0.0
     remote_log_bytes: float = 0.0  # a gauge: log bytes the object store holds (grows by what was uploaded)
     wal_objects: float = 0.0  # WAL objects committed: each one PUT, counted in `requests` too
-    wal_deleted: float = 0.0  # folded WAL objects deleted (in `requests` DELETE too)
+    wal_delete_requests: float = 0.0  # DELETE requests for folded WAL objects (in `requests` DELETE too)
 
     def combine(self, other: Counters, sign: float) -> Counters:
         def merged(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
@@ -65,7 +65,7 @@ class Counters:
             remote_gets=self.remote_gets + sign * other.remote_gets,
             remote_log_bytes=self.remote_log_bytes + sign * other.remote_log_bytes,
             wal_objects=self.wal_objects + sign * other.wal_objects,
-            wal_deleted=self.wal_deleted + sign * other.wal_deleted,
+            wal_delete_requests=self.wal_delete_requests + sign * other.wal_delete_requests,
         )
 
     def __sub__(self, earlier: Counters) -> Counters:
@@ -81,7 +81,7 @@ class Counters:
             "upload_bytes": self.upload_bytes, "remote_get_bytes": self.remote_get_bytes,
             "remote_get_seconds": self.remote_get_seconds, "remote_gets": self.remote_gets,
             "remote_log_bytes": self.remote_log_bytes, "wal_objects": self.wal_objects,
-            "wal_deleted": self.wal_deleted,
+            "wal_delete_requests": self.wal_delete_requests,
         }
 
 
@@ -117,8 +117,8 @@ def parse_counters(text: str) -> Counters:
                 counters.remote_get_bytes += value
             elif name == "tierlog_wal_objects_total":
                 counters.wal_objects += value
-            elif name == "tierlog_wal_objects_deleted_total":
-                counters.wal_deleted += value
+            elif name == "tierlog_wal_delete_requests_total":
+                counters.wal_delete_requests += value
     return counters
 
 
@@ -177,7 +177,7 @@ def store_ratios(writing: Counters, replaying: Counters) -> StoreRatios:
     return StoreRatios(
         put_per_gb_uploaded=(writing.requests["PUT"] - writing.wal_objects) / uploaded_gb,
         list_per_gb_uploaded=writing.requests["LIST"] / uploaded_gb,
-        delete_per_gb_uploaded=(writing.requests["DELETE"] - writing.wal_deleted) / uploaded_gb,
+        delete_per_gb_uploaded=(writing.requests["DELETE"] - writing.wal_delete_requests) / uploaded_gb,
         upload_per_ingest=writing.upload_bytes / writing.remote_log_bytes,
         get_per_gb_replayed=replaying.requests["GET"] / (replayed / GB),
         remote_bytes_per_replayed=replaying.remote_get_bytes / replayed,

@@ -219,7 +219,7 @@ def _object_store_section(run: Counters, cold: Counters, warm: Counters, seconds
     else:
         if run.wal_objects > 0 and seconds > 0:
             section["ratios"]["wal_put_per_second"] = run.wal_objects / seconds
-            section["ratios"]["wal_delete_per_second"] = run.wal_deleted / seconds
+            section["ratios"]["wal_delete_per_second"] = run.wal_delete_requests / seconds
     return section
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Protocol
 
 from hotlog.errors import LogStorageError
 from hotlog.log import AppendInfo, PartitionLog
 from hotlog.manager import LogManager
+from tiering.s3_store import MAX_DELETE_KEYS
 from tiering.store import ObjectStore, ObjectStoreError
 
 from ..settings import BrokerSettings
@@ -162,6 +164,7 @@ class WriteAheadLog:
         if folded:
             await self.store.delete([wal.key for wal in folded])
             metrics.WAL_DELETED.inc(len(folded))
+            metrics.WAL_DELETE_REQUESTS.inc(math.ceil(len(folded) / MAX_DELETE_KEYS))
         self.writer.committed = kept + self.writer.committed[len(kept) + len(folded):]  # commits made meanwhile
         metrics.WAL_PENDING_FOLD.set(len(self.writer.committed))
         oldest = min((w.created_ms for w in self.writer.committed), default=None)

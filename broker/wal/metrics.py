@@ -14,4 +14,6 @@ WAL_COMMIT_SECONDS = Histogram(
 WAL_PENDING_FOLD = Gauge("tierlog_wal_objects_pending_fold", "WAL objects in the bucket whose data is not all tiered")
 WAL_OLDEST_AGE = Gauge("tierlog_wal_oldest_object_age_seconds", "Age of the oldest WAL object still in the bucket")
 WAL_DELETED = Counter("tierlog_wal_objects_deleted_total", "WAL objects deleted once tiered segments held their data")
+WAL_DELETE_REQUESTS = Counter("tierlog_wal_delete_requests_total",
+                              "Delete requests sent for folded WAL objects (one per 1,000 keys, as S3 bills them)")
 WAL_RESTORED_BATCH_BYTES = Counter("tierlog_wal_restored_bytes_total", "Batch bytes restored from WAL objects at start-up")
