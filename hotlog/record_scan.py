@@ -16,7 +16,7 @@ import numpy as np
 
 from .batch import HEADER_SIZE, BatchPosition
 from .errors import CorruptRecordError, InvalidRecordError
-from .records import NONE, decompress
+from .records import NONE, decompress, read_varint
 
 
 class RecordFields(NamedTuple):
@@ -27,22 +27,6 @@ class RecordFields(NamedTuple):
     timestamp_deltas: list[int]
     keys: list[bytes | None]
     tombstones: list[bool]
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zigzag varint of more than one byte at `pos`: its value and the position after it."""
-    shift = result = 0
-    end = len(buf)
-    while pos < end:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-        if shift > 63:
-            break
-    raise CorruptRecordError("bad varint in a record")
 
 
 def scan_records(buf: bytes, count: int) -> RecordFields:
@@ -62,7 +46,7 @@ def scan_records(buf: bytes, count: int) -> RecordFields:
             elif buf[pos + 1] < 0x80:  # records of 64 bytes to 8 KiB
                 length, pos = ((b & 0x7F) | buf[pos + 1] << 7) >> 1, pos + 2
             else:
-                length, pos = _varint(buf, pos)
+                length, pos = read_varint(buf, pos)
             end = pos + length
             if length < 0 or end > size:
                 raise CorruptRecordError("a record runs past its batch")
@@ -72,7 +56,7 @@ def scan_records(buf: bytes, count: int) -> RecordFields:
                 timestamp_deltas.append((b >> 1) ^ -(b & 1))
                 pos += 1
             else:
-                value, pos = _varint(buf, pos)
+                value, pos = read_varint(buf, pos)
                 timestamp_deltas.append(value)
             b = buf[pos]
             if b < 0x80:
@@ -83,13 +67,13 @@ def scan_records(buf: bytes, count: int) -> RecordFields:
                 offset_deltas.append((value >> 1) ^ -(value & 1))
                 pos += 2
             else:
-                value, pos = _varint(buf, pos)
+                value, pos = read_varint(buf, pos)
                 offset_deltas.append(value)
             b = buf[pos]
             if b < 0x80:
                 key_length, pos = (b >> 1) ^ -(b & 1), pos + 1
             else:
-                key_length, pos = _varint(buf, pos)
+                key_length, pos = read_varint(buf, pos)
             if key_length < 0:
                 keys.append(None)
             else:
@@ -133,7 +117,7 @@ def _record_starts(buf: bytes, begins: Sequence[int], sizes: Sequence[int], coun
                 elif buf[pos + 1] < 0x80:  # records of 64 bytes to 8 KiB
                     pos += 2 + (((b & 0x7F) | buf[pos + 1] << 7) >> 1)
                 else:
-                    length, pos = _varint(buf, pos)
+                    length, pos = read_varint(buf, pos)
                     if length < 0:
                         raise CorruptRecordError("a record of a negative length")
                     pos += length
@@ -154,7 +138,7 @@ def _varints(buf: bytes, arr: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, n
     values = (raw >> 1) ^ -(raw & 1)
     after = at + 1 + multi
     for i in np.flatnonzero(multi & (b1 >= 0x80)).tolist():
-        values[i], after[i] = _varint(buf, int(at[i]))
+        values[i], after[i] = read_varint(buf, int(at[i]))
     return values, after
 
 

@@ -54,7 +54,8 @@ def _zigzag_varint(value: int, out: bytearray) -> None:
     out.append(value)
 
 
-def _read_varint(buf: memoryview | bytes, pos: int) -> tuple[int, int]:
+def read_varint(buf: memoryview | bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint at `pos` (Kafka's record fields): its value and the position after it."""
     shift = result = 0
     while True:
         if pos >= len(buf):
@@ -78,7 +79,7 @@ def _write_bytes(value: bytes | None, out: bytearray) -> None:
 
 
 def _read_bytes(buf: memoryview, pos: int) -> tuple[bytes | None, int]:
-    length, pos = _read_varint(buf, pos)
+    length, pos = read_varint(buf, pos)
     if length < 0:
         return None, pos
     if pos + length > len(buf):
@@ -193,16 +194,16 @@ def decode_batch(buf: bytes | memoryview, pos: int = 0) -> DecodedBatch:
     records: list[Record] = []
     at = 0
     for _ in range(header.record_count):
-        length, at = _read_varint(body, at)
+        length, at = read_varint(body, at)
         end = at + length
         if end > len(body):
             raise CorruptRecordError("record runs past the batch")
         at += 1  # record attributes
-        ts_delta, at = _read_varint(body, at)
-        offset_delta, at = _read_varint(body, at)
+        ts_delta, at = read_varint(body, at)
+        offset_delta, at = read_varint(body, at)
         key, at = _read_bytes(body, at)
         value, at = _read_bytes(body, at)
-        header_count, at = _read_varint(body, at)
+        header_count, at = read_varint(body, at)
         headers = []
         for _ in range(header_count):
             name, at = _read_bytes(body, at)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,3 +121,22 @@ def check_index_files(log_path: str, base_offset: int) -> tuple[int, int]:
         assert all(h.max_timestamp <= timestamp for _, h in batches if h.last_offset <= header.last_offset)
     assert [t for t, _ in times] == sorted({t for t, _ in times}), "time index not strictly increasing"
     return len(offsets), len(times)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def killed_after(script: str, args: list[str], seconds: float) -> tuple[int, bytes]:
+    """Run a test writer script with this repository importable, SIGKILL it after
+    `seconds`; its return code and what it printed."""
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, env=env)
+    try:
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out

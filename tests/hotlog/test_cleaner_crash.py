@@ -4,10 +4,6 @@ each step of the swap failed in turn, and writers SIGKILLed while they clean."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -17,10 +13,9 @@ from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch
 
 from .cleaner_support import COMPACT, Entry, compacted_view, log_records
-from .support import BASE_TS, check_index_files, open_log
+from .support import BASE_TS, check_index_files, killed_after, open_log
 
 WRITER = os.path.join(os.path.dirname(__file__), "clean_crash_writer.py")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Crash(Exception):
@@ -96,16 +91,7 @@ def test_a_crash_at_every_step_of_the_swap_leaves_the_old_or_the_new_segments(tm
 def run_writer(folder, seed: int, kill_after: float) -> tuple[list[Entry], bool]:
     """Start the writer, SIGKILL it after `kill_after` seconds; what it acknowledged, and
     whether it was cleaning when killed."""
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, WRITER, str(folder), str(seed)], stdout=subprocess.PIPE, env=env)
-    try:
-        time.sleep(kill_after)
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, out = killed_after(WRITER, [str(folder), str(seed)], kill_after)
     acked, cleaning = [], False
     for line in out.decode().split("\n")[:-1]:
         if line in ("cleaning", "cleaned"):

@@ -4,8 +4,6 @@ exactly; a clean shutdown opens without scanning."""
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -17,6 +15,7 @@ from .support import (
     BASE_TS,
     check_index_files,
     dir_state,
+    killed_after,
     make_batch,
     payload_digest,
     read_all,
@@ -25,7 +24,6 @@ from .support import (
 )
 
 WRITER = os.path.join(os.path.dirname(__file__), "crash_writer.py")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def log_contents(plog) -> list[tuple[int, int, str]]:
@@ -47,18 +45,8 @@ def check_segments(plog) -> None:
 
 def run_writer(data_dir, mode: str, seed: int, kill_after: float) -> list[tuple[int, int, str]]:
     """Start the writer, SIGKILL it after `kill_after` seconds, return what it acknowledged."""
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, WRITER, str(data_dir), mode, str(seed), "30"],
-                            stdout=subprocess.PIPE, env=env)
-    try:
-        time.sleep(kill_after)
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the writer stopped before it was killed"
+    returncode, out = killed_after(WRITER, [str(data_dir), mode, str(seed), "30"], kill_after)
+    assert returncode == -signal.SIGKILL, "the writer stopped before it was killed"
     acked = []
     for line in out.decode().split("\n")[:-1]:  # the last piece has no newline: torn or empty
         if line != "ready":
