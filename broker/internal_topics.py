@@ -2,10 +2,11 @@
 only, whatever the protocol; created on first use; read back whole at start-up through
 the fetch layer, so they survive restarts.
 
-They stay whole on local disk. With the broker's `log.remote.wal.enable` on they are also
-tiered and written through the WAL, so a new machine restores them from the bucket: the
-broker restores tiered segments and WAL objects before it reads them back. Without it
-they are compacted, as in Kafka. A record
+They are compacted, as in Kafka, and stay whole on local disk. With the broker's
+`log.remote.wal.enable` on they are also tiered (compacted in the bucket, which swaps the
+cleaned segments in locally too) and written through the WAL, so a new machine restores
+them from the bucket: the broker restores tiered segments and WAL objects before it reads
+them back. A record
 that cannot be parsed at start-up is logged, counted and skipped: one bad record must
 not keep the broker from starting."""
 
@@ -41,13 +42,12 @@ def is_internal(topic: str) -> bool:
 
 
 def _placement(logs: LogManager) -> dict[str, Any]:
-    """The internal topics' configs beyond their own: whole on local disk always; with the
-    broker's `log.remote.wal.enable` on, tiered (and through the WAL, whose setting they
-    inherit); else compacted, as in Kafka, so start-up reads one record per group offset
-    and transactional id rather than every commit ever made. Tiered topics are not
-    compacted yet, so with the WAL they keep every record."""
+    """The internal topics' configs beyond their own: compacted, as in Kafka, so start-up
+    reads one record per group offset and transactional id rather than every commit ever
+    made; whole on local disk always; with the broker's `log.remote.wal.enable` on, tiered
+    (and through the WAL, whose setting they inherit)."""
     in_bucket = bool(logs.defaults.get("remote.wal.enable", False))
-    return {"remote.storage.enable": in_bucket, "cleanup.policy": "delete" if in_bucket else "compact",
+    return {"remote.storage.enable": in_bucket, "cleanup.policy": "compact",
             "local.retention.ms": -1, "local.retention.bytes": -1}
 
 

@@ -15,6 +15,7 @@ from hotlog.log import OffsetAndTimestamp, PartitionLog
 from hotlog.manager import LogManager
 from hotlog.txn_index import AbortedTxn
 from tiering.manager import TieringManager
+from tiering.metadata import RemoteSegment
 from tiering.partition_state import RemotePartition
 from tiering.store import NotFoundError
 
@@ -126,23 +127,59 @@ class Reader:
         segment = state.segment_for(offset) if state is not None else None
         if state is None or segment is None or self.remote is None:
             raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
-        try:
-            records, end_offset = await self.remote.read(segment, offset, max_bytes, max_offset=max_offset,
-                                                         following=state.segment_for(segment.next_offset))
-        except NotFoundError as exc:  # remote retention deleted it while we read
-            start = self.log_start_offset(topic, partition)
-            if offset < start:
-                raise OffsetOutOfRangeError(offset, start, plog.log_end_offset) from exc
-            raise RemoteDataError(f"{segment.key('log')} vanished from the object store") from exc
+        records, end_offset = await self._remote_batches(plog, state, segment, offset, max_bytes, max_offset)
+        while plog.config.compact and records and len(records) < max_bytes and _no_records(records):
+            # Header-only batches, read past as local ones are (a cleaned segment ends in one).
+            following = state.segment_for(end_offset)
+            if following is None:
+                more, end_offset = self._local_on(plog, end_offset, max_bytes - len(records), max_offset)
+                records += more
+                break
+            more, end_offset = await self._remote_batches(plog, state, following, end_offset,
+                                                          max_bytes - len(records), max_offset, min_one=False)
+            if not more:
+                break
+            records += more
         metrics.BYTES_SERVED.labels("remote").inc(len(records))
         aborted: list[AbortedTxn] = []
         if read_committed and records:
             # A transaction's marker may lie in a later segment, remote or local.
-            for later in state.segments[state.segments.index(segment):]:
+            for later in [s for s in state.segments if s.next_offset > offset]:  # `segment` may be replaced by now
                 aborted += [t for t in await self.remote.indexes.aborted_transactions(later)
                             if t.last_offset >= offset and t.first_offset < end_offset]
             aborted += [t for t in plog.aborted_transactions(offset, end_offset) if t not in aborted]
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, tuple(aborted))
+
+    async def _remote_batches(self, plog: PartitionLog, state: RemotePartition, segment: RemoteSegment, offset: int,
+                              max_bytes: int, max_offset: int | None, *, min_one: bool = True) -> tuple[bytes, int]:
+        """Batches of one remote segment from `offset` on, and the offset after them."""
+        assert self.remote is not None
+        try:
+            try:
+                return await self.remote.read(segment, offset, max_bytes, max_offset=max_offset,
+                                              following=state.segment_for(segment.next_offset), min_one=min_one)
+            except NotFoundError:
+                current = state.segment_for(offset)
+                if current is None or current is segment:
+                    raise
+                # A clean replaced it and file.delete.delay.ms passed: its replacement holds the offset.
+                return await self.remote.read(current, offset, max_bytes, max_offset=max_offset,
+                                              following=state.segment_for(current.next_offset), min_one=min_one)
+        except NotFoundError as exc:  # remote retention deleted it while we read
+            start = self.log_start_offset(plog.topic, plog.partition)
+            if offset < start:
+                raise OffsetOutOfRangeError(offset, start, plog.log_end_offset) from exc
+            raise RemoteDataError(f"{segment.key('log')} vanished from the object store") from exc
+
+    def _local_on(self, plog: PartitionLog, offset: int, max_bytes: int, max_offset: int | None) -> tuple[bytes, int]:
+        """Whole local batches from `offset` on within `max_bytes`, and the offset after them."""
+        if offset < plog.log_start_offset:
+            return b"", offset
+        try:
+            found = plog.read(offset, max_bytes, max_offset=max_offset, min_one=False)
+            return (b"", offset) if found is None else (found.read(), found.end_offset)
+        except (OffsetOutOfRangeError, CorruptSegmentError):  # the next fetch meets it
+            return b"", offset
 
     async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAndTimestamp | None:
         """The record with the largest timestamp in either tier (KIP-734)."""

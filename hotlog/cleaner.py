@@ -21,6 +21,8 @@ passes a `replace` that swaps the segments in memory there.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -33,11 +35,14 @@ from .batch import BatchPosition
 from .clean_segment import CleanContext, CleanStats, batch_columns, clean_group, columns, marker_commit, read_chunks
 from .cleaner_scans import ScanCache
 from .cleaner_txns import CleanedTxns
+from .config import LogConfig
 from .log import PartitionLog
 from .offset_map import OffsetMap
+from .open_files import OpenFiles
 from .producer_state import LastRecord
 from .segment import LogSegment
 from .swap import commit_swap
+from .txn_index import AbortedTxn
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +203,11 @@ class LogCleaner:
         if found is None:
             return None
         producers = plog.producers.last_records() if producers is None else producers
-        stats = CleanStats()
-        pace = Pace(self.config.io_max_bytes_per_second, lambda: self.stop.is_set() or plog.closed)
-        ctx = CleanContext(
-            self.offset_map, now, plog.config.delete_retention_ms, producers, self.config.io_buffer_size, pace, stats,
-            plog.aborted_transactions, plog.config.index_interval_bytes, plog.config.segment_index_bytes,
-            ScanCache(self.config.dedupe_buffer_size),
-        )
+        ctx = self.context(plog.config, now, producers, plog.aborted_transactions, lambda: plog.closed)
+        stats = ctx.stats
         first_dirty, end = found.first_dirty, found.first_uncleanable
         while first_dirty < end:
-            covered = self._build_offset_map(list(plog.segments), first_dirty, end, ctx)
+            covered = self.map_dirty(list(plog.segments), first_dirty, end, ctx)
             self._clean_up_to(plog, covered + 1, ctx, replace or plog.replace_segments)
             first_dirty = covered + 1
             plog.first_dirty_offset = first_dirty
@@ -217,7 +217,17 @@ class LogCleaner:
                  stats.bytes_written, stats.bytes_read)
         return CleanResult(first_dirty, stats)
 
-    def _build_offset_map(self, segments: list[LogSegment], start: int, end: int, ctx: CleanContext) -> int:
+    def context(self, config: LogConfig, now_ms: int, producers: dict[int, LastRecord],
+                aborted_in: Callable[[int, int], list[AbortedTxn]], closed: Callable[[], bool]) -> CleanContext:
+        """What the passes of one clean share; `closed` says when the log went away."""
+        pace = Pace(self.config.io_max_bytes_per_second, lambda: self.stop.is_set() or closed())
+        return CleanContext(
+            self.offset_map, now_ms, config.delete_retention_ms, producers, self.config.io_buffer_size, pace,
+            CleanStats(), aborted_in, config.index_interval_bytes, config.segment_index_bytes,
+            ScanCache(self.config.dedupe_buffer_size),
+        )
+
+    def map_dirty(self, segments: list[LogSegment], start: int, end: int, ctx: CleanContext) -> int:
         """Map the keys of [start, end) until the map is full; returns the last offset mapped."""
         offset_map = ctx.offset_map
         offset_map.clear()
@@ -270,20 +280,47 @@ class LogCleaner:
 
     def _swap_in(self, plog: PartitionLog, group: list[LogSegment], cleaned: LogSegment, ctx: CleanContext,
                  replace: Callable[[list[LogSegment], LogSegment], None]) -> None:
-        with contextlib.ExitStack() as pins:
+        swap_in(plog.directory, plog.files, group, cleaned, ctx, replace)
+
+
+def swap_in(directory: str, files: OpenFiles | None, group: list[LogSegment], cleaned: LogSegment,
+            ctx: CleanContext, replace: Callable[[list[LogSegment], LogSegment], None]) -> LogSegment:
+    """Commit `cleaned` (`.cleaned` files in `directory`, fsynced) in the place of `group`
+    on disk, then `replace` them in memory with the segment it returns."""
+    with contextlib.ExitStack() as pins:
+        try:
+            for segment in group:  # readers of the old segments go on reading their bytes
+                pins.enter_context(segment.pinned_log())
+            ctx.pace(0)  # last chance to stop: from here the swap is committed
+        except BaseException:
+            cleaned.delete()
+            raise
+        commit_swap(cleaned, group)
+        cleaned.close()
+        swapped = LogSegment(directory, cleaned.base_offset, index_interval_bytes=ctx.index_interval_bytes,
+                             index_max_bytes=ctx.index_max_bytes, files=files)
+        if not swapped.load():
+            swapped.recover()
+        swapped.roll()
+        swapped.sealed = True
+        replace(group, swapped)
+        return swapped
+
+
+def replace_on_loop(loop: asyncio.AbstractEventLoop,
+                    replace: Callable[[list[LogSegment], LogSegment], None]) -> Callable[[list[LogSegment], LogSegment], None]:
+    """`replace` made callable from a worker thread: it runs on `loop`, the worker waits."""
+    def call(old: list[LogSegment], new: LogSegment) -> None:
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def swap() -> None:
             try:
-                for segment in group:  # readers of the old segments go on reading their bytes
-                    pins.enter_context(segment.pinned_log())
-                ctx.pace(0)  # last chance to stop: from here the swap is committed
-            except BaseException:
-                cleaned.delete()
-                raise
-            commit_swap(cleaned, group)
-            cleaned.close()
-            swapped = LogSegment(plog.directory, cleaned.base_offset, index_interval_bytes=ctx.index_interval_bytes,
-                                 index_max_bytes=ctx.index_max_bytes, files=plog.files)
-            if not swapped.load():
-                swapped.recover()
-            swapped.roll()
-            swapped.sealed = True
-            replace(group, swapped)
+                replace(old, new)
+                done.set_result(None)
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(swap)
+        done.result()
+
+    return call

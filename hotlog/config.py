@@ -112,6 +112,8 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("min.compaction.lag.ms", int, 0, "log.cleaner.min.compaction.lag.ms", _at_least(0)),
         ConfigDef("max.compaction.lag.ms", int, LONG_MAX, "log.cleaner.max.compaction.lag.ms", _at_least(1)),
         ConfigDef("delete.retention.ms", int, 86_400_000, "log.cleaner.delete.retention.ms", _at_least(0)),
+        # How long the objects of segments a clean replaced stay for readers still on them.
+        ConfigDef("file.delete.delay.ms", int, 60_000, "log.segment.delete.delay.ms", _at_least(0)),
         ConfigDef("max.message.bytes", int, 1048588, "message.max.bytes", _between(0, INT_MAX)),
         ConfigDef("message.timestamp.type", str, "CreateTime", "log.message.timestamp.type",
                   _one_of("CreateTime", "LogAppendTime")),
@@ -188,10 +190,9 @@ class LogConfig:
 
     @property
     def remote_storage_enable(self) -> bool:
-        """Whether sealed segments go to the object store: never for a compacted topic
-        until the bucket's segments can be compacted too (Kafka refuses the pair, KIP-405);
-        such a topic stays whole on this disk."""
-        return self.values["remote.storage.enable"] and not self.compact
+        """Whether sealed segments go to the object store. A compacted topic may be tiered
+        (Kafka refuses the pair, KIP-405): tiering then compacts it in the bucket."""
+        return self.values["remote.storage.enable"]
 
     @property
     def remote_wal_enable(self) -> bool:
@@ -223,6 +224,10 @@ class LogConfig:
         return self.values["delete.retention.ms"]
 
     @property
+    def file_delete_delay_ms(self) -> int:
+        return self.values["file.delete.delay.ms"]
+
+    @property
     def max_message_bytes(self) -> int:
         return self.values["max.message.bytes"]
 
@@ -246,7 +251,3 @@ def check_combined(config: LogConfig) -> None:
             f"min.compaction.lag.ms={config.min_compaction_lag_ms} must not be above "
             f"max.compaction.lag.ms={config.max_compaction_lag_ms}"
         )
-    for name in ("remote.storage.enable", "remote.wal.enable"):  # the WAL needs tiering
-        if config.compact and name in config.overrides and config.values[name]:
-            raise InvalidConfigError(f"cleanup.policy=compact with {name}=true: compacted topics are not tiered "
-                                     f"yet (they stay on local disk); leave {name} unset or false")

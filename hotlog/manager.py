@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cleaner import CleanerConfig, CleaningAbortedError, CleanResult, LogCleaner
+from .cleaner import CleanerConfig, CleaningAbortedError, CleanResult, LogCleaner, replace_on_loop
 from .config import TOPIC_CONFIGS, LogConfig, check_combined, parse_topic_configs
 from .durable import write_atomically
 from .errors import (
@@ -31,7 +30,6 @@ from .log import PartitionLog
 from .names import fit_name
 from .open_files import OpenFiles
 from .retention import expired_segment_count
-from .segment import LogSegment
 
 log = logging.getLogger(__name__)
 
@@ -298,9 +296,7 @@ class LogManager:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         deleted = 0
         for plog in list(self.logs.values()):
-            if not plog.config.delete or plog.cleaning:  # compacted only, or a clean holds its segments
-                continue
-            if self.retention_delegate is not None and self.retention_delegate(plog):
+            if not plog.config.delete or plog.cleaning or self._delegated(plog):  # compacted only, cleaning
                 continue
             count = expired_segment_count(
                 plog.segments, retention_ms=plog.config.retention_ms,
@@ -310,31 +306,22 @@ class LogManager:
                 deleted += len(plog.delete_oldest_segments(count))
         return deleted
 
+    def _delegated(self, plog: PartitionLog) -> bool:
+        """Whether tiering owns the log's retention, and so its compaction (in the bucket)."""
+        return self.retention_delegate is not None and self.retention_delegate(plog)
+
     async def clean_once(self, now_ms: int | None = None) -> CleanResult | None:
         """Clean the compacted log with the largest dirty share, if any is due (Kafka's
         filthiest log), in a worker thread; None when none is."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        compacted = [(plog, plog.last_stable_offset) for plog in list(self.logs.values()) if plog.config.compact]
+        compacted = [(plog, plog.last_stable_offset) for plog in list(self.logs.values())
+                     if plog.config.compact and not self._delegated(plog)]
         if not compacted:
             return None
         due = await asyncio.to_thread(self._filthiest, compacted, now)
         if due is None or due.closed:
             return None
-        loop = asyncio.get_running_loop()
-
-        def replace(old: list[LogSegment], new: LogSegment) -> None:  # in the worker: the swap runs on the loop
-            done: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-            def swap() -> None:
-                try:
-                    due.replace_segments(old, new)
-                    done.set_result(None)
-                except BaseException as exc:
-                    done.set_exception(exc)
-
-            loop.call_soon_threadsafe(swap)
-            done.result()
-
+        replace = replace_on_loop(asyncio.get_running_loop(), due.replace_segments)
         due.cleaning = True
         try:
             result = await asyncio.to_thread(self.cleaner.clean, due, now, producers=due.producers.last_records(),

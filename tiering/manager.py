@@ -31,6 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 
+from hotlog.cleaner import LogCleaner
 from hotlog.durable import write_atomically
 from hotlog.errors import CorruptRecordError, InvalidConfigError
 from hotlog.log import PartitionLog
@@ -52,6 +53,7 @@ from .metadata import (
 )
 from .partition_state import RemotePartition, RemoteStatus
 from .quota import ByteRateLimiter
+from .remote_cleaner import RemoteCleaner, RemoteCleanResult, remote_clean_range
 from .store import NotFoundError, ObjectStore
 from .uploader import SegmentGoneError, SegmentUploader
 
@@ -94,6 +96,8 @@ class TieringManager:
         self.topic_records: dict[uuid.UUID, TopicRecord] = {}  # as written in the bucket
         self.known_topic_ids: set[uuid.UUID] = set()
         self._uploader = SegmentUploader(store, ByteRateLimiter(upload_bytes_per_sec))
+        self._cleaner = RemoteCleaner(LogCleaner(logs.cleaner.config), store, self._uploader, logs.data_dir)
+        self._clean_task: asyncio.Task[None] | None = None
         self._upload_slots = asyncio.Semaphore(upload_concurrency)
         self._metadata_slots = asyncio.Semaphore(metadata_concurrency)
         self._pass_lock = asyncio.Lock()
@@ -120,6 +124,7 @@ class TieringManager:
         folder lacks and delete those it deleted. Call after LogManager.open() and before
         serving (a restored partition's log must start at the remote end first)."""
         await self.check_store()
+        await asyncio.to_thread(self._cleaner.remove_scratch)
         self.known_topic_ids = self._read_known_ids()
         records = await self._read_topic_records()
         local = {t.topic_id: t for t in self.logs.topics.values()}
@@ -159,6 +164,9 @@ class TieringManager:
         """Run the background task until close() (after open())."""
         self._task = asyncio.create_task(self.run())
         self._task.add_done_callback(_log_task_end)
+        if self._cleaner.cleaner.config.enable:
+            self._clean_task = asyncio.create_task(self.run_cleaner())
+            self._clean_task.add_done_callback(_log_task_end)
 
     async def run(self) -> None:
         while True:
@@ -172,10 +180,12 @@ class TieringManager:
     async def close(self) -> None:
         """Stop the background task. Uploads in flight are abandoned (their objects are
         orphans the next start cleans); the store stays open (its owner closes it)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._cleaner.cleaner.stop.set()  # a clean in a worker thread stops at its next read
+        for task in (self._task, self._clean_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._clean_task = None
         if self.logs.retention_delegate == self.owns_retention:
             self.logs.retention_delegate = None
 
@@ -256,6 +266,37 @@ class TieringManager:
             if orphans_due:
                 await self._clean_orphans(state)
         return more
+
+    async def run_cleaner(self) -> None:
+        """The bucket's cleaner: clean what is due, one partition at a time, then wait
+        log.cleaner.backoff.ms when nothing is."""
+        while True:
+            cleaned = None
+            with self._guarded(Failing(None, None, "clean"), "the bucket's cleaner"):
+                cleaned = await self.clean_once()
+            if cleaned is None:
+                await asyncio.sleep(self._cleaner.cleaner.config.backoff_ms / 1000)
+
+    async def clean_once(self, now_ms: int | None = None) -> RemoteCleanResult | None:
+        """Clean the remote log of the compacted tiered partition with the largest dirty
+        share, if one is due; None when none is (or its clean failed: it backs off)."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        due = []
+        for state in list(self.partitions.values()):
+            plog = self._local_log(state)
+            if plog is None or plog.closed or state.clean_backoff.waiting:
+                continue
+            found = remote_clean_range(state, plog.config, plog.last_stable_offset, now)
+            if found is not None:
+                due.append((found.dirty_ratio, state, plog))
+        if not due:
+            return None
+        _, state, plog = max(due, key=lambda d: d[0])
+        result = None
+        with self._guarded(Failing(state.topic_id, state.partition, "clean"), f"{state.topic}-{state.partition}",
+                           state.clean_backoff):
+            result = await self._cleaner.clean(state, plog, now)
+        return result
 
     @contextlib.contextmanager
     def _guarded(self, what: Failing, where: str, backoff: Backoff | None = None) -> Iterator[None]:
@@ -492,7 +533,7 @@ class TieringManager:
     def _apply_local_retention(self, state: RemotePartition, plog: PartitionLog, now_ms: int) -> None:
         """Delete the oldest local segments that are committed remotely and beyond local
         retention. Nothing is deleted that the bucket does not hold."""
-        if plog.closed or not self.owns_retention(plog):
+        if plog.closed or plog.cleaning or not self.owns_retention(plog):  # a clean swaps its segments
             return
         end = state.end_offset
         uploaded = 0
@@ -511,11 +552,18 @@ class TieringManager:
             metrics.LOCAL_DELETED_SEGMENTS.inc(count)
 
     async def _apply_remote_retention(self, state: RemotePartition, plog: PartitionLog, now_ms: int) -> None:
-        """retention.ms / retention.bytes over the whole log, oldest remote segments first."""
-        await self._finish_deletions(state)
-        if state.stale_markers:
-            await self.store.delete([m.metadata_key for m in state.stale_markers])
-            state.stale_markers.clear()
+        """retention.ms / retention.bytes over the whole log (a `delete` policy's), oldest remote
+        segments first; and the objects of segments a clean replaced, once they are due."""
+        async with state.lock:
+            await self._cleaner.resolve_uncertain(state, plog.config.file_delete_delay_ms)
+            await self._finish_deletions(state, now_ms)
+            if state.stale_markers:
+                await self.store.delete([m.metadata_key for m in state.stale_markers])
+                state.stale_markers.clear()
+            if plog.config.delete:
+                await self._apply_retention(state, plog, now_ms)
+
+    async def _apply_retention(self, state: RemotePartition, plog: PartitionLog, now_ms: int) -> None:
         segments = state.segments
         config = plog.config
         end = state.end_offset
@@ -531,7 +579,7 @@ class TieringManager:
             state.segments.remove(segment)
             state.tombstones.append(tombstone)
         deleted_to = state.tombstones[-1].next_offset
-        await self._finish_deletions(state)
+        await self._finish_deletions(state, now_ms)
         # Local copies past the whole log's retention go too (local retention longer than
         # retention is a misconfiguration, but the log start must not stay behind).
         local = 0
@@ -542,12 +590,12 @@ class TieringManager:
         if local:
             plog.delete_oldest_segments(local)
 
-    async def _finish_deletions(self, state: RemotePartition) -> None:
-        """Delete the objects of tombstoned segments, then their records; the newest keeps
-        a DELETE_FINISHED record if it leaves the remote log empty."""
-        if not state.tombstones:
+    async def _finish_deletions(self, state: RemotePartition, now_ms: int) -> None:
+        """Delete the objects of tombstoned segments that are due, then their records; the
+        newest keeps a DELETE_FINISHED record if it leaves the remote log empty."""
+        doomed = [t for t in state.tombstones if t.delete_after_ms <= now_ms]
+        if not doomed:
             return
-        doomed = list(state.tombstones)
         await self.store.delete([f.key for t in doomed for f in t.files.values()])
         newest = max(doomed, key=lambda t: t.next_offset)
         keep_marker = not state.segments and (

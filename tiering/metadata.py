@@ -128,6 +128,14 @@ class RemoteSegment:
     files: Mapping[str, SegmentFile]  # by extension; `log`, `index`, `timeindex` always
     uploaded_ms: int
     state: SegmentState = SegmentState.COPY_FINISHED
+    # The local file's last modified time: tombstones expire by it (delete.retention.ms);
+    # 0 in records written before it was kept (then uploaded_ms stands in).
+    modified_ms: int = 0
+    # A cleaned segment: the ids of the committed segments it replaces, whose offsets it
+    # covers exactly, and where the clean that wrote it left the dirty section.
+    replaces: tuple[uuid.UUID, ...] = ()
+    cleaned_to: int = -1
+    delete_after_ms: int = 0  # a tombstone: its objects stay until then (file.delete.delay.ms)
 
     @property
     def size_bytes(self) -> int:
@@ -142,8 +150,12 @@ class RemoteSegment:
     def key(self, extension: str) -> str:
         return self.files[extension].key
 
-    def with_state(self, state: SegmentState) -> RemoteSegment:
-        return replace(self, state=state)
+    @property
+    def last_modified_ms(self) -> int:
+        return self.modified_ms or self.uploaded_ms
+
+    def with_state(self, state: SegmentState, *, delete_after_ms: int = 0) -> RemoteSegment:
+        return replace(self, state=state, delete_after_ms=delete_after_ms)
 
     def to_json(self) -> bytes:
         return json.dumps({
@@ -158,6 +170,10 @@ class RemoteSegment:
             "uploaded_ms": self.uploaded_ms,
             "state": self.state.value,
             "files": {ext: {"key": f.key, "size": f.size, "crc32c": f.crc32c} for ext, f in self.files.items()},
+            "modified_ms": self.modified_ms,
+            "replaces": [str(i) for i in self.replaces],
+            "cleaned_to": self.cleaned_to,
+            "delete_after_ms": self.delete_after_ms,
         }, sort_keys=True).encode()
 
     @classmethod
@@ -170,6 +186,9 @@ class RemoteSegment:
                 segment_id=uuid.UUID(raw["segment_id"]), base_offset=int(raw["base_offset"]),
                 next_offset=int(raw["next_offset"]), max_timestamp=int(raw["max_timestamp"]), files=files,
                 uploaded_ms=int(raw["uploaded_ms"]), state=SegmentState(raw["state"]),
+                modified_ms=int(raw.get("modified_ms", 0)),
+                replaces=tuple(uuid.UUID(i) for i in raw.get("replaces", ())),
+                cleaned_to=int(raw.get("cleaned_to", -1)), delete_after_ms=int(raw.get("delete_after_ms", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptMetadataError(f"{where}: not a segment record ({exc!r})") from None

@@ -41,3 +41,7 @@ FAILING = Gauge(
     "tierlog_tiering_failing", "Partitions (topics, for the topics task) whose last try of a tiering task failed, by task",
     ["task"],
 )
+REMOTE_CLEANS = Counter("tierlog_remote_cleans_total", "Cleans of compacted topics' segments in the object store")
+REMOTE_CLEAN_BYTES = Counter(
+    "tierlog_remote_clean_bytes_total", "Segment bytes the bucket's cleaner read and wrote, by direction", ["direction"]
+)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import uuid
 from dataclasses import dataclass, field
@@ -55,14 +56,25 @@ class RemotePartition:
     # retention from deleting what has expired, nor the other way round.
     copy_backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 60_000))
     retention_backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 60_000))
+    clean_backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 600_000))
+    # Held by whatever takes committed segments out (retention) or replaces them (a clean).
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # A cleaned segment whose commit failed in a way that may have reached the store,
+    # with the segments it replaces: resolved before the next clean or retention.
+    uncertain_clean: tuple[RemoteSegment, list[RemoteSegment]] | None = None
 
     @classmethod
     def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int, prefix: str,
                      records: list[RemoteSegment]) -> RemotePartition:
         state = cls(topic, topic_id, partition, prefix)
         markers = []
+        # A clean that stopped between committing a cleaned segment and writing the
+        # tombstones of those it replaces: they are tombstones all the same.
+        replaced = {i for r in records if r.state is SegmentState.COPY_FINISHED for i in r.replaces}
         for record in sorted(records, key=lambda r: (r.base_offset, r.uploaded_ms)):
-            if record.state is SegmentState.COPY_FINISHED:
+            if record.state is SegmentState.COPY_FINISHED and record.segment_id in replaced:
+                state.tombstones.append(record.with_state(SegmentState.DELETE_STARTED))
+            elif record.state is SegmentState.COPY_FINISHED:
                 if state.segments and record.base_offset < state.segments[-1].next_offset:
                     # The same offsets committed twice (a commit retried after an ambiguous
                     # failure): the first one stands, the other is deleted.
@@ -97,6 +109,12 @@ class RemotePartition:
         if self.end_marker is not None:
             ends.append(self.end_marker.next_offset)
         return max(ends, default=-1)
+
+    @property
+    def first_dirty_offset(self) -> int:
+        """Where the bucket's cleaner starts next: where the newest clean stopped."""
+        cleaned = max((s.cleaned_to for s in self.segments), default=-1)
+        return max(cleaned, self.log_start_offset)
 
     @property
     def size_bytes(self) -> int:

@@ -21,14 +21,13 @@ import os
 import time
 from typing import BinaryIO, NamedTuple
 
-from crc32c import crc32c
-
 from hotlog.errors import CorruptSegmentError, LogError
 from hotlog.log import PartitionLog
 from hotlog.manager import LogManager
 from hotlog.segment import LogSegment
 
 from . import metrics
+from .download import object_crc32c
 from .manager import TieringManager
 from .metadata import RemoteSegment, SegmentFile, SegmentState
 from .quota import ByteRateLimiter
@@ -37,7 +36,6 @@ from .uploader import file_crc32c, segment_files
 
 log = logging.getLogger(__name__)
 
-READ_BYTES = 8 * 1024 * 1024  # one ranged GET, one local read: memory held by a check
 
 
 class ScrubReport(NamedTuple):
@@ -172,18 +170,8 @@ class Scrubber:
         return ScrubReport(remote_bytes=read, remote_corrupt=corrupt, remote_repaired=repaired)
 
     async def _remote_crc(self, file: SegmentFile, keep: BinaryIO | None = None) -> int:
-        """CRC-32C of an object, read in paced ranged GETs (and written to `keep`)."""
         assert self.tiering is not None
-        crc = position = 0
-        while position < file.size:
-            n = min(READ_BYTES, file.size - position)
-            await self._pace.acquire(n)
-            data = await self.tiering.store.get(file.key, position, position + n)
-            crc = crc32c(data, crc)
-            if keep is not None:
-                await asyncio.to_thread(keep.write, data)
-            position += n
-        return crc
+        return await object_crc32c(self.tiering.store, file, keep, self._pace.acquire)
 
     async def _reupload(self, segment: RemoteSegment, extension: str) -> bool:
         """Upload one file of a remote segment again from the local segment it was made of,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 import uuid
@@ -53,24 +52,29 @@ class SegmentUploader:
                      segment_id: uuid.UUID) -> RemoteSegment:
         """Upload the segment's files under `prefix` (the partition's), with keys named for
         `segment_id`; return the record that commits them once written."""
-        with contextlib.ExitStack() as pinned:  # the descriptor through the log's LRU of open files
-            try:
-                log_fd = pinned.enter_context(segment.pinned_log())
-            except FileNotFoundError:
-                raise SegmentGoneError(f"{plog.topic}-{plog.partition}: segment {segment.base_offset} "
-                                       f"was deleted") from None
+        try:
+            return await self.upload_files(segment, segment_files(plog, segment), plog.topic, plog.partition,
+                                           topic_id, prefix, segment_id)
+        except FileNotFoundError:
+            raise SegmentGoneError(f"{plog.topic}-{plog.partition}: segment {segment.base_offset} "
+                                   f"was deleted") from None
 
+    async def upload_files(self, segment: LogSegment, local_files: list[LocalSegmentFile], topic: str,
+                           partition: int, topic_id: uuid.UUID, prefix: str, segment_id: uuid.UUID) -> RemoteSegment:
+        """Upload `local_files` (segment_files(): the `.log` first) as the segment's."""
+        with segment.pinned_log() as log_fd:  # the descriptor through the log's LRU of open files
             def key(extension: str) -> str:
                 return segment_key(prefix, segment.base_offset, segment_id, extension)
 
-            local_files = segment_files(plog, segment)
             uploads = [self._upload_fd(key("log"), log_fd, segment.size)]
             uploads += [self._upload_path(key(ext), path) for ext, path in local_files[1:]]
             files = await gather_all(*uploads)
+            modified_ms = int(os.fstat(log_fd).st_mtime * 1000)
         return RemoteSegment(
-            topic=plog.topic, topic_id=topic_id, partition=plog.partition, segment_id=segment_id,
+            topic=topic, topic_id=topic_id, partition=partition, segment_id=segment_id,
             base_offset=segment.base_offset, next_offset=segment.next_offset, max_timestamp=segment.max_timestamp,
             files={local.extension: f for local, f in zip(local_files, files)}, uploaded_ms=int(time.time() * 1000),
+            modified_ms=modified_ms,
         )
 
     async def _upload_path(self, key: str, path: str) -> SegmentFile:
