@@ -62,7 +62,9 @@ def test_the_bucket_is_compacted_and_the_replaced_objects_go_after_the_delete_de
         await manager.run_once(now_ms=int(time.time() * 1000) + 61_000)
         for key in old_keys:
             assert not await store.list(key), f"{key} outlived file.delete.delay.ms"
-        records = [o.key for o in await store.list(manager.remote_partition("t", 0).prefix + "meta/")]
+        state = manager.remote_partition("t", 0)
+        assert state is not None
+        records = [o.key for o in await store.list(state.prefix + "meta/")]
         assert len(records) == len(after)
         assert await manager.clean_once() is None  # nothing dirty is left
         # Cleaned segments are small: the next clean merges them (Kafka's groupSegmentsBySize).
