@@ -65,12 +65,14 @@ class _Span:
 
 
 def _check_offsets(batches: list[BatchPosition], offset: int, segment: RemoteSegment) -> None:
-    """Offsets are outside the CRC: check that they run on without a gap inside the segment."""
-    expected = batches[0].header.base_offset
-    if not (segment.base_offset <= expected <= offset):
-        raise CorruptRecordError(f"batch at offset {expected} cannot hold offset {offset}")
+    """Offsets are outside the CRC: check that they increase within the segment, the first
+    batch ending at or after `offset` (a cleaned segment has gaps where batches went)."""
+    first = batches[0].header
+    if not (segment.base_offset <= first.base_offset and first.last_offset >= offset):
+        raise CorruptRecordError(f"batch at offset {first.base_offset} cannot hold offset {offset}")
+    expected = first.base_offset
     for _, header in batches:
-        if header.base_offset != expected or header.next_offset > segment.next_offset:
+        if header.base_offset < expected or header.next_offset > segment.next_offset:
             raise CorruptRecordError(f"batch offsets {header.base_offset}..{header.last_offset} out of sequence")
         expected = header.next_offset
 
@@ -102,6 +104,10 @@ class RemoteReader:
         start = None
         while position + HEADER_SIZE <= size:
             header = await span.header(position)
+            if header.base_offset < segment.base_offset or header.next_offset > segment.next_offset:
+                self.cache.invalidate(key, position // self.cache.chunk_bytes)  # fetched anew next time
+                raise RemoteDataError(f"{key}: a batch at position {position} holds offsets "
+                                      f"{header.base_offset}..{header.last_offset}, outside the segment's")
             if header.last_offset >= offset:
                 start = position
                 break
@@ -126,7 +132,7 @@ class RemoteReader:
         data = await span.read(start, end - start)
         if self.cache.drops != drops or not self.cache.is_verified(key, start, end):
             try:
-                _check_offsets(validate_batches(data), offset, segment)
+                _check_offsets(validate_batches(data, stored=True), offset, segment)
             except CorruptRecordError as exc:
                 for chunk in range(start // self.cache.chunk_bytes, span.last_chunk(end) + 1):
                     self.cache.invalidate(key, chunk)

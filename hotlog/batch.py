@@ -141,13 +141,14 @@ def validate_batch(buf: memoryview, pos: int = 0, *, stored: bool = False) -> Ba
     return BatchHeader._make(fields)
 
 
-def validate_batches(data: bytes | bytearray | memoryview) -> list[BatchPosition]:
-    """Validate back-to-back batches filling `data` exactly; return each one's position and header."""
+def validate_batches(data: bytes | bytearray | memoryview, *, stored: bool = False) -> list[BatchPosition]:
+    """Validate back-to-back batches filling `data` exactly; return each one's position and
+    header. `stored`: read back from a log (validate_batch)."""
     view = memoryview(data)
     batches: list[BatchPosition] = []
     pos = 0
     while pos < len(view):
-        header = validate_batch(view, pos)
+        header = validate_batch(view, pos, stored=stored)
         batches.append(BatchPosition(pos, header))
         pos += header.size
     if not batches:

@@ -1,7 +1,8 @@
 """Reads of a cleaned log: a stretch of header-only batches (a clean keeps the last batch
 of a group and of each producer, records gone) is read through to the next batch with
-records, so a client never gets a fetch with bytes but no record (librdkafka takes that
-for a batch too large and, after ten, fails the partition)."""
+records, locally and in the bucket, so a client never gets a fetch with bytes but no
+record (librdkafka takes that for a batch too large and, after ten, fails the partition);
+a reader racing cleans in the bucket sees each offset once, each key's versions in order."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from fetch.reader import Reader
 from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch, decode_batches
 from hotlog.segment import FileSlice
+from tiering.local_store import LocalFolderStore
+from tiering.store import ObjectStore
+from tiering.wrappers import DelegatingStore, FaultInjectingStore
 
 from ..hotlog.cleaner_support import COMPACT
+from ..tiering.compaction_support import TIERED_TABLE, produce_history
+from ..tiering.support import seal_active
+from .test_reader import make_reader
 
 ROUNDS = 40
 KEYS = 3
@@ -51,3 +58,154 @@ def test_a_fetch_reads_past_header_only_batches_to_the_next_record(tmp_path) -> 
 
 def _records(found: FileSlice | None) -> list[Record]:
     return [] if found is None else [r for b in decode_batches(found.read()) for r in b.records]
+
+
+def test_header_only_batches_in_the_bucket_are_read_through_too(tmp_path) -> None:
+    async def scenario() -> None:
+        logs = LogManager(str(tmp_path / "data")).open()
+        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0})
+        plog = logs.log("t", 0)
+        last = produce_history(plog, KEYS, ROUNDS, per_batch=1, tombstone_key=None)
+        seal_active(plog)
+        store = LocalFolderStore(str(tmp_path / "bucket"))
+        tiering, reader = make_reader(tmp_path, logs, store)
+        await tiering.open()
+        await tiering.run_once()
+        assert await tiering.clean_once() is not None
+        await tiering.run_once()  # local retention: the cleaned log is read from the bucket
+        assert plog.log_start_offset == tiering.remote_end_offset("t", 0)
+        seen = await _read_records(reader, 1 << 20)
+        assert {key: (offset, value) for offset, key, value in seen} == {
+            key: (e.offset, e.value) for key, e in last.items()}
+        await tiering.close()
+        await reader.remote.cache.close()
+        await store.close()
+        logs.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_reader_racing_cleans_in_the_bucket_sees_each_offset_once_and_never_an_older_value(
+        tmp_path, make_store) -> None:
+    """A consumer reads the bucket in small fetches while cleans swap its segments and
+    delete the replaced objects at once (file.delete.delay.ms=0): reads in flight finish
+    on what they started, the next ones go to the cleaned segments."""
+    async def scenario() -> None:
+        logs = LogManager(str(tmp_path / "data")).open()
+        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0, "file.delete.delay.ms": 0})
+        plog = logs.log("t", 0)
+        last = produce_history(plog, 8, 40, tombstone_key=None)
+        seal_active(plog)
+        store = FaultInjectingStore(make_store())
+        tiering, reader = make_reader(tmp_path, logs, store, chunk_bytes=512)
+        await tiering.open()
+        await tiering.run_once()
+        store.delay_s = 0.002  # reads stay in flight while a clean commits
+        cleans = 0
+
+        async def clean_on() -> None:
+            nonlocal cleans
+            for round_ in range(3):
+                cleans += await tiering.clean_once() is not None
+                await tiering.run_once()  # deletes what was replaced
+                last.update(produce_history(plog, 8, 10, tag=f"r{round_}-", tombstone_key=None))
+                seal_active(plog)
+                await tiering.run_once()
+
+        cleaner = asyncio.create_task(clean_on())
+        seen = await _read_records(reader, 300, until=cleaner)
+        await cleaner
+        assert cleans == 3
+        versions: dict[bytes, int] = {}
+        for _, key, value in seen:
+            assert value is not None and key is not None
+            number = _number(value)
+            assert number > versions.get(key, -1), f"{key!r}: {value!r} after a newer version"
+            versions[key] = number
+        assert {key: value for _, key, value in seen if key in last} == {k: e.value for k, e in last.items()}
+        await tiering.close()
+        await reader.remote.cache.close()
+        await store.close()
+        logs.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_read_whose_segment_was_replaced_and_deleted_under_it_reads_the_replacement(tmp_path) -> None:
+    """A read that found its segment before a clean replaced it, and got to the store only
+    after the replaced objects were gone (file.delete.delay.ms=0): it reads the cleaned
+    segment instead, at the same offset."""
+    async def scenario() -> None:
+        logs = LogManager(str(tmp_path / "data")).open()
+        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0, "file.delete.delay.ms": 0})
+        plog = logs.log("t", 0)
+        last = produce_history(plog, 8, 40, tombstone_key=None)
+        seal_active(plog)
+        store = _GatedStore(LocalFolderStore(str(tmp_path / "bucket")))
+        tiering, reader = make_reader(tmp_path, logs, store)
+        await tiering.open()
+        await tiering.run_once()
+        old = tiering.remote_segments("t", 0)[0]
+        store.gated = old.key("index")  # the reader's first GET; the clean downloads `.log`s
+        read = asyncio.create_task(reader.read("t", 0, 0, 1 << 20))
+        await store.waiting.wait()
+        assert await tiering.clean_once() is not None
+        await tiering.run_once()
+        assert not await store.list(old.key("index")), "the replaced segment should be gone"
+        store.gate.set()
+        result = await read
+        records = [r for b in decode_batches(result.records) for r in b.records]
+        assert records and {(r.key, r.value) for r in records} <= {(k, e.value) for k, e in last.items()}
+        assert result.records == (await reader.read("t", 0, 0, 1 << 20)).records  # as a read begun now
+        await tiering.close()
+        await reader.remote.cache.close()
+        await store.close()
+        logs.close()
+
+    asyncio.run(scenario())
+
+
+class _GatedStore(DelegatingStore):
+    """GETs of the `gated` key wait until `gate` is set."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.gated = ""
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if key == self.gated:
+            self.waiting.set()
+            await self.gate.wait()
+        return await self.inner.get(key, start, end)
+
+
+async def _read_records(reader: Reader, max_bytes: int,
+                        until: asyncio.Task[None] | None = None) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Every record from the log start on, fetch after fetch as a consumer reads (until
+    `until` is done as well); asserts that each fetch holds a record and offsets increase."""
+    offset, seen = reader.log_start_offset("t", 0), []
+    while offset < reader.high_watermark("t", 0) or (until is not None and not until.done()):
+        if offset >= reader.high_watermark("t", 0):
+            await asyncio.sleep(0.005)
+            continue
+        result = await reader.read("t", 0, offset, max_bytes)
+        batches = list(decode_batches(result.records))
+        records = [r for b in batches for r in b.records]
+        assert records, f"a fetch at {offset} held bytes but no record"
+        assert records[0].offset >= offset
+        seen += [(r.offset, r.key, r.value) for r in records]
+        offset = batches[-1].header.last_offset + 1
+    offsets = [o for o, _, _ in seen]
+    assert offsets == sorted(set(offsets)), "an offset twice, or going back"
+    return seen
+
+
+def _number(value: bytes) -> int:
+    """The order of a produce_history value (`v<key>-<version>`, then `r<round>-<key>-<version>`)."""
+    text = value[: len(value) // 8].decode()
+    if text.startswith("v"):
+        return int(text.split("-")[1])
+    round_, _, version = text[1:].split("-")
+    return (int(round_) + 1) * 1000 + int(version)

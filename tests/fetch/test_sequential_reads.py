@@ -143,7 +143,7 @@ def test_bytes_checked_once_are_served_again_unchecked_until_their_chunk_is_drop
 
     checks: list[int] = []
     validate = remote.validate_batches
-    monkeypatch.setattr(remote, "validate_batches", lambda data: checks.append(len(data)) or validate(data))
+    monkeypatch.setattr(remote, "validate_batches", lambda data, **kw: checks.append(len(data)) or validate(data, **kw))
 
     async def scenario():
         logs = open_logs(tmp_path / "data", configs={"local.retention.bytes": 0, "retention.ms": -1,
@@ -172,4 +172,5 @@ def test_bytes_checked_once_are_served_again_unchecked_until_their_chunk_is_drop
     first, again, checks_before_drop, after = asyncio.run(scenario())
     assert first.records == again.records == after.records
     assert checks_before_drop == 1  # the second read of the same bytes was not checked again
-    assert len(checks) == 3  # the corrupt copy and the good one were both checked
+    # The corrupt copy (its first offset flipped) was refused by its header, the good one checked.
+    assert len(checks) == 2
