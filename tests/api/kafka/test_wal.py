@@ -317,3 +317,45 @@ def test_internal_topics_made_before_the_wal_reach_the_bucket_once_it_is_on(tmp_
     finally:
         if server.running:
             assert server.stop() == 0, server.log()
+
+
+def test_with_the_wal_the_offsets_topic_is_compacted_in_the_bucket_and_restores_compacted(tmp_path: Any) -> None:
+    """`__consumer_offsets` is tiered with the WAL on, and compacted all the same: in the
+    bucket, and locally by the cleaned segments swapped in; a new machine restores each
+    group's last commit from it."""
+    server = wal_server(tmp_path, "", "log.remote.wal.fold.ms=300", "remote.log.manager.task.interval.ms=100",
+                        "log.cleaner.backoff.ms=100", "offsets.topic.segment.bytes=4096",
+                        "log.segment.delete.delay.ms=200").start()
+    try:
+        produce(server, "jobs", [b"job %d" % i for i in range(20)])
+        consumers = [Consumer({"bootstrap.servers": server.bootstrap, "group.id": f"group{g}",
+                               "enable.auto.commit": False}) for g in range(3)]
+        commits = 120
+        for n in range(1, commits + 1):
+            for g, consumer in enumerate(consumers):
+                consumer.commit(offsets=[TopicPartition("jobs", 0, n * 10 + g)], asynchronous=False)
+        for consumer in consumers:
+            consumer.close()
+        written = commits * 3 * 80  # bytes of offset commit records, at the least
+
+        def log_bytes(root: str) -> int:
+            return sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(root)
+                       for name in names if name.endswith(".log") and "__consumer_offsets" in folder)
+
+        deadline = time.monotonic() + 40
+        while log_bytes(server.objects_dir) > written // 4 or log_bytes(server.data_dir) > written // 4:
+            assert time.monotonic() < deadline, (f"__consumer_offsets not compacted: {log_bytes(server.objects_dir)} "
+                                                 f"bytes in the bucket, {log_bytes(server.data_dir)} local, "
+                                                 f"{written} written")
+            time.sleep(0.3)
+        assert log_bytes(server.objects_dir) > 0, "the offsets topic should be in the bucket"
+        machine_lost(server)
+        server.start()
+        for g in range(3):
+            checker = Consumer({"bootstrap.servers": server.bootstrap, "group.id": f"group{g}"})
+            [committed] = checker.committed([TopicPartition("jobs", 0)], timeout=15)
+            checker.close()
+            assert committed.offset == commits * 10 + g
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
