@@ -63,7 +63,8 @@ class CorruptRemoteSegmentError(Exception):
 
 
 class CleanAbandonedError(Exception):
-    """What a clean was replacing left the remote log meanwhile (retention): it stops."""
+    """What a clean was replacing left the remote log meanwhile (retention, or the topic was
+    deleted): it stops, as if it had not been due."""
 
 
 class RemoteCleanResult(NamedTuple):
@@ -163,6 +164,9 @@ class RemoteCleaner:
                 replaced += await self._clean_up_to(state, plog, scratch, covered + 1, ctx, now_ms)
                 first_dirty = covered + 1
                 ctx.stats.passes += 1
+        except CleanAbandonedError as exc:  # what was committed stays; the next clean starts from there
+            log.info("%s", exc)
+            return None
         finally:
             for segment in scratch.segments:
                 segment.close()
@@ -240,7 +244,7 @@ class RemoteCleaner:
                                               lambda _old, _new: None)
             record = await self._upload(state, swapped, old, end, scratch.directory)
             scratch.replace(group, swapped, record)
-            await self._commit(state, record, old, plog.config.file_delete_delay_ms)
+            await self._commit(state, plog, record, old)
             replaced += len(old)
             await self._swap_local(plog, swapped, ctx)
         return replaced
@@ -265,15 +269,18 @@ class RemoteCleaner:
             raise
         return replace(record, replaces=tuple(s.segment_id for s in old), cleaned_to=cleaned_to)
 
-    async def _commit(self, state: RemotePartition, record: RemoteSegment, old: list[RemoteSegment],
-                      delete_delay_ms: int) -> None:
+    async def _commit(self, state: RemotePartition, plog: PartitionLog, record: RemoteSegment,
+                      old: list[RemoteSegment]) -> None:
         """One PUT swaps `record` in for `old` in the remote log, unless retention took one
-        of them meanwhile."""
+        of them meanwhile or the topic went (then its objects go at once)."""
         async with state.lock:
-            if not _consecutive_in(state.segments, old):
+            if plog.closed or not _consecutive_in(state.segments, old):
                 state.in_flight.discard(record.segment_id)
-                raise CleanAbandonedError(f"{state.topic}-{state.partition}: segments from offset "
+                with contextlib.suppress(Exception):  # else the orphan cleaner's
+                    await self.store.delete([f.key for f in record.files.values()])
+                raise CleanAbandonedError(f"{state.topic}-{state.partition}: the topic or segments from offset "
                                           f"{old[0].base_offset} left the remote log during a clean")
+            delete_delay_ms = plog.config.file_delete_delay_ms
             try:
                 await self.store.put(record.metadata_key, record.to_json())  # the commit point
             except Exception:  # it may have reached the store all the same

@@ -13,11 +13,10 @@ from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch, decode_batches
 from hotlog.segment import FileSlice
 from tiering.local_store import LocalFolderStore
-from tiering.store import ObjectStore
-from tiering.wrappers import DelegatingStore, FaultInjectingStore
+from tiering.wrappers import FaultInjectingStore
 
 from ..hotlog.cleaner_support import COMPACT
-from ..tiering.compaction_support import TIERED_TABLE, produce_history
+from ..tiering.compaction_support import TIERED_TABLE, GatedStore, produce_history
 from ..tiering.support import seal_active
 from .test_reader import make_reader
 
@@ -141,12 +140,12 @@ def test_a_read_whose_segment_was_replaced_and_deleted_under_it_reads_the_replac
         plog = logs.log("t", 0)
         last = produce_history(plog, 8, 40, tombstone_key=None)
         seal_active(plog)
-        store = _GatedStore(LocalFolderStore(str(tmp_path / "bucket")))
+        store = GatedStore(LocalFolderStore(str(tmp_path / "bucket")))
         tiering, reader = make_reader(tmp_path, logs, store)
         await tiering.open()
         await tiering.run_once()
         old = tiering.remote_segments("t", 0)[0]
-        store.gated = old.key("index")  # the reader's first GET; the clean downloads `.log`s
+        store.gated = lambda operation, key: key == old.key("index")  # the reader's; the clean GETs `.log`s
         read = asyncio.create_task(reader.read("t", 0, 0, 1 << 20))
         await store.waiting.wait()
         assert await tiering.clean_once() is not None
@@ -163,22 +162,6 @@ def test_a_read_whose_segment_was_replaced_and_deleted_under_it_reads_the_replac
         logs.close()
 
     asyncio.run(scenario())
-
-
-class _GatedStore(DelegatingStore):
-    """GETs of the `gated` key wait until `gate` is set."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        super().__init__(inner)
-        self.gated = ""
-        self.gate = asyncio.Event()
-        self.waiting = asyncio.Event()
-
-    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        if key == self.gated:
-            self.waiting.set()
-            await self.gate.wait()
-        return await self.inner.get(key, start, end)
 
 
 async def _read_records(reader: Reader, max_bytes: int,

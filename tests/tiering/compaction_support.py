@@ -3,13 +3,16 @@ tiered compacted log, and what the bucket's segments hold, record by record."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from hotlog.log import PartitionLog
 from hotlog.records import Record, build_batch, decode_batches
 from tiering.manager import TieringManager
 from tiering.store import ObjectStore
+from tiering.wrappers import DelegatingStore
 
 # Tiered, compacted, cleaned whenever anything is dirty; tombstones expire at once.
 TIERED_TABLE = {"cleanup.policy": "compact", "remote.storage.enable": True, "min.cleanable.dirty.ratio": 0.0,
@@ -80,3 +83,26 @@ def assert_compacted(entries: list[Entry], last: dict[bytes, Entry], *, below: i
         else:
             assert mine and mine[-1] == entry, (key, mine[-3:])
         assert len([e for e in mine if e.offset < below]) <= 1, f"{key!r} kept twice below {below}"
+
+
+class GatedStore(DelegatingStore):
+    """GETs and PUTs for which `gated(operation, key)` holds wait until `gate` is set."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.gated: Callable[[str, str], bool] = lambda operation, key: False
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def _pass(self, operation: str, key: str) -> None:
+        if self.gated(operation, key):
+            self.waiting.set()
+            await self.gate.wait()
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        await self._pass("get", key)
+        return await self.inner.get(key, start, end)
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self._pass("put", key)
+        await self.inner.put(key, data)

@@ -14,7 +14,7 @@ from tiering.manager import TieringManager
 from tiering.metadata import SegmentState
 from tiering.wrappers import FaultInjectingStore
 
-from .compaction_support import TIERED_TABLE, assert_compacted, produce_history, remote_entries
+from .compaction_support import TIERED_TABLE, GatedStore, assert_compacted, produce_history, remote_entries
 from .conftest import StoreFactory
 from .support import open_logs, seal_active
 
@@ -165,6 +165,30 @@ def test_retention_by_time_leaves_a_compact_only_log_in_the_bucket(tmp_path, mak
         logs.alter_topic_configs("t", {"cleanup.policy": "compact,delete"})
         await manager.run_once(now_ms=int(time.time() * 1000) + 30 * DAY_MS)
         assert manager.remote_segments("t", 0) == []
+        await manager.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_clean_racing_retention_gives_up_and_leaves_no_object_behind(tmp_path) -> None:
+    """compact,delete: retention deletes the segments a clean is rewriting; the clean's
+    commit sees it, deletes what it uploaded and stops; the log stays as retention left it."""
+    async def scenario() -> None:
+        store = GatedStore(_local(tmp_path))
+        logs, manager, _ = await tiered_history(tmp_path, store, configs={
+            "cleanup.policy": "compact,delete", "retention.ms": DAY_MS})
+        store.gated = lambda operation, key: operation == "put" and key.endswith(".timeindex")  # its first upload
+        clean = asyncio.create_task(manager.clean_once())
+        await store.waiting.wait()
+        await manager.run_once(now_ms=int(time.time() * 1000) + 2 * DAY_MS)  # everything expires
+        assert manager.remote_segments("t", 0) == []
+        store.gate.set()
+        assert await clean is None  # abandoned
+        state = manager.remote_partition("t", 0)
+        assert state is not None and not state.in_flight
+        left = [o.key for o in await store.list(state.prefix) if "/meta/" not in o.key]
+        assert left == [], f"objects of the abandoned clean or of deleted segments left: {left[:3]}"
         await manager.close()
         await store.close()
 
