@@ -97,23 +97,38 @@ class Reader:
                 raise
             metrics.CORRUPT_READS.labels("served_remote").inc()
             return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
-        while found is not None and plog.config.compact and len(records) < max_bytes and _no_records(records):
-            # Cleaning can leave stretches of header-only batches (the producer state's and a
-            # clean's last): librdkafka takes a fetch with no record for one too large to fit and,
-            # after ten, fails the partition. Read on to the next batch with records.
-            more = plog.read(found.end_offset, max_bytes - len(records), max_offset=max_offset, min_one=False)
-            if more is None or more.size == 0:
-                break
-            try:
-                records += more.read()
-            except CorruptSegmentError:  # serve what came before it; the next fetch meets the error
-                break
-            found = more
+        end_offset = offset if found is None else found.end_offset
+        if plog.config.compact:
+            records, end_offset = await self._past_header_only(plog, records, end_offset, max_bytes, max_offset)
         metrics.BYTES_SERVED.labels("local").inc(len(records))
         aborted: tuple[AbortedTxn, ...] = ()
-        if read_committed and found is not None:
-            aborted = tuple(plog.aborted_transactions(offset, found.end_offset))
+        if read_committed and records:
+            aborted = tuple(plog.aborted_transactions(offset, end_offset))
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, aborted)
+
+    async def _past_header_only(self, plog: PartitionLog, records: bytes, end_offset: int, max_bytes: int,
+                                max_offset: int | None) -> tuple[bytes, int]:
+        """Batches read from a cleaned log, past a stretch of header-only ones (a clean keeps
+        a producer's last batch, and a group's, records gone): librdkafka takes a fetch
+        without a record for one too large to fit and, after ten, fails the partition. The
+        stretch is left out (a fetch may start past its offset, as at any gap of a cleaned
+        log) and the batches after it read, within either tier, up to HEADER_ONLY_SCAN_BYTES
+        skipped; b"" if the log has no record after it yet."""
+        skipped = 0
+        while records and _no_records(records) and skipped < HEADER_ONLY_SCAN_BYTES:
+            skipped += len(records)
+            state = self._remote_state(plog.topic, plog.partition)
+            segment = state.segment_for(end_offset) if state is not None else None
+            if end_offset >= plog.log_start_offset:
+                found = plog.read(end_offset, max_bytes, max_offset=max_offset) \
+                    if end_offset < plog.log_end_offset else None
+                records, end_offset = (b"", end_offset) if found is None else (found.read(), found.end_offset)
+            elif state is not None and segment is not None:
+                records, end_offset = await self._remote_batches(plog, state, segment, end_offset, max_bytes,
+                                                                 max_offset)
+            else:  # retention took what follows meanwhile: the next fetch is told
+                return b"", end_offset
+        return records, end_offset
 
     def _tiered(self, plog: PartitionLog, offset: int) -> bool:
         """Whether a committed remote segment holds `offset`."""
@@ -128,18 +143,8 @@ class Reader:
         if state is None or segment is None or self.remote is None:
             raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
         records, end_offset = await self._remote_batches(plog, state, segment, offset, max_bytes, max_offset)
-        while plog.config.compact and records and len(records) < max_bytes and _no_records(records):
-            # Header-only batches, read past as local ones are (a cleaned segment ends in one).
-            following = state.segment_for(end_offset)
-            if following is None:
-                more, end_offset = self._local_on(plog, end_offset, max_bytes - len(records), max_offset)
-                records += more
-                break
-            more, end_offset = await self._remote_batches(plog, state, following, end_offset,
-                                                          max_bytes - len(records), max_offset, min_one=False)
-            if not more:
-                break
-            records += more
+        if plog.config.compact:
+            records, end_offset = await self._past_header_only(plog, records, end_offset, max_bytes, max_offset)
         metrics.BYTES_SERVED.labels("remote").inc(len(records))
         aborted: list[AbortedTxn] = []
         if read_committed and records:
@@ -151,35 +156,25 @@ class Reader:
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, tuple(aborted))
 
     async def _remote_batches(self, plog: PartitionLog, state: RemotePartition, segment: RemoteSegment, offset: int,
-                              max_bytes: int, max_offset: int | None, *, min_one: bool = True) -> tuple[bytes, int]:
+                              max_bytes: int, max_offset: int | None) -> tuple[bytes, int]:
         """Batches of one remote segment from `offset` on, and the offset after them."""
         assert self.remote is not None
         try:
             try:
                 return await self.remote.read(segment, offset, max_bytes, max_offset=max_offset,
-                                              following=state.segment_for(segment.next_offset), min_one=min_one)
+                                              following=state.segment_for(segment.next_offset))
             except NotFoundError:
                 current = state.segment_for(offset)
                 if current is None or current is segment:
                     raise
                 # A clean replaced it and file.delete.delay.ms passed: its replacement holds the offset.
                 return await self.remote.read(current, offset, max_bytes, max_offset=max_offset,
-                                              following=state.segment_for(current.next_offset), min_one=min_one)
+                                              following=state.segment_for(current.next_offset))
         except NotFoundError as exc:  # remote retention deleted it while we read
             start = self.log_start_offset(plog.topic, plog.partition)
             if offset < start:
                 raise OffsetOutOfRangeError(offset, start, plog.log_end_offset) from exc
             raise RemoteDataError(f"{segment.key('log')} vanished from the object store") from exc
-
-    def _local_on(self, plog: PartitionLog, offset: int, max_bytes: int, max_offset: int | None) -> tuple[bytes, int]:
-        """Whole local batches from `offset` on within `max_bytes`, and the offset after them."""
-        if offset < plog.log_start_offset:
-            return b"", offset
-        try:
-            found = plog.read(offset, max_bytes, max_offset=max_offset, min_one=False)
-            return (b"", offset) if found is None else (found.read(), found.end_offset)
-        except (OffsetOutOfRangeError, CorruptSegmentError):  # the next fetch meets it
-            return b"", offset
 
     async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAndTimestamp | None:
         """The record with the largest timestamp in either tier (KIP-734)."""
@@ -207,6 +202,8 @@ class Reader:
         return await asyncio.to_thread(plog.offset_for_timestamp, timestamp)
 
 
+# Header-only batches a fetch reads past at most: the work one fetch of a cleaned log costs.
+HEADER_ONLY_SCAN_BYTES = 4 * 1024 * 1024
 _RECORD_COUNT = struct.Struct(">i")
 _RECORD_COUNT_AT = 57  # in a v2 batch header
 

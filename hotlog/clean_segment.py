@@ -268,9 +268,11 @@ def _clean_chunk(chunk: Chunk, ctx: CleanContext, txns: CleanedTxns, retain_dele
             discard_records = txns.on_data(header)
         retain_empty = (header.producer_id >= 0 and _is_last_of_producer(header, ctx.producers)) or (
             header.next_offset == group_end)  # a cleaned segment ends where its last source did
-        if discard_records:
+        if discard_records or (not header.record_count and not header.is_control):
+            # A batch an earlier clean left header-only stays only while it is still needed:
+            # else every clean would add one, and a run of them outgrows a fetch.
             plan.append((at, header, retain_empty, empty if retain_empty else drop))
-        elif header.is_control or header.base_offset > offset_map.latest_offset or not header.record_count:
+        elif header.is_control or header.base_offset > offset_map.latest_offset:
             plan.append((at, header, retain_empty, whole))
         else:
             scanned.append(ctx.scans.take(header))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from fetch.reader import Reader
 from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch, decode_batches
@@ -24,7 +26,8 @@ ROUNDS = 40
 KEYS = 3
 
 
-def test_a_fetch_reads_past_header_only_batches_to_the_next_record(tmp_path) -> None:
+@pytest.mark.parametrize("max_bytes", [1 << 20, 100])  # 100: a stretch of two headers is past the fetch's size
+def test_a_fetch_reads_past_header_only_batches_to_the_next_record(tmp_path, max_bytes: int) -> None:
     logs = LogManager(str(tmp_path)).open()
     logs.create_topic("table", 1, {**COMPACT, "delete.retention.ms": 0})
     plog = logs.log("table", 0)
@@ -42,7 +45,7 @@ def test_a_fetch_reads_past_header_only_batches_to_the_next_record(tmp_path) -> 
         reader = Reader(logs)
         offset, seen = 0, []
         while offset < plog.log_end_offset:
-            result = await reader.read("table", 0, offset, 1 << 20)
+            result = await reader.read("table", 0, offset, max_bytes)
             batches = list(decode_batches(result.records))
             records = [r for b in batches for r in b.records]
             assert records, f"a fetch at {offset} held bytes but no record"

@@ -199,3 +199,19 @@ def test_the_background_cleaner_cleans_swaps_on_the_loop_and_checkpoints(tmp_pat
         again.close()
 
     asyncio.run(scenario())
+
+
+def test_header_only_batches_do_not_pile_up_clean_after_clean(tmp_path):
+    """A clean keeps a group's last batch header-only; the next clean drops it once it no
+    longer ends a group, so the log does not grow by a header per clean."""
+    plog = open_log(tmp_path, COMPACT)
+    cleaner = LogCleaner()
+    empties = []
+    for round_ in range(30):
+        fill(plog, 6, tag=b"r%d-" % round_)
+        assert cleaner.clean(plog, NOW) is not None
+        batches = [b for segment in plog.segments for b in decode_batches(segment.pread(0, segment.size))]
+        empties.append(sum(1 for b in batches if not b.records))
+        assert empties[-1] <= len(plog.segments), "more header-only batches than group ends"
+    assert latest(plog) == {b"k%d" % k: b"r29-5-%d" % k for k in range(5)}
+    assert max(empties[10:]) <= max(empties[:10]) + 1, f"header-only batches grow: {empties}"

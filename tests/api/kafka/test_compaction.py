@@ -350,12 +350,11 @@ def test_a_reader_fetching_in_small_steps_while_the_bucket_cleaner_swaps_segment
                 producing.clear()
 
         writer = threading.Thread(target=produce, daemon=True)
-        # Fetches start at 1 KiB. librdkafka doubles one after a fetch without a record, up
-        # to fetch.max.bytes: the head of a cleaned log is a run of header-only batches (one
-        # kept per clean, 61 bytes each), which outgrows 1 KiB within a few seconds here;
-        # with fetch.max.bytes=1024 the consumer fails with MSG_SIZE_TOO_LARGE there.
+        # 1 KiB fetches, never more: librdkafka fails a partition with MSG_SIZE_TOO_LARGE when
+        # fetches hold no record up to fetch.max.bytes, as runs of header-only batches longer
+        # than a fetch once did (cleans kept one each; now fetches read past them).
         consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "small-steps",
-                             "enable.auto.commit": False, "fetch.wait.max.ms": 20, "fetch.max.bytes": 65536,
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 20, "fetch.max.bytes": 1024,
                              "max.partition.fetch.bytes": 1024, "message.max.bytes": 1000})
         cleans_before = deleted_before = -1.0
         passes: list[list[Record]] = []
