@@ -96,7 +96,8 @@ class TieringManager:
         self.topic_records: dict[uuid.UUID, TopicRecord] = {}  # as written in the bucket
         self.known_topic_ids: set[uuid.UUID] = set()
         self._uploader = SegmentUploader(store, ByteRateLimiter(upload_bytes_per_sec))
-        self._cleaner = RemoteCleaner(LogCleaner(logs.cleaner.config), store, self._uploader, logs.data_dir)
+        self._cleaner = RemoteCleaner(LogCleaner(logs.cleaner.config), store, self._uploader, logs.data_dir,
+                                      concurrency=upload_concurrency)
         self._clean_task: asyncio.Task[None] | None = None
         self._upload_slots = asyncio.Semaphore(upload_concurrency)
         self._metadata_slots = asyncio.Semaphore(metadata_concurrency)

@@ -118,21 +118,23 @@ class _Scratch:
                 found.extend(segment.txn_index.overlapping(start, end))
         return found
 
-    def replace(self, group: list[LogSegment], swapped: LogSegment, record: RemoteSegment) -> None:
+    def replace(self, group: list[LogSegment], swapped: LogSegment) -> None:
+        """`swapped` in place of `group`; its record is added once it is uploaded."""
         i = self.segments.index(group[0])
         self.segments[i : i + len(group)] = [swapped]
         for segment in group:
             del self.records[segment.base_offset]
             segment.close()
-        self.records[swapped.base_offset] = record
 
 
 class RemoteCleaner:
     """Cleans one remote log at a time, with an offset map of its own (hotlog's cleaner
     may be cleaning a local log meanwhile)."""
 
-    def __init__(self, cleaner: LogCleaner, store: ObjectStore, uploader: SegmentUploader, data_dir: str) -> None:
+    def __init__(self, cleaner: LogCleaner, store: ObjectStore, uploader: SegmentUploader, data_dir: str, *,
+                 concurrency: int = 4) -> None:
         self.cleaner = cleaner
+        self.concurrency = concurrency  # segments downloaded at once
         self.store = store
         self.uploader = uploader
         self.scratch_root = os.path.join(data_dir, SCRATCH_FOLDER)
@@ -154,9 +156,24 @@ class RemoteCleaner:
         try:
             ctx = self.cleaner.context(plog.config, now_ms, plog.producers.last_records(), scratch.aborted_in,
                                        lambda: plog.closed)
-            for record in [s for s in state.segments if s.base_offset < found.first_uncleanable]:
-                scratch.segments.append(await self._download(record, ctx))
-                scratch.records[record.base_offset] = record
+            records = [s for s in state.segments if s.base_offset < found.first_uncleanable]
+            slots = asyncio.Semaphore(self.concurrency)
+
+            async def download(record: RemoteSegment) -> LogSegment:
+                async with slots:
+                    return await self._download(record, ctx)
+
+            downloads = [asyncio.ensure_future(download(r)) for r in records]
+            try:
+                scratch.segments = list(await asyncio.gather(*downloads))
+            except BaseException:
+                for task in downloads:
+                    task.cancel()
+                for done in await asyncio.gather(*downloads, return_exceptions=True):
+                    if isinstance(done, LogSegment):
+                        done.close()
+                raise
+            scratch.records = {r.base_offset: r for r in records}
             replaced = 0
             first_dirty, end = found.first_dirty, found.first_uncleanable
             while first_dirty < end:
@@ -228,26 +245,48 @@ class RemoteCleaner:
     async def _clean_up_to(self, state: RemotePartition, plog: PartitionLog, scratch: _Scratch, end: int,
                            ctx: CleanContext, now_ms: int) -> int:
         """Rewrite, upload and commit every group of segments holding offsets below `end`,
-        oldest first; returns the remote segments replaced."""
+        oldest first; returns the remote segments replaced. A group uploads while the next
+        one is cleaned; the commits keep their order."""
         config = plog.config
         txns = CleanedTxns()
         groups = group_by_size([s for s in scratch.segments if s.base_offset < end], config.segment_bytes,
                                config.segment_index_bytes, end)
-        replaced = 0
-        for i, group in enumerate(groups):
-            cleaned = await asyncio.to_thread(clean_group, group, ctx, txns)
-            if len(group) == 1 and cleaned.size == group[0].size and i < len(groups) - 1:
-                cleaned.delete()  # nothing to drop: a PUT saved (the last group carries cleaned_to)
-                continue
-            old = [scratch.records[s.base_offset] for s in group]
-            swapped = await asyncio.to_thread(swap_in, scratch.directory, None, group, cleaned, ctx,
-                                              lambda _old, _new: None)
-            record = await self._upload(state, swapped, old, end, scratch.directory)
-            scratch.replace(group, swapped, record)
-            await self._commit(state, plog, record, old)
-            replaced += len(old)
-            await self._swap_local(plog, swapped, ctx)
-        return replaced
+        published: asyncio.Task[int] | None = None  # the last group's upload and commit
+        try:
+            for i, group in enumerate(groups):
+                if published is not None and published.done():
+                    published.result()  # it failed: stop here
+                cleaned = await asyncio.to_thread(clean_group, group, ctx, txns)
+                if len(group) == 1 and cleaned.size == group[0].size and i < len(groups) - 1:
+                    cleaned.delete()  # nothing to drop: a PUT saved (the last group carries cleaned_to)
+                    continue
+                old = [scratch.records[s.base_offset] for s in group]
+                swapped = await asyncio.to_thread(swap_in, scratch.directory, None, group, cleaned, ctx,
+                                                  lambda _old, _new: None)
+                scratch.replace(group, swapped)
+                published = asyncio.create_task(
+                    self._publish(state, plog, scratch, swapped, old, end, ctx, published))
+        except BaseException:
+            if published is not None:  # a commit is not cut short: it may land all the same
+                await asyncio.gather(published, return_exceptions=True)
+            raise
+        return 0 if published is None else await published
+
+    async def _publish(self, state: RemotePartition, plog: PartitionLog, scratch: _Scratch, cleaned: LogSegment,
+                       old: list[RemoteSegment], cleaned_to: int, ctx: CleanContext,
+                       previous: asyncio.Task[int] | None) -> int:
+        """Upload a cleaned group, then, once the group before it is committed, commit it and
+        swap it in locally; returns the remote segments replaced by it and those before it."""
+        record = await self._upload(state, cleaned, old, cleaned_to, scratch.directory)
+        try:
+            replaced_before = 0 if previous is None else await previous
+        except BaseException:
+            await self._discard(state, record)
+            raise
+        scratch.records[cleaned.base_offset] = record
+        await self._commit(state, plog, record, old)
+        await self._swap_local(plog, cleaned, ctx)
+        return replaced_before + len(old)
 
     async def _upload(self, state: RemotePartition, cleaned: LogSegment, old: list[RemoteSegment], cleaned_to: int,
                       directory: str) -> RemoteSegment:
@@ -275,9 +314,7 @@ class RemoteCleaner:
         of them meanwhile or the topic went (then its objects go at once)."""
         async with state.lock:
             if plog.closed or not _consecutive_in(state.segments, old):
-                state.in_flight.discard(record.segment_id)
-                with contextlib.suppress(Exception):  # else the orphan cleaner's
-                    await self.store.delete([f.key for f in record.files.values()])
+                await self._discard(state, record)
                 raise CleanAbandonedError(f"{state.topic}-{state.partition}: the topic or segments from offset "
                                           f"{old[0].base_offset} left the remote log during a clean")
             delete_delay_ms = plog.config.file_delete_delay_ms
@@ -287,6 +324,12 @@ class RemoteCleaner:
                 state.uncertain_clean = (record, old)
                 raise
             await self._replaced(state, record, old, _now_ms() + delete_delay_ms)
+
+    async def _discard(self, state: RemotePartition, record: RemoteSegment) -> None:
+        """Uploaded, never to be committed: its objects go now (else the orphan cleaner's)."""
+        state.in_flight.discard(record.segment_id)
+        with contextlib.suppress(Exception):
+            await self.store.delete([f.key for f in record.files.values()])
 
     async def _replaced(self, state: RemotePartition, record: RemoteSegment, old: list[RemoteSegment],
                         delete_after_ms: int) -> None:
@@ -299,9 +342,9 @@ class RemoteCleaner:
         state.in_flight.discard(record.segment_id)
         tombstones = [s.with_state(SegmentState.DELETE_STARTED, delete_after_ms=delete_after_ms) for s in old]
         state.tombstones.extend(tombstones)
-        for tombstone in tombstones:
-            with contextlib.suppress(Exception):  # from_records treats them as tombstones anyway
-                await self.store.put(tombstone.metadata_key, tombstone.to_json())
+        # Failures are left alone: from_records reads replaced records as tombstones anyway.
+        await asyncio.gather(*(self.store.put(t.metadata_key, t.to_json()) for t in tombstones),
+                             return_exceptions=True)
 
     async def _swap_local(self, plog: PartitionLog, cleaned: LogSegment, ctx: CleanContext) -> None:
         """The cleaned segment in place of the local copies of its offsets, if the local log
