@@ -87,6 +87,32 @@ def test_header_only_batches_in_the_bucket_are_read_through_too(tmp_path) -> Non
     asyncio.run(scenario())
 
 
+def test_the_chunk_cache_never_serves_a_replaced_segments_bytes(tmp_path) -> None:
+    """A reader whose cache holds the old segments' chunks reads the cleaned log after a
+    clean: the cleaned segments' objects have keys of their own."""
+    async def scenario() -> None:
+        logs = LogManager(str(tmp_path / "data")).open()
+        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0})
+        plog = logs.log("t", 0)
+        last = produce_history(plog, 8, 40, tombstone_key=None)
+        seal_active(plog)
+        store = LocalFolderStore(str(tmp_path / "bucket"))
+        tiering, reader = make_reader(tmp_path, logs, store)
+        await tiering.open()
+        await tiering.run_once()
+        before = await _read_records(reader, 1 << 20)  # the old segments' chunks are cached now
+        assert len(before) == 8 * 40
+        assert await tiering.clean_once() is not None
+        after = await _read_records(reader, 1 << 20)
+        assert after == sorted((e.offset, k, e.value) for k, e in last.items())
+        await tiering.close()
+        await reader.remote.cache.close()
+        await store.close()
+        logs.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_reader_racing_cleans_in_the_bucket_sees_each_offset_once_and_never_an_older_value(
         tmp_path, make_store) -> None:
     """A consumer reads the bucket in small fetches while cleans swap its segments and
