@@ -80,10 +80,14 @@ class CleanContext:
 def read_chunks(segment: LogSegment, position: int, chunk_bytes: int, pace: Callable[[int], None]) -> Iterator[Chunk]:
     """The segment's batches from `position` on, `chunk_bytes` of whole batches at a time."""
     end = segment.size
+    index = segment.offset_index
     with segment.pinned_log() as fd:
         while position < end:
-            pace(min(chunk_bytes, end - position))
-            data = whole_batches(fd, position, end, chunk_bytes)
+            # Up to an indexed batch start where there is one: whole batches without a cut.
+            boundary = index.position_floor(position + chunk_bytes)
+            size = boundary - position if boundary > position and end - position > chunk_bytes else chunk_bytes
+            pace(min(size, end - position))
+            data = whole_batches(fd, position, end, size)
             if not data:
                 raise CorruptSegmentError(f"{segment.log_path}: no whole batch at position {position}")
             batches = []

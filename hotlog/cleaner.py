@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+
 from .batch import BatchPosition
 from .clean_segment import CleanContext, CleanStats, batch_columns, clean_group, columns, marker_commit, read_chunks
 from .cleaner_scans import ScanCache
@@ -165,6 +167,39 @@ def group_by_size(segments: Sequence[LogSegment], max_size: int, max_index_size:
     return groups
 
 
+MAP_BATCH_RECORDS = 16_384  # keys put into the offset map at once: numpy's cost per call, paid less often
+
+
+class _PendingKeys:
+    """Keys of the map pass gathered over several read chunks, in offset order."""
+
+    def __init__(self) -> None:
+        self.hashes: list[np.ndarray] = []
+        self.offsets: list[np.ndarray] = []
+        self.records = 0
+
+    def add(self, hashes: np.ndarray, offsets: np.ndarray) -> None:
+        self.hashes.append(hashes)
+        self.offsets.append(offsets)
+        self.records += len(hashes)
+
+    def put_into(self, offset_map: OffsetMap, ctx: CleanContext) -> int | None:
+        """Put the keys in the map; when it fills, the last offset it covers (the one before
+        the first key that did not fit), else None."""
+        if not self.records:
+            return None
+        hashes, offsets = np.concatenate(self.hashes), np.concatenate(self.offsets)
+        self.hashes, self.offsets, self.records = [], [], 0
+        ctx.stats.map_records += len(hashes)
+        room = offset_map.room(hashes)
+        offset_map.put(hashes[:room], offsets[:room])
+        ctx.scans.fit(offset_map.memory_bytes)
+        if room < len(hashes):
+            offset_map.latest_offset = int(offsets[room]) - 1
+            return offset_map.latest_offset
+        return None
+
+
 @dataclass
 class LogCleaner:
     """Cleans one log at a time with one offset map, allocated once (as each of Kafka's
@@ -236,6 +271,7 @@ class LogCleaner:
         txns.add_aborted(ctx.aborted_in(start, end))
         dirty = [s for s in segments if s.base_offset < end and s.next_offset > start]
         latest = start - 1
+        pending = _PendingKeys()
         for i, segment in enumerate(dirty):
             found = segment.position_of(max(start, segment.base_offset))
             for chunk in read_chunks(segment, 0 if found is None else found.position, ctx.chunk_bytes, ctx.pace):
@@ -250,21 +286,15 @@ class LogCleaner:
                     ctx.scans.add(header, batch, offset_map.memory_bytes)
                 cols = columns(scanned)
                 wanted = cols.has_key & (cols.offsets >= start) & (cols.offsets < end)
-                hashes, offsets = cols.hashes[wanted], cols.offsets[wanted]
-                ctx.stats.map_records += len(hashes)
-                room = offset_map.room(hashes)
-                if room < len(hashes):  # full: the map covers the offsets before the first key that did not fit
-                    offset_map.put(hashes[:room], offsets[:room])
-                    ctx.scans.fit(offset_map.memory_bytes)
-                    offset_map.latest_offset = int(offsets[room]) - 1
-                    return offset_map.latest_offset
-                offset_map.put(hashes, offsets)
-                ctx.scans.fit(offset_map.memory_bytes)
+                pending.add(cols.hashes[wanted], cols.offsets[wanted])
+                if pending.records >= MAP_BATCH_RECORDS and (full := pending.put_into(offset_map, ctx)) is not None:
+                    return full
                 latest = max(latest, min(end - 1, chunk.batches[-1].header.last_offset))
-                offset_map.latest_offset = latest
             following = dirty[i + 1].base_offset if i + 1 < len(dirty) else end
             latest = max(latest, following - 1)  # past a gap at the end of the segment
-            offset_map.latest_offset = latest
+        if (full := pending.put_into(offset_map, ctx)) is not None:
+            return full
+        offset_map.latest_offset = latest
         return latest
 
     def _clean_up_to(self, plog: PartitionLog, end: int, ctx: CleanContext,
