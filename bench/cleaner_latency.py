@@ -1,6 +1,6 @@
 """Produce latency while the log cleaner works, against the same broker idle.
 
-    python bench/cleaner_latency.py [--table-mib 256] [--seconds 20]
+    python bench/cleaner_latency.py [--table-mib 256] [--seconds 20] [--tiered]
 
 A `tierlog serve` holds a topic of `--table-mib` MiB of 1 KiB records (a tenth as many
 keys as records). A confluent-kafka producer (acks=all, one 1 KiB message every 2 ms,
@@ -8,7 +8,9 @@ linger.ms=0) writes another topic for `--seconds` and its delivery latencies are
 recorded: first with the table left as it is (the cleaner idle), then on a second broker
 over the same kind of table switched to `cleanup.policy=compact` as the producer starts,
 so the cleaner works through it meanwhile. p50, p99 and the maximum of each, and how much
-the cleaner cleaned meanwhile (the table's size on disk before and after).
+the cleaner cleaned meanwhile (the table's size on disk before and after). The table is
+local only (`remote.storage.enable=false`: hotlog's cleaner); with `--tiered` it is tiered,
+and the bucket's cleaner compacts it there and swaps the cleaned segments in locally.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ TABLE = {"segment.bytes": str(64 * 1024 * 1024), "retention.ms": "-1", "min.clea
 VALUE = os.urandom(1024)
 
 
-def fill(bootstrap: str, mib: int) -> None:
+def fill(bootstrap: str, mib: int, tiered: bool) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic("table", 1, 1, config=TABLE), NewTopic("events", 1, 1)]).values():
+    table = NewTopic("table", 1, 1, config={**TABLE, "remote.storage.enable": str(tiered).lower()})
+    for future in admin.create_topics([table, NewTopic("events", 1, 1)]).values():
         future.result(30)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 1_000_000,
                          "queue.buffering.max.kbytes": 1_048_576})
@@ -47,6 +50,19 @@ def fill(bootstrap: str, mib: int) -> None:
                 producer.poll(0.05)
         producer.poll(0)
     assert producer.flush(300) == 0
+
+
+def wait_until_tiered(server: BenchServer) -> None:
+    """Until every sealed segment of the table is in the bucket (the folder store's)."""
+    local = os.path.join(server.folder, "data", "table-0")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        sealed = len(glob.glob(os.path.join(local, "*.log"))) - 1
+        uploaded = len(glob.glob(os.path.join(server.folder, "objects", "table-*", "0", "*.log")))
+        if uploaded >= sealed:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the table's segments did not reach the bucket")
 
 
 def table_bytes(server: BenchServer) -> int:
@@ -66,9 +82,11 @@ def produce_latencies(bootstrap: str, seconds: float) -> list[float]:
     return latencies
 
 
-def run(mib: int, seconds: float, cleaning: bool) -> None:
-    with BenchServer(None, {"log.cleaner.backoff.ms": "100"}) as server:
-        fill(server.bootstrap, mib)
+def run(mib: int, seconds: float, cleaning: bool, tiered: bool) -> None:
+    with BenchServer(None, {"log.cleaner.backoff.ms": "100", "remote.log.manager.task.interval.ms": "500"}) as server:
+        fill(server.bootstrap, mib, tiered)
+        if tiered:
+            wait_until_tiered(server)
         before = table_bytes(server)
         if cleaning:
             admin = AdminClient({"bootstrap.servers": server.bootstrap})
@@ -79,7 +97,8 @@ def run(mib: int, seconds: float, cleaning: bool) -> None:
         after = table_bytes(server)
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    print(f"cleaner {'running' if cleaning else 'idle   '}: {len(latencies)} produces, p50 {p50:.2f} ms, "
+    who = "bucket cleaner" if tiered else "cleaner"
+    print(f"{who} {'running' if cleaning else 'idle   '}: {len(latencies)} produces, p50 {p50:.2f} ms, "
           f"p99 {p99:.2f} ms, max {latencies[-1] * 1000:.1f} ms; table {before / 2**20:.0f} -> "
           f"{after / 2**20:.0f} MiB meanwhile")
 
@@ -88,9 +107,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table-mib", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--tiered", action="store_true", help="the table in the bucket: its cleaner at work")
     args = parser.parse_args()
-    run(args.table_mib, args.seconds, cleaning=False)
-    run(args.table_mib, args.seconds, cleaning=True)
+    run(args.table_mib, args.seconds, cleaning=False, tiered=args.tiered)
+    run(args.table_mib, args.seconds, cleaning=True, tiered=args.tiered)
 
 
 if __name__ == "__main__":
