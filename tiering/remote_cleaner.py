@@ -262,7 +262,7 @@ class RemoteCleaner:
                     continue
                 old = [scratch.records[s.base_offset] for s in group]
                 swapped = await asyncio.to_thread(swap_in, scratch.directory, None, group, cleaned, ctx,
-                                                  lambda _old, _new: None)
+                                                  _retire)
                 scratch.replace(group, swapped)
                 published = asyncio.create_task(
                     self._publish(state, plog, scratch, swapped, old, end, ctx, published))
@@ -373,6 +373,13 @@ class RemoteCleaner:
         local = LogSegment(plog.directory, base, index_interval_bytes=ctx.index_interval_bytes,
                            index_max_bytes=ctx.index_max_bytes, suffix=CLEANED_SUFFIX)
         swap_in(plog.directory, plog.files, twins, local, ctx, replace_segments)
+
+
+def _retire(old: list[LogSegment], _new: LogSegment) -> None:
+    """In the worker that swaps: the replaced copies' descriptors close there as its pins
+    go, so the kernel frees their pages off the event loop."""
+    for segment in old:
+        segment.close()
 
 
 def _consecutive_in(segments: list[RemoteSegment], run: list[RemoteSegment]) -> bool:
