@@ -157,28 +157,13 @@ class RemoteCleaner:
             ctx = self.cleaner.context(plog.config, now_ms, plog.producers.last_records(), scratch.aborted_in,
                                        lambda: plog.closed)
             records = [s for s in state.segments if s.base_offset < found.first_uncleanable]
-            slots = asyncio.Semaphore(self.concurrency)
-
-            async def download(record: RemoteSegment) -> LogSegment:
-                async with slots:
-                    return await self._download(record, ctx)
-
-            downloads = [asyncio.ensure_future(download(r)) for r in records]
-            try:
-                scratch.segments = list(await asyncio.gather(*downloads))
-            except BaseException:
-                for task in downloads:
-                    task.cancel()
-                for done in await asyncio.gather(*downloads, return_exceptions=True):
-                    if isinstance(done, LogSegment):
-                        done.close()
-                raise
+            scratch.segments = await self._download_all(records, directory, ctx)
             scratch.records = {r.base_offset: r for r in records}
             replaced = 0
             first_dirty, end = found.first_dirty, found.first_uncleanable
             while first_dirty < end:
                 covered = await asyncio.to_thread(self.cleaner.map_dirty, scratch.segments, first_dirty, end, ctx)
-                replaced += await self._clean_up_to(state, plog, scratch, covered + 1, ctx, now_ms)
+                replaced += await self._clean_up_to(state, plog, scratch, covered + 1, ctx)
                 first_dirty = covered + 1
                 ctx.stats.passes += 1
         except CleanAbandonedError as exc:  # what was committed stays; the next clean starts from there
@@ -213,10 +198,29 @@ class RemoteCleaner:
 
     # -- one clean ---------------------------------------------------------------------
 
-    async def _download(self, record: RemoteSegment, ctx: CleanContext) -> LogSegment:
+    async def _download_all(self, records: list[RemoteSegment], directory: str,
+                            ctx: CleanContext) -> list[LogSegment]:
+        """The segments of `records` in `directory`, `concurrency` downloading at once."""
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def download(record: RemoteSegment) -> LogSegment:
+            async with slots:
+                return await self._download(record, directory, ctx)
+
+        downloads = [asyncio.create_task(download(r)) for r in records]
+        try:
+            return list(await asyncio.gather(*downloads))
+        except BaseException:
+            for task in downloads:
+                task.cancel()
+            for done in await asyncio.gather(*downloads, return_exceptions=True):
+                if isinstance(done, LogSegment):
+                    done.close()
+            raise
+
+    async def _download(self, record: RemoteSegment, directory: str, ctx: CleanContext) -> LogSegment:
         """A committed segment's `.log` (and aborted transactions) as a sealed local segment
-        of the scratch folder, its last modified time the record's (tombstones expire by it)."""
-        directory = os.path.join(self.scratch_root, f"{record.topic_id}-{record.partition}")
+        in `directory`, its last modified time the record's (tombstones expire by it)."""
         base = record.base_offset
         log_path = os.path.join(directory, segment_file_name(base, ".log"))
         with await asyncio.to_thread(open, log_path, "wb") as out:
@@ -243,7 +247,7 @@ class RemoteCleaner:
         return await asyncio.to_thread(load)
 
     async def _clean_up_to(self, state: RemotePartition, plog: PartitionLog, scratch: _Scratch, end: int,
-                           ctx: CleanContext, now_ms: int) -> int:
+                           ctx: CleanContext) -> int:
         """Rewrite, upload and commit every group of segments holding offsets below `end`,
         oldest first; returns the remote segments replaced. A group uploads while the next
         one is cleaned; the commits keep their order."""
