@@ -9,12 +9,15 @@ Per pass, for every partition of a tiered topic (`remote.storage.enable`):
 2. local retention: local segments go only once committed remotely and beyond
    `local.retention.ms` / `local.retention.bytes`;
 3. remote retention: `retention.ms` / `retention.bytes` over the whole log (remote plus
-   local segments not uploaded yet); a tombstone first, then the objects;
+   local segments not uploaded yet) of a `delete` policy; a tombstone first, then the
+   objects; and the objects of segments a clean replaced, file.delete.delay.ms after;
 4. now and then, orphans: objects of no committed segment, older than a grace period.
-Topics deleted locally have their objects deleted. Whatever fails, fails for one topic or
-partition and one task only: it is counted, logged at a bounded rate, and retried after an
-exponential backoff while the others go on; produce never waits on the store, the local
-tier just grows (and copy lag shows it).
+Topics deleted locally have their objects deleted. Beside the passes, a second task
+compacts tiered compacted topics in the bucket (remote_cleaner.py), one partition at a
+time; it and remote retention take turns on a partition (its lock). Whatever fails, fails
+for one topic or partition and one task only: it is counted, logged at a bounded rate,
+and retried after an exponential backoff while the others go on; produce never waits on
+the store, the local tier just grows (and copy lag shows it).
 
 One tiering manager writes under a store prefix; two servers must not share one.
 """
@@ -166,6 +169,7 @@ class TieringManager:
         self._task = asyncio.create_task(self.run())
         self._task.add_done_callback(_log_task_end)
         if self._cleaner.cleaner.config.enable:
+            self._cleaner.cleaner.stop.clear()
             self._clean_task = asyncio.create_task(self.run_cleaner())
             self._clean_task.add_done_callback(_log_task_end)
 
