@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from hotlog.batch import HEADER_SIZE
 from hotlog.errors import CorruptSegmentError, OffsetOutOfRangeError
@@ -31,6 +32,14 @@ class ReadResult:
     log_start_offset: int
     last_stable_offset: int
     aborted: tuple[AbortedTxn, ...] = ()  # with read_committed: aborted transactions in range
+
+
+class _Ask(NamedTuple):
+    """What one read may return: bytes, offsets, and whether one batch past `max_bytes`."""
+
+    max_bytes: int
+    max_offset: int | None
+    min_one: bool
 
 
 class Reader:
@@ -71,8 +80,9 @@ class Reader:
         return self._log(topic, partition).last_stable_offset
 
     async def read(self, topic: str, partition: int, offset: int, max_bytes: int,
-                   *, max_offset: int | None = None, read_committed: bool = False) -> ReadResult:
-        """Whole batches from `offset` on, at least one even past `max_bytes` (KIP-74).
+                   *, max_offset: int | None = None, read_committed: bool = False, min_one: bool = True) -> ReadResult:
+        """Whole batches from `offset` on, at least one even past `max_bytes` (KIP-74)
+        unless not `min_one` (a fetch's later partitions: only what fits).
         Raises OffsetOutOfRangeError outside [log start, log end]; RemoteDataError (retriable)
         when the object store returned data that failed its checks; CorruptSegmentError when
         a local batch did and the bucket has no copy of it."""
@@ -80,13 +90,14 @@ class Reader:
         lso = plog.last_stable_offset
         if read_committed:
             max_offset = lso if max_offset is None else min(max_offset, lso)
+        ask = _Ask(max_bytes, max_offset, min_one)
         if offset < plog.log_start_offset:
-            return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
+            return await self._read_remote(plog, offset, ask, read_committed, lso)
         try:
-            found = plog.read(offset, max_bytes, max_offset=max_offset)
+            found = plog.read(offset, max_bytes, max_offset=max_offset, min_one=min_one)
         except OffsetOutOfRangeError:
             if offset < plog.log_start_offset:  # local retention moved the start meanwhile
-                return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
+                return await self._read_remote(plog, offset, ask, read_committed, lso)
             raise
         # Local reads come from the page cache: cheaper inline than a hop to a thread.
         try:
@@ -96,18 +107,18 @@ class Reader:
                 metrics.CORRUPT_READS.labels("refused").inc()
                 raise
             metrics.CORRUPT_READS.labels("served_remote").inc()
-            return await self._read_remote(plog, offset, max_bytes, max_offset, read_committed, lso)
+            return await self._read_remote(plog, offset, ask, read_committed, lso)
         end_offset = offset if found is None else found.end_offset
         if plog.config.compact:
-            records, end_offset = await self._past_header_only(plog, records, end_offset, max_bytes, max_offset)
+            records, end_offset = await self._past_header_only(plog, records, end_offset, ask)
         metrics.BYTES_SERVED.labels("local").inc(len(records))
         aborted: tuple[AbortedTxn, ...] = ()
         if read_committed and records:
             aborted = tuple(plog.aborted_transactions(offset, end_offset))
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, aborted)
 
-    async def _past_header_only(self, plog: PartitionLog, records: bytes, end_offset: int, max_bytes: int,
-                                max_offset: int | None) -> tuple[bytes, int]:
+    async def _past_header_only(self, plog: PartitionLog, records: bytes, end_offset: int,
+                                ask: _Ask) -> tuple[bytes, int]:
         """Batches read from a cleaned log, past a stretch of header-only ones (a clean keeps
         a producer's last batch, and a group's, records gone): librdkafka takes a fetch
         without a record for one too large to fit and, after ten, fails the partition. The
@@ -120,12 +131,11 @@ class Reader:
             state = self._remote_state(plog.topic, plog.partition)
             segment = state.segment_for(end_offset) if state is not None else None
             if end_offset >= plog.log_start_offset:
-                found = plog.read(end_offset, max_bytes, max_offset=max_offset) \
+                found = plog.read(end_offset, ask.max_bytes, max_offset=ask.max_offset, min_one=ask.min_one) \
                     if end_offset < plog.log_end_offset else None
                 records, end_offset = (b"", end_offset) if found is None else (found.read(), found.end_offset)
             elif state is not None and segment is not None:
-                records, end_offset = await self._remote_batches(plog, state, segment, end_offset, max_bytes,
-                                                                 max_offset)
+                records, end_offset = await self._remote_batches(plog, state, segment, end_offset, ask)
             else:  # retention took what follows meanwhile: the next fetch is told
                 return b"", end_offset
         return records, end_offset
@@ -135,16 +145,16 @@ class Reader:
         state = self._remote_state(plog.topic, plog.partition)
         return state is not None and state.segment_for(offset) is not None
 
-    async def _read_remote(self, plog: PartitionLog, offset: int, max_bytes: int, max_offset: int | None,
-                           read_committed: bool, lso: int) -> ReadResult:
+    async def _read_remote(self, plog: PartitionLog, offset: int, ask: _Ask, read_committed: bool,
+                           lso: int) -> ReadResult:
         topic, partition = plog.topic, plog.partition
         state = self._remote_state(topic, partition)
         segment = state.segment_for(offset) if state is not None else None
         if state is None or segment is None or self.remote is None:
             raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
-        records, end_offset = await self._remote_batches(plog, state, segment, offset, max_bytes, max_offset)
+        records, end_offset = await self._remote_batches(plog, state, segment, offset, ask)
         if plog.config.compact:
-            records, end_offset = await self._past_header_only(plog, records, end_offset, max_bytes, max_offset)
+            records, end_offset = await self._past_header_only(plog, records, end_offset, ask)
         metrics.BYTES_SERVED.labels("remote").inc(len(records))
         aborted: list[AbortedTxn] = []
         if read_committed and records:
@@ -156,20 +166,23 @@ class Reader:
         return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, tuple(aborted))
 
     async def _remote_batches(self, plog: PartitionLog, state: RemotePartition, segment: RemoteSegment, offset: int,
-                              max_bytes: int, max_offset: int | None) -> tuple[bytes, int]:
+                              ask: _Ask) -> tuple[bytes, int]:
         """Batches of one remote segment from `offset` on, and the offset after them."""
-        assert self.remote is not None
+        remote = self.remote
+        assert remote is not None
+
+        async def read(segment: RemoteSegment) -> tuple[bytes, int]:
+            return await remote.read(segment, offset, ask.max_bytes, max_offset=ask.max_offset,
+                                     following=state.segment_for(segment.next_offset), min_one=ask.min_one)
+
         try:
             try:
-                return await self.remote.read(segment, offset, max_bytes, max_offset=max_offset,
-                                              following=state.segment_for(segment.next_offset))
+                return await read(segment)
             except NotFoundError:
                 current = state.segment_for(offset)
                 if current is None or current is segment:
                     raise
-                # A clean replaced it and file.delete.delay.ms passed: its replacement holds the offset.
-                return await self.remote.read(current, offset, max_bytes, max_offset=max_offset,
-                                              following=state.segment_for(current.next_offset))
+                return await read(current)  # a clean replaced it, and file.delete.delay.ms passed
         except NotFoundError as exc:  # remote retention deleted it while we read
             start = self.log_start_offset(plog.topic, plog.partition)
             if offset < start:

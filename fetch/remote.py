@@ -88,10 +88,10 @@ class RemoteReader:
 
     async def read(
         self, segment: RemoteSegment, offset: int, max_bytes: int, *, max_offset: int | None = None,
-        following: RemoteSegment | None = None,
+        following: RemoteSegment | None = None, min_one: bool = True,
     ) -> RemoteRead:
-        """Whole batches from the one holding `offset` (at least one), up to `max_bytes`,
-        before `max_offset`. Every batch that
+        """Whole batches from the one holding `offset` (at least one, unless not `min_one`),
+        up to `max_bytes`, before `max_offset`. Every batch that
         came from the store is checked (CRC-32C, offsets) before it is first served; the cache
         then holds checked bytes, trusted as the local log is, until a chunk of them is
         dropped. A sequential reader near the segment's end has the `following` segment's
@@ -112,7 +112,8 @@ class RemoteReader:
                 start = position
                 break
             position += header.size
-        if start is None or (max_offset is not None and header.base_offset >= max_offset):
+        if start is None or (max_offset is not None and header.base_offset >= max_offset) or (
+                not min_one and header.size > max_bytes):
             return RemoteRead(b"", offset)
         end, end_offset = start + header.size, header.next_offset  # the first batch, even past max_bytes
         if max_offset is None or max_offset >= segment.next_offset:

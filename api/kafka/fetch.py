@@ -52,14 +52,16 @@ class _FetchPlan:
         ]
 
     async def read_all(self) -> int:
-        """Read every partition within the response's byte budget; returns bytes read."""
+        """Read every partition within the response's byte budget; returns bytes read. Only
+        the first partition with data may pass it, by its first batch (KIP-74): the others
+        get what fits in what is left, possibly nothing."""
         total = 0
         for part in self.partitions:
             budget = min(part.max_bytes, self.max_bytes - total)
-            total += await self._read(part, budget if budget > 0 or total == 0 else 0)
+            total += await self._read(part, budget if budget > 0 or total == 0 else 0, min_one=total == 0)
         return total
 
-    async def _read(self, part: _PartitionRead, max_bytes: int) -> int:
+    async def _read(self, part: _PartitionRead, max_bytes: int, *, min_one: bool) -> int:
         part.code, part.records = ErrorCode.none, b""
         reader = self.reader
         try:
@@ -69,7 +71,7 @@ class _FetchPlan:
                 part.last_stable_offset = reader.last_stable_offset(part.topic, part.partition)
                 return 0
             found = await reader.read(part.topic, part.partition, part.fetch_offset, max_bytes,
-                                      read_committed=self.read_committed)
+                                      read_committed=self.read_committed, min_one=min_one)
         except OffsetOutOfRangeError as exc:
             part.code = ErrorCode.offset_out_of_range
             part.high_watermark, part.log_start_offset = exc.log_end_offset, exc.log_start_offset
