@@ -24,6 +24,13 @@ from .admin import (
 )
 from .codec import build, nested, response_type
 from .context import NO_THROTTLE, Call, Handler, KafkaContext
+from .describe import (
+    handle_describe_log_dirs,
+    handle_describe_producers,
+    handle_describe_transactions,
+    handle_elect_leaders,
+    handle_list_transactions,
+)
 from .fetch import handle_fetch
 from .groups import (
     handle_delete_groups,
@@ -75,10 +82,15 @@ class ApiKey(IntEnum):
     TXN_OFFSET_COMMIT = 28
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    DESCRIBE_LOG_DIRS = 35
     CREATE_PARTITIONS = 37
     DELETE_GROUPS = 42
+    ELECT_LEADERS = 43
     INCREMENTAL_ALTER_CONFIGS = 44
     DESCRIBE_CLUSTER = 60
+    DESCRIBE_PRODUCERS = 61
+    DESCRIBE_TRANSACTIONS = 65
+    LIST_TRANSACTIONS = 66
 
 
 @dataclass(frozen=True)
@@ -139,5 +151,10 @@ APIS: dict[int, Api] = {
         Api(ApiKey.END_TXN, 0, 3, handle_end_txn),
         Api(ApiKey.TXN_OFFSET_COMMIT, 0, 3, handle_txn_offset_commit),
         Api(ApiKey.DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
+        Api(ApiKey.DESCRIBE_LOG_DIRS, 1, 4, handle_describe_log_dirs),
+        Api(ApiKey.ELECT_LEADERS, 0, 2, handle_elect_leaders),
+        Api(ApiKey.DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers),
+        Api(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, handle_describe_transactions),
+        Api(ApiKey.LIST_TRANSACTIONS, 0, 1, handle_list_transactions),
     )
 }

@@ -308,8 +308,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
             response = task.result()
             if response is None:  # acks=0 produce
                 continue
-            chunks = response.chunks if isinstance(response, EncodedResponse) else \
-                encode_response(correlation_id, response)
+            try:
+                chunks = response.chunks if isinstance(response, EncodedResponse) else \
+                    encode_response(correlation_id, response)
+            except Exception:  # a response this broker cannot encode: the client must not wait on it
+                log.error("closing connection from %s: API %d's response failed to encode", self.peer_host, api_key,
+                          exc_info=True)
+                self.close()
+                return
             self._outgoing.extend(memoryview(chunk) for chunk in chunks)
         self._send_outgoing()
         self._update_reading()

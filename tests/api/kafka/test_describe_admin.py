@@ -1,0 +1,85 @@
+"""Admin APIs tools call to look at a broker, through kafka-python's and confluent-kafka's
+admin clients: DescribeLogDirs, ElectLeaders, DescribeProducers, ListTransactions and
+DescribeTransactions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import TopicPartition as KTopicPartition
+from kafka.admin import KafkaAdminClient
+from kafka.errors import TransactionalIdNotFoundError
+
+from .cluster import KafkaServer
+
+
+def test_log_dirs_producers_and_transactions_are_described(tmp_path: Path) -> None:
+    server = KafkaServer(str(tmp_path / "data")).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        admin.create_topics([NewTopic("jobs", 2, 1)])["jobs"].result(10)
+        idempotent = Producer({"bootstrap.servers": server.bootstrap, "enable.idempotence": True})
+        for i in range(10):
+            idempotent.produce("jobs", b"job %d" % i, partition=0)
+        assert idempotent.flush(10) == 0
+        open_txn = Producer({"bootstrap.servers": server.bootstrap, "transactional.id": "billing"})
+        open_txn.init_transactions(10)
+        open_txn.begin_transaction()
+        open_txn.produce("jobs", b"invoice", partition=1)
+        assert open_txn.flush(10) == 0
+
+        client = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+        dirs = _log_dirs(client.describe_log_dirs())
+        assert dirs[("jobs", 0)] > 0 and dirs[("jobs", 1)] > 0  # bytes on disk
+        assert _log_dirs(client.describe_log_dirs({"jobs": [1]})).keys() == {("jobs", 1)}
+
+        producers = client.describe_producers([KTopicPartition("jobs", 0), KTopicPartition("jobs", 1)])
+        [on_0] = producers[KTopicPartition("jobs", 0)].active_producers
+        assert on_0.last_sequence == 9 and on_0.current_transaction_start_offset == -1
+        [on_1] = producers[KTopicPartition("jobs", 1)].active_producers
+        assert on_1.current_transaction_start_offset == 0  # the open transaction's first offset
+
+        assert _listed(client.list_transactions()) == [("billing", "Ongoing")]
+        assert _listed(client.list_transactions(state_filters=["CompleteCommit"])) == []
+        billing = client.describe_transactions(["billing"])["billing"]
+        assert billing.state.value == "Ongoing" and billing.producer_id == on_1.producer_id
+        assert billing.topic_partitions == {KTopicPartition("jobs", 1)} and billing.transaction_timeout_ms == 60_000
+        with pytest.raises(TransactionalIdNotFoundError):
+            client.describe_transactions(["nobody"])
+        open_txn.commit_transaction(10)
+        assert _listed(client.list_transactions()) == [("billing", "CompleteCommit")]
+        client.close()
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_elect_leaders_answers_that_no_election_is_needed(tmp_path: Path) -> None:
+    server = KafkaServer(str(tmp_path / "data")).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        admin.create_topics([NewTopic("jobs", 2, 1)])["jobs"].result(10)
+        result = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("jobs", 0), TopicPartition("nope", 0)])
+        errors = {(tp.topic, tp.partition): err for tp, err in result.result(10).items()}
+        assert errors[("jobs", 0)].code() == KafkaError.ELECTION_NOT_NEEDED
+        assert errors[("nope", 0)].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def _log_dirs(response: Any) -> dict[tuple[str, int], int]:
+    sizes = {}
+    for broker in response:
+        for log_dir in broker["log_dirs"]:
+            assert log_dir["error_code"] == 0 and log_dir["total_bytes"] >= log_dir["usable_bytes"] > 0
+            for topic in log_dir["topics"]:
+                for part in topic["partitions"]:
+                    sizes[(topic["name"], part["partition_index"])] = part["partition_size"]
+    return {k: v for k, v in sizes.items() if not k[0].startswith("__")}
+
+
+def _listed(response: Any) -> list[tuple[str, str]]:
+    return sorted((t.transactional_id, t.state.value) for listings in response.values() for t in listings)
