@@ -51,14 +51,14 @@ async def handle_join_group(kafka: KafkaContext, call: Call, request: Any) -> An
         protocols=tuple(GroupProtocol(p.name, p.metadata) for p in request.protocols),
         session_timeout_ms=session_ms, rebalance_timeout_ms=session_ms if rebalance is None else _ms(rebalance),
         client_id=call.client_id, client_host=call.client_host,
-        require_known_member_id=call.api_version >= 4,
+        require_known_member_id=call.api_version >= 4, supports_skip_assignment=call.api_version >= 9,
     ))
     response = call.response_type
     member_entity = nested(response, "members")
     return build(
         response, throttle_time=NO_THROTTLE, error_code=result.error, generation_id=result.generation_id,
         protocol_type=result.protocol_type, protocol_name=result.protocol_name or "", leader=result.leader_id,
-        skip_assignment=False, member_id=result.member_id,
+        skip_assignment=result.skip_assignment, member_id=result.member_id,
         members=tuple(build(member_entity, member_id=m.member_id, group_instance_id=m.group_instance_id,
                             metadata=m.metadata) for m in result.members),
     )

@@ -6,6 +6,8 @@ leaving or missing its session timeout sends the group back to PreparingRebalanc
 rebalance completes when every member has rejoined or its rebalance timeout passes
 (members that did not rejoin are dropped). The first rebalance of an empty group waits
 `group.initial.rebalance.delay.ms` so members starting together land in one generation.
+A static member (group.instance.id, KIP-345) restarting takes its earlier incarnation's
+place and assignment without a rebalance; only its session timeout or a LeaveGroup removes it.
 All of it runs on the event loop: no locks, timers instead of polling. Committed offsets
 are the other half of a group (offsets.py); this half only says whether a member may commit.
 """
@@ -59,6 +61,7 @@ class JoinResult:
     protocol_name: str | None = None
     leader_id: str = ""
     members: tuple[JoinedMember, ...] = ()  # for the leader only
+    skip_assignment: bool = False  # v9+: the leader keeps the current assignment (KIP-814)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class JoinRequest:
     client_id: str
     client_host: str
     require_known_member_id: bool  # JoinGroup v4+ (KIP-394)
+    supports_skip_assignment: bool = False  # JoinGroup v9+ (KIP-814)
 
 
 @dataclass
@@ -183,21 +187,19 @@ class GroupMembership:
             return await self._add_member(group, request, request.member_id)
         if not request.member_id:
             return await self._join_new_member(group, request)
+        if self._fenced(group, request.member_id, request.group_instance_id):
+            return JoinResult(ErrorCode.fenced_instance_id, request.member_id)
         member = group.members.get(request.member_id)
         if member is None:
             return JoinResult(ErrorCode.unknown_member_id, request.member_id)
-        if self._fenced(group, request.member_id, request.group_instance_id):
-            return JoinResult(ErrorCode.fenced_instance_id, request.member_id)
         return await self._rejoin(group, member, request)
 
     async def _join_new_member(self, group: Group, request: JoinRequest) -> JoinResult:
         member_id = f"{request.client_id}-{uuid.uuid4()}"
         instance_id = request.group_instance_id
         if instance_id is not None:
-            # A static member's restart replaces its earlier incarnation (KIP-345).
-            old = group.static_members.get(instance_id)
-            if old is not None and old in group.members:
-                self._remove_member(group, group.members[old], ErrorCode.fenced_instance_id)
+            if instance_id in group.static_members:
+                return await self._replace_static_member(group, instance_id, request, member_id)
         elif request.require_known_member_id:
             # KIP-394: hand out the id first, so a client that never returns costs nothing.
             loop = asyncio.get_running_loop()
@@ -218,6 +220,34 @@ class GroupMembership:
         if group.initial_delay_until:
             group.joined_during_delay = True
         return await self._await_join(group, member)
+
+    async def _replace_static_member(self, group: Group, instance_id: str, request: JoinRequest,
+                                     member_id: str) -> JoinResult:
+        """KIP-345: a static member restarting (a known instance id, no member id) takes its
+        earlier incarnation's place under a new member id, assignment and leadership
+        included; the earlier id is fenced. A Stable group whose protocol stays the same
+        answers at once in the current generation; any other case rebalances, as Kafka's
+        `updateStaticMemberThenRebalanceOrCompleteJoin` does."""
+        earlier = group.members[group.static_members[instance_id]]
+        self._evict(group, earlier, ErrorCode.fenced_instance_id)
+        member = Member(member_id, instance_id, earlier.client_id, earlier.client_host, request.session_timeout_ms,
+                        request.rebalance_timeout_ms, request.protocols, earlier.assignment)
+        group.members[member_id] = member
+        group.static_members[instance_id] = member_id
+        leader_before = group.leader_id
+        if leader_before == earlier.member_id:
+            group.leader_id = member_id
+        log.info("group %s: static member %s rejoined as %s (was %s)", group.group_id, instance_id, member_id,
+                 earlier.member_id)
+        if group.state is not GroupState.STABLE or self._select_protocol(group) != group.protocol_name:
+            return await self._await_join(group, member)
+        self._schedule_expiry(group, member)
+        if request.supports_skip_assignment:
+            return self._join_result(group, member, skip_assignment=member_id == group.leader_id)
+        # Before v9 a leader would compute a new assignment: it is told the earlier leader's
+        # id, so it syncs as a follower and keeps the one it had.
+        return JoinResult(ErrorCode.none, member_id, group.generation_id, group.protocol_type,
+                          group.protocol_name, leader_before or "")
 
     async def _rejoin(self, group: Group, member: Member, request: JoinRequest) -> JoinResult:
         changed = member.protocols != request.protocols
@@ -247,14 +277,14 @@ class GroupMembership:
             self._maybe_complete_join(group)
         return await waiter
 
-    def _join_result(self, group: Group, member: Member) -> JoinResult:
+    def _join_result(self, group: Group, member: Member, skip_assignment: bool = False) -> JoinResult:
         leader = member.member_id == group.leader_id
         members = tuple(
             JoinedMember(m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name))
             for m in group.members.values()
         ) if leader else ()
         return JoinResult(ErrorCode.none, member.member_id, group.generation_id, group.protocol_type,
-                          group.protocol_name, group.leader_id or "", members)
+                          group.protocol_name, group.leader_id or "", members, skip_assignment)
 
     # -- rebalancing ---------------------------------------------------------------------
 
@@ -349,10 +379,10 @@ class GroupMembership:
 
     def _member_error(self, group: Group | None, member_id: str, instance_id: str | None,
                       generation_id: int) -> ErrorCode:
+        if group is not None and self._fenced(group, member_id, instance_id):
+            return ErrorCode.fenced_instance_id
         if group is None or member_id not in group.members:
             return ErrorCode.unknown_member_id
-        if self._fenced(group, member_id, instance_id):
-            return ErrorCode.fenced_instance_id
         if generation_id != group.generation_id:
             return ErrorCode.illegal_generation
         return ErrorCode.none
@@ -416,10 +446,10 @@ class GroupMembership:
             if member_id in group.pending:
                 group.pending.pop(member_id).cancel()
                 errors.append(ErrorCode.none)
-            elif member_id not in group.members:
-                errors.append(ErrorCode.unknown_member_id)
             elif self._fenced(group, member_id, instance_id):
                 errors.append(ErrorCode.fenced_instance_id)
+            elif member_id not in group.members:
+                errors.append(ErrorCode.unknown_member_id)
             else:
                 self._remove_member(group, group.members[member_id], ErrorCode.unknown_member_id)
                 errors.append(ErrorCode.none)
@@ -458,10 +488,14 @@ class GroupMembership:
                 group.static_members.get(member.group_instance_id) == member.member_id:
             del group.static_members[member.group_instance_id]
 
-    def _remove_member(self, group: Group, member: Member, error: ErrorCode) -> None:
+    def _evict(self, group: Group, member: Member, error: ErrorCode) -> None:
+        """Drop the member; a join or sync it awaits gets `error`."""
         self._drop(group, member)
         _resolve(member.join_waiter, JoinResult(error, member.member_id))
         _resolve(member.sync_waiter, SyncResult(error))
+
+    def _remove_member(self, group: Group, member: Member, error: ErrorCode) -> None:
+        self._evict(group, member, error)
         if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
             self._prepare_rebalance(group, f"member {member.member_id} left")
         else:
