@@ -34,7 +34,7 @@ from .markers import TxnMarker, read_marker
 from .open_files import DEFAULT_FILES, OpenFiles
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .record_scan import refuse_null_keys
-from .records import build_batch, decode_batch
+from .records import build_batch, decode_batch, recompress_batches
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
 from .swap import recover_swaps
 from .txn_index import AbortedTxn
@@ -96,6 +96,7 @@ class PartitionLog:
             config.max_message_bytes, config.segment_bytes, config.segment_ms,
             config.log_append_time, config.flush_messages, config.compact,
         )
+        self._recompression = config.recompression
 
     # -- opening -----------------------------------------------------------------------
 
@@ -297,7 +298,8 @@ class PartitionLog:
     ) -> AppendInfo:
         """Validate and append the batches in `data` (a produce request's records for this
         partition). Offsets are assigned by rewriting each batch's baseOffset; nothing else
-        changes unless the topic stamps LogAppendTime. Bad input raises and appends nothing;
+        changes unless the topic stamps LogAppendTime or recompresses (compression.type; `_stamp`
+        False: batches as a log once wrote them, neither). Bad input raises and appends nothing;
         so does a disk that refuses the write (DiskWriteError: full, or failing). A write
         that cannot be undone takes the log offline (LogStorageError)."""
         if self.closed:
@@ -332,6 +334,12 @@ class PartitionLog:
                         raise OutOfOrderSequenceError("a retried batch must come alone in its request")
                     return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, [], duplicate=True)
                 self.producers.check(header)
+        recompression = self._recompression
+        if recompression is not None and _stamp:
+            data, recompressed = recompress_batches(data, batches, *recompression)
+            if recompressed is not batches:
+                total = self._recompressed_size(recompressed, max_bytes)
+                batches = recompressed
         now = int(time.time() * 1000) if now_ms is None else now_ms
         append_time = -1
         if log_append_time and _stamp:
@@ -372,6 +380,20 @@ class PartitionLog:
         for listener in self._listeners:
             listener(self)
         return info
+
+    @staticmethod
+    def _recompressed_size(batches: list[BatchPosition], max_bytes: int) -> int:
+        """Bytes of the recompressed batches; each must still fit max.message.bytes (as in Kafka),
+        and all of them one segment."""
+        for _, header in batches:
+            if header.size > max_bytes:
+                raise RecordTooLargeError(f"batch of {header.size} bytes after recompression exceeds "
+                                          f"max.message.bytes={max_bytes}")
+        total = sum(header.size for _, header in batches)
+        if total > MAX_SEGMENT_BYTES:
+            raise RecordTooLargeError(f"an append of {total} bytes after recompression exceeds a segment's "
+                                      f"limit of {MAX_SEGMENT_BYTES}")
+        return total
 
     def _on_appended(self, segment: LogSegment, written: list[BatchHeader], first: memoryview) -> None:
         """Producer state after the batches are in `segment` (`first`: a marker's bytes)."""

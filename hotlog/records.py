@@ -1,6 +1,7 @@
 """Records inside a RecordBatch v2: build batches from records and decode them back.
 
-Only the API paths that hand records to people (gRPC, CLI, tables) use this module;
+Only the API paths that hand records to people (gRPC, CLI, tables) use this module, and
+the append path of a topic that recompresses batches (`recompress_batches`); otherwise
 the append and fetch paths move whole batches.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import cramjam
 
 from .batch import (
+    COMPRESSION_MASK,
     CONTROL_BIT,
     HEADER,
     LOG_OVERHEAD,
@@ -21,7 +23,9 @@ from .batch import (
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
+    BatchPosition,
     pack_batch,
+    parse_header,
     validate_batch,
 )
 from .errors import CorruptRecordError
@@ -87,19 +91,20 @@ def _read_bytes(buf: memoryview, pos: int) -> tuple[bytes | None, int]:
     return bytes(buf[pos : pos + length]), pos + length
 
 
-def compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes, level: int | None = None) -> bytes:
+    """`data` compressed with `codec`, at `level` (None: the library's default; snappy has none)."""
     if codec == NONE:
         return data
     if codec == GZIP:
-        return bytes(cramjam.gzip.compress(data))
+        return bytes(cramjam.gzip.compress(data, level=level))
     if codec == SNAPPY:
         # Java clients frame snappy the xerial way; every client reads it.
         block = bytes(cramjam.snappy.compress_raw(data))
         return _XERIAL_MAGIC + struct.pack(">ii", 1, 1) + struct.pack(">i", len(block)) + block
     if codec == LZ4:
-        return bytes(cramjam.lz4.compress(data))
+        return bytes(cramjam.lz4.compress(data, level=level))
     if codec == ZSTD:
-        return bytes(cramjam.zstd.compress(data))
+        return bytes(cramjam.zstd.compress(data, level=level))
     raise ValueError(f"unknown compression codec {codec}")
 
 
@@ -183,6 +188,36 @@ def build_batch(
         producer_id, producer_epoch, base_sequence, len(records),
     )
     return pack_batch(header, payload)
+
+
+def recompress_batch(batch: memoryview, header: BatchHeader, codec: int, level: int | None = None) -> bytes:
+    """The batch (validated, `header` its own) with its records in `codec` (NONE: uncompressed);
+    every other header field kept, the length and CRC-32C computed anew."""
+    records = decompress(header.compression, batch[HEADER.size : header.size])
+    attributes = (header.attributes & ~COMPRESSION_MASK) | codec
+    return pack_batch(header._replace(attributes=attributes), compress(codec, records, level))
+
+
+def recompress_batches(data: bytes | bytearray | memoryview, batches: list[BatchPosition], codec: int,
+                       level: int | None = None) -> tuple[bytes | bytearray | memoryview, list[BatchPosition]]:
+    """Validated back-to-back `batches` of `data` with the records of those in another codec
+    recompressed (Kafka's LogValidator, for a topic whose compression.type is not `producer`).
+    Control batches stay as they are. Returns `data` and `batches` themselves when none changes."""
+    if all(header.compression == codec or header.is_control for _, header in batches):
+        return data, batches
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    for pos, header in batches:
+        batch = view[pos : pos + header.size]
+        same = header.compression == codec or header.is_control
+        parts.append(batch if same else recompress_batch(batch, header, codec, level))
+    out = b"".join(parts)
+    placed: list[BatchPosition] = []
+    pos = 0
+    for part in parts:
+        placed.append(BatchPosition(pos, parse_header(out, pos)))
+        pos += len(part)
+    return out, placed
 
 
 def decode_batch(buf: bytes | memoryview, pos: int = 0) -> DecodedBatch:

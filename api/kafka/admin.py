@@ -13,7 +13,7 @@ from kio.schema.errors import ErrorCode
 from broker.errors import HANDLED, kafka_code
 from broker.node import check_partition_count
 from broker.settings import BrokerSettings
-from hotlog.config import TOPIC_CONFIGS, parse_topic_configs
+from hotlog.config import TOPIC_CONFIGS, altered_list, parse_topic_configs
 from hotlog.errors import InvalidConfigError, LogError
 from hotlog.manager import Topic
 
@@ -30,8 +30,11 @@ STATIC_BROKER_CONFIG = 4
 DEFAULT_CONFIG = 5
 # Kafka's ConfigType values.
 BOOLEAN, STRING, INT, LONG, DOUBLE, LIST = 1, 2, 3, 5, 6, 7
-_INT_CONFIGS = frozenset({"segment.bytes", "segment.index.bytes", "index.interval.bytes", "max.message.bytes"})
-SET, DELETE = 0, 1
+_INT_CONFIGS = frozenset({"segment.bytes", "segment.index.bytes", "index.interval.bytes", "max.message.bytes",
+                          "min.insync.replicas", "compression.gzip.level", "compression.lz4.level",
+                          "compression.zstd.level"})
+# IncrementalAlterConfigs operations.
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 # Each partition is a folder with open files: a bound keeps one request from exhausting them.
 
 
@@ -49,7 +52,8 @@ def _text(value: Any) -> str:
 
 
 def _config_type(name: str, value: Any) -> int:
-    if name == "cleanup.policy":
+    definition = TOPIC_CONFIGS.get(name)
+    if definition is not None and definition.list_type:
         return LIST
     if isinstance(value, bool):
         return BOOLEAN
@@ -305,17 +309,25 @@ async def _alter_response(kafka: KafkaContext, call: Call, request: Any,
 
 async def handle_incremental_alter_configs(kafka: KafkaContext, call: Call, request: Any) -> Any:
     def changes(resource: Any) -> tuple[dict[str, str], tuple[str, ...]]:
+        names = Counter(config.name for config in resource.configs)
+        if any(count > 1 for count in names.values()):
+            raise _Refused(ErrorCode.invalid_request, "Error due to duplicate config keys")
+        current = kafka.broker.logs.config_for(kafka.broker.logs.topic(resource.resource_name))
         set_configs: dict[str, str] = {}
         delete: list[str] = []
         for config in resource.configs:
-            if config.config_operation == SET and config.value is not None:
-                set_configs[config.name] = config.value
-            elif config.config_operation == DELETE:
+            operation = config.config_operation
+            if operation == DELETE or (operation == SET and config.value is None):  # Kafka: SET null deletes
                 delete.append(config.name)
+            elif operation == SET:
+                set_configs[config.name] = config.value
+            elif operation in (APPEND, SUBTRACT):
+                if config.value is None:
+                    raise _Refused(ErrorCode.invalid_config, f"{config.name}: APPEND and SUBTRACT need a value")
+                set_configs[config.name] = altered_list(config.name, _text(current.values.get(config.name, "")),
+                                                        config.value, append=operation == APPEND)
             else:
-                raise _Refused(ErrorCode.invalid_config,
-                               f"{config.name}: operation {config.config_operation} needs a list config; "
-                               "tierlog's topic configs take single values")
+                raise _Refused(ErrorCode.invalid_request, f"{config.name}: unknown operation {operation}")
         return set_configs, tuple(delete)
 
     return await _alter_response(kafka, call, request, changes)
