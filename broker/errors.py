@@ -76,6 +76,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     log_errors.InvalidTopicError: Answer(ErrorCode.invalid_topic_exception, "INVALID_ARGUMENT"),
     log_errors.InvalidConfigError: Answer(ErrorCode.invalid_config, "INVALID_ARGUMENT"),
     log_errors.InvalidTimestampError: Answer(ErrorCode.invalid_timestamp, "INVALID_ARGUMENT"),
+    log_errors.PolicyViolationError: Answer(ErrorCode.policy_violation, "FAILED_PRECONDITION"),
     # A log closes when its topic is deleted under a request.
     log_errors.LogClosedError: Answer(ErrorCode.unknown_topic_or_partition, "UNAVAILABLE"),
     log_errors.LogStorageError: _STORAGE,

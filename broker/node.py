@@ -112,6 +112,15 @@ class Broker:
         await self.groups.offsets.forget_topic(name)
         return topic
 
+    def delete_records(self, topic: str, partition: int, before: int) -> int:
+        """Kafka's DeleteRecords for one partition: the records below `before` (-1: the high
+        watermark) go; returns the partition's first offset from now on (its low watermark).
+        The internal topics are the broker's own: refused."""
+        if is_internal(topic):
+            raise InvalidTopicError(f"{topic} is an internal topic")
+        self.logs.delete_records(topic, partition, before)
+        return self.reader.log_start_offset(topic, partition)  # either tier's, retention's too
+
     async def stop(self) -> None:
         """Stop background work, flush, and write the clean-shutdown checkpoint."""
         if self.wal is not None:  # what acks=1 producers were told is written goes to the bucket too

@@ -59,10 +59,12 @@ class Reader:
         return state if state is not None and state.segments else None
 
     def log_start_offset(self, topic: str, partition: int) -> int:
-        """The earliest readable offset: the remote log start once segments are tiered."""
+        """The earliest readable offset: the remote log start once segments are tiered,
+        unless DeleteRecords deleted records past it."""
         local = self._log(topic, partition).log_start_offset
         state = self._remote_state(topic, partition)
-        return local if state is None else min(local, state.log_start_offset)
+        stored = local if state is None else min(local, state.log_start_offset)
+        return max(stored, self.logs.records_start_offset(topic, partition))
 
     def local_log_start_offset(self, topic: str, partition: int) -> int:
         return self._log(topic, partition).log_start_offset
@@ -87,6 +89,8 @@ class Reader:
         when the object store returned data that failed its checks; CorruptSegmentError when
         a local batch did and the bucket has no copy of it."""
         plog = self._log(topic, partition)
+        if offset < self.logs.records_start_offset(topic, partition):  # deleted (DeleteRecords)
+            raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
         lso = plog.last_stable_offset
         if read_committed:
             max_offset = lso if max_offset is None else min(max_offset, lso)

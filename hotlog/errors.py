@@ -46,6 +46,10 @@ class InvalidConfigError(LogError):
     """A config name or value that is not valid."""
 
 
+class PolicyViolationError(LogError):
+    """A request the topic's configs forbid (records deleted from a compacted-only topic)."""
+
+
 class InvalidTimestampError(LogError):
     """A batch timestamp outside the allowed window."""
 

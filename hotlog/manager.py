@@ -23,6 +23,8 @@ from .errors import (
     InvalidTopicError,
     LogError,
     LogStorageError,
+    OffsetOutOfRangeError,
+    PolicyViolationError,
     TopicExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 TOPICS_FILE = "topics.json"
 CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
 CLEANER_CHECKPOINT_FILE = "cleaner-offset-checkpoint"  # each compacted log's first dirty offset
+# Each partition's first offset past records deleted by DeleteRecords (Kafka's file): only
+# the partitions whose records start later than their first segment.
+RECORDS_START_FILE = "log-start-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
 PARTITION_METADATA_FILE = "partition.metadata"
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -65,6 +70,7 @@ class LogManager:
         self.defaults = dict(defaults or {})
         self.topics: dict[str, Topic] = {}
         self.logs: dict[tuple[str, int], PartitionLog] = {}
+        self.records_start: dict[tuple[str, int], int] = {}  # deleted before (DeleteRecords)
         # Tiering takes over local retention of the logs it answers True for.
         self.retention_delegate: Callable[[PartitionLog], bool] | None = None
         self.opened_clean = False
@@ -77,6 +83,7 @@ class LogManager:
         self.opened_clean = os.path.exists(marker)
         checkpoints = self._read_checkpoint(CHECKPOINT_FILE)
         first_dirty = self._read_checkpoint(CLEANER_CHECKPOINT_FILE)
+        records_start = self._read_checkpoint(RECORDS_START_FILE)
         topics_path = os.path.join(self.data_dir, TOPICS_FILE)
         if os.path.exists(topics_path):
             with open(topics_path) as f:
@@ -87,6 +94,7 @@ class LogManager:
                 plog = self._open_log(topic, partition, clean=self.opened_clean,
                                       recovery_point=checkpoints.get((topic.name, partition), 0))
                 plog.first_dirty_offset = first_dirty.get((topic.name, partition), 0)
+        self.records_start = {k: v for k, v in records_start.items() if k in self.logs}
         self._remove_deleted_dirs()
         if self.opened_clean:
             os.unlink(marker)
@@ -164,6 +172,52 @@ class LogManager:
     def write_checkpoint(self) -> None:
         self._write_checkpoint(CHECKPOINT_FILE, {key: plog.recovery_point for key, plog in self.logs.items()})
 
+    def records_start_offset(self, topic: str, partition: int) -> int:
+        """The first offset not deleted by DeleteRecords (0: none deleted); reads begin at
+        the later of it and the first segment's base."""
+        return self.records_start.get((topic, partition), 0)
+
+    def delete_records(self, topic: str, partition: int, before: int) -> int:
+        """Kafka's DeleteRecords: the records below `before` (-1: the high watermark) are
+        gone for readers from now on, durably; whole segments below it are deleted (by
+        tiering for the logs it owns, once they are off the bucket too). Returns where the
+        records start now (retention may have taken more). PolicyViolationError for a topic without the `delete` policy,
+        OffsetOutOfRangeError past the high watermark."""
+        plog = self.log(topic, partition)
+        if not plog.config.delete:
+            raise PolicyViolationError(f"{topic}-{partition}: records of a topic without cleanup.policy=delete "
+                                       f"cannot be deleted")
+        start = self.records_start_offset(topic, partition)
+        target = plog.high_watermark if before == -1 else before
+        if target < 0 or target > plog.high_watermark:
+            raise OffsetOutOfRangeError(target, max(start, plog.log_start_offset), plog.high_watermark)
+        if target > start:
+            self.records_start[(topic, partition)] = target
+            self.write_records_start_checkpoint()
+            if not self._delegated(plog) and not plog.cleaning:  # else retention's next run
+                self.delete_segments_below_records_start(plog)
+        return max(start, target)
+
+    def adopt_records_start(self, topic: str, partition: int, offset: int) -> None:
+        """A records' start learnt elsewhere (the bucket's topic record, at a restore): kept
+        where it is later than this folder's."""
+        if offset > self.records_start_offset(topic, partition):
+            self.records_start[(topic, partition)] = offset
+            self.write_records_start_checkpoint()
+
+    def delete_segments_below_records_start(self, plog: PartitionLog) -> int:
+        """Delete the sealed segments wholly below the records' start; returns how many."""
+        start = self.records_start_offset(plog.topic, plog.partition)
+        count = 0
+        for segment in plog.segments[:-1]:
+            if segment.next_offset > start:
+                break
+            count += 1
+        return len(plog.delete_oldest_segments(count)) if count else 0
+
+    def write_records_start_checkpoint(self) -> None:
+        self._write_checkpoint(RECORDS_START_FILE, self.records_start)
+
     def write_cleaner_checkpoint(self) -> None:
         self._write_checkpoint(CLEANER_CHECKPOINT_FILE, {
             key: plog.first_dirty_offset for key, plog in list(self.logs.items()) if plog.config.compact
@@ -219,6 +273,7 @@ class LogManager:
             partition_log = self.logs.pop((name, partition))
             partition_log.close()
             self._remove_partition_dir(topic, partition)
+            self.records_start.pop((name, partition), None)
         self.write_checkpoint()
         return topic
 
@@ -298,6 +353,7 @@ class LogManager:
         for plog in list(self.logs.values()):
             if not plog.config.delete or plog.cleaning or self._delegated(plog):  # compacted only, cleaning
                 continue
+            deleted += self.delete_segments_below_records_start(plog)
             count = expired_segment_count(
                 plog.segments, retention_ms=plog.config.retention_ms,
                 retention_bytes=plog.config.retention_bytes, now_ms=now,

@@ -32,7 +32,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from hotlog.cleaner import LogCleaner
 from hotlog.durable import write_atomically
@@ -154,6 +154,9 @@ class TieringManager:
                 loads.append(self._load_partition(record, partition))
         for state in await asyncio.gather(*loads):
             self._track(state)
+            record = self.topic_records[state.topic_id]
+            if state.partition in record.records_start:  # deleted by DeleteRecords: stays deleted
+                self.logs.adopt_records_start(state.topic, state.partition, record.records_start[state.partition])
             plog = self.logs.log(state.topic, state.partition)
             if plog.log_end_offset < state.end_offset:
                 await self._restore_partition(state, plog)
@@ -340,8 +343,10 @@ class TieringManager:
                 continue
             written = self.topic_records.get(topic.topic_id)
             # A written record keeps its folder: that is where its objects are.
+            starts = {p: self.logs.records_start_offset(topic.name, p) for p in range(topic.partitions)}
             record = TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.overrides),
-                                 folder=written.folder if written else "")
+                                 folder=written.folder if written else "",
+                                 records_start={p: offset for p, offset in starts.items() if offset > 0})
             for partition in range(topic.partitions):
                 if (topic.topic_id, partition) not in self.partitions:
                     self._track(RemotePartition(topic.name, topic.topic_id, partition,
@@ -551,6 +556,7 @@ class TieringManager:
         config = plog.config
         expired = expired_segment_count(plog.segments, retention_ms=config.local_retention_ms,
                                         retention_bytes=config.local_retention_bytes, now_ms=now_ms)
+        expired = max(expired, _below(plog.segments, self.logs.records_start_offset(plog.topic, plog.partition)))
         count = min(uploaded, expired)
         if count:
             plog.delete_oldest_segments(count)
@@ -575,6 +581,7 @@ class TieringManager:
         not_uploaded = sum(s.size for s in plog.segments if s.base_offset >= end)
         doomed = count_expired(segments, total_bytes=state.size_bytes + not_uploaded, retention_ms=config.retention_ms,
                                retention_bytes=config.retention_bytes, now_ms=now_ms)
+        doomed = max(doomed, _below(segments, self.logs.records_start_offset(plog.topic, plog.partition)))
         if not doomed:
             return
         # Tombstones one by one, oldest first: after a crash the deleted ones are a prefix.
@@ -664,6 +671,16 @@ class TieringManager:
         metrics.TIER_BYTES.labels("remote").set(remote_bytes)
         metrics.TIER_SEGMENTS.labels("local").set(local_segments)
         metrics.TIER_SEGMENTS.labels("remote").set(remote_segments)
+
+
+def _below(segments: Sequence[RemoteSegment] | Sequence[LogSegment], records_start: int) -> int:
+    """How many of the oldest segments hold only records DeleteRecords deleted."""
+    count = 0
+    for segment in segments:
+        if segment.next_offset > records_start:
+            break
+        count += 1
+    return count
 
 
 def _log_task_end(task: asyncio.Task[None]) -> None:

@@ -205,6 +205,9 @@ class TopicRecord:
     configs: Mapping[str, Any] = field(default_factory=dict)  # the topic's overrides
     state: TopicState = TopicState.LIVE
     folder: str = ""  # of its objects; "" at creation: topic_folder()
+    # Per partition, the first offset DeleteRecords left (only those past 0), so that a
+    # restore does not bring deleted records back.
+    records_start: Mapping[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.folder:
@@ -226,6 +229,7 @@ class TopicRecord:
         return json.dumps({
             "version": 1, "name": self.name, "topic_id": str(self.topic_id), "partitions": self.partitions,
             "configs": dict(self.configs), "state": self.state.value, "folder": self.folder,
+            "records_start": {str(p): offset for p, offset in sorted(self.records_start.items())},
         }, sort_keys=True).encode()
 
     @classmethod
@@ -234,7 +238,9 @@ class TopicRecord:
         try:
             name, topic_id = str(raw["name"]), uuid.UUID(raw["topic_id"])
             folder = str(raw.get("folder") or legacy_topic_folder(name, topic_id))
-            record = cls(name, topic_id, int(raw["partitions"]), dict(raw["configs"]), TopicState(raw["state"]), folder)
+            starts = {int(p): int(offset) for p, offset in dict(raw.get("records_start", {})).items()}
+            record = cls(name, topic_id, int(raw["partitions"]), dict(raw["configs"]), TopicState(raw["state"]), folder,
+                         starts)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptMetadataError(f"{where}: not a topic record ({exc!r})") from None
         if "/" in folder or folder in (".", ".."):

@@ -47,6 +47,7 @@ from .groups import (
 from .metadata import handle_describe_cluster, handle_metadata
 from .offsets import handle_list_offsets
 from .produce import handle_produce
+from .records_admin import handle_delete_records
 from .txn_apis import (
     handle_add_offsets_to_txn,
     handle_add_partitions_to_txn,
@@ -75,6 +76,7 @@ class ApiKey(IntEnum):
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
+    DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
     ADD_PARTITIONS_TO_TXN = 24
     ADD_OFFSETS_TO_TXN = 25
@@ -151,6 +153,7 @@ APIS: dict[int, Api] = {
         Api(ApiKey.END_TXN, 0, 3, handle_end_txn),
         Api(ApiKey.TXN_OFFSET_COMMIT, 0, 3, handle_txn_offset_commit),
         Api(ApiKey.DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
+        Api(ApiKey.DELETE_RECORDS, 0, 2, handle_delete_records),
         Api(ApiKey.DESCRIBE_LOG_DIRS, 1, 4, handle_describe_log_dirs),
         Api(ApiKey.ELECT_LEADERS, 0, 2, handle_elect_leaders),
         Api(ApiKey.DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers),
