@@ -41,6 +41,7 @@ from .groups import (
     handle_leave_group,
     handle_list_groups,
     handle_offset_commit,
+    handle_offset_delete,
     handle_offset_fetch,
     handle_sync_group,
 )
@@ -89,6 +90,7 @@ class ApiKey(IntEnum):
     DELETE_GROUPS = 42
     ELECT_LEADERS = 43
     INCREMENTAL_ALTER_CONFIGS = 44
+    OFFSET_DELETE = 47
     DESCRIBE_CLUSTER = 60
     DESCRIBE_PRODUCERS = 61
     DESCRIBE_TRANSACTIONS = 65
@@ -154,6 +156,7 @@ APIS: dict[int, Api] = {
         Api(ApiKey.TXN_OFFSET_COMMIT, 0, 3, handle_txn_offset_commit),
         Api(ApiKey.DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
         Api(ApiKey.DELETE_RECORDS, 0, 2, handle_delete_records),
+        Api(ApiKey.OFFSET_DELETE, 0, 0, handle_offset_delete),
         Api(ApiKey.DESCRIBE_LOG_DIRS, 1, 4, handle_describe_log_dirs),
         Api(ApiKey.ELECT_LEADERS, 0, 2, handle_elect_leaders),
         Api(ApiKey.DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers),

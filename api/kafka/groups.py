@@ -202,3 +202,16 @@ async def handle_delete_groups(kafka: KafkaContext, call: Call, request: Any) ->
     return build(response, throttle_time=NO_THROTTLE, results=tuple(
         build(entity, group_id=group_id, error_code=error) for group_id, error in results.items()
     ))
+
+
+async def handle_offset_delete(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    response = call.response_type
+    topic_type = nested(response, "topics")
+    partition_type = nested(topic_type, "partitions")
+    wanted = [TopicPartition(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+    deleted = await kafka.groups.delete_offsets(request.group_id, wanted)
+    by_topic: dict[str, list[Any]] = {}
+    for tp, error in deleted.partitions.items():
+        by_topic.setdefault(tp.topic, []).append(build(partition_type, partition_index=tp.partition, error_code=error))
+    return build(response, error_code=deleted.error, throttle_time=NO_THROTTLE,
+                 topics=tuple(build(topic_type, name=name, partitions=tuple(parts)) for name, parts in by_topic.items()))

@@ -1,10 +1,11 @@
 """The group coordinator: a group's membership and its committed offsets, and what needs
-both (listing, describing and deleting groups). Protocol handlers call its two halves,
+both (listing, describing and deleting groups and their offsets). Protocol handlers call its two halves,
 `membership` and `offsets`, directly."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from kio.schema.errors import ErrorCode
 
@@ -14,7 +15,13 @@ from hotlog.manager import LogManager
 from ..durability import Durability
 from ..settings import BrokerSettings
 from .membership import Group, GroupMembership
+from .offset_store import TopicPartition
 from .offsets import GroupOffsets
+
+
+class OffsetDeletion(NamedTuple):
+    error: ErrorCode  # of the group as a whole
+    partitions: dict[TopicPartition, ErrorCode]
 
 
 class GroupCoordinator:
@@ -42,6 +49,23 @@ class GroupCoordinator:
         """Every group with members or committed offsets."""
         ids = dict.fromkeys([*self.membership.groups, *self.offsets.groups])
         return [group for group in map(self.group, ids) if group is not None]
+
+    async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> OffsetDeletion:
+        """Kafka's OffsetDelete: the group's committed offsets of `partitions` go, except
+        those of topics its members consume (GROUP_SUBSCRIBED_TO_TOPIC); a group with
+        members of another protocol than `consumer` keeps all (NON_EMPTY_GROUP)."""
+        if self.group(group_id) is None:
+            return OffsetDeletion(ErrorCode.group_id_not_found, {})
+        subscribed: set[str] = set()
+        if not self.membership.is_empty(group_id):
+            topics = self.membership.subscribed_topics(group_id)
+            if topics is None:
+                return OffsetDeletion(ErrorCode.non_empty_group, {})
+            subscribed = topics
+        doomed = [tp for tp in partitions if tp.topic not in subscribed]
+        await self.offsets.delete_partitions(group_id, doomed)
+        return OffsetDeletion(ErrorCode.none, {
+            tp: ErrorCode.group_subscribed_to_topic if tp.topic in subscribed else ErrorCode.none for tp in partitions})
 
     async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, ErrorCode]:
         results = {}

@@ -523,9 +523,43 @@ class GroupMembership:
         """Whether `member_id` is a current member of that generation (TxnOffsetCommit v3+)."""
         return self._member_error(self.groups.get(group_id), member_id, instance_id, generation_id)
 
+    def subscribed_topics(self, group_id: str) -> set[str] | None:
+        """The topics the members of a `consumer` protocol group subscribe to (their
+        ConsumerProtocolSubscription: version, then the topics), or None for another
+        protocol or metadata that does not parse."""
+        group = self.groups.get(group_id)
+        if group is None or group.protocol_type != "consumer":
+            return None
+        topics: set[str] = set()
+        for member in group.members.values():
+            found = _subscription_topics(member.metadata_for(group.protocol_name))
+            if found is None:
+                return None
+            topics |= found
+        return topics
+
     def is_empty(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
         return group is None or (not group.members and group.state is GroupState.EMPTY)
 
     def forget(self, group_id: str) -> None:
         self.groups.pop(group_id, None)
+
+
+def _subscription_topics(metadata: bytes) -> set[str] | None:
+    """The topic names of a ConsumerProtocolSubscription (any version: they come first,
+    after the version), or None when it does not parse."""
+    try:
+        count = int.from_bytes(metadata[2:6], "big", signed=True)
+        if count < 0:
+            return None
+        at, topics = 6, set()
+        for _ in range(count):
+            size = int.from_bytes(metadata[at : at + 2], "big", signed=True)
+            if size < 0 or at + 2 + size > len(metadata):
+                return None
+            topics.add(metadata[at + 2 : at + 2 + size].decode())
+            at += 2 + size
+        return topics
+    except UnicodeDecodeError:
+        return None

@@ -157,6 +157,15 @@ class GroupOffsets:
         await self.store.write(group_id, dict.fromkeys(self.groups.get(group_id, {})))
         self.groups.pop(group_id, None)
 
+    async def delete_partitions(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
+        """Tombstone the group's committed offsets of `partitions` (those it has)."""
+        offsets = self.groups.get(group_id, {})
+        gone = [tp for tp in partitions if tp in offsets]
+        if gone:
+            await self.store.write(group_id, dict.fromkeys(gone))
+            for tp in gone:
+                offsets.pop(tp, None)
+
     async def forget_topic(self, topic: str) -> None:
         """Drop the committed offsets of a deleted topic (tombstones, as Kafka writes)."""
         for group_id, offsets in list(self.groups.items()):
