@@ -58,7 +58,8 @@ class WritePath:
         self._check_producers(TopicPartition(topic, partition), records, transactional_id)
         self.durability.check_room(plog)
         info = plog.append(records)
-        self.durability.appended(plog, info, records)
+        # Batches the log recompressed are not the request's bytes: the WAL reads them back.
+        self.durability.appended(plog, info, None if plog.config.recompression is not None else records)
         if not info.duplicate:
             BYTES_IN.labels(protocol).inc(len(records))
             MESSAGES_IN.labels(protocol).inc(info.record_count)

@@ -354,9 +354,3 @@ def check_combined(config: LogConfig) -> None:
             f"min.compaction.lag.ms={config.min_compaction_lag_ms} must not be above "
             f"max.compaction.lag.ms={config.max_compaction_lag_ms}"
         )
-    if config.recompression is not None and config.remote_wal_enable:
-        # The WAL takes the batches as the request sent them, not as recompressed.
-        raise InvalidConfigError(
-            f"compression.type={config['compression.type']} needs remote.wal.enable=false: "
-            "the write-ahead log does not take recompressed batches yet"
-        )

@@ -15,12 +15,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from hotlog.records import GZIP, decode_batches
 from testkit.flaky_proxy import FlakyProxy
 from testkit.moto_server import MotoServer
 
@@ -356,6 +358,28 @@ def test_with_the_wal_the_offsets_topic_is_compacted_in_the_bucket_and_restores_
             [committed] = checker.committed([TopicPartition("jobs", 0)], timeout=15)
             checker.close()
             assert committed.offset == commits * 10 + g
+    finally:
+        if server.running:
+            assert server.stop() == 0, server.log()
+
+
+def test_batches_the_broker_recompresses_reach_the_wal_as_the_log_wrote_them(tmp_path: Any) -> None:
+    """compression.type=gzip with the WAL: the log recompresses each uncompressed batch, and
+    the WAL object holds the recompressed bytes (not the request's), so a new machine gets
+    every acknowledged message back."""
+    server = wal_server(tmp_path, "").start()
+    try:
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        admin.create_topics([NewTopic("zipped", 1, 1, config={"compression.type": "gzip"})])["zipped"].result(10)
+        values = [b"value %04d " % i + b"x" * 200 for i in range(300)]
+        acked = produce(server, "zipped", values, **{"compression.type": "none"})
+        assert acked == values
+        machine_lost(server)
+        server.start()
+        assert read_all(server, "zipped", 1, len(values)) == values
+        restored = b"".join(p.read_bytes() for p in sorted(Path(server.data_dir).glob("zipped-0/*.log")))
+        codecs = {b.header.compression for b in decode_batches(restored)}
+        assert codecs == {GZIP}, f"the WAL gave back batches in codecs {codecs}, not as the log wrote them"
     finally:
         if server.running:
             assert server.stop() == 0, server.log()
