@@ -329,6 +329,18 @@ class LogConfig:
         return self.values["message.timestamp.type"] == "LogAppendTime"
 
     @property
+    def timestamp_bounds(self) -> tuple[int, int] | None:
+        """How far before and after the broker's clock a CreateTime timestamp may lie
+        (message.timestamp.before/after.max.ms, each also bounded by the older
+        difference.max.ms); None when neither bounds anything."""
+        if self.log_append_time:
+            return None
+        difference = self.values["message.timestamp.difference.max.ms"]
+        before = min(self.values["message.timestamp.before.max.ms"], difference)
+        after = min(self.values["message.timestamp.after.max.ms"], difference)
+        return None if before == after == LONG_MAX else (before, after)
+
+    @property
     def recompression(self) -> Compression | None:
         """What batches in another codec are recompressed to at append; None (`producer`): kept."""
         name = self.values["compression.type"]

@@ -24,6 +24,7 @@ from .durable import sync_written
 from .errors import (
     CorruptRecordError,
     DiskWriteError,
+    InvalidTimestampError,
     LogClosedError,
     LogStorageError,
     OffsetOutOfRangeError,
@@ -97,6 +98,7 @@ class PartitionLog:
             config.log_append_time, config.flush_messages, config.compact,
         )
         self._recompression = config.recompression
+        self._timestamp_bounds = config.timestamp_bounds
 
     # -- opening -----------------------------------------------------------------------
 
@@ -334,6 +336,8 @@ class PartitionLog:
                         raise OutOfOrderSequenceError("a retried batch must come alone in its request")
                     return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, [], duplicate=True)
                 self.producers.check(header)
+        if self._timestamp_bounds is not None and _stamp:
+            self._check_timestamps(batches, int(time.time() * 1000) if now_ms is None else now_ms)
         recompression = self._recompression
         if recompression is not None and _stamp:
             data, recompressed = recompress_batches(data, batches, *recompression)
@@ -380,6 +384,20 @@ class PartitionLog:
         for listener in self._listeners:
             listener(self)
         return info
+
+    def _check_timestamps(self, batches: list[BatchPosition], now_ms: int) -> None:
+        """message.timestamp.before.max.ms / after.max.ms (and the older difference.max.ms)
+        against each batch's first and largest timestamps: the header's, no record decoded
+        (a record earlier than its batch's first one is not checked)."""
+        assert self._timestamp_bounds is not None
+        before, after = self._timestamp_bounds
+        for _, header in batches:
+            if header.is_control:
+                continue
+            if header.base_timestamp < now_ms - before or header.max_timestamp > now_ms + after:
+                raise InvalidTimestampError(
+                    f"{self.topic}-{self.partition}: timestamps {header.base_timestamp}..{header.max_timestamp} "
+                    f"lie outside [now - message.timestamp.before.max.ms, now + message.timestamp.after.max.ms]")
 
     @staticmethod
     def _recompressed_size(batches: list[BatchPosition], max_bytes: int) -> int:

@@ -139,3 +139,14 @@ def test_bad_incremental_changes_are_refused_and_change_nothing(kafka_server: Ka
     configs = _describe(kafka_server, topic)
     assert (configs["retention.ms"].value, configs["segment.ms"].source, configs["cleanup.policy"].value) == \
         ("5000", DEFAULT_CONFIG, "delete")
+
+
+def test_a_timestamp_past_message_timestamp_before_max_ms_is_refused(kafka_server: KafkaServer) -> None:
+    _create(kafka_server, "bounded", **{"message.timestamp.before.max.ms": "3600000"})
+    results: list[KafkaError | None] = []
+    producer = Producer({"bootstrap.servers": kafka_server.bootstrap, "message.send.max.retries": 0})
+    for timestamp in (1, 0):  # 1970, then now (0: the client's clock)
+        producer.produce("bounded", b"v", timestamp=timestamp, on_delivery=lambda err, _: results.append(err))
+        producer.flush(10)
+    assert results[0] is not None and results[0].code() == KafkaError.INVALID_TIMESTAMP
+    assert results[1] is None
