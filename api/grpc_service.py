@@ -212,7 +212,8 @@ class TierlogService(pb_grpc.TierlogServicer):
         appended: list[Appended] = []
         for partition, batches in plans:
             # One append per batch, so a segment may roll between them.
-            written = [self.broker.write.append(topic.name, partition, batch, protocol="grpc") for batch in batches]
+            written = [self.broker.write.append(topic.name, partition, batch, protocol="grpc",
+                                                durable=request.ack == pb.ACK_DURABLE) for batch in batches]
             infos = [w.info for w in written]
             appended.append(written[-1])  # durable up to the last batch means all of them
             response.partitions.append(pb.PartitionAppend(

@@ -27,6 +27,11 @@ class Durability:
         if self.wal is not None:
             self.wal.appended(plog, info, records)
 
+    def beyond_this_disk(self, plog: PartitionLog) -> bool:
+        """Whether the partition's acknowledged appends are in the bucket (its WAL), not on
+        this disk only: the broker's answer to replication."""
+        return self.wal is not None and self.wal.covers(plog)
+
     async def wait(self, plog: PartitionLog, end: int) -> None:
         """Until the partition is durable below `end`; raises LogStorageError if the disk refused."""
         if self.wal is not None and self.wal.covers(plog):

@@ -47,6 +47,11 @@ class WalFullError(BrokerError):
     taken yet (the store is down or slow): appends to WAL topics wait for room."""
 
 
+class NotEnoughReplicasError(BrokerError):
+    """A durable produce to a partition whose min.insync.replicas its copies cannot meet:
+    one disk is one copy; the bucket's WAL (`remote.wal.enable`) is the broker's replicas."""
+
+
 class RefusedError(BrokerError):
     """Refused by a coordinator with a Kafka error code of its choosing (a fenced
     producer, a partition outside the transaction, a group with live members)."""
@@ -113,6 +118,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     # Retriable: the durable copy (the bucket) cannot take more now, as Kafka says when
     # too few replicas are in sync.
     WalFullError: Answer(ErrorCode.not_enough_replicas, "UNAVAILABLE"),
+    NotEnoughReplicasError: Answer(ErrorCode.not_enough_replicas, "FAILED_PRECONDITION"),
 }
 
 HANDLED: tuple[type[Exception], ...] = tuple(ANSWERS)

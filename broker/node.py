@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from fetch.chunk_cache import ChunkCache
 from fetch.index_cache import RemoteIndexCache
 from fetch.reader import Reader
@@ -19,7 +21,7 @@ from tiering.manager import TieringManager
 from tiering.store import ObjectStore
 
 from .durability import Durability
-from .errors import InvalidPartitionsError, InvalidRequestError
+from .errors import InvalidPartitionsError, InvalidRequestError, RefusedError
 from .groups.coordinator import GroupCoordinator
 from .internal_topics import is_internal, place
 from .produce import WritePath
@@ -95,12 +97,23 @@ class Broker:
         )
 
     def create_topic(self, name: str, partitions: int, configs: Mapping[str, Any], *,
-                     validate_only: bool = False) -> Topic:
+                     validate_only: bool = False, replication_factor: int = -1) -> Topic:
         """Create a topic for a client. The internal topics' names are the broker's own: it
-        creates those itself, with their own configs (as Kafka refuses them too)."""
+        creates those itself, with their own configs (as Kafka refuses them too). A
+        replication factor above 1 asks that no acknowledged write rest on one disk: it is
+        taken for topics written through the bucket's WAL, which keeps them (the bucket is
+        their replicas), and refused otherwise."""
         if is_internal(name):
             raise InvalidRequestError(f"creation of internal topic {name} is prohibited")
         check_partition_count(partitions)
+        if replication_factor < -1 or replication_factor == 0:
+            raise RefusedError(ErrorCode.invalid_replication_factor,
+                               f"replication factor {replication_factor}: at least 1 (or -1, the default)")
+        if replication_factor > 1 and not self.logs.config_of(configs).remote_wal_enable:
+            raise RefusedError(ErrorCode.invalid_replication_factor,
+                               f"replication factor {replication_factor} on one broker: only for topics written "
+                               f"through the bucket's write-ahead log (remote.wal.enable=true), which keeps their "
+                               f"acknowledged writes beyond this disk")
         return self.logs.create_topic(name, partitions, configs, validate_only=validate_only)
 
     async def delete_topic(self, name: str) -> Topic:

@@ -23,7 +23,7 @@ from hotlog.log import AppendInfo, PartitionLog
 from hotlog.manager import LogManager
 
 from .durability import Durability
-from .errors import RefusedError
+from .errors import NotEnoughReplicasError, RefusedError
 from .groups.offset_store import TopicPartition
 from .internal_topics import is_internal
 from .metrics import BYTES_IN, MESSAGES_IN
@@ -47,14 +47,19 @@ class WritePath:
         self.durability = durability
 
     def append(self, topic: str, partition: int, records: bytes | None, *, protocol: str,
-               transactional_id: str | None = None) -> Appended:
-        """Check and append the batches in `records`. Raises a LogError or RefusedError
-        and appends nothing when refused."""
+               transactional_id: str | None = None, durable: bool = False) -> Appended:
+        """Check and append the batches in `records` (`durable`: the producer waits until
+        they are, Kafka's acks=all). Raises a LogError or a BrokerError and appends nothing
+        when refused."""
         if is_internal(topic):
             raise InvalidTopicError(f"{topic} is an internal topic; clients cannot write to it")
         plog = self.logs.log(topic, partition)
         if not records:
             raise CorruptRecordError("a produce request partition without record batches")
+        if durable and plog.config.min_insync_replicas > 1 and not self.durability.beyond_this_disk(plog):
+            raise NotEnoughReplicasError(
+                f"{topic}-{partition}: min.insync.replicas={plog.config.min_insync_replicas}, and its appends are on "
+                f"this disk only (remote.wal.enable puts them in the bucket)")
         self._check_producers(TopicPartition(topic, partition), records, transactional_id)
         self.durability.check_room(plog)
         info = plog.append(records)

@@ -329,6 +329,10 @@ class LogConfig:
         return self.values["message.timestamp.type"] == "LogAppendTime"
 
     @property
+    def min_insync_replicas(self) -> int:
+        return self.values["min.insync.replicas"]
+
+    @property
     def timestamp_bounds(self) -> tuple[int, int] | None:
         """How far before and after the broker's clock a CreateTime timestamp may lie
         (message.timestamp.before/after.max.ms, each also bounded by the older

@@ -238,6 +238,10 @@ class LogManager:
     def config_for(self, topic: Topic) -> LogConfig:
         return LogConfig.build(self.defaults, topic.overrides)
 
+    def config_of(self, configs: Mapping[str, Any]) -> LogConfig:
+        """What a topic made with these overrides would have (InvalidConfigError if bad)."""
+        return LogConfig.build(self.defaults, parse_topic_configs(configs))
+
     def create_topic(
         self, name: str, partitions: int, configs: Mapping[str, Any] | None = None, *,
         topic_id: uuid.UUID | None = None, validate_only: bool = False,

@@ -125,9 +125,6 @@ def _new_topic_partitions(kafka: KafkaContext, wanted: Any) -> int:
                            f"partitions 0..n-1, each on broker {node} alone: tierlog runs one broker")
         check_partition_count(len(wanted.assignments))
         return len(wanted.assignments)
-    if wanted.replication_factor not in (-1, 1):
-        raise _Refused(ErrorCode.invalid_replication_factor,
-                       f"replication factor {wanted.replication_factor}: tierlog runs one broker, so it must be 1")
     partitions = kafka.broker.settings.num_partitions if wanted.num_partitions == -1 else wanted.num_partitions
     check_partition_count(partitions)
     return int(partitions)
@@ -153,7 +150,8 @@ async def handle_create_topics(kafka: KafkaContext, call: Call, request: Any) ->
                 raise _Refused(ErrorCode.invalid_request, f"topic {wanted.name!r} is named more than once")
             partitions = _new_topic_partitions(kafka, wanted)
             configs = {c.name: c.value for c in wanted.configs if c.value is not None}
-            topic = kafka.broker.create_topic(wanted.name, partitions, configs, validate_only=request.validate_only)
+            topic = kafka.broker.create_topic(wanted.name, partitions, configs, validate_only=request.validate_only,
+                                              replication_factor=wanted.replication_factor)
         except _Refused as exc:
             code, message, topic = exc.code, str(exc), None
         except HANDLED as exc:

@@ -74,7 +74,7 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
                 try:
                     result.appended = kafka.broker.write.append(
                         topic_data.name, partition_data.index, partition_data.records,
-                        protocol="kafka", transactional_id=request.transactional_id)
+                        protocol="kafka", transactional_id=request.transactional_id, durable=acks == -1)
                 except HANDLED as exc:
                     result.refused(exc)
             results.append(result)
