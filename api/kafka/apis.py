@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cache
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -95,6 +96,15 @@ class ApiKey(IntEnum):
     DESCRIBE_PRODUCERS = 61
     DESCRIBE_TRANSACTIONS = 65
     LIST_TRANSACTIONS = 66
+
+
+@cache
+def api_name(api_key: int) -> str:
+    """Kafka's name of an API (its message schema's), as metrics label it: `DescribeLogDirs`."""
+    try:
+        return "".join(word.title() for word in ApiKey(api_key).name.split("_"))
+    except ValueError:
+        return str(api_key)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from hotlog.rate_limited import RateLimitedReport
 
 from ..listen import ListenError, parse_host_port, reason
+from ..metrics import REQUESTS
 from .acceptor import Acceptor, bind_sockets
-from .apis import APIS, ApiKey, unsupported_api_versions
+from .apis import APIS, ApiKey, api_name, unsupported_api_versions
 from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
 from .guard import ManyElements
@@ -297,6 +298,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if task.cancelled():
                 continue
             error = task.exception()
+            REQUESTS.labels("kafka", api_name(api_key), "ok" if error is None else "failed").inc()
             if isinstance(error, RequestDecodeError):  # found off the loop, in a request of many elements
                 log.warning("closing connection from %s: %s", self.peer_host, error)
                 self.close()

@@ -4,6 +4,7 @@ DescribeTransactions."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TransactionalIdNotFoundError
 
+from ..server import http_get
 from .cluster import KafkaServer
 
 
@@ -83,3 +85,17 @@ def _log_dirs(response: Any) -> dict[tuple[str, int], int]:
 
 def _listed(response: Any) -> list[tuple[str, str]]:
     return sorted((t.transactional_id, t.state.value) for listings in response.values() for t in listings)
+
+
+def test_kafka_requests_are_counted_by_api_in_the_metrics(tmp_path: Path) -> None:
+    server = KafkaServer(str(tmp_path / "data")).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        admin.create_topics([NewTopic("jobs", 1, 1)])["jobs"].result(10)
+        admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("jobs", 0)]).result(10)
+        _, text = http_get(f"{server.http_url}/metrics")
+        for api in ("CreateTopics", "ElectLeaders", "Metadata"):
+            assert re.search(rf'^tierlog_api_requests_total\{{api="{api}",code="ok",protocol="kafka"\}} [1-9]', text,
+                             re.MULTILINE), api
+    finally:
+        assert server.stop() == 0, server.log()
