@@ -3,6 +3,9 @@
 from prometheus_client import Counter, Histogram
 
 BYTES_SERVED = Counter("tierlog_fetch_bytes_total", "Record bytes served to readers, by tier", ["tier"])
+# Looked up once: every read counts its bytes, and labels() costs a lock and a dict per call.
+BYTES_SERVED_LOCAL = BYTES_SERVED.labels("local")
+BYTES_SERVED_REMOTE = BYTES_SERVED.labels("remote")
 CHUNK_CACHE = Counter("tierlog_chunk_cache_requests_total", "Chunk cache lookups, by result", ["result"])
 PREFETCH_HITS = Counter("tierlog_prefetch_hits_total", "Chunks served that a prefetch had loaded")
 REMOTE_GETS = Counter("tierlog_remote_gets_total", "Ranged GETs of segment data from the object store")

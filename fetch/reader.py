@@ -92,6 +92,8 @@ class Reader:
         if offset < self.logs.records_start_offset(topic, partition):  # deleted (DeleteRecords)
             raise OffsetOutOfRangeError(offset, self.log_start_offset(topic, partition), plog.log_end_offset)
         lso = plog.last_stable_offset
+        if offset == plog.log_end_offset:  # a consumer caught up: nothing to read, the common case
+            return ReadResult(b"", plog.high_watermark, self.log_start_offset(topic, partition), lso)
         if read_committed:
             max_offset = lso if max_offset is None else min(max_offset, lso)
         ask = _Ask(max_bytes, max_offset, min_one)
@@ -115,7 +117,7 @@ class Reader:
         end_offset = offset if found is None else found.end_offset
         if plog.config.compact:
             records, end_offset = await self._past_header_only(plog, records, end_offset, ask)
-        metrics.BYTES_SERVED.labels("local").inc(len(records))
+        metrics.BYTES_SERVED_LOCAL.inc(len(records))
         aborted: tuple[AbortedTxn, ...] = ()
         if read_committed and records:
             aborted = tuple(plog.aborted_transactions(offset, end_offset))
@@ -159,7 +161,7 @@ class Reader:
         records, end_offset = await self._remote_batches(plog, state, segment, offset, ask)
         if plog.config.compact:
             records, end_offset = await self._past_header_only(plog, records, end_offset, ask)
-        metrics.BYTES_SERVED.labels("remote").inc(len(records))
+        metrics.BYTES_SERVED_REMOTE.inc(len(records))
         aborted: list[AbortedTxn] = []
         if read_committed and records:
             # A transaction's marker may lie in a later segment, remote or local.
