@@ -26,6 +26,13 @@ class CopyLag(NamedTuple):
     size_bytes: int = 0
 
 
+class CleanCommit(NamedTuple):
+    """A cleaned segment's record and the committed segments it takes the place of."""
+
+    record: RemoteSegment
+    replaced: list[RemoteSegment]
+
+
 class RemoteStatus(NamedTuple):
     """A partition's remote tier at a glance (tier status, metrics)."""
 
@@ -59,9 +66,9 @@ class RemotePartition:
     clean_backoff: Backoff = field(default_factory=lambda: Backoff(1_000, 600_000))
     # Held by whatever takes committed segments out (retention) or replaces them (a clean).
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # A cleaned segment whose commit failed in a way that may have reached the store,
-    # with the segments it replaces: resolved before the next clean or retention.
-    uncertain_clean: tuple[RemoteSegment, list[RemoteSegment]] | None = None
+    # A cleaned segment whose commit failed in a way that may have reached the store:
+    # resolved before the next clean or retention.
+    uncertain_clean: CleanCommit | None = None
 
     @classmethod
     def from_records(cls, topic: str, topic_id: uuid.UUID, partition: int, prefix: str,

@@ -49,7 +49,7 @@ from hotlog.txn_index import AbortedTxn
 from . import metrics
 from .download import object_crc32c
 from .metadata import RemoteSegment, SegmentState
-from .partition_state import RemotePartition
+from .partition_state import CleanCommit, RemotePartition
 from .store import NotFoundError, ObjectStore
 from .uploader import LocalSegmentFile, SegmentUploader
 
@@ -325,7 +325,7 @@ class RemoteCleaner:
             try:
                 await self.store.put(record.metadata_key, record.to_json())  # the commit point
             except Exception:  # it may have reached the store all the same
-                state.uncertain_clean = (record, old)
+                state.uncertain_clean = CleanCommit(record, old)
                 raise
             await self._replaced(state, record, old, _now_ms() + delete_delay_ms)
 
