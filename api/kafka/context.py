@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from broker.groups.coordinator import GroupCoordinator
     from broker.node import Broker
+
+from .fetch_sessions import FetchSessionCache
 
 NO_THROTTLE = timedelta(0)
 
@@ -23,6 +25,7 @@ class KafkaContext:
     host: str  # advertised to clients in Metadata and FindCoordinator
     port: int
     cluster_id: str
+    fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
 
     @property
     def node_id(self) -> int:

@@ -1,8 +1,9 @@
 """Fetch: whole batches through the fetch layer, spliced into the response as they lie
 on disk; long polling (`fetch.max.wait.ms`) waits on the logs' append listeners.
 
-Fetch sessions (KIP-227) are not kept: every response carries session id 0, which
-clients take as "no session" and keep sending full fetch requests."""
+Fetch sessions (KIP-227, fetch_sessions.py): a full fetch with epoch 0 starts one; the
+incremental fetches after it name only what changed, and their responses hold only the
+partitions with something new."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from broker.metrics import BYTES_OUT, count_storage_error
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
 
-from .codec import build, nested
+from .codec import build, has_field, nested
 from .context import NO_THROTTLE, Call, KafkaContext
+from .fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, FetchSession
 
 READ_COMMITTED = 1
 
@@ -38,7 +40,8 @@ class _PartitionRead:
 
 
 class _FetchPlan:
-    def __init__(self, kafka: KafkaContext, request: Any) -> None:
+    def __init__(self, kafka: KafkaContext, request: Any, session: FetchSession | None = None) -> None:
+        """What a request reads: its partitions, or for an incremental fetch its session's."""
         self.reader = kafka.broker.reader
         self.read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
         # The broker's fetch.max.bytes bounds what a response holds, whatever a client asks
@@ -46,10 +49,14 @@ class _FetchPlan:
         cap = kafka.broker.settings.fetch_max_bytes
         self.max_bytes = min(request.max_bytes, cap)
         self.min_bytes = request.min_bytes
-        self.partitions = [
-            _PartitionRead(topic.topic, p.partition, p.fetch_offset, min(p.partition_max_bytes, cap))
-            for topic in request.topics for p in topic.partitions
-        ]
+        if session is None:
+            self.partitions = [
+                _PartitionRead(topic.topic, p.partition, p.fetch_offset, min(p.partition_max_bytes, cap))
+                for topic in request.topics for p in topic.partitions
+            ]
+        else:
+            self.partitions = [_PartitionRead(topic, partition, p.fetch_offset, min(p.max_bytes, cap))
+                               for (topic, partition), p in session.partitions.items()]
 
     async def read_all(self) -> int:
         """Read every partition within the response's byte budget; returns bytes read. Only
@@ -133,21 +140,37 @@ async def _long_poll(kafka: KafkaContext, plan: _FetchPlan, deadline: float) -> 
 async def handle_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
     response = call.response_type
     session_id = getattr(request, "session_id", 0)
-    if session_id != 0 or getattr(request, "session_epoch", -1) > 0:
-        return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.fetch_session_id_not_found,
-                     session_id=0, responses=())
+    epoch = getattr(request, "session_epoch", FINAL_EPOCH)
+    sessions = kafka.fetch_sessions
+    session, incremental = None, False
+    if epoch in (FINAL_EPOCH, INITIAL_EPOCH):  # a full fetch: a named session ends
+        sessions.close(session_id)
+        if epoch == INITIAL_EPOCH and has_field(response, "session_id"):
+            session = sessions.new()
+            if session is not None:
+                sessions.resized(session, session.update(_wanted(request), ()))
+    else:
+        session = sessions.get(session_id)
+        if session is None or session.epoch != epoch:
+            code = ErrorCode.fetch_session_id_not_found if session is None else ErrorCode.invalid_fetch_session_epoch
+            return build(response, throttle_time=NO_THROTTLE, error_code=code, session_id=0, responses=())
+        forgotten = ((t.topic, p) for t in request.forgotten_topics_data for p in t.partitions)
+        sessions.resized(session, session.update(_wanted(request), forgotten))
+        session.advance()
+        incremental = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.max_wait.total_seconds()
-    plan = _FetchPlan(kafka, request)
+    plan = _FetchPlan(kafka, request, session if incremental else None)
     total = await plan.read_all()
     if not plan.satisfied(total) and loop.time() < deadline:
         await _long_poll(kafka, plan, deadline)
+    parts = plan.partitions if session is None else _told(session, plan.partitions, incremental)
     topic_entity = nested(response, "responses")
     partition_entity = nested(topic_entity, "partitions")
     aborted_entity = nested(partition_entity, "aborted_transactions")
     by_topic: dict[str, list[Any]] = {}
     sent = 0
-    for part in plan.partitions:
+    for part in parts:
         sent += len(part.records)
         aborted = None if part.aborted is None else tuple(
             build(aborted_entity, producer_id=pid, first_offset=first) for pid, first in part.aborted
@@ -159,5 +182,34 @@ async def handle_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
             preferred_read_replica=-1, records=part.records,
         ))
     BYTES_OUT.labels("kafka").inc(sent)  # what the response carries, not reads a long poll redid
-    return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=0,
+    return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
+                 session_id=0 if session is None else session.session_id,
                  responses=tuple(build(topic_entity, topic=t, partitions=tuple(ps)) for t, ps in by_topic.items()))
+
+
+def _wanted(request: Any) -> list[tuple[str, int, int, int]]:
+    return [(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes) for t in request.topics
+            for p in t.partitions]
+
+
+def _told(session: FetchSession, parts: list[_PartitionRead], incremental: bool) -> list[_PartitionRead]:
+    """The partitions a response to the session holds: all of a full fetch's, an
+    incremental one's with records, an error or offsets the session was not told yet. Those
+    with records move to the end of the session's order, so that a fetch's byte budget
+    does not keep serving the same partitions first (as Kafka rotates them)."""
+    told = []
+    for part in parts:
+        key = (part.topic, part.partition)
+        known = session.partitions.get(key)
+        if known is None:
+            continue
+        changed = (part.records or part.code != ErrorCode.none or known.high_watermark != part.high_watermark
+                   or known.last_stable_offset != part.last_stable_offset
+                   or known.log_start_offset != part.log_start_offset)
+        if changed or not incremental:
+            told.append(part)
+            known.high_watermark, known.last_stable_offset = part.high_watermark, part.last_stable_offset
+            known.log_start_offset = part.log_start_offset
+        if part.records:
+            session.partitions.move_to_end(key)
+    return told
