@@ -64,7 +64,7 @@ class WritePath:
         self.durability.check_room(plog)
         info = plog.append(records)
         # Batches the log recompressed are not the request's bytes: the WAL reads them back.
-        self.durability.appended(plog, info, None if plog.config.recompression is not None else records)
+        self.durability.appended(plog, info, None if plog.recompresses else records)
         if not info.duplicate:
             BYTES_IN.labels(protocol).inc(len(records))
             MESSAGES_IN.labels(protocol).inc(info.record_count)

@@ -256,6 +256,11 @@ class PartitionLog:
     # -- offsets -----------------------------------------------------------------------
 
     @property
+    def recompresses(self) -> bool:
+        """Whether appends may store batches other than as given (compression.type)."""
+        return self._recompression is not None
+
+    @property
     def active_segment(self) -> LogSegment:
         return self.segments[-1]
 

@@ -31,7 +31,7 @@ from .errors import (
 from .log import PartitionLog
 from .names import fit_name
 from .open_files import OpenFiles
-from .retention import expired_segment_count
+from .retention import count_below, expired_segment_count
 
 log = logging.getLogger(__name__)
 
@@ -207,12 +207,7 @@ class LogManager:
 
     def delete_segments_below_records_start(self, plog: PartitionLog) -> int:
         """Delete the sealed segments wholly below the records' start; returns how many."""
-        start = self.records_start_offset(plog.topic, plog.partition)
-        count = 0
-        for segment in plog.segments[:-1]:
-            if segment.next_offset > start:
-                break
-            count += 1
+        count = count_below(plog.segments[:-1], self.records_start_offset(plog.topic, plog.partition))
         return len(plog.delete_oldest_segments(count)) if count else 0
 
     def write_records_start_checkpoint(self) -> None:

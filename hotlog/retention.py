@@ -19,6 +19,9 @@ class RetainedSegment(Protocol):
     @property
     def max_timestamp(self) -> int: ...
 
+    @property
+    def next_offset(self) -> int: ...
+
 
 def count_expired(
     oldest_first: Sequence[RetainedSegment], *, total_bytes: int, retention_ms: int, retention_bytes: int, now_ms: int
@@ -39,6 +42,15 @@ def count_expired(
             excess -= oldest_first[by_size].size_bytes
             by_size += 1
     return max(by_time, by_size)
+
+
+def count_below(oldest_first: Sequence[RetainedSegment], start: int) -> int:
+    """How many of the oldest segments hold only offsets below `start` (records that
+    DeleteRecords deleted)."""
+    count = 0
+    while count < len(oldest_first) and oldest_first[count].next_offset <= start:
+        count += 1
+    return count
 
 
 def expired_segment_count(

@@ -32,14 +32,14 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from hotlog.cleaner import LogCleaner
 from hotlog.durable import write_atomically
 from hotlog.errors import CorruptRecordError, InvalidConfigError
 from hotlog.log import PartitionLog
 from hotlog.manager import LogManager, Topic
-from hotlog.retention import count_expired, expired_segment_count
+from hotlog.retention import count_below, count_expired, expired_segment_count
 from hotlog.segment import LogSegment
 
 from . import metrics
@@ -556,7 +556,7 @@ class TieringManager:
         config = plog.config
         expired = expired_segment_count(plog.segments, retention_ms=config.local_retention_ms,
                                         retention_bytes=config.local_retention_bytes, now_ms=now_ms)
-        expired = max(expired, _below(plog.segments, self.logs.records_start_offset(plog.topic, plog.partition)))
+        expired = max(expired, count_below(plog.segments, self.logs.records_start_offset(plog.topic, plog.partition)))
         count = min(uploaded, expired)
         if count:
             plog.delete_oldest_segments(count)
@@ -581,7 +581,7 @@ class TieringManager:
         not_uploaded = sum(s.size for s in plog.segments if s.base_offset >= end)
         doomed = count_expired(segments, total_bytes=state.size_bytes + not_uploaded, retention_ms=config.retention_ms,
                                retention_bytes=config.retention_bytes, now_ms=now_ms)
-        doomed = max(doomed, _below(segments, self.logs.records_start_offset(plog.topic, plog.partition)))
+        doomed = max(doomed, count_below(segments, self.logs.records_start_offset(plog.topic, plog.partition)))
         if not doomed:
             return
         # Tombstones one by one, oldest first: after a crash the deleted ones are a prefix.
@@ -671,16 +671,6 @@ class TieringManager:
         metrics.TIER_BYTES.labels("remote").set(remote_bytes)
         metrics.TIER_SEGMENTS.labels("local").set(local_segments)
         metrics.TIER_SEGMENTS.labels("remote").set(remote_segments)
-
-
-def _below(segments: Sequence[RemoteSegment] | Sequence[LogSegment], records_start: int) -> int:
-    """How many of the oldest segments hold only records DeleteRecords deleted."""
-    count = 0
-    for segment in segments:
-        if segment.next_offset > records_start:
-            break
-        count += 1
-    return count
 
 
 def _log_task_end(task: asyncio.Task[None]) -> None:

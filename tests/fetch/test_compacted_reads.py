@@ -7,18 +7,25 @@ a reader racing cleans in the bucket sees each offset once, each key's versions 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
 from fetch.reader import Reader
+from hotlog.log import PartitionLog
 from hotlog.manager import LogManager
 from hotlog.records import Record, build_batch, decode_batches
 from hotlog.segment import FileSlice
 from tiering.local_store import LocalFolderStore
+from tiering.manager import TieringManager
+from tiering.store import ObjectStore
 from tiering.wrappers import FaultInjectingStore
 
 from ..hotlog.cleaner_support import COMPACT
-from ..tiering.compaction_support import TIERED_TABLE, GatedStore, produce_history
+from ..tiering.compaction_support import TIERED_TABLE, Entry, GatedStore, produce_history
 from ..tiering.support import seal_active
 from .test_reader import make_reader
 
@@ -62,27 +69,46 @@ def _records(found: FileSlice | None) -> list[Record]:
     return [] if found is None else [r for b in decode_batches(found.read()) for r in b.records]
 
 
-def test_header_only_batches_in_the_bucket_are_read_through_too(tmp_path) -> None:
-    async def scenario() -> None:
-        logs = LogManager(str(tmp_path / "data")).open()
-        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0})
-        plog = logs.log("t", 0)
-        last = produce_history(plog, KEYS, ROUNDS, per_batch=1, tombstone_key=None)
-        seal_active(plog)
-        store = LocalFolderStore(str(tmp_path / "bucket"))
-        tiering, reader = make_reader(tmp_path, logs, store)
+class _Table(NamedTuple):
+    plog: PartitionLog
+    tiering: TieringManager
+    reader: Reader
+    last: dict[bytes, Entry]  # each key's last record
+
+
+@contextlib.asynccontextmanager
+async def _tiered_table(tmp_path: Path, store: ObjectStore, *, keys: int = 8, versions: int = 40, per_batch: int = 5,
+                        configs: dict[str, Any] | None = None, chunk_bytes: int = 2048) -> AsyncIterator[_Table]:
+    """A tiered compacted partition of keyed history, uploaded, its local copies dropped by
+    the next pass, with a reader over both tiers; all closed on the way out."""
+    logs = LogManager(str(tmp_path / "data")).open()
+    logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0, **(configs or {})})
+    plog = logs.log("t", 0)
+    last = produce_history(plog, keys, versions, per_batch=per_batch, tombstone_key=None)
+    seal_active(plog)
+    tiering, reader = make_reader(tmp_path, logs, store, chunk_bytes=chunk_bytes)
+    try:
         await tiering.open()
         await tiering.run_once()
-        assert await tiering.clean_once() is not None
-        await tiering.run_once()  # local retention: the cleaned log is read from the bucket
-        assert plog.log_start_offset == tiering.remote_end_offset("t", 0)
-        seen = await _read_records(reader, 1 << 20)
-        assert {key: (offset, value) for offset, key, value in seen} == {
-            key: (e.offset, e.value) for key, e in last.items()}
+        yield _Table(plog, tiering, reader, last)
+    finally:
         await tiering.close()
+        assert reader.remote is not None
         await reader.remote.cache.close()
         await store.close()
         logs.close()
+
+
+def test_header_only_batches_in_the_bucket_are_read_through_too(tmp_path) -> None:
+    async def scenario() -> None:
+        async with _tiered_table(tmp_path, LocalFolderStore(str(tmp_path / "bucket")), keys=KEYS, versions=ROUNDS,
+                                 per_batch=1) as table:
+            assert await table.tiering.clean_once() is not None
+            await table.tiering.run_once()  # local retention: the cleaned log is read from the bucket
+            assert table.plog.log_start_offset == table.tiering.remote_end_offset("t", 0)
+            seen = await _read_records(table.reader, 1 << 20)
+            assert {key: (offset, value) for offset, key, value in seen} == {
+                key: (e.offset, e.value) for key, e in table.last.items()}
 
     asyncio.run(scenario())
 
@@ -91,24 +117,12 @@ def test_the_chunk_cache_never_serves_a_replaced_segments_bytes(tmp_path) -> Non
     """A reader whose cache holds the old segments' chunks reads the cleaned log after a
     clean: the cleaned segments' objects have keys of their own."""
     async def scenario() -> None:
-        logs = LogManager(str(tmp_path / "data")).open()
-        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0})
-        plog = logs.log("t", 0)
-        last = produce_history(plog, 8, 40, tombstone_key=None)
-        seal_active(plog)
-        store = LocalFolderStore(str(tmp_path / "bucket"))
-        tiering, reader = make_reader(tmp_path, logs, store)
-        await tiering.open()
-        await tiering.run_once()
-        before = await _read_records(reader, 1 << 20)  # the old segments' chunks are cached now
-        assert len(before) == 8 * 40
-        assert await tiering.clean_once() is not None
-        after = await _read_records(reader, 1 << 20)
-        assert after == sorted((e.offset, k, e.value) for k, e in last.items())
-        await tiering.close()
-        await reader.remote.cache.close()
-        await store.close()
-        logs.close()
+        async with _tiered_table(tmp_path, LocalFolderStore(str(tmp_path / "bucket"))) as table:
+            before = await _read_records(table.reader, 1 << 20)  # the old segments' chunks are cached now
+            assert len(before) == 8 * 40
+            assert await table.tiering.clean_once() is not None
+            after = await _read_records(table.reader, 1 << 20)
+            assert after == sorted((e.offset, k, e.value) for k, e in table.last.items())
 
     asyncio.run(scenario())
 
@@ -119,42 +133,32 @@ def test_a_reader_racing_cleans_in_the_bucket_sees_each_offset_once_and_never_an
     delete the replaced objects at once (file.delete.delay.ms=0): reads in flight finish
     on what they started, the next ones go to the cleaned segments."""
     async def scenario() -> None:
-        logs = LogManager(str(tmp_path / "data")).open()
-        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0, "file.delete.delay.ms": 0})
-        plog = logs.log("t", 0)
-        last = produce_history(plog, 8, 40, tombstone_key=None)
-        seal_active(plog)
         store = FaultInjectingStore(make_store())
-        tiering, reader = make_reader(tmp_path, logs, store, chunk_bytes=512)
-        await tiering.open()
-        await tiering.run_once()
-        store.delay_s = 0.002  # reads stay in flight while a clean commits
-        cleans = 0
+        async with _tiered_table(tmp_path, store, configs={"file.delete.delay.ms": 0}, chunk_bytes=512) as table:
+            tiering, plog, last = table.tiering, table.plog, table.last
+            store.delay_s = 0.002  # reads stay in flight while a clean commits
+            cleans = 0
 
-        async def clean_on() -> None:
-            nonlocal cleans
-            for round_ in range(3):
-                cleans += await tiering.clean_once() is not None
-                await tiering.run_once()  # deletes what was replaced
-                last.update(produce_history(plog, 8, 10, tag=f"r{round_}-", tombstone_key=None))
-                seal_active(plog)
-                await tiering.run_once()
+            async def clean_on() -> None:
+                nonlocal cleans
+                for round_ in range(3):
+                    cleans += await tiering.clean_once() is not None
+                    await tiering.run_once()  # deletes what was replaced
+                    last.update(produce_history(plog, 8, 10, tag=f"r{round_}-", tombstone_key=None))
+                    seal_active(plog)
+                    await tiering.run_once()
 
-        cleaner = asyncio.create_task(clean_on())
-        seen = await _read_records(reader, 300, until=cleaner)
-        await cleaner
-        assert cleans == 3
-        versions: dict[bytes, int] = {}
-        for _, key, value in seen:
-            assert value is not None and key is not None
-            number = _number(value)
-            assert number > versions.get(key, -1), f"{key!r}: {value!r} after a newer version"
-            versions[key] = number
-        assert {key: value for _, key, value in seen if key in last} == {k: e.value for k, e in last.items()}
-        await tiering.close()
-        await reader.remote.cache.close()
-        await store.close()
-        logs.close()
+            cleaner = asyncio.create_task(clean_on())
+            seen = await _read_records(table.reader, 300, until=cleaner)
+            await cleaner
+            assert cleans == 3
+            versions: dict[bytes, int] = {}
+            for _, key, value in seen:
+                assert value is not None and key is not None
+                number = _number(value)
+                assert number > versions.get(key, -1), f"{key!r}: {value!r} after a newer version"
+                versions[key] = number
+            assert {key: value for _, key, value in seen if key in last} == {k: e.value for k, e in last.items()}
 
     asyncio.run(scenario())
 
@@ -164,31 +168,21 @@ def test_a_read_whose_segment_was_replaced_and_deleted_under_it_reads_the_replac
     after the replaced objects were gone (file.delete.delay.ms=0): it reads the cleaned
     segment instead, at the same offset."""
     async def scenario() -> None:
-        logs = LogManager(str(tmp_path / "data")).open()
-        logs.create_topic("t", 1, {**TIERED_TABLE, "local.retention.bytes": 0, "file.delete.delay.ms": 0})
-        plog = logs.log("t", 0)
-        last = produce_history(plog, 8, 40, tombstone_key=None)
-        seal_active(plog)
         store = GatedStore(LocalFolderStore(str(tmp_path / "bucket")))
-        tiering, reader = make_reader(tmp_path, logs, store)
-        await tiering.open()
-        await tiering.run_once()
-        old = tiering.remote_segments("t", 0)[0]
-        store.gated = lambda operation, key: key == old.key("index")  # the reader's; the clean GETs `.log`s
-        read = asyncio.create_task(reader.read("t", 0, 0, 1 << 20))
-        await store.waiting.wait()
-        assert await tiering.clean_once() is not None
-        await tiering.run_once()
-        assert not await store.list(old.key("index")), "the replaced segment should be gone"
-        store.gate.set()
-        result = await read
-        records = [r for b in decode_batches(result.records) for r in b.records]
-        assert records and {(r.key, r.value) for r in records} <= {(k, e.value) for k, e in last.items()}
-        assert result.records == (await reader.read("t", 0, 0, 1 << 20)).records  # as a read begun now
-        await tiering.close()
-        await reader.remote.cache.close()
-        await store.close()
-        logs.close()
+        async with _tiered_table(tmp_path, store, configs={"file.delete.delay.ms": 0}) as table:
+            tiering, reader = table.tiering, table.reader
+            old = tiering.remote_segments("t", 0)[0]
+            store.gated = lambda operation, key: key == old.key("index")  # the reader's; the clean GETs `.log`s
+            read = asyncio.create_task(reader.read("t", 0, 0, 1 << 20))
+            await store.waiting.wait()
+            assert await tiering.clean_once() is not None
+            await tiering.run_once()
+            assert not await store.list(old.key("index")), "the replaced segment should be gone"
+            store.gate.set()
+            result = await read
+            records = [r for b in decode_batches(result.records) for r in b.records]
+            assert records and {(r.key, r.value) for r in records} <= {(k, e.value) for k, e in table.last.items()}
+            assert result.records == (await reader.read("t", 0, 0, 1 << 20)).records  # as a read begun now
 
     asyncio.run(scenario())
 

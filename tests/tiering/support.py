@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -104,3 +108,29 @@ async def opened(logs: LogManager, store: ObjectStore, **options: Any) -> AsyncI
     finally:
         await manager.close()
         await store.close()
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def killed_after_ready(module: str, args: list[str], out_path: str, seconds: float) -> list[str]:
+    """Run `python -m module *args` (its stdout to `out_path`), SIGKILL it `seconds` after it
+    prints `ready`; returns the whole lines it printed (a line cut by the kill is not one)."""
+    with open(out_path, "wb") as out:
+        child = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, stdout=out,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                with open(out_path, "rb") as f:
+                    if b"ready\n" in f.read(4096):
+                        break
+                assert child.poll() is None, f"the child exited with {child.returncode} before it was ready"
+                assert time.monotonic() < deadline, "the child did not get ready"
+                time.sleep(0.02)
+            time.sleep(seconds)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    with open(out_path, "rb") as f:
+        return f.read().decode().split("\n")[:-1]

@@ -7,11 +7,7 @@ next clean compacts the log."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 
 from hotlog.manager import LogManager
@@ -21,35 +17,16 @@ from tiering.metadata import TOPICS_PREFIX
 from tiering.s3_store import S3Store
 
 from .compaction_support import Entry, remote_entries
-from .support import opened
+from .support import killed_after_ready, opened
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIN_KILLS = 6
 MIN_SECONDS = 10.0
 
 
 def run_and_kill(data_dir: str, moto: MotoServer, bucket: str, seed: int, out_path: str,
                  rng: random.Random) -> list[str]:
-    with open(out_path, "wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "tests.tiering.crash_cleaner", data_dir, moto.endpoint_url, bucket, str(seed), "60"],
-            cwd=REPO, stdout=out, stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with open(out_path, "rb") as f:
-                    if b"ready\n" in f.read(4096):
-                        break
-                assert child.poll() is None, f"the child exited with {child.returncode} before it was ready"
-                assert time.monotonic() < deadline, "the child did not get ready"
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.5, 2.0))
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-    with open(out_path, "rb") as f:
-        return f.read().decode().split("\n")[:-1]
+    return killed_after_ready("tests.tiering.crash_cleaner", [data_dir, moto.endpoint_url, bucket, str(seed), "60"], out_path,
+                              rng.uniform(0.5, 2.0))
 
 
 def _version(entry: Entry) -> tuple[str, int]:

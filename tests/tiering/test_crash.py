@@ -5,11 +5,7 @@ or the other, none twice, every committed segment still there, nothing else in t
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,39 +15,17 @@ from testkit.moto_server import MotoServer
 from tiering.metadata import TOPICS_PREFIX
 from tiering.s3_store import S3Store
 
-from .support import opened, read_both_tiers
+from .support import killed_after_ready, opened, read_both_tiers
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECONDS_PER_MODE = 10.0
 MIN_KILLS = 4
 
 
 def run_and_kill(data_dir: str, moto: MotoServer, bucket: str, mode: str, seed: int, out_path: str,
                  rng: random.Random) -> list[str]:
-    """Start the child, let it work for a random while after it is ready, SIGKILL it.
-    Returns the whole lines it printed (a line cut by the kill is not one)."""
-    with open(out_path, "wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "tests.tiering.crash_tierer", data_dir, moto.endpoint_url, bucket, mode,
-             str(seed), "60"],
-            cwd=REPO, stdout=out, stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with open(out_path, "rb") as f:
-                    if b"ready\n" in f.read(4096):
-                        break
-                assert child.poll() is None, f"the child exited with {child.returncode} before it was ready"
-                assert time.monotonic() < deadline, "the child did not get ready"
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.2, 1.4))
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-    with open(out_path, "rb") as f:
-        text = f.read().decode()
-    return text.split("\n")[:-1]
+    """Start the child, let it work for a random while after it is ready, SIGKILL it."""
+    return killed_after_ready("tests.tiering.crash_tierer", [data_dir, moto.endpoint_url, bucket, mode, str(seed), "60"],
+                              out_path, rng.uniform(0.2, 1.4))
 
 
 @pytest.mark.parametrize("mode", ["upload", "delete"])
