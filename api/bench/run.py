@@ -136,15 +136,19 @@ class Phases:
         self.producers.set_rate(self.rate_messages(replay_rate_mb_per_s))
         hot_bytes = self.config.local_retention_bytes + 2 * self.config.segment_bytes
 
-        def tiered() -> bool:
+        def logs() -> dict[str, dict[int, float]]:
             text = fetch_text(self.metrics_url)
-            starts = partition_gauge(text, "tierlog_log_start_offset", self.config.topic)
-            local = partition_gauge(text, "tierlog_log_size_bytes", self.config.topic, tier="local")
+            return {"log_start_offset": partition_gauge(text, "tierlog_log_start_offset", self.config.topic),
+                    "local_bytes": partition_gauge(text, "tierlog_log_size_bytes", self.config.topic, tier="local")}
+
+        def tiered(state: dict[str, dict[int, float]]) -> bool:
+            starts, local = state["log_start_offset"], state["local_bytes"]
             return (len(starts) == self.config.partitions and all(start > 0 for start in starts.values())
                     and all(size <= hot_bytes for size in local.values()))
 
-        produced, tailed, seconds = self.watch("settle", self.config.settle_s, done=tiered)
-        return {"seconds": round(seconds, 3), "backlog_tiered": tiered(),
+        produced, tailed, seconds = self.watch("settle", self.config.settle_s, done=lambda: tiered(logs()))
+        last = logs()  # the partitions' state goes in the result, to say which one was not tiered and why
+        return {"seconds": round(seconds, 3), "backlog_tiered": tiered(last), "hot_bytes": hot_bytes, "logs": last,
                 "produce": flow(produced, seconds, "latency_ms"), "tail": flow(tailed, seconds, "e2e_latency_ms")}
 
     def replay(self, name: str, ends: list[int]) -> tuple[dict[str, Any], Counters]:
