@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from broker.security.principal import ANONYMOUS, Principal
+
 if TYPE_CHECKING:
     from broker.groups.coordinator import GroupCoordinator
     from broker.node import Broker
@@ -40,6 +42,7 @@ class Call:
     client_id: str
     client_host: str
     response_type: type  # the kio response entity of this API version
+    principal: Principal = ANONYMOUS  # who the connection authenticated as
 
 
 # A handler maps a kio request entity to a kio response entity (None: send no response).
