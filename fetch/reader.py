@@ -208,17 +208,19 @@ class Reader:
         return await self.offset_for_timestamp(topic, partition, largest)
 
     async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> OffsetAndTimestamp | None:
-        """The first record at or after `timestamp`, across both tiers."""
+        """The first record at or after `timestamp`, across both tiers, never one that
+        DeleteRecords deleted."""
         plog = self._log(topic, partition)
+        floor = self.logs.records_start_offset(topic, partition)
         state = self._remote_state(topic, partition)
         if state is not None and self.remote is not None:
             for segment in list(state.segments):
                 if segment.next_offset > plog.log_start_offset:
                     break  # from here on the local log has it
-                found = await self.remote.offset_for_timestamp(segment, timestamp)
+                found = await self.remote.offset_for_timestamp(segment, timestamp, floor)
                 if found is not None:
                     return found
-        return await asyncio.to_thread(plog.offset_for_timestamp, timestamp)
+        return await asyncio.to_thread(plog.offset_for_timestamp, timestamp, floor)
 
 
 # Header-only batches a fetch reads past at most: the work one fetch of a cleaned log costs.

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from hotlog.batch import HEADER_SIZE, BatchHeader, BatchPosition, parse_header, validate_batches
 from hotlog.errors import CorruptRecordError
 from hotlog.index import OffsetIndex
-from hotlog.log import OffsetAndTimestamp
+from hotlog.log import OffsetAndTimestamp, first_at_or_after
 from hotlog.records import decode_batch
 from tiering.metadata import RemoteSegment
 
@@ -174,21 +174,20 @@ class RemoteReader:
         if not task.cancelled():
             task.exception()  # a failed load is retried by the read that needs the index
 
-    async def offset_for_timestamp(self, segment: RemoteSegment, timestamp: int) -> OffsetAndTimestamp | None:
-        """The segment's first record at or after `timestamp`."""
-        if segment.max_timestamp < timestamp:
+    async def offset_for_timestamp(self, segment: RemoteSegment, timestamp: int,
+                                   min_offset: int = 0) -> OffsetAndTimestamp | None:
+        """The segment's first record at or past `min_offset` stamped at or after `timestamp`."""
+        if segment.max_timestamp < timestamp or segment.next_offset <= min_offset:
             return None
         time_index = await self.indexes.time_index(segment)
         offset_index = await self.indexes.offset_index(segment)
         span = _Span(self.cache, segment.key("log"), segment.files["log"].size)
-        position = offset_index.position_for(time_index.offset_before(timestamp))
+        position = offset_index.position_for(max(time_index.offset_before(timestamp), min_offset))
         while position + HEADER_SIZE <= span.size:
             header = await span.header(position)
-            if header.max_timestamp >= timestamp:
+            if header.max_timestamp >= timestamp and header.last_offset >= min_offset:
                 batch = decode_batch(await span.read(position, header.size))
-                for record in batch.records:
-                    if record.timestamp >= timestamp:
-                        return OffsetAndTimestamp(record.offset, record.timestamp)
-                return OffsetAndTimestamp(header.last_offset, header.max_timestamp)
+                return first_at_or_after(batch.records, timestamp, min_offset) or \
+                    OffsetAndTimestamp(header.last_offset, header.max_timestamp)
             position += header.size
         return None

@@ -35,7 +35,7 @@ from .markers import TxnMarker, read_marker
 from .open_files import DEFAULT_FILES, OpenFiles
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStateManager, snapshot_file_name
 from .record_scan import refuse_null_keys
-from .records import build_batch, decode_batch, recompress_batches
+from .records import Record, build_batch, decode_batch, recompress_batches
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
 from .swap import recover_swaps
 from .txn_index import AbortedTxn
@@ -60,6 +60,14 @@ class OffsetAndTimestamp(NamedTuple):
 
     offset: int
     timestamp: int
+
+
+def first_at_or_after(records: Iterable[Record], timestamp: int, min_offset: int) -> OffsetAndTimestamp | None:
+    """The first of a batch's records at or past `min_offset` stamped at or after `timestamp`."""
+    for record in records:
+        if record.timestamp >= timestamp and record.offset >= min_offset:
+            return OffsetAndTimestamp(record.offset, record.timestamp)
+    return None
 
 
 class PartitionLog:
@@ -574,18 +582,20 @@ class PartitionLog:
                 offset = max(offset, self.segments[i].base_offset)
         return None
 
-    def offset_for_timestamp(self, timestamp: int) -> OffsetAndTimestamp | None:
-        """The first record whose timestamp is >= `timestamp`, or None."""
+    def offset_for_timestamp(self, timestamp: int, min_offset: int = 0) -> OffsetAndTimestamp | None:
+        """The first record at or past `min_offset` whose timestamp is >= `timestamp`, or
+        None. `min_offset` is where DeleteRecords left the log: as Kafka, the search never
+        names a deleted record."""
         for segment in self.segments:
-            found = segment.batch_at_or_after_timestamp(timestamp)
+            if segment.next_offset <= min_offset:
+                continue
+            found = segment.batch_at_or_after_timestamp(timestamp, min_offset)
             if found is None:
                 continue
             position, header = found
             batch = decode_batch(segment.pread(position, header.size))
-            for record in batch.records:
-                if record.timestamp >= timestamp:
-                    return OffsetAndTimestamp(record.offset, record.timestamp)
-            return OffsetAndTimestamp(header.last_offset, header.max_timestamp)
+            return first_at_or_after(batch.records, timestamp, min_offset) or \
+                OffsetAndTimestamp(header.last_offset, header.max_timestamp)
         return None
 
     # -- removal -----------------------------------------------------------------------

@@ -359,13 +359,14 @@ class LogSegment:
         weakref.finalize(found, file.release)  # the slice's pin lasts as long as the slice
         return found
 
-    def batch_at_or_after_timestamp(self, timestamp: int) -> BatchPosition | None:
-        """The first batch whose max timestamp is >= `timestamp`, or None."""
+    def batch_at_or_after_timestamp(self, timestamp: int, min_offset: int = 0) -> BatchPosition | None:
+        """The first batch ending at or past `min_offset` whose max timestamp is >=
+        `timestamp`, or None."""
         if self.max_timestamp < timestamp:
             return None
-        start_offset = self.time_index.offset_before(timestamp)
+        start_offset = max(self.time_index.offset_before(timestamp), min_offset)
         for found in self.headers_from(self.offset_index.position_for(start_offset)):
-            if found.header.max_timestamp >= timestamp:
+            if found.header.max_timestamp >= timestamp and found.header.last_offset >= min_offset:
                 return found
         return None
 

@@ -48,6 +48,16 @@ def first_offsets(server: KafkaServer, topic: str) -> tuple[int, list[int]]:
     return low, seen
 
 
+def offset_for_time(server: KafkaServer, topic: str, timestamp: int) -> int:
+    """ListOffsets by timestamp: the first record at or after it."""
+    consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "times"})
+    try:
+        [found] = consumer.offsets_for_times([TopicPartition(topic, 0, timestamp)], timeout=10)
+        return int(found.offset)
+    finally:
+        consumer.close()
+
+
 def test_records_below_an_offset_are_gone_and_stay_gone_after_a_restart(tmp_path: Path) -> None:
     server = KafkaServer(str(tmp_path / "data"), "remote.log.storage.system.enable=false").start()
     try:
@@ -59,12 +69,14 @@ def test_records_below_an_offset_are_gone_and_stay_gone_after_a_restart(tmp_path
         assert len(list((tmp_path / "data" / "purge-0").glob("*.log"))) < segments  # whole segments went
         low, seen = first_offsets(server, "purge")
         assert low == 60 and seen == list(range(60, MESSAGES))
-        assert delete_before(admin, "purge", 30) == 60  # never back
+        assert delete_before(admin, "purge", 63) == 63  # mid-segment: 60-62 stay on disk, deleted
+        assert offset_for_time(server, "purge", 0) == 63  # a time before every record names no deleted one
+        assert delete_before(admin, "purge", 30) == 63  # never back
         with pytest.raises(KafkaException) as refused:
             delete_before(admin, "purge", MESSAGES + 1)
         assert refused.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
         server.restart()
-        assert first_offsets(server, "purge")[0] == 60
+        assert first_offsets(server, "purge")[0] == 63
         assert delete_before(admin, "purge", -1) == MESSAGES  # -1: the high watermark
         admin.create_topics([NewTopic("table", 1, 1, config={"cleanup.policy": "compact"})])["table"].result(10)
         produce(server, "table")
@@ -87,16 +99,17 @@ def test_deleted_records_leave_the_bucket_and_a_restore_does_not_bring_them_back
             assert time.monotonic() < deadline, "the segments were not tiered"
             time.sleep(0.1)
         tiered = len(list(objects.glob("purge-*/0/*.log")))
-        assert delete_before(admin, "purge", 60) == 60
+        assert delete_before(admin, "purge", 63) == 63
         while len(list(objects.glob("purge-*/0/*.log"))) >= tiered:
             assert time.monotonic() < deadline, "no segment left the bucket"
             time.sleep(0.1)
-        assert first_offsets(server, "purge") == (60, list(range(60, MESSAGES)))
+        assert first_offsets(server, "purge") == (63, list(range(63, MESSAGES)))
+        assert offset_for_time(server, "purge", 0) == 63  # the search in the bucket skips them too
         server.stop()
         shutil.rmtree(tmp_path / "data")  # a new machine, the same bucket
         server.start()
         low, seen = first_offsets(server, "purge")
-        assert low == 60 and seen[0] == 60
+        assert low == 63 and seen[0] == 63
     finally:
         if server.running:
             assert server.stop() == 0, server.log()
