@@ -1,0 +1,207 @@
+"""The users: their SCRAM credentials, one store for SCRAM and PLAIN (as Redpanda keeps
+one), kept in the data folder and the bucket (`_cluster/scram-credentials.json`).
+
+Every way of changing users (Kafka's AlterUserScramCredentials, the gRPC API, `tierlog
+users` with or without a server) goes through `UserStore.alter`, so the checks on names,
+mechanisms and iterations are Kafka's (KIP-554) whichever way a user is added."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from .documents import KeptDocument
+from .scram import (
+    DEFAULT_ITERATIONS,
+    MECHANISMS,
+    SCRAM_SHA_512,
+    Credential,
+    CredentialError,
+    Mechanism,
+    UnknownMechanismError,
+    mechanism_of_type,
+)
+
+DOCUMENT = "scram-credentials"
+VERIFIED_CACHE = 1024  # passwords verified lately (gRPC checks one on every call)
+
+
+@dataclass(frozen=True)
+class Upsertion:
+    """A credential to set, salted by the client (KIP-554: the password never travels)."""
+
+    name: str
+    mechanism_type: int  # Kafka's: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512
+    iterations: int
+    salt: bytes
+    salted_password: bytes
+
+
+@dataclass(frozen=True)
+class Deletion:
+    name: str
+    mechanism_type: int
+
+
+@dataclass(frozen=True)
+class UserError:
+    """Why one user's changes (all of them) were refused, with Kafka's code."""
+
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True)
+class UserCredentials:
+    """What DescribeUserScramCredentials tells: the mechanisms and iterations, never keys."""
+
+    name: str
+    mechanisms: tuple[tuple[Mechanism, int], ...]  # (mechanism, iterations)
+
+
+@dataclass
+class _Changes:
+    """One user's changes in a request, checked before any is applied."""
+
+    set: dict[str, Credential] = field(default_factory=dict)  # by mechanism name
+    delete: list[str] = field(default_factory=list)
+    error: UserError | None = None
+
+    def refuse(self, code: ErrorCode, message: str) -> None:
+        if self.error is None:  # the first reason found is the one told
+            self.error = UserError(code, message)
+
+
+class UserStore:
+    """Event loop only."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.document = KeptDocument(data_dir, DOCUMENT)
+        self._users: dict[str, dict[str, Credential]] = {}
+        self._secret = os.urandom(32)  # this process's: keys the verified-password cache and the decoys
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+
+    async def load(self) -> None:
+        self._users = _decode(await self.document.load())
+
+    def names(self) -> list[str]:
+        return sorted(self._users)
+
+    def credential(self, name: str, mechanism: Mechanism) -> Credential | None:
+        return self._users.get(name, {}).get(mechanism.name)
+
+    @property
+    def decoy_secret(self) -> bytes:
+        """For SCRAM exchanges of unknown users (scram.ScramExchange)."""
+        return self._secret
+
+    def describe(self, names: list[str] | None) -> list[UserCredentials | UserError]:
+        """Every user for None or [], else the named ones in order (Kafka's errors for an
+        unknown or repeated name, in that name's place)."""
+        if not names:
+            return [self._described(name) for name in sorted(self._users)]
+        results: list[UserCredentials | UserError] = []
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                results.append(UserError(ErrorCode.duplicate_resource,
+                                         f"cannot describe the SCRAM credentials of user {name!r} twice in one "
+                                         f"request"))
+            elif name not in self._users:
+                results.append(UserError(ErrorCode.resource_not_found,
+                                         f"user {name!r} has no SCRAM credential"))
+            else:
+                results.append(self._described(name))
+        return results
+
+    def _described(self, name: str) -> UserCredentials:
+        return UserCredentials(name, tuple((c.mechanism, c.iterations) for c in self._users[name].values()))
+
+    async def alter(self, upsertions: list[Upsertion], deletions: list[Deletion]) -> dict[str, UserError | None]:
+        """Apply each user's changes unless one of them is refused (then none of that
+        user's is): Kafka's per-user results, in the order users first appear."""
+        async with self.document.lock:
+            changes = self._check(upsertions, deletions)
+            users = {name: dict(credentials) for name, credentials in self._users.items()}
+            for name, change in changes.items():
+                if change.error is not None:
+                    continue
+                credentials = users.setdefault(name, {})
+                for mechanism in change.delete:
+                    del credentials[mechanism]
+                credentials.update(change.set)
+                if not credentials:
+                    del users[name]
+            if users != self._users:
+                await self.document.save(_encode(users))  # refused: raises, nothing changed
+                self._users = users
+        return {name: change.error for name, change in changes.items()}
+
+    def _check(self, upsertions: list[Upsertion], deletions: list[Deletion]) -> dict[str, _Changes]:
+        changes: dict[str, _Changes] = {}
+        seen: set[tuple[str, int]] = set()
+        operations: list[Deletion | Upsertion] = [*deletions, *upsertions]
+        for op in operations:
+            change = changes.setdefault(op.name, _Changes())
+            if (op.name, op.mechanism_type) in seen:
+                change.refuse(ErrorCode.duplicate_resource,
+                              f"user {op.name!r}: a credential cannot be altered twice in the same request")
+            seen.add((op.name, op.mechanism_type))
+            if not op.name:
+                change.refuse(ErrorCode.unacceptable_credential, "the user name must not be empty")
+                continue
+            try:
+                mechanism = mechanism_of_type(op.mechanism_type)
+                if isinstance(op, Deletion):
+                    if self.credential(op.name, mechanism) is None:
+                        change.refuse(ErrorCode.resource_not_found,
+                                      f"user {op.name!r} has no {mechanism.name} credential to delete")
+                    change.delete.append(mechanism.name)
+                else:
+                    change.set[mechanism.name] = Credential.from_salted_password(
+                        mechanism, op.salt, op.iterations, op.salted_password)
+            except UnknownMechanismError as exc:
+                change.refuse(ErrorCode.unsupported_sasl_mechanism, f"user {op.name!r}: {exc}")
+            except CredentialError as exc:
+                change.refuse(ErrorCode.unacceptable_credential, f"user {op.name!r}: {exc}")
+        return changes
+
+    async def verify_password(self, name: str, password: bytes) -> bool:
+        """PLAIN's check (and gRPC's Basic credentials): the password against the user's
+        strongest credential, by one PBKDF2 off the event loop. An unknown user costs the
+        same PBKDF2, so timing does not tell who exists. Lately verified passwords are
+        remembered (keyed by this process's secret, the credential and the password)."""
+        credential = next((c for m in MECHANISMS.values() if (c := self.credential(name, m)) is not None), None)
+        if credential is None:
+            decoy_salt = hmac.new(self._secret, name.encode(), "sha256").digest()
+            await asyncio.to_thread(SCRAM_SHA_512.salted_password, password, decoy_salt, DEFAULT_ITERATIONS)
+            return False
+        remembered = hmac.new(self._secret, b"\0".join((name.encode(), credential.stored_key, password)),
+                              hashlib.sha256).digest()
+        if remembered in self._verified:
+            self._verified.move_to_end(remembered)
+            return True
+        if not await asyncio.to_thread(credential.matches, password):
+            return False
+        self._verified[remembered] = None
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return True
+
+
+def _encode(users: dict[str, dict[str, Credential]]) -> dict[str, Any]:
+    return {"users": {name: {mechanism: c.to_json() for mechanism, c in credentials.items()}
+                      for name, credentials in users.items()}}
+
+
+def _decode(document: Any) -> dict[str, dict[str, Credential]]:
+    if document is None:
+        return {}
+    return {name: {mechanism: Credential.from_json(MECHANISMS[mechanism], c) for mechanism, c in credentials.items()}
+            for name, credentials in document["users"].items()}

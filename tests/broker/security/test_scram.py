@@ -1,0 +1,100 @@
+"""SCRAM credentials and the server side of an exchange, against scramp's client."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import scramp
+
+from broker.security.scram import (
+    MAX_ITERATIONS,
+    MIN_ITERATIONS,
+    SCRAM_SHA_256,
+    SCRAM_SHA_512,
+    Credential,
+    CredentialError,
+    Mechanism,
+    ScramExchange,
+    ScramFailed,
+    UnknownMechanismError,
+    mechanism_named,
+    mechanism_of_type,
+)
+
+
+def exchange(mechanism: Mechanism, known: dict[str, Credential], user: str, password: str) -> bytes:
+    server = ScramExchange(mechanism, known.get, os.urandom(32))
+    client = scramp.ScramClient([mechanism.name], user, password)
+    client.set_server_first(server.first(client.get_client_first().encode()).decode())
+    server_final = server.final(client.get_client_final().encode())
+    client.set_server_final(server_final.decode())  # the client checks the server's signature too
+    return server_final
+
+
+@pytest.mark.parametrize("mechanism", [SCRAM_SHA_256, SCRAM_SHA_512])
+def test_the_right_password_authenticates_and_a_wrong_one_or_an_unknown_user_fails_alike(mechanism: Mechanism) -> None:
+    known = {"alice": Credential.from_password(mechanism, "secret")}
+    assert exchange(mechanism, known, "alice", "secret").startswith(b"v=")
+    failures = []
+    for user, password in (("alice", "wrong"), ("bob", "secret")):
+        with pytest.raises(ScramFailed) as failed:
+            exchange(mechanism, known, user, password)
+        failures.append(str(failed.value))
+    assert failures[0] == failures[1]  # nothing tells an unknown user from a wrong password
+
+
+def test_an_unknown_user_is_offered_the_same_salt_each_time() -> None:
+    """Else two exchanges would tell a made-up credential from a stored one."""
+    secret = os.urandom(32)
+    firsts = set()
+    for _ in range(2):
+        server = ScramExchange(SCRAM_SHA_512, {}.get, secret)
+        client = scramp.ScramClient([SCRAM_SHA_512.name], "nobody", "x")
+        first = server.first(client.get_client_first().encode()).decode()
+        firsts.add(first.split(",s=")[1])  # the salt and iterations, after the nonce
+    assert len(firsts) == 1
+
+
+def test_credentials_keep_no_password_and_plain_checks_against_them() -> None:
+    credential = Credential.from_password(SCRAM_SHA_512, "secret", 4096)
+    assert b"secret" not in repr(credential.to_json()).encode()
+    assert credential.matches(b"secret") and not credential.matches(b"secreT")
+    assert Credential.from_json(SCRAM_SHA_512, credential.to_json()) == credential
+
+
+def test_iterations_mechanisms_and_empty_inputs_are_checked_as_kafka() -> None:
+    for iterations in (MIN_ITERATIONS - 1, MAX_ITERATIONS + 1):
+        with pytest.raises(CredentialError):
+            Credential.from_password(SCRAM_SHA_256, "p", iterations)
+    with pytest.raises(CredentialError):
+        Credential.from_salted_password(SCRAM_SHA_256, b"", 4096, b"x")
+    with pytest.raises(UnknownMechanismError):
+        mechanism_named("SCRAM-SHA-1")
+    with pytest.raises(UnknownMechanismError):
+        mechanism_of_type(0)
+    assert mechanism_named("scram-sha-512") is SCRAM_SHA_512 and mechanism_of_type(1) is SCRAM_SHA_256
+
+
+@pytest.mark.parametrize("message", [b"", b"\xff\xfe", b"n,,", b"n,,n=a,r=", b"p=tls-unique,,n=a,r=x", b"x" * 70000])
+def test_malformed_client_first_messages_fail_cleanly(message: bytes) -> None:
+    with pytest.raises(ScramFailed):
+        ScramExchange(SCRAM_SHA_256, {}.get, b"k").first(message)
+
+
+def test_a_client_final_with_a_foreign_nonce_fails() -> None:
+    known = {"alice": Credential.from_password(SCRAM_SHA_256, "secret", 4096)}
+    server = ScramExchange(SCRAM_SHA_256, known.get, b"k")
+    client = scramp.ScramClient([SCRAM_SHA_256.name], "alice", "secret")
+    server.first(client.get_client_first().encode())
+    with pytest.raises(ScramFailed):
+        server.final(b"c=biws,r=othernonce,p=AAAA")
+
+
+def test_plain_check_at_default_iterations_costs_more_than_a_millisecond() -> None:
+    """Why UserStore.verify_password runs it off the event loop."""
+    credential = Credential.from_password(SCRAM_SHA_512, "secret")
+    started = time.perf_counter()
+    credential.matches(b"secret")
+    assert time.perf_counter() - started > 0.001
