@@ -1,0 +1,264 @@
+"""The authorizer: Kafka's StandardAuthorizer rules over the ACLs kept in the cluster's
+`acls` document, and what each action of either protocol needs (`Access`).
+
+Rules (Kafka's): `super.users` may do anything; a matching DENY beats any ALLOW; an ALLOW
+of READ, WRITE, DELETE or ALTER implies DESCRIBE, one of ALTER_CONFIGS implies
+DESCRIBE_CONFIGS, ALL covers every operation (implication is for ALLOW only: a DENY of
+READ does not deny DESCRIBE); a resource no ACL applies to (of any principal) is allowed
+only with `allow.everyone.if.no.acl.found`. Without `authorizer.class.name` everything
+is allowed, as Kafka without an authorizer.
+
+Produce and fetch ask once per topic per request, so the ACLs are indexed by resource
+type and name (literal names in a dict, prefixes by their lengths); a change builds a new
+index, so nothing read from the old one outlives the change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from kio.schema.errors import ErrorCode
+from prometheus_client import Counter
+
+from broker.errors import RefusedError
+
+from .acls import (
+    CLUSTER_NAME,
+    WILDCARD,
+    WILDCARD_PRINCIPAL,
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    PatternType,
+    ResourceType,
+)
+from .documents import KeptDocument
+from .principal import Principal
+
+DENIALS = Counter("tierlog_authorization_denials_total", "Requests (or parts of them) the authorizer refused, "
+                  "by resource type and operation", ["resource_type", "operation"])
+
+_IMPLIED = {  # an ALLOW of the key's operation also allows these
+    AclOperation.READ: frozenset({AclOperation.DESCRIBE}),
+    AclOperation.WRITE: frozenset({AclOperation.DESCRIBE}),
+    AclOperation.DELETE: frozenset({AclOperation.DESCRIBE}),
+    AclOperation.ALTER: frozenset({AclOperation.DESCRIBE}),
+    AclOperation.ALTER_CONFIGS: frozenset({AclOperation.DESCRIBE_CONFIGS}),
+}
+
+# The error a refusal answers, by the resource refused.
+_REFUSAL_CODES = {
+    ResourceType.TOPIC: ErrorCode.topic_authorization_failed,
+    ResourceType.GROUP: ErrorCode.group_authorization_failed,
+    ResourceType.CLUSTER: ErrorCode.cluster_authorization_failed,
+    ResourceType.TRANSACTIONAL_ID: ErrorCode.transactional_id_authorization_failed,
+}
+
+
+class AuthorizationError(RefusedError):
+    """The principal may not do an operation on a resource; its code is Kafka's for the
+    resource's type (TOPIC_AUTHORIZATION_FAILED ...); gRPC answers PERMISSION_DENIED."""
+
+
+@dataclass(frozen=True)
+class AuthorizerConfig:
+    enabled: bool = False  # authorizer.class.name is set
+    super_users: frozenset[str] = frozenset()
+    allow_everyone_if_no_acl_found: bool = False
+
+
+def _allows(acl_operation: AclOperation, wanted: AclOperation) -> bool:
+    return acl_operation is wanted or acl_operation is AclOperation.ALL or \
+        wanted in _IMPLIED.get(acl_operation, ())
+
+
+class AclIndex:
+    """Immutable: the ACLs by resource type and name."""
+
+    def __init__(self, bindings: Iterable[AclBinding] = ()) -> None:
+        self.bindings: tuple[AclBinding, ...] = tuple(dict.fromkeys(bindings))
+        self._literal: dict[tuple[ResourceType, str], list[AclBinding]] = {}
+        self._prefixed: dict[tuple[ResourceType, str], list[AclBinding]] = {}
+        lengths: dict[ResourceType, set[int]] = {}
+        for acl in self.bindings:
+            key = (acl.resource_type, acl.name)
+            if acl.pattern_type is PatternType.LITERAL:
+                self._literal.setdefault(key, []).append(acl)
+            else:
+                self._prefixed.setdefault(key, []).append(acl)
+                lengths.setdefault(acl.resource_type, set()).add(len(acl.name))
+        self._prefix_lengths = {rtype: sorted(found) for rtype, found in lengths.items()}
+
+    def applying_to(self, resource_type: ResourceType, name: str) -> Iterator[AclBinding]:
+        """Every ACL whose pattern covers the resource: its literal name, the wildcard,
+        and each prefix of the name."""
+        yield from self._literal.get((resource_type, name), ())
+        if name != WILDCARD:
+            yield from self._literal.get((resource_type, WILDCARD), ())
+        for length in self._prefix_lengths.get(resource_type, ()):
+            if length > len(name):
+                break
+            yield from self._prefixed.get((resource_type, name[:length]), ())
+
+
+class Authorizer:
+    """Event loop only; changes are serialized by the document's lock."""
+
+    def __init__(self, config: AuthorizerConfig, document: KeptDocument) -> None:
+        self.config = config
+        self.document = document
+        self.index = AclIndex()
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    async def load(self) -> None:
+        stored = await self.document.load()
+        self.index = AclIndex(AclBinding.from_json(row) for row in (stored or {}).get("acls", ()))
+
+    def authorize(self, principal: Principal, host: str, operation: AclOperation, resource_type: ResourceType,
+                  name: str, *, count: bool = True) -> bool:
+        """Whether `principal` connecting from `host` may do `operation` on the resource;
+        `count`: a denial counts in the metrics (not for what a listing leaves out)."""
+        if not self.config.enabled:
+            return True
+        allowed = self._decide(str(principal), host, operation, resource_type, name)
+        if not allowed and count:
+            DENIALS.labels(resource_type.name, operation.name).inc()
+        return allowed
+
+    def _decide(self, principal: str, host: str, operation: AclOperation, resource_type: ResourceType,
+                name: str) -> bool:
+        if principal in self.config.super_users:
+            return True
+        any_acl = allowed = False
+        for acl in self.index.applying_to(resource_type, name):
+            any_acl = True
+            if acl.principal not in (principal, WILDCARD_PRINCIPAL) or acl.host not in (host, WILDCARD):
+                continue
+            if acl.permission is AclPermissionType.DENY:
+                if acl.operation in (operation, AclOperation.ALL):
+                    return False
+            elif _allows(acl.operation, operation):
+                allowed = True
+        return allowed or (not any_acl and self.config.allow_everyone_if_no_acl_found)
+
+    def authorize_any(self, principal: Principal, host: str, operation: AclOperation,
+                      resource_type: ResourceType) -> bool:
+        """Kafka's authorizeByResourceType: whether some resource of the type may take the
+        operation (an ALLOW for the principal that no DENY of it covers). Idempotent
+        producers without IDEMPOTENT_WRITE on the cluster need WRITE on some topic."""
+        if self.authorize(principal, host, operation, resource_type, "hardcode", count=False):
+            return True  # a super user, or no ACL and allow.everyone.if.no.acl.found
+        mine = [acl for acl in self.index.bindings
+                if acl.resource_type is resource_type and acl.principal in (str(principal), WILDCARD_PRINCIPAL)
+                and acl.host in (host, WILDCARD) and acl.operation in (operation, AclOperation.ALL)]
+        denied = [acl for acl in mine if acl.permission is AclPermissionType.DENY]
+        if any(acl.pattern_type is PatternType.LITERAL and acl.name == WILDCARD for acl in denied):
+            return False
+        denied_literal = {acl.name for acl in denied if acl.pattern_type is PatternType.LITERAL}
+        denied_prefixes = [acl.name for acl in denied if acl.pattern_type is PatternType.PREFIXED]
+        for acl in mine:
+            if acl.permission is not AclPermissionType.ALLOW:
+                continue
+            if acl.pattern_type is PatternType.LITERAL and (acl.name == WILDCARD or acl.name not in denied_literal):
+                if not any(acl.name.startswith(prefix) for prefix in denied_prefixes):
+                    return True
+            if acl.pattern_type is PatternType.PREFIXED and \
+                    not any(acl.name.startswith(prefix) for prefix in denied_prefixes):
+                return True
+        DENIALS.labels(resource_type.name, operation.name).inc()
+        return False
+
+    # -- the ACLs --------------------------------------------------------------------------
+
+    def describe(self, wanted: AclBindingFilter) -> list[AclBinding]:
+        return [acl for acl in self.index.bindings if wanted.matches(acl)]
+
+    async def create(self, bindings: list[AclBinding]) -> None:
+        """Add ACLs (one already there is kept once); kept in the document first, so a
+        write that fails (DocumentError) changes nothing."""
+        async with self.document.lock:
+            changed = AclIndex((*self.index.bindings, *bindings))
+            await self._keep(changed)
+
+    async def delete(self, filters: list[AclBindingFilter]) -> list[list[AclBinding]]:
+        """Remove the ACLs each filter matches; returns them, by filter."""
+        async with self.document.lock:
+            removed = [self.describe(f) for f in filters]
+            gone = {acl for found in removed for acl in found}
+            if gone:
+                await self._keep(AclIndex(acl for acl in self.index.bindings if acl not in gone))
+            return removed
+
+    async def _keep(self, changed: AclIndex) -> None:
+        await self.document.save({"version": 1, "acls": [acl.to_json() for acl in changed.bindings]})
+        self.index = changed
+
+
+@dataclass(frozen=True)
+class Access:
+    """One request's principal and address before the authorizer, and what each action of
+    either protocol needs (Kafka's KafkaApis operations), so the Kafka handlers and the
+    gRPC service ask the same questions."""
+
+    authorizer: Authorizer
+    principal: Principal
+    host: str  # the client's address, without Kafka's leading slash
+
+    def may(self, operation: AclOperation, resource_type: ResourceType, name: str, *, count: bool = True) -> bool:
+        return self.authorizer.authorize(self.principal, self.host, operation, resource_type, name, count=count)
+
+    def check(self, operation: AclOperation, resource_type: ResourceType, name: str) -> None:
+        """Raise AuthorizationError, naming the operation and the resource, unless allowed."""
+        if not self.may(operation, resource_type, name):
+            shown = "the cluster" if resource_type is ResourceType.CLUSTER else f"{resource_type.name} {name!r}"
+            raise AuthorizationError(_REFUSAL_CODES[resource_type],
+                                     f"{self.principal} may not {operation.name} {shown}")
+
+    def check_cluster(self, operation: AclOperation) -> None:
+        self.check(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+    # -- what actions need -----------------------------------------------------------------
+
+    def may_create_topic(self, topic: str) -> bool:
+        """CREATE on the cluster, or on the topic (Kafka's CreateTopics and auto-creation)."""
+        return self.may(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME, count=False) or \
+            self.may(AclOperation.CREATE, ResourceType.TOPIC, topic)
+
+    def check_create_topic(self, topic: str) -> None:
+        if not self.may_create_topic(topic):
+            raise AuthorizationError(ErrorCode.topic_authorization_failed,
+                                     f"{self.principal} may not CREATE TOPIC {topic!r} (nor CREATE on the cluster)")
+
+    def check_produce(self, topic: str, transactional_id: str | None = None) -> None:
+        """WRITE on the topic; a transactional producer WRITE on its transactional id too."""
+        if transactional_id is not None:
+            self.check(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
+        self.check(AclOperation.WRITE, ResourceType.TOPIC, topic)
+
+    def check_read(self, topic: str) -> None:
+        self.check(AclOperation.READ, ResourceType.TOPIC, topic)
+
+    def check_describe(self, topic: str) -> None:
+        self.check(AclOperation.DESCRIBE, ResourceType.TOPIC, topic)
+
+    def check_delete_topic(self, topic: str) -> None:
+        self.check(AclOperation.DELETE, ResourceType.TOPIC, topic)
+
+    def check_commit(self, group: str, topic: str) -> None:
+        """READ on the group and on the topic (Kafka's OffsetCommit)."""
+        self.check(AclOperation.READ, ResourceType.GROUP, group)
+        self.check(AclOperation.READ, ResourceType.TOPIC, topic)
+
+    def check_fetch_committed(self, group: str, topic: str) -> None:
+        """DESCRIBE on the group and on the topic (Kafka's OffsetFetch)."""
+        self.check(AclOperation.DESCRIBE, ResourceType.GROUP, group)
+        self.check(AclOperation.DESCRIBE, ResourceType.TOPIC, topic)
+
+    def may_write_idempotently(self) -> bool:
+        """IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka 3+)."""
+        return self.may(AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_NAME, count=False) or \
+            self.authorizer.authorize_any(self.principal, self.host, AclOperation.WRITE, ResourceType.TOPIC)
