@@ -30,11 +30,14 @@ from broker.internal_topics import is_internal
 from broker.metrics import BYTES_OUT, count_storage_error
 from broker.node import Broker
 from broker.produce import Appended
+from broker.security.acls import AclOperation, ResourceType
+from broker.security.authorizer import Access, AuthorizationError, enforce
 from hotlog.config import TOPIC_CONFIGS
 from hotlog.errors import OffsetOutOfRangeError, UnknownTopicOrPartitionError
 from hotlog.log import PartitionLog
 from hotlog.manager import Topic
 
+from .grpc_identity import principal_of
 from .metrics import REQUEST_SECONDS, REQUESTS
 from .proto import tierlog_pb2 as pb
 from .proto import tierlog_pb2_grpc as pb_grpc
@@ -64,6 +67,9 @@ async def _served(api: str, context: grpc.aio.ServicerContext) -> AsyncIterator[
     try:
         yield
         code = "OK"
+    except AuthorizationError as exc:  # the authorizer's: the message names the operation and resource
+        code = "PERMISSION_DENIED"
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
     except HANDLED as exc:
         count_storage_error("grpc", api, exc)
         status = status_of(exc)
@@ -146,6 +152,14 @@ def _byte_limit(name: str, value: int) -> int:
     return min(value or DEFAULT_MAX_BYTES, MAX_READ_BYTES)
 
 
+def _peer_host(peer: str) -> str:
+    """The address in gRPC's peer (`ipv4:10.0.0.1:5000`, `ipv6:[::1]:5000`), as ACLs name hosts."""
+    kind, _, address = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return address
+    return address.rpartition(":")[0].strip("[]")
+
+
 def _config_text(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -178,6 +192,9 @@ class TierlogService(pb_grpc.TierlogServicer):
             raise InvalidRequestError("a topic name is required")
         return self.logs.topic(name)
 
+    def _access(self, context: grpc.aio.ServicerContext) -> Access:
+        return Access(self.broker.authorizer, principal_of(context), _peer_host(context.peer()))
+
     def _group_topic(self, group: str, topic: str) -> Topic:
         if not group:
             raise InvalidRequestError("a consumer group name is required")
@@ -187,6 +204,7 @@ class TierlogService(pb_grpc.TierlogServicer):
 
     @unary("Produce")
     async def Produce(self, request: pb.ProduceRequest, context: grpc.aio.ServicerContext) -> pb.ProduceResponse:
+        enforce(self._access(context).write_refusal(request.topic))
         topic = self._topic(request.topic)
         if not request.records:
             raise InvalidRequestError("no records to produce")
@@ -241,6 +259,7 @@ class TierlogService(pb_grpc.TierlogServicer):
 
     @unary("Fetch")
     async def Fetch(self, request: pb.FetchRequest, context: grpc.aio.ServicerContext) -> pb.FetchResponse:
+        enforce(self._access(context).read_refusal(request.topic))
         topic = self._topic(request.topic)
         if not request.partitions:
             raise InvalidRequestError("name at least one partition and the offset to fetch it from")
@@ -286,6 +305,7 @@ class TierlogService(pb_grpc.TierlogServicer):
     @server_stream("Subscribe")
     async def Subscribe(self, request: pb.SubscribeRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.PartitionRecords]:
+        enforce(self._access(context).read_refusal(request.topic))
         topic = self._topic(request.topic)
         partitions = _partitions(topic, request.partitions)
         for partition in request.offsets:
@@ -326,6 +346,7 @@ class TierlogService(pb_grpc.TierlogServicer):
     @unary("ListOffsets")
     async def ListOffsets(self, request: pb.ListOffsetsRequest,
                           context: grpc.aio.ServicerContext) -> pb.ListOffsetsResponse:
+        enforce(self._access(context).describe_refusal(request.topic))
         topic = self._topic(request.topic)
         partitions = _partitions(topic, request.partitions)
         response = pb.ListOffsetsResponse()
@@ -346,7 +367,8 @@ class TierlogService(pb_grpc.TierlogServicer):
 
     # -- topic admin -----------------------------------------------------------------
 
-    def _describe(self, topic: Topic, *, created: bool = True) -> pb.TopicDescription:
+    def _describe(self, topic: Topic, who: Access, *, created: bool = True) -> pb.TopicDescription:
+        """Its configs are shown to those who may DESCRIBE_CONFIGS it (as Kafka's CreateTopics)."""
         description = pb.TopicDescription(name=topic.name, topic_id=str(topic.topic_id))
         for partition in range(topic.partitions):
             if created:
@@ -357,6 +379,8 @@ class TierlogService(pb_grpc.TierlogServicer):
                 ))
             else:
                 description.partitions.append(pb.PartitionDescription(partition=partition))
+        if not who.may(AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, topic.name, count=False):
+            return description
         config = self.logs.config_for(topic)
         for name in sorted(TOPIC_CONFIGS):
             description.configs.append(pb.ConfigEntry(
@@ -369,28 +393,35 @@ class TierlogService(pb_grpc.TierlogServicer):
                           context: grpc.aio.ServicerContext) -> pb.TopicDescription:
         if self.closing:
             raise ShuttingDownError("the server is shutting down")
+        who = self._access(context)
+        enforce(who.create_topic_refusal(request.name))
         partitions = request.partitions or self.broker.settings.num_partitions
         topic = self.broker.create_topic(request.name, partitions, dict(request.configs),
                                          validate_only=request.validate_only)
-        return self._describe(topic, created=not request.validate_only)
+        return self._describe(topic, who, created=not request.validate_only)
 
     @unary("ListTopics")
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
+        who = self._access(context)  # the topics it may DESCRIBE, as Kafka's Metadata
         return pb.ListTopicsResponse(topics=[
             pb.TopicSummary(name=t.name, topic_id=str(t.topic_id), partitions=t.partitions,
                             internal=is_internal(t.name))
             for t in sorted(self.logs.topics.values(), key=lambda t: t.name)
+            if who.may(AclOperation.DESCRIBE, ResourceType.TOPIC, t.name, count=False)
         ])
 
     @unary("DescribeTopic")
     async def DescribeTopic(self, request: pb.DescribeTopicRequest,
                             context: grpc.aio.ServicerContext) -> pb.TopicDescription:
-        return self._describe(self._topic(request.name))
+        who = self._access(context)
+        enforce(who.describe_refusal(request.name))
+        return self._describe(self._topic(request.name), who)
 
     @unary("DeleteTopic")
     async def DeleteTopic(self, request: pb.DeleteTopicRequest,
                           context: grpc.aio.ServicerContext) -> pb.DeleteTopicResponse:
+        enforce(self._access(context).delete_topic_refusal(request.name))
         self._topic(request.name)
         await self.broker.delete_topic(request.name)
         for signal in self._signals:  # subscribers of the topic learn at once
@@ -402,6 +433,7 @@ class TierlogService(pb_grpc.TierlogServicer):
     @unary("CommitOffsets")
     async def CommitOffsets(self, request: pb.CommitOffsetsRequest,
                             context: grpc.aio.ServicerContext) -> pb.CommitOffsetsResponse:
+        enforce(self._access(context).commit_refusal(request.group, request.topic))
         topic = self._group_topic(request.group, request.topic)
         offsets = {}
         for entry in request.offsets:
@@ -424,6 +456,7 @@ class TierlogService(pb_grpc.TierlogServicer):
     @unary("FetchCommittedOffsets")
     async def FetchCommittedOffsets(self, request: pb.FetchCommittedOffsetsRequest,
                                     context: grpc.aio.ServicerContext) -> pb.FetchCommittedOffsetsResponse:
+        enforce(self._access(context).fetch_committed_refusal(request.group, request.topic))
         topic = self._group_topic(request.group, request.topic)
         partitions = _partitions(topic, request.partitions)
         committed = self.broker.groups.offsets.committed(request.group,
@@ -439,7 +472,9 @@ class TierlogService(pb_grpc.TierlogServicer):
     @unary("TierStatus")
     async def TierStatus(self, request: pb.TierStatusRequest,
                          context: grpc.aio.ServicerContext) -> pb.TierStatusResponse:
-        rows = tier_status(self.logs, self.remote, request.topic or None)
+        who = self._access(context)  # the topics it may DESCRIBE
+        rows = [row for row in tier_status(self.logs, self.remote, request.topic or None)
+                if who.may(AclOperation.DESCRIBE, ResourceType.TOPIC, row.topic, count=False)]
         return pb.TierStatusResponse(tiering_enabled=self.remote is not None, partitions=[
             pb.PartitionTierStatus(
                 topic=row.topic, partition=row.partition, local_log_start_offset=row.local_log_start_offset,

@@ -25,6 +25,8 @@ from .errors import InvalidPartitionsError, InvalidRequestError, RefusedError
 from .groups.coordinator import GroupCoordinator
 from .internal_topics import is_internal, place
 from .produce import WritePath
+from .security.authorizer import Authorizer
+from .security.documents import KeptDocument
 from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
 from .wal.manager import WriteAheadLog
@@ -51,6 +53,8 @@ class Broker:
         # Producer ids and transactions (in `__transaction_state`).
         self.txns = TransactionCoordinator(self.logs, self.reader, self.groups.offsets, settings, self.durability)
         self.write = WritePath(self.logs, self.txns, self.durability)
+        # Who may do what: the ACLs, kept in the data folder and the bucket.
+        self.authorizer = Authorizer(settings.authorizer, KeptDocument(data_dir, "acls"))
         self._background: list[asyncio.Task[None]] = []
         self.tiering: TieringManager | None = None
         self.wal: WriteAheadLog | None = None
@@ -72,6 +76,7 @@ class Broker:
         self.tiering = tiering
         self.wal = self.durability.wal = WriteAheadLog(self.logs, store, tiering, settings)
         self.txns.producer_ids.keep_in(store, settings.node_id)
+        self.authorizer.document.keep_in(store)
 
     async def start(self) -> None:
         """Open the logs; with an object store, restore what the bucket holds past them
@@ -83,6 +88,7 @@ class Broker:
         if self.wal is not None:
             await self.wal.open()
             self._background.append(asyncio.create_task(self.wal.run()))
+        await self.authorizer.load()
         await self.groups.load()
         await self.txns.load(unclean=not self.logs.opened_clean)
         self._background.append(asyncio.create_task(self.txns.run()))

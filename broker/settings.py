@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from broker.security.authorizer import AuthorizerConfig
+from broker.security.principal import Principal
 from hotlog.cleaner import CleanerConfig
 from hotlog.config import BROKER_TO_TOPIC, TOPIC_CONFIGS
 from hotlog.errors import InvalidConfigError
@@ -90,6 +92,8 @@ class BrokerSettings:
     log_cleaner: CleanerConfig = field(default_factory=CleanerConfig)
     log_scrubber_io_max_bytes_per_second: int = 16 * 1024 * 1024
     log_scrubber_interval_ms: int = 7 * 86_400_000
+    # Authorization (Kafka's properties): on once authorizer.class.name names an authorizer.
+    authorizer: AuthorizerConfig = field(default_factory=AuthorizerConfig)
 
     @classmethod
     def parse(cls, properties: Mapping[str, str]) -> BrokerSettings:
@@ -113,6 +117,8 @@ class BrokerSettings:
                 settings.advertised_listeners = raw
             elif name == "max.connections.per.ip.overrides":
                 settings.max_connections_per_ip_overrides = _overrides(name, raw)
+            elif name in _AUTHORIZER:
+                settings.authorizer = _AUTHORIZER[name](settings.authorizer, name, raw)
             elif name == "remote.log.chunk.cache.dir":  # another disk keeps replays off the log's fsyncs
                 settings.remote_log_chunk_cache_dir = raw
             else:
@@ -149,6 +155,36 @@ def _load_factor(name: str, raw: str) -> float:
     if not 0 < value <= 1:
         raise InvalidConfigError(f"{name}={raw}: must be above 0 and at most 1")
     return value
+
+
+# Kafka's authorizers, and tierlog's short name: any of them turns authorization on.
+AUTHORIZER_CLASSES = frozenset({"org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                                "kafka.security.authorizer.AclAuthorizer", "tierlog"})
+
+
+def _authorizer_class(config: AuthorizerConfig, name: str, raw: str) -> AuthorizerConfig:
+    if raw.strip() and raw.strip() not in AUTHORIZER_CLASSES:
+        raise InvalidConfigError(f"{name}={raw}: tierlog's authorizer answers to {', '.join(sorted(AUTHORIZER_CLASSES))}")
+    return replace(config, enabled=bool(raw.strip()))
+
+
+def _super_users(config: AuthorizerConfig, name: str, raw: str) -> AuthorizerConfig:
+    """Kafka's `User:alice;User:bob`."""
+    users = frozenset(filter(None, (u.strip() for u in raw.split(";"))))
+    for user in users:
+        try:
+            Principal.parse(user)
+        except ValueError as exc:
+            raise InvalidConfigError(f"{name}: {exc}") from None
+    return replace(config, super_users=users)
+
+
+_AUTHORIZER: dict[str, Callable[[AuthorizerConfig, str, str], AuthorizerConfig]] = {
+    "authorizer.class.name": _authorizer_class,
+    "super.users": _super_users,
+    "allow.everyone.if.no.acl.found":
+        lambda config, name, raw: replace(config, allow_everyone_if_no_acl_found=_bool(name, raw)),
+}
 
 
 # The log cleaner's properties: Kafka's name -> (CleanerConfig field, parser).

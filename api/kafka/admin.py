@@ -12,11 +12,14 @@ from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
 from broker.node import check_partition_count
+from broker.security.acls import CLUSTER_NAME, AclOperation, ResourceType
+from broker.security.authorizer import Access, AuthorizationError, enforce
 from broker.settings import BrokerSettings
 from hotlog.config import TOPIC_CONFIGS, altered_list, parse_topic_configs
 from hotlog.errors import InvalidConfigError, LogError
 from hotlog.manager import Topic
 
+from .acls import access
 from .codec import build, has_field, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .metadata import NO_TOPIC_ID, topics_by_id
@@ -142,12 +145,14 @@ async def handle_create_topics(kafka: KafkaContext, call: Call, request: Any) ->
     topic_entity = nested(response, "topics")
     config_entity = nested(topic_entity, "configs") if has_field(topic_entity, "configs") else None
     named = Counter(t.name for t in request.topics)
+    who = access(kafka, call)
     results = []
     async for wanted in in_slices(request.topics):
         message: str | None
         try:
             if named[wanted.name] > 1:
                 raise _Refused(ErrorCode.invalid_request, f"topic {wanted.name!r} is named more than once")
+            enforce(who.create_topic_refusal(wanted.name))
             partitions = _new_topic_partitions(kafka, wanted)
             configs = {c.name: c.value for c in wanted.configs if c.value is not None}
             topic = kafka.broker.create_topic(wanted.name, partitions, configs, validate_only=request.validate_only,
@@ -158,14 +163,18 @@ async def handle_create_topics(kafka: KafkaContext, call: Call, request: Any) ->
             code, message, topic = kafka_code(exc), str(exc), None
         else:
             code, message = ErrorCode.none, None
-        configs_out = () if topic is None or config_entity is None else tuple(
+        # Its configs are told to those who may DESCRIBE_CONFIGS it (Kafka's topic_config_error_code).
+        configs_shown = who.may(AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, wanted.name, count=False)
+        configs_out = () if topic is None or config_entity is None or not configs_shown else tuple(
             build(config_entity, name=e.name, value=e.value, read_only=False, config_source=e.source,
                   is_sensitive=False)
             for e in topic_configs(kafka, topic)
         )
         results.append(build(
             topic_entity, name=wanted.name, topic_id=NO_TOPIC_ID if topic is None else topic.topic_id,
-            error_code=code, error_message=message, num_partitions=-1 if topic is None else topic.partitions,
+            error_code=code, error_message=message,
+            topic_config_error_code=ErrorCode.none if configs_shown else ErrorCode.topic_authorization_failed,
+            num_partitions=-1 if topic is None else topic.partitions,
             replication_factor=-1 if topic is None else 1, configs=configs_out,
         ))
     return build(response, throttle_time=NO_THROTTLE, topics=tuple(results))
@@ -179,6 +188,7 @@ async def handle_delete_topics(kafka: KafkaContext, call: Call, request: Any) ->
     else:
         wanted = [(name, NO_TOPIC_ID) for name in request.topic_names]
     by_id = topics_by_id(kafka) if any(name is None for name, _ in wanted) else {}
+    who = access(kafka, call)
     results = []
     async for name, topic_id in in_slices(wanted):
         try:
@@ -188,7 +198,13 @@ async def handle_delete_topics(kafka: KafkaContext, call: Call, request: Any) ->
                     results.append(build(entity, name=None, topic_id=topic_id, error_code=ErrorCode.unknown_topic_id,
                                          error_message=f"no topic has id {topic_id}"))
                     continue
+                if who.describe_refusal(found.name) is not None:  # its name is not told
+                    results.append(build(entity, name=None, topic_id=topic_id,
+                                         error_code=ErrorCode.topic_authorization_failed,
+                                         error_message=f"{who.principal} may not DESCRIBE topic id {topic_id}"))
+                    continue
                 name = found.name
+            enforce(who.delete_topic_refusal(name))
             topic = await kafka.broker.delete_topic(name)
         except _Refused as exc:
             results.append(build(entity, name=name, topic_id=topic_id, error_code=exc.code, error_message=str(exc)))
@@ -205,9 +221,11 @@ async def handle_create_partitions(kafka: KafkaContext, call: Call, request: Any
     response = call.response_type
     entity = nested(response, "results")
     logs = kafka.broker.logs
+    who = access(kafka, call)
     results = []
     async for wanted in in_slices(request.topics):
         try:
+            who.check(AclOperation.ALTER, ResourceType.TOPIC, wanted.name)
             topic = logs.topic(wanted.name)
             if wanted.count <= topic.partitions:
                 raise _Refused(ErrorCode.invalid_partitions,
@@ -230,6 +248,14 @@ async def handle_create_partitions(kafka: KafkaContext, call: Call, request: Any
 # -- configs -----------------------------------------------------------------------------
 
 
+def _check_config_access(who: Access, operation: AclOperation, resource_type: int, name: str) -> None:
+    """DESCRIBE_CONFIGS or ALTER_CONFIGS on the topic, or for the broker's on the cluster."""
+    if resource_type == TOPIC_RESOURCE:
+        who.check(operation, ResourceType.TOPIC, name)
+    elif resource_type == BROKER_RESOURCE:
+        who.check(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+
 def _resource_configs(kafka: KafkaContext, resource_type: int, name: str) -> list[ConfigEntry]:
     if resource_type == TOPIC_RESOURCE:
         return topic_configs(kafka, kafka.broker.logs.topic(name))
@@ -246,12 +272,14 @@ async def handle_describe_configs(kafka: KafkaContext, call: Call, request: Any)
     config_entity = nested(result_entity, "configs")
     synonym_entity = nested(config_entity, "synonyms")
     with_synonyms = request.include_synonyms
+    who = access(kafka, call)
     results = []
     async for resource in in_slices(request.resources):
         code, message, entries = ErrorCode.none, None, []
         try:
+            _check_config_access(who, AclOperation.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name)
             entries = _resource_configs(kafka, resource.resource_type, resource.resource_name)
-        except _Refused as exc:
+        except (_Refused, AuthorizationError) as exc:
             code, message = exc.code, str(exc)
         except LogError as exc:
             code, message = kafka_code(exc), str(exc)
@@ -287,16 +315,18 @@ async def _alter_response(kafka: KafkaContext, call: Call, request: Any,
     """Apply `changes(resource) -> (set, delete)` to each topic resource of an alter request."""
     response = call.response_type
     entity = nested(response, "responses")
+    who = access(kafka, call)
     results = []
     async for resource in in_slices(request.resources):
         code, message = ErrorCode.none, None
         try:
+            _check_config_access(who, AclOperation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
             if resource.resource_type != TOPIC_RESOURCE:
                 raise _Refused(ErrorCode.invalid_request,
                                "only topic configs can be altered; broker properties are set at start-up")
             set_configs, delete = changes(resource)
             _alter_topic(kafka, resource.resource_name, set_configs, delete, request.validate_only)
-        except _Refused as exc:
+        except (_Refused, AuthorizationError) as exc:
             code, message = exc.code, str(exc)
         except LogError as exc:
             code, message = kafka_code(exc), str(exc)

@@ -15,6 +15,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from .acls import handle_create_acls, handle_delete_acls, handle_describe_acls
 from .admin import (
     handle_alter_configs,
     handle_create_partitions,
@@ -84,6 +85,9 @@ class ApiKey(IntEnum):
     ADD_OFFSETS_TO_TXN = 25
     END_TXN = 26
     TXN_OFFSET_COMMIT = 28
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     DESCRIBE_LOG_DIRS = 35
@@ -172,5 +176,8 @@ APIS: dict[int, Api] = {
         Api(ApiKey.DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers),
         Api(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, handle_describe_transactions),
         Api(ApiKey.LIST_TRANSACTIONS, 0, 1, handle_list_transactions),
+        Api(ApiKey.DESCRIBE_ACLS, 1, 3, handle_describe_acls),
+        Api(ApiKey.CREATE_ACLS, 1, 3, handle_create_acls),
+        Api(ApiKey.DELETE_ACLS, 1, 3, handle_delete_acls),
     )
 }

@@ -15,9 +15,11 @@ from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
 from broker.metrics import BYTES_OUT, count_storage_error
+from broker.security.authorizer import Access
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
 
+from .acls import access
 from .codec import build, has_field, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, FetchSession
@@ -40,8 +42,9 @@ class _PartitionRead:
 
 
 class _FetchPlan:
-    def __init__(self, kafka: KafkaContext, request: Any, session: FetchSession | None = None) -> None:
-        """What a request reads: its partitions, or for an incremental fetch its session's."""
+    def __init__(self, kafka: KafkaContext, request: Any, who: Access, session: FetchSession | None = None) -> None:
+        """What a request reads: its partitions, or for an incremental fetch its session's
+        (a session's partitions are checked again each fetch: ACLs may have changed)."""
         self.reader = kafka.broker.reader
         self.read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
         # The broker's fetch.max.bytes bounds what a response holds, whatever a client asks
@@ -57,6 +60,8 @@ class _FetchPlan:
         else:
             self.partitions = [_PartitionRead(topic, partition, p.fetch_offset, min(p.max_bytes, cap))
                                for (topic, partition), p in session.partitions.items()]
+        self.unreadable = frozenset(topic for topic in {p.topic for p in self.partitions}
+                                    if who.read_refusal(topic) is not None)  # READ on the topic
 
     async def read_all(self) -> int:
         """Read every partition within the response's byte budget; returns bytes read. Only
@@ -70,6 +75,9 @@ class _FetchPlan:
 
     async def _read(self, part: _PartitionRead, max_bytes: int, *, min_one: bool) -> int:
         part.code, part.records = ErrorCode.none, b""
+        if part.topic in self.unreadable:
+            part.code = ErrorCode.topic_authorization_failed
+            return 0
         reader = self.reader
         try:
             if max_bytes <= 0:  # budget spent: offsets only, the client asks again
@@ -160,7 +168,7 @@ async def handle_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
         incremental = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.max_wait.total_seconds()
-    plan = _FetchPlan(kafka, request, session if incremental else None)
+    plan = _FetchPlan(kafka, request, access(kafka, call), session if incremental else None)
     total = await plan.read_all()
     if not plan.satisfied(total) and loop.time() < deadline:
         await _long_poll(kafka, plan, deadline)

@@ -1,5 +1,6 @@
 """Metadata and DescribeCluster: one broker leads every partition; unknown topics are
-created on request when `auto.create.topics.enable` allows it."""
+created on request when `auto.create.topics.enable` allows it. Metadata shows only the
+topics the principal may DESCRIBE (Kafka's rules)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from kio.schema.errors import ErrorCode
 
 from broker.errors import kafka_code
 from broker.internal_topics import is_internal
+from broker.security.acls import AclOperation, ResourceType
 from hotlog.errors import LogError
 from hotlog.manager import Topic
 
+from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .slices import in_slices
@@ -60,8 +63,10 @@ async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
     logs = kafka.broker.logs
     requested = request.topics
     # v0 asks for every topic with an empty list; later versions with null.
-    if requested is None or (call.api_version == 0 and not requested):
-        everything = (topic for _, topic in sorted(logs.topics.items()))
+    who = access(kafka, call)
+    if requested is None or (call.api_version == 0 and not requested):  # those it may DESCRIBE, silently
+        everything = (topic for name, topic in sorted(logs.topics.items())
+                      if who.may(AclOperation.DESCRIBE, ResourceType.TOPIC, name, count=False))
         entries = [_topic_entry(kafka, topic_entity, t) async for t in in_slices(everything)]
     else:
         auto_create = getattr(request, "allow_auto_topic_creation", True) and \
@@ -76,8 +81,18 @@ async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
         async for key in in_slices(wanted):
             if isinstance(key, uuid.UUID):
                 found = by_id.get(key)
-                entries.append(_error_entry(topic_entity, ErrorCode.unknown_topic_id, None, key)
-                               if found is None else _topic_entry(kafka, topic_entity, found))
+                if found is None:
+                    entries.append(_error_entry(topic_entity, ErrorCode.unknown_topic_id, None, key))
+                elif who.describe_refusal(found.name) is not None:  # ids are not secret; names are
+                    entries.append(_error_entry(topic_entity, ErrorCode.topic_authorization_failed, None, key))
+                else:
+                    entries.append(_topic_entry(kafka, topic_entity, found))
+                continue
+            # Denied whether it exists or not, so a name tells nothing about the topics it may
+            # not see; one it may see but that is missing needs CREATE to be made.
+            if who.describe_refusal(key) is not None or (
+                    auto_create and key not in logs.topics and who.create_topic_refusal(key) is not None):
+                entries.append(_error_entry(topic_entity, ErrorCode.topic_authorization_failed, key))
                 continue
             try:
                 entries.append(_topic_entry(kafka, topic_entity, _lookup(kafka, key, auto_create)))

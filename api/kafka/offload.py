@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from broker.security.principal import ANONYMOUS, Principal
+
 from .codec import DecodedRequest, check_request, decode_checked, encode_response, response_type
 from .context import Call, KafkaContext
 from .errors import RequestDecodeError
@@ -57,7 +59,8 @@ class Offload:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-large-requests")
         self._one_at_a_time = asyncio.Lock()
 
-    async def serve(self, api: Api, request: HeavyRequest, client_host: str) -> EncodedResponse:
+    async def serve(self, api: Api, request: HeavyRequest, client_host: str,
+                    principal: Principal = ANONYMOUS) -> EncodedResponse:
         async with self._one_at_a_time:
             elements = await self._run(check_request, request.frame, request.api_key, request.api_version)
             decoded_bytes = elements * DECODED_BYTES_PER_ELEMENT
@@ -71,7 +74,7 @@ class Offload:
             try:
                 decoded = await self._run(_decode_unscanned, request.frame, request.api_key, request.api_version)
                 call = Call(request.api_version, decoded.client_id or "", client_host,
-                            response_type(request.api_key, request.api_version))
+                            response_type(request.api_key, request.api_version), principal)
                 response = await api.handler(self.kafka, call, decoded.body)
                 del decoded  # its memory goes as the response's comes
                 return EncodedResponse(await self._run(encode_response, request.correlation_id, response))

@@ -12,6 +12,7 @@ from kio.schema.errors import ErrorCode
 from broker.errors import HANDLED, kafka_code
 from broker.metrics import count_storage_error
 
+from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .fetch import READ_COMMITTED
@@ -57,13 +58,18 @@ async def handle_list_offsets(kafka: KafkaContext, call: Call, request: Any) -> 
     topic_entity = nested(response, "topics")
     partition_entity = nested(topic_entity, "partitions")
     read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
+    who = access(kafka, call)
     topics = []
     slices = Slices()
     async for topic in in_slices(request.topics, slices):
         partitions = []
+        described = who.describe_refusal(topic.name) is None  # DESCRIBE on the topic
         async for p in in_slices(topic.partitions, slices):
-            code, offset, timestamp = await _offset_for(kafka, topic.name, p.partition_index, p.timestamp,
-                                                        read_committed)
+            if not described:
+                code, offset, timestamp = ErrorCode.topic_authorization_failed, -1, -1
+            else:
+                code, offset, timestamp = await _offset_for(kafka, topic.name, p.partition_index, p.timestamp,
+                                                            read_committed)
             partitions.append(build(partition_entity, partition_index=p.partition_index, error_code=code,
                                     timestamp=timestamp, offset=offset, leader_epoch=-1))
         topics.append(build(topic_entity, name=topic.name, partitions=tuple(partitions)))

@@ -18,6 +18,7 @@ from broker.errors import HANDLED, kafka_code
 from broker.metrics import count_storage_error
 from broker.produce import Appended
 
+from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 
@@ -61,15 +62,22 @@ def _append_time(appended: Appended | None) -> datetime | None:
 async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
     acks = request.acks
     refusal = None if acks in (0, 1, -1) else (ErrorCode.invalid_required_acks, f"acks={acks} is not 0, 1 or -1")
+    who = access(kafka, call)
+    if refusal is None and request.transactional_id is not None:  # a transactional producer's: all or nothing
+        refused = who.transaction_refusal(request.transactional_id)
+        refusal = None if refused is None else (refused.code, str(refused))
     # Appends run before the first await, so requests pipelined on a connection are
     # written in the order they were sent.
     topics: list[tuple[str, list[_PartitionResult]]] = []
     for topic_data in request.topic_data:
         results = []
+        denied = None if refusal is not None else who.write_refusal(topic_data.name)
         for partition_data in topic_data.partition_data:
             result = _PartitionResult(partition_data.index)
             if refusal is not None:
                 result.fail(*refusal)
+            elif denied is not None:
+                result.refused(denied)
             else:
                 try:
                     result.appended = kafka.broker.write.append(

@@ -1,5 +1,6 @@
 """DeleteRecords: tools and Kafka Streams (its repartition topics) purge what consumers
-have read; the records below each offset are gone for readers, from either tier."""
+have read; the records below each offset are gone for readers, from either tier. It takes
+DELETE on the topic."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
+from broker.security.acls import AclOperation, ResourceType
+from broker.security.authorizer import enforce
 
+from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 
@@ -19,10 +23,13 @@ async def handle_delete_records(kafka: KafkaContext, call: Call, request: Any) -
     partition_type = nested(topic_type, "partitions")
     broker = kafka.broker
     topics = []
+    who = access(kafka, call)
     for wanted in request.topics:
         parts = []
+        refused = who.refusal(AclOperation.DELETE, ResourceType.TOPIC, wanted.name)
         for part in wanted.partitions:
             try:
+                enforce(refused)
                 low = broker.delete_records(wanted.name, part.partition_index, part.offset)
                 code = ErrorCode.none
             except HANDLED as exc:

@@ -2,7 +2,12 @@
 coordinator (and, for TxnOffsetCommit, the group coordinator).
 
 PRODUCER_FENCED (KIP-588) reaches only clients whose request version knows it; older
-versions get INVALID_PRODUCER_EPOCH, as Kafka answers them."""
+versions get INVALID_PRODUCER_EPOCH, as Kafka answers them.
+
+Authorization as Kafka's: WRITE on the transactional id for every transactional request
+(an idempotent producer's InitProducerId: IDEMPOTENT_WRITE on the cluster or WRITE on some
+topic), WRITE on the topics added, READ on the group whose offsets are committed and on
+their topics."""
 
 from __future__ import annotations
 
@@ -12,9 +17,12 @@ from kio.schema.errors import ErrorCode
 
 from broker.errors import kafka_code
 from broker.groups.offset_store import ProducerEpoch, TopicPartition
-from broker.internal_topics import OFFSETS_TOPIC
+from broker.internal_topics import OFFSETS_TOPIC, is_internal
+from broker.security.acls import AclOperation, ResourceType
+from broker.security.authorizer import Access
 from hotlog.errors import InvalidProducerEpochError, LogError
 
+from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .groups import commit_response, commits_of
@@ -31,6 +39,15 @@ def _ms(delta: Any) -> int:
 
 
 async def handle_init_producer_id(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    who = access(kafka, call)
+    if request.transactional_id is not None:
+        refused = who.transaction_refusal(request.transactional_id)
+        denied = None if refused is None else refused.code
+    else:
+        denied = None if who.may_write_idempotently() else ErrorCode.cluster_authorization_failed
+    if denied is not None:
+        return build(call.response_type, throttle_time=NO_THROTTLE, error_code=denied, producer_id=-1,
+                     producer_epoch=-1)
     try:
         error, producer_id, epoch = await kafka.broker.txns.init_producer_id(
             request.transactional_id, _ms(request.transaction_timeout),
@@ -44,13 +61,15 @@ async def handle_init_producer_id(kafka: KafkaContext, call: Call, request: Any)
 
 async def handle_add_partitions_to_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
     wanted = [TopicPartition(t.name, p) for t in request.v3_and_below_topics for p in t.partitions]
-    try:
-        errors = await kafka.broker.txns.add_partitions(
-            request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
-            request.v3_and_below_producer_epoch, wanted,
-        )
-    except LogError:
-        errors = dict.fromkeys(wanted, ErrorCode.coordinator_not_available)
+    errors = _add_partitions_refused(access(kafka, call), request.v3_and_below_transactional_id, wanted)
+    if errors is None:
+        try:
+            errors = await kafka.broker.txns.add_partitions(
+                request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
+                request.v3_and_below_producer_epoch, wanted,
+            )
+        except LogError:
+            errors = dict.fromkeys(wanted, ErrorCode.coordinator_not_available)
     response = call.response_type
     topic_entity = nested(response, "results_by_topic_v3_and_below")
     partition_entity = nested(topic_entity, "results_by_partition")
@@ -63,7 +82,26 @@ async def handle_add_partitions_to_txn(kafka: KafkaContext, call: Call, request:
     ))
 
 
+def _add_partitions_refused(who: Access, transactional_id: str,
+                            wanted: list[TopicPartition]) -> dict[TopicPartition, ErrorCode] | None:
+    """The answer if any partition may not be added (Kafka's: the transaction takes none;
+    those refused get their error, the others OPERATION_NOT_ATTEMPTED)."""
+    refused = who.transaction_refusal(transactional_id)
+    if refused is not None:
+        return dict.fromkeys(wanted, refused.code)
+    unwritable = {tp.topic for tp in wanted if not is_internal(tp.topic) and who.write_refusal(tp.topic) is not None}
+    if not unwritable:
+        return None
+    return {tp: ErrorCode.topic_authorization_failed if tp.topic in unwritable else ErrorCode.operation_not_attempted
+            for tp in wanted}
+
+
 async def handle_add_offsets_to_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    who = access(kafka, call)
+    refused = who.transaction_refusal(request.transactional_id) or \
+        who.refusal(AclOperation.READ, ResourceType.GROUP, request.group_id)
+    if refused is not None:
+        return build(call.response_type, throttle_time=NO_THROTTLE, error_code=refused.code)
     try:
         error = await kafka.broker.txns.add_offsets(request.transactional_id, request.producer_id,
                                                     request.producer_epoch, request.group_id)
@@ -73,6 +111,9 @@ async def handle_add_offsets_to_txn(kafka: KafkaContext, call: Call, request: An
 
 
 async def handle_end_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    refused = access(kafka, call).transaction_refusal(request.transactional_id)
+    if refused is not None:
+        return build(call.response_type, throttle_time=NO_THROTTLE, error_code=refused.code)
     try:
         error = await kafka.broker.txns.end_txn(request.transactional_id, request.producer_id,
                                                 request.producer_epoch, request.committed)
@@ -83,12 +124,22 @@ async def handle_end_txn(kafka: KafkaContext, call: Call, request: Any) -> Any:
 
 async def handle_txn_offset_commit(kafka: KafkaContext, call: Call, request: Any) -> Any:
     offsets = commits_of(request.topics)
+    who = access(kafka, call)
+    refused = who.transaction_refusal(request.transactional_id) or \
+        who.refusal(AclOperation.READ, ResourceType.GROUP, request.group_id)
+    if refused is not None:
+        return commit_response(call.response_type, request.topics, dict.fromkeys(offsets, refused.code))
+    unreadable = {tp for tp in offsets if who.read_refusal(tp.topic) is not None}
+    for tp in unreadable:  # those partitions are refused, the others committed (Kafka's)
+        del offsets[tp]
     # The group's offsets partition must be in the transaction (AddOffsetsToTxn came first).
     error = kafka.broker.txns.check_in_transaction(
         request.transactional_id, request.producer_id, request.producer_epoch,
         TopicPartition(OFFSETS_TOPIC, kafka.groups.offsets.store.partition_for(request.group_id)),
     )
-    if error:
+    if not offsets:
+        errors = {}
+    elif error:
         errors = dict.fromkeys(offsets, error)
     else:
         try:
@@ -101,5 +152,6 @@ async def handle_txn_offset_commit(kafka: KafkaContext, call: Call, request: Any
             errors = dict.fromkeys(offsets, ErrorCode.producer_fenced)
         except LogError as exc:
             errors = dict.fromkeys(offsets, kafka_code(exc))
+    errors = {**errors, **dict.fromkeys(unreadable, ErrorCode.topic_authorization_failed)}
     return commit_response(call.response_type, request.topics,
                            {tp: _fenced_for(call, 3, error) for tp, error in errors.items()})

@@ -202,7 +202,8 @@ class Authorizer:
 class Access:
     """One request's principal and address before the authorizer, and what each action of
     either protocol needs (Kafka's KafkaApis operations), so the Kafka handlers and the
-    gRPC service ask the same questions."""
+    gRPC service ask the same questions. The `*_refusal` methods answer None when allowed,
+    else the error to answer with (Kafka handlers answer it per topic, gRPC raises it)."""
 
     authorizer: Authorizer
     principal: Principal
@@ -211,54 +212,57 @@ class Access:
     def may(self, operation: AclOperation, resource_type: ResourceType, name: str, *, count: bool = True) -> bool:
         return self.authorizer.authorize(self.principal, self.host, operation, resource_type, name, count=count)
 
+    def refusal(self, operation: AclOperation, resource_type: ResourceType, name: str) -> AuthorizationError | None:
+        """None if allowed, else the refusal, naming the operation and the resource."""
+        if self.may(operation, resource_type, name):
+            return None
+        shown = "the cluster" if resource_type is ResourceType.CLUSTER else f"{resource_type.name} {name!r}"
+        return AuthorizationError(_REFUSAL_CODES[resource_type], f"{self.principal} may not {operation.name} {shown}")
+
     def check(self, operation: AclOperation, resource_type: ResourceType, name: str) -> None:
-        """Raise AuthorizationError, naming the operation and the resource, unless allowed."""
-        if not self.may(operation, resource_type, name):
-            shown = "the cluster" if resource_type is ResourceType.CLUSTER else f"{resource_type.name} {name!r}"
-            raise AuthorizationError(_REFUSAL_CODES[resource_type],
-                                     f"{self.principal} may not {operation.name} {shown}")
+        enforce(self.refusal(operation, resource_type, name))
 
     def check_cluster(self, operation: AclOperation) -> None:
         self.check(operation, ResourceType.CLUSTER, CLUSTER_NAME)
 
     # -- what actions need -----------------------------------------------------------------
 
-    def may_create_topic(self, topic: str) -> bool:
+    def transaction_refusal(self, transactional_id: str) -> AuthorizationError | None:
+        """WRITE on the transactional id: a transactional producer's every request."""
+        return self.refusal(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
+
+    def write_refusal(self, topic: str) -> AuthorizationError | None:
+        return self.refusal(AclOperation.WRITE, ResourceType.TOPIC, topic)
+
+    def read_refusal(self, topic: str) -> AuthorizationError | None:
+        return self.refusal(AclOperation.READ, ResourceType.TOPIC, topic)
+
+    def describe_refusal(self, topic: str) -> AuthorizationError | None:
+        return self.refusal(AclOperation.DESCRIBE, ResourceType.TOPIC, topic)
+
+    def delete_topic_refusal(self, topic: str) -> AuthorizationError | None:
+        return self.refusal(AclOperation.DELETE, ResourceType.TOPIC, topic)
+
+    def create_topic_refusal(self, topic: str) -> AuthorizationError | None:
         """CREATE on the cluster, or on the topic (Kafka's CreateTopics and auto-creation)."""
-        return self.may(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME, count=False) or \
-            self.may(AclOperation.CREATE, ResourceType.TOPIC, topic)
+        if self.may(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME, count=False):
+            return None
+        return self.refusal(AclOperation.CREATE, ResourceType.TOPIC, topic)
 
-    def check_create_topic(self, topic: str) -> None:
-        if not self.may_create_topic(topic):
-            raise AuthorizationError(ErrorCode.topic_authorization_failed,
-                                     f"{self.principal} may not CREATE TOPIC {topic!r} (nor CREATE on the cluster)")
+    def commit_refusal(self, group: str, topic: str) -> AuthorizationError | None:
+        """READ on the group, then on the topic (Kafka's OffsetCommit)."""
+        return self.refusal(AclOperation.READ, ResourceType.GROUP, group) or self.read_refusal(topic)
 
-    def check_produce(self, topic: str, transactional_id: str | None = None) -> None:
-        """WRITE on the topic; a transactional producer WRITE on its transactional id too."""
-        if transactional_id is not None:
-            self.check(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
-        self.check(AclOperation.WRITE, ResourceType.TOPIC, topic)
-
-    def check_read(self, topic: str) -> None:
-        self.check(AclOperation.READ, ResourceType.TOPIC, topic)
-
-    def check_describe(self, topic: str) -> None:
-        self.check(AclOperation.DESCRIBE, ResourceType.TOPIC, topic)
-
-    def check_delete_topic(self, topic: str) -> None:
-        self.check(AclOperation.DELETE, ResourceType.TOPIC, topic)
-
-    def check_commit(self, group: str, topic: str) -> None:
-        """READ on the group and on the topic (Kafka's OffsetCommit)."""
-        self.check(AclOperation.READ, ResourceType.GROUP, group)
-        self.check(AclOperation.READ, ResourceType.TOPIC, topic)
-
-    def check_fetch_committed(self, group: str, topic: str) -> None:
-        """DESCRIBE on the group and on the topic (Kafka's OffsetFetch)."""
-        self.check(AclOperation.DESCRIBE, ResourceType.GROUP, group)
-        self.check(AclOperation.DESCRIBE, ResourceType.TOPIC, topic)
+    def fetch_committed_refusal(self, group: str, topic: str) -> AuthorizationError | None:
+        """DESCRIBE on the group, then on the topic (Kafka's OffsetFetch)."""
+        return self.refusal(AclOperation.DESCRIBE, ResourceType.GROUP, group) or self.describe_refusal(topic)
 
     def may_write_idempotently(self) -> bool:
         """IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka 3+)."""
         return self.may(AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_NAME, count=False) or \
             self.authorizer.authorize_any(self.principal, self.host, AclOperation.WRITE, ResourceType.TOPIC)
+
+
+def enforce(refusal: AuthorizationError | None) -> None:
+    if refusal is not None:
+        raise refusal

@@ -98,25 +98,25 @@ def test_resource_types_are_apart() -> None:
 
 def test_a_refusal_names_the_operation_and_the_resource_with_kafkas_code() -> None:
     access = Access(authorizer(), ALICE, "10.0.0.1")
-    with pytest.raises(AuthorizationError) as refused:
-        access.check_produce("orders")
-    assert refused.value.code.value == 29 and "User:alice may not WRITE TOPIC 'orders'" in str(refused.value)
-    with pytest.raises(AuthorizationError) as refused:
-        access.check_commit("g1", "orders")
-    assert refused.value.code.value == 30
-    with pytest.raises(AuthorizationError) as refused:
-        access.check_produce("orders", transactional_id="tx")
-    assert refused.value.code.value == 53
-    with pytest.raises(AuthorizationError) as refused:
+    refused = access.write_refusal("orders")
+    assert refused is not None and refused.code.value == 29
+    assert "User:alice may not WRITE TOPIC 'orders'" in str(refused)
+    refused = access.commit_refusal("g1", "orders")
+    assert refused is not None and refused.code.value == 30
+    refused = access.refusal(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, "tx")
+    assert refused is not None and refused.code.value == 53
+    with pytest.raises(AuthorizationError) as raised:
         access.check_cluster(AclOperation.ALTER)
-    assert refused.value.code.value == 31
+    assert raised.value.code.value == 31 and "may not ALTER the cluster" in str(raised.value)
+    granted = Access(authorizer(acl("g1", resource_type=ResourceType.GROUP), acl("orders")), ALICE, "10.0.0.1")
+    assert granted.commit_refusal("g1", "orders") is None
 
 
 def test_creating_a_topic_takes_create_on_the_cluster_or_the_topic() -> None:
     cluster = acl("kafka-cluster", operation=AclOperation.CREATE, resource_type=ResourceType.CLUSTER)
-    assert Access(authorizer(cluster), ALICE, "h").may_create_topic("t")
-    assert Access(authorizer(acl("t", operation=AclOperation.CREATE)), ALICE, "h").may_create_topic("t")
-    assert not Access(authorizer(acl("u", operation=AclOperation.CREATE)), ALICE, "h").may_create_topic("t")
+    assert Access(authorizer(cluster), ALICE, "h").create_topic_refusal("t") is None
+    assert Access(authorizer(acl("t", operation=AclOperation.CREATE)), ALICE, "h").create_topic_refusal("t") is None
+    assert Access(authorizer(acl("u", operation=AclOperation.CREATE)), ALICE, "h").create_topic_refusal("t")
 
 
 def test_idempotent_writes_take_idempotent_write_or_write_on_some_topic() -> None:
