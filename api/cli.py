@@ -8,9 +8,9 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from .listen import ListenError, parse_host_port
+from .listen import DEFAULT_KAFKA_LISTEN, ListenError, parse_host_port
 
 DEFAULT_SERVER = "127.0.0.1:9093"
 _OBJECT_STORE = re.compile(r"^(file://.+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]([/?].*)?)$")
@@ -21,6 +21,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes `<dest>_given`: a default must not clash with a property."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def listen_address(text: str) -> str:
@@ -81,6 +90,11 @@ def _client_parser(commands: argparse._SubParsersAction, name: str, help: str) -
     parser = commands.add_parser(name, help=help, description=help)
     parser.add_argument("--server", default=DEFAULT_SERVER, type=listen_address, metavar="HOST:PORT",
                         help=f"tierlog's gRPC address (default {DEFAULT_SERVER})")
+    # TLS (grpc.listener.security.protocol=SSL); the environment variables are the client library's.
+    parser.add_argument("--ca-file", help="CA bundle (PEM) to check the server's certificate against; "
+                                          "sets TIERLOG_CA_FILE (default: the system's CAs once TLS is on)")
+    parser.add_argument("--cert-file", help="client certificate (PEM) for mTLS; sets TIERLOG_CERT_FILE")
+    parser.add_argument("--key-file", help="the client certificate's key (PEM); sets TIERLOG_KEY_FILE")
     return parser
 
 
@@ -92,12 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default="./tierlog-data", help="local tier folder (default ./tierlog-data)")
     serve.add_argument("--object-store", default="file://./tierlog-objects", type=object_store_url,
                        help="cold tier URL: file:///path or s3://bucket/prefix (default file://./tierlog-objects)")
-    serve.add_argument("--kafka-listen", default="127.0.0.1:9092", type=listen_address,
-                       help="Kafka protocol listener HOST:PORT")
+    serve.add_argument("--kafka-listen", default=DEFAULT_KAFKA_LISTEN, type=listen_address, action=_Given,
+                       help="one PLAINTEXT Kafka listener HOST:PORT (the listeners property names several)")
     serve.add_argument("--grpc-listen", default="127.0.0.1:9093", type=listen_address,
                        help="gRPC listener HOST:PORT")
     serve.add_argument("--http-listen", default="127.0.0.1:9644", type=listen_address,
                        help="HTTP listener (metrics, health) HOST:PORT")
+    serve.set_defaults(kafka_listen_given=False)
+    serve.add_argument("--allow-insecure", action="store_true",
+                       help="let a listener without TLS and authentication bind a non-loopback address")
     serve.add_argument("--config", metavar="FILE", help="a properties file of broker settings (name=value lines)")
     serve.add_argument("--conf", action="append", default=[], metavar="NAME=VALUE",
                        help="a broker property, e.g. log.segment.bytes=1048576 (repeatable)")
@@ -162,8 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve(args)
     if args.command in ("bench", "cost"):
         return args.run(args)
+    from .client import ClientTls
     from .commands import run_client_command
 
+    tls = {field: getattr(args, field, None) for field in ClientTls.ENVIRONMENT}
+    if (tls["cert_file"] is None) != (tls["key_file"] is None):
+        build_parser().error("--cert-file and --key-file go together")
+    os.environ.update({ClientTls.ENVIRONMENT[field]: path for field, path in tls.items() if path})
     return run_client_command(args)
 
 

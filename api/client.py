@@ -7,10 +7,13 @@
         print(message.partition, message.offset, message.value)
 
 Calls that fail raise TierlogError, carrying the gRPC status code and the server's message.
+A server with grpc.listener.security.protocol=SSL is reached with `tls=ClientTls(ca_file=...)`,
+or the TIERLOG_CA_FILE, TIERLOG_CERT_FILE and TIERLOG_KEY_FILE environment variables.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +45,38 @@ class TierlogError(Exception):
         if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
             details = f"cannot reach tierlog at {server} (is `tierlog serve` running?)"
         return cls(code, details)
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS to the gRPC listener: the CAs to check the server against (None: the system's),
+    and a certificate and its key where the server asks for one (ssl.client.auth=required)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    ENVIRONMENT = {"ca_file": "TIERLOG_CA_FILE", "cert_file": "TIERLOG_CERT_FILE", "key_file": "TIERLOG_KEY_FILE"}
+
+    @classmethod
+    def from_environment(cls) -> ClientTls | None:
+        """From TIERLOG_CA_FILE, TIERLOG_CERT_FILE and TIERLOG_KEY_FILE; None if none is set."""
+        given = {field: os.environ[name] for field, name in cls.ENVIRONMENT.items() if os.environ.get(name)}
+        return cls(**given) if given else None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Raises ValueError for a certificate without its key (or the reverse), OSError for a
+        file that cannot be read."""
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs its key: give both the certificate and the key file")
+
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+
+        return grpc.ssl_channel_credentials(read(self.ca_file), read(self.key_file), read(self.cert_file))
 
 
 @dataclass(frozen=True)
@@ -89,13 +124,14 @@ def _message(topic: str, partition: int, record: pb.Record) -> Message:
 
 
 class _Client:
-    def __init__(self, server: str = DEFAULT_SERVER, *, timeout: float = 30.0) -> None:
+    def __init__(self, server: str = DEFAULT_SERVER, *, timeout: float = 30.0, tls: ClientTls | None = None) -> None:
         self.server = server
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(server, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ])
+        tls = tls or ClientTls.from_environment()
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        self.channel = grpc.insecure_channel(server, options) if tls is None else \
+            grpc.secure_channel(server, tls.credentials(), options)
         self.stub = pb_grpc.TierlogStub(self.channel)
 
     def _call(self, method: str, request: object, timeout: float | None = None) -> Any:
@@ -213,8 +249,8 @@ class Consumer(_Client):
 
     def __init__(self, topic: str, server: str = DEFAULT_SERVER, *, start: Start = "latest",
                  partitions: Sequence[int] = (), group: str | None = None, max_bytes: int = 1024 * 1024,
-                 timeout: float = 30.0) -> None:
-        super().__init__(server, timeout=timeout)
+                 timeout: float = 30.0, tls: ClientTls | None = None) -> None:
+        super().__init__(server, timeout=timeout, tls=tls)
         self.topic = topic
         self.group = group
         self.max_bytes = max_bytes

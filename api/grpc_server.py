@@ -1,4 +1,5 @@
-"""The gRPC server: tierlog's service, health checking and reflection on one listener."""
+"""The gRPC server: tierlog's service, health checking and reflection on one listener, over
+TLS with grpc.listener.security.protocol=SSL (client certificates: grpc_identity.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .grpc_service import TierlogService
 from .listen import ListenError, check_can_listen, parse_host_port
 from .proto import tierlog_pb2 as pb
 from .proto import tierlog_pb2_grpc as pb_grpc
+from .tls import ClientAuth, ServerTls
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Tierlog"].full_name
 # Produce requests are split into batches of max.message.bytes; this only bounds one request.
@@ -17,9 +19,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class GrpcServer:
-    def __init__(self, service: TierlogService, address: str) -> None:
+    def __init__(self, service: TierlogService, address: str, tls: ServerTls | None = None) -> None:
         self.service = service
         self.address = address
+        self.credentials = server_credentials(tls) if tls is not None else None
         # so_reuseport off: a port another process holds must fail the bind, not be shared.
         self.server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
@@ -43,7 +46,10 @@ class GrpcServer:
         host, port = parse_host_port(self.address)
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self.port = self.server.add_insecure_port(target)
+            if self.credentials is None:
+                self.port = self.server.add_insecure_port(target)
+            else:
+                self.port = self.server.add_secure_port(target, self.credentials)
         except RuntimeError as exc:
             raise ListenError(f"gRPC cannot listen on {self.address}: {exc}") from None
         if self.port == 0:
@@ -60,3 +66,14 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         self.service.close()
         await self.server.stop(grace_seconds)
+
+
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """TLS whose certificate follows the files: gRPC asks before each handshake."""
+    def configuration() -> grpc.ServerCertificateConfiguration:
+        trusted = tls.trusted.encode() if tls.trusted is not None and tls.client_auth is ClientAuth.REQUIRED else None
+        return grpc.ssl_server_certificate_configuration([(tls.material.key_pem, tls.material.chain_pem)], trusted)
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(), lambda: configuration() if tls.refresh() else None,
+        require_client_authentication=tls.client_auth is ClientAuth.REQUIRED)

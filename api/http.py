@@ -1,4 +1,5 @@
-"""HTTP for operators: /metrics (Prometheus, the default registry) and /healthz."""
+"""HTTP for operators: /metrics (Prometheus, the default registry) and /healthz; HTTPS with
+http.listener.security.protocol=SSL."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from .listen import ListenError, parse_host_port, reason
+from .tls import ServerTls, reloading_context
 
 
 class HttpServer:
-    def __init__(self, address: str, serving: Callable[[], bool]) -> None:
+    def __init__(self, address: str, serving: Callable[[], bool], tls: ServerTls | None = None) -> None:
         self.address = address
         self.serving = serving
+        self.tls = tls
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -33,7 +36,8 @@ class HttpServer:
         """Bind and serve. Returns the port."""
         host, port = parse_host_port(self.address)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_port=False)
+        site = web.TCPSite(self.runner, host, port, reuse_port=False,
+                           ssl_context=reloading_context(self.tls) if self.tls is not None else None)
         try:
             await site.start()
         except OSError as exc:

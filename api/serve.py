@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -28,8 +29,10 @@ from .grpc_server import GrpcServer
 from .grpc_service import TierlogService
 from .http import HttpServer
 from .kafka import KafkaListener
-from .listen import ListenError, reason
+from .kafka.limits import ClientBounds
+from .listen import ListenerConfig, ListenError, is_loopback, kafka_listeners, parse_host_port, reason
 from .metrics import register_log_collector
+from .tls import ClientAuth, ServerTls, SslProperties, TlsConfigError
 
 log = logging.getLogger("tierlog")
 GRACE_SECONDS = 5.0  # for calls in flight at shutdown
@@ -63,9 +66,63 @@ async def check_store(store: ObjectStore) -> None:
         raise ObjectStoreError(f"{store.url}: {reason(exc)}") from None
 
 
+@dataclass(frozen=True)
+class ListenerPlan:
+    """Every listener's address and TLS, checked before anything binds."""
+
+    kafka: list[ListenerConfig]
+    kafka_tls: dict[str, ServerTls]  # by listener name: its SSL or SASL_SSL certificates
+    grpc_tls: ServerTls | None
+    http_tls: ServerTls | None
+
+    @classmethod
+    def from_settings(cls, args: argparse.Namespace, settings: BrokerSettings) -> ListenerPlan:
+        """Raises ListenError or TlsConfigError."""
+        kafka = kafka_listeners(settings.listeners, settings.listener_security_protocol_map,
+                                settings.advertised_listeners, args.kafka_listen if args.kafka_listen_given else None)
+
+        def tls(prefix: str, what: str) -> ServerTls:
+            return ServerTls(SslProperties(settings.ssl_properties, prefix), what)
+
+        grpc_tls = tls("grpc.", "gRPC") if settings.grpc_listener_security_protocol == "SSL" else None
+        if grpc_tls is not None and grpc_tls.client_auth is ClientAuth.REQUESTED:
+            raise TlsConfigError(f"{grpc_tls.props.name('client.auth')}=requested: gRPC asks for client "
+                                 f"certificates only as required (set grpc.ssl.client.auth=required or none)")
+        return cls(kafka, {c.name: tls(c.ssl_prefix, f"Kafka listener {c.name}") for c in kafka if c.tls}, grpc_tls,
+                   tls("http.", "HTTP") if settings.http_listener_security_protocol == "SSL" else None)
+
+    def exposed_without_authentication(self, args: argparse.Namespace) -> list[str]:
+        """Listeners on a non-loopback address that anyone reaching it could use: not TLS with
+        authentication (SASL_SSL, or SSL with ssl.client.auth=required)."""
+        def authenticates(tls: ServerTls | None) -> bool:
+            return tls is not None and tls.client_auth is ClientAuth.REQUIRED
+
+        exposed = [f"Kafka listener {c.name} ({c.protocol}) on {c.address}" for c in self.kafka
+                   if not is_loopback(c.host)
+                   and not (c.protocol == "SASL_SSL" or (c.protocol == "SSL" and authenticates(self.kafka_tls[c.name])))]
+        for what, address, tls in (("gRPC", args.grpc_listen, self.grpc_tls), ("HTTP", args.http_listen, self.http_tls)):
+            if not is_loopback(parse_host_port(address)[0]) and not authenticates(tls):
+                exposed.append(f"{what} on {address}")
+        return exposed
+
+
 async def serve(args: argparse.Namespace, settings: BrokerSettings,
                 wrap_store: Callable[[ObjectStore], ObjectStore] | None = None) -> int:
     """`wrap_store` puts a wrapper (the bench's S3 latency model) around the store opened."""
+    try:
+        plan = ListenerPlan.from_settings(args, settings)
+    except (ListenError, TlsConfigError) as exc:
+        print(f"tierlog serve: {exc}", file=sys.stderr)
+        return 2
+    exposed = plan.exposed_without_authentication(args)
+    if exposed and not args.allow_insecure:
+        print(f"tierlog serve: {'; '.join(exposed)}: open to the network without TLS and authentication; bind "
+              f"127.0.0.1, use SASL_SSL (or TLS with ssl.client.auth=required), or pass --allow-insecure",
+              file=sys.stderr)
+        return 2
+    if exposed:
+        log.warning("--allow-insecure: %s accept clients from the network without TLS and authentication",
+                    "; ".join(exposed))
     try:
         store = open_store(args.object_store)
         if wrap_store is not None:
@@ -83,14 +140,16 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
     scrubber = Scrubber(broker.logs, tiering, bytes_per_second=settings.log_scrubber_io_max_bytes_per_second,
                         interval_ms=settings.log_scrubber_interval_ms)
     service = TierlogService(broker, remote=tiering)
-    grpc_server = GrpcServer(service, args.grpc_listen)
-    http = HttpServer(args.http_listen, serving=lambda: grpc_server.serving)
-    kafka = KafkaListener(broker, args.kafka_listen)
+    grpc_server = GrpcServer(service, args.grpc_listen, plan.grpc_tls)
+    http = HttpServer(args.http_listen, serving=lambda: grpc_server.serving, tls=plan.http_tls)
+    bounds = ClientBounds.from_settings(settings)  # max.connections and the request memory: all listeners'
+    kafka = [KafkaListener(broker, config, bounds, plan.kafka_tls.get(config.name)) for config in plan.kafka]
 
     async def stop_listeners() -> None:
         # Stop taking requests and let those in flight finish.
         await grpc_server.stop(GRACE_SECONDS)
-        await kafka.close()
+        for listener in kafka:
+            await listener.close()
         await http.stop()
 
     # Bind the listeners and check the object store before opening the log, so a busy
@@ -98,7 +157,8 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
     try:
         grpc_server.bind()
         await http.start()
-        await kafka.bind()
+        for listener in kafka:
+            await listener.bind()
         await check_store(store)
     except (ListenError, ObjectStoreError) as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
@@ -120,9 +180,12 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
         log.info("local log open at %s (%d topics), object store %s",
                  broker.logs.data_dir, len(broker.logs.topics), store.url)
         await grpc_server.start()
-        await kafka.start()
-        log.info("gRPC on %s, Kafka on %s, HTTP (/metrics, /healthz) on %s",
-                 args.grpc_listen, args.kafka_listen, args.http_listen)
+        for listener in kafka:
+            await listener.start()
+        log.info("serving: gRPC%s on %s, Kafka on %s, HTTP%s (/metrics, /healthz) on %s",
+                 " (TLS)" if plan.grpc_tls else "", args.grpc_listen,
+                 ", ".join(f"{c.name}://{c.address}" for c in plan.kafka), " (TLS)" if plan.http_tls else "",
+                 args.http_listen)
         await stop.wait()
     except ObjectStoreError as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,7 +35,16 @@ class BrokerSettings:
     log_defaults: dict[str, Any] = field(default_factory=dict)  # topic config defaults
     num_partitions: int = 1
     auto_create_topics_enable: bool = True
-    advertised_listeners: str | None = None  # PLAINTEXT://host:port; default: the Kafka listener
+    advertised_listeners: str | None = None  # NAME://host:port per listener; default: the listener's address
+    # Kafka's listeners (api/listen.py reads them); None: --kafka-listen, one PLAINTEXT listener.
+    listeners: str | None = None
+    listener_security_protocol_map: str | None = None
+    # ssl.* and their per-listener overrides (listener.name.<l>.ssl.*, grpc.ssl.*, http.ssl.*)
+    # by full name, as given: api/tls.py reads them.
+    ssl_properties: dict[str, str] = field(default_factory=dict)
+    ssl_handshake_timeout_ms: int = 10_000  # tierlog's: a TLS client that has not finished by then is closed
+    grpc_listener_security_protocol: str = "PLAINTEXT"  # or SSL (tierlog's)
+    http_listener_security_protocol: str = "PLAINTEXT"
     node_id: int = 0
     remote_log_manager_task_interval_ms: int = 30_000
     remote_log_manager_copier_thread_pool_size: int = 4  # segments uploading at once
@@ -115,6 +125,15 @@ class BrokerSettings:
                 settings.log_cleaner = replace(settings.log_cleaner, **{field_name: parse(name, raw)})
             elif name == "advertised.listeners":
                 settings.advertised_listeners = raw
+            elif name in ("listeners", "listener.security.protocol.map"):
+                setattr(settings, name.replace(".", "_"), raw)
+            elif name in ("grpc.listener.security.protocol", "http.listener.security.protocol"):
+                setattr(settings, name.replace(".", "_"), _one_of(name, raw, ("PLAINTEXT", "SSL")))
+            elif _SSL_PROPERTY.match(name):
+                if name.endswith("ssl.principal.mapping.rules") and raw.strip() != "DEFAULT":
+                    raise InvalidConfigError(f"{name}={raw}: tierlog maps certificates by Kafka's DEFAULT rule only "
+                                             f"(User: and the subject, CN=...,O=...)")
+                settings.ssl_properties[name] = raw
             elif name == "max.connections.per.ip.overrides":
                 settings.max_connections_per_ip_overrides = _overrides(name, raw)
             elif name in _AUTHORIZER:
@@ -139,6 +158,21 @@ def _overrides(name: str, raw: str) -> dict[str, int]:
             raise InvalidConfigError(f"{name}: expected host:count entries, got {entry!r}")
         limits[host.strip("[]")] = _int(name, count, 1)
     return limits
+
+
+def _one_of(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    """The choice `raw` names, in any case."""
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise InvalidConfigError(f"{name}={raw}: expected {' or '.join(choices)}")
+
+
+# Kafka's ssl.* broker properties tierlog reads (PEM keystores only), alone or as per-listener overrides.
+_SSL_PROPERTY = re.compile(r"^(?:listener\.name\.[A-Za-z0-9_-]+\.|grpc\.|http\.)?ssl\.(?:"
+                           r"keystore\.(?:type|location|key|certificate\.chain)|key\.password|"
+                           r"truststore\.(?:type|location|certificates)|client\.auth|enabled\.protocols|protocol|"
+                           r"cipher\.suites|principal\.mapping\.rules)$")
 
 
 def _cleaner_threads(name: str, raw: str) -> int:
@@ -215,6 +249,7 @@ _INTS: dict[str, tuple[str, int]] = {
     "group.min.session.timeout.ms": ("group_min_session_timeout_ms", 1),
     "group.max.session.timeout.ms": ("group_max_session_timeout_ms", 1),
     "socket.request.max.bytes": ("socket_request_max_bytes", 1),
+    "ssl.handshake.timeout.ms": ("ssl_handshake_timeout_ms", 1),
     "fetch.max.bytes": ("fetch_max_bytes", 1024),
     "connections.max.idle.ms": ("connections_max_idle_ms", 1),
     "max.connections": ("max_connections", 1),

@@ -29,6 +29,8 @@ ACCEPT_ERRORS = Counter("tierlog_kafka_accept_errors_total",
                         ["errno"])
 QUEUED_BYTES = Gauge("tierlog_kafka_queued_request_bytes",
                      "Memory held by Kafka requests being read or waiting (queued.max.request.bytes counts it)")
+TLS_HANDSHAKE_FAILURES = Counter("tierlog_kafka_tls_handshake_failures_total",
+                                 "TLS handshakes on Kafka listeners that failed or timed out", ["listener"])
 READ_TIMEOUTS = Counter("tierlog_kafka_request_read_timeouts_total",
                         "Kafka connections closed because a started request frame was not complete in time")
 

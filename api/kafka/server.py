@@ -27,16 +27,18 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from broker.security.principal import ANONYMOUS, Principal
 from hotlog.rate_limited import RateLimitedReport
 
-from ..listen import ListenError, parse_host_port, reason
+from ..listen import ListenerConfig, ListenError, reason
 from ..metrics import REQUESTS
+from ..tls import ClientAuth, ServerTls, principal_of_certificate
 from .acceptor import Acceptor, bind_sockets
 from .apis import APIS, ApiKey, api_name, unsupported_api_versions
 from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
 from .guard import ManyElements
-from .limits import READ_TIMEOUTS, REFUSED, ClientBounds, ReadDeadline
+from .limits import READ_TIMEOUTS, REFUSED, TLS_HANDSHAKE_FAILURES, ClientBounds, ReadDeadline
 from .offload import INLINE_ELEMENTS, EncodedResponse, HeavyRequest, Offload
 
 if TYPE_CHECKING:
@@ -53,16 +55,11 @@ WRITE_SLICE = 256 * 1024
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
-def advertised_endpoint(advertised_listeners: str | None, host: str, port: int) -> tuple[str, int]:
-    """The first entry of `advertised.listeners` (NAME://host:port, ...), else the listener."""
-    if not advertised_listeners:
-        if host in ("0.0.0.0", "::", ""):
-            return socket.gethostname(), port
-        return host, port
-    first = advertised_listeners.split(",")[0].strip()
-    _, _, address = first.rpartition("://")
-    advertised_host, advertised_port = parse_host_port(address)
-    return advertised_host or host, advertised_port
+def advertised_endpoint(config: ListenerConfig, bound_port: int) -> tuple[str, int]:
+    """The listener's entry of `advertised.listeners`, else its own address (this host's name
+    for one bound to every interface)."""
+    host, port = config.advertised or (config.host, bound_port)
+    return (socket.gethostname() if host in ("0.0.0.0", "::", "") else host), port
 
 
 def cluster_id_for(data_dir: str) -> str:
@@ -87,6 +84,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.address = address
         self.peer_host = f"/{address}"
+        self.listener_name = listener.name
+        self.principal: Principal = ANONYMOUS
         self._buf = bytearray(RECEIVE_BUFFER)
         self._start = 0  # first byte not yet parsed
         self._end = 0  # end of received bytes
@@ -107,6 +106,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.principal = self.listener.certificate_principal(transport)  # SSL listeners with client auth
         self.listener.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -365,31 +365,37 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
 
 class KafkaListener:
-    """Bind first (a busy port fails before the log opens), then serve."""
+    """One entry of `listeners`. Bind first (a busy port fails before the log opens), then
+    serve. `bounds` are the broker's, shared by its listeners; `tls`: an SSL or SASL_SSL
+    listener's certificates."""
 
-    def __init__(self, broker: Broker, address: str) -> None:
+    def __init__(self, broker: Broker, config: ListenerConfig, bounds: ClientBounds,
+                 tls: ServerTls | None = None) -> None:
         self.broker = broker
-        self.address = address
+        self.config = config
+        self.name = config.name
+        self.address = config.address
+        self.tls = tls
         self.connections: set[KafkaConnection] = set()
-        self.bounds = ClientBounds.from_settings(broker.settings)
+        self.bounds = bounds
         self._acceptor: Acceptor | None = None
         self._setting_up: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._report_refused = RateLimitedReport(log, logging.INFO)
         self._report_idle = RateLimitedReport(log, logging.INFO)
         self._report_overdue = RateLimitedReport(log)
+        self._report_handshake = RateLimitedReport(log, logging.INFO)
         # The advertised endpoint is known once the port is bound.
         self.kafka = KafkaContext(broker, broker.groups, "", 0, cluster_id_for(broker.logs.data_dir))
         self.offload = Offload(self.kafka, self.bounds.pool)
 
     async def bind(self) -> None:
-        host, port = parse_host_port(self.address)
         try:
-            self._acceptor = Acceptor(bind_sockets(host, port), self._accepted)
+            self._acceptor = Acceptor(bind_sockets(self.config.host, self.config.port), self._accepted)
         except OSError as exc:
-            raise ListenError(f"the Kafka listener cannot listen on {self.address}: {reason(exc)}") from None
-        self.kafka.host, self.kafka.port = advertised_endpoint(self.broker.settings.advertised_listeners,
-                                                               host, self.port)
+            raise ListenError(f"the Kafka listener {self.name} cannot listen on {self.address}: "
+                              f"{reason(exc)}") from None
+        self.kafka.host, self.kafka.port = advertised_endpoint(self.config, self.port)
 
     @property
     def port(self) -> int:
@@ -400,8 +406,9 @@ class KafkaListener:
         assert self._acceptor is not None, "bind() first"
         self._acceptor.start()
         self._sweeper = asyncio.create_task(self._sweep())
-        log.info("Kafka protocol on %s (advertised as %s:%d), at most %d connections", self.address,
-                 self.kafka.host, self.kafka.port, self.bounds.quotas.max_connections)
+        log.info("Kafka listener %s (%s) on %s, advertised as %s:%d, at most %d connections (all listeners)",
+                 self.name, self.config.protocol, self.address, self.kafka.host, self.kafka.port,
+                 self.bounds.quotas.max_connections)
 
     def _accepted(self, sock: socket.socket, address: str) -> None:
         quotas = self.bounds.quotas
@@ -417,13 +424,30 @@ class KafkaListener:
         setting_up.add_done_callback(self._setting_up.discard)
 
     async def _set_up(self, sock: socket.socket, connection: KafkaConnection) -> None:
+        """The TLS handshake, if any, is part of it: bounded by ssl.handshake.timeout.ms and
+        holding its place in the connection quotas until it ends."""
+        context = self.tls.context() if self.tls is not None else None
+        timeout = self.broker.settings.ssl_handshake_timeout_ms / 1000 if context is not None else None
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: connection, sock)
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: connection, sock, ssl=context,
+                                                                     ssl_handshake_timeout=timeout)
         except (OSError, asyncio.CancelledError) as exc:
             sock.close()
             connection.release_quota()
-            if isinstance(exc, OSError):
+            if isinstance(exc, OSError) and context is not None:
+                TLS_HANDSHAKE_FAILURES.labels(self.name).inc()
+                self._report_handshake(f"TLS handshake with {connection.peer_host} on listener {self.name} failed: "
+                                       f"{exc}")
+            elif isinstance(exc, OSError):
                 log.warning("could not set up a Kafka connection from %s: %s", connection.peer_host, reason(exc))
+
+    def certificate_principal(self, transport: asyncio.BaseTransport) -> Principal:
+        """On an SSL listener that asks for client certificates, the verified certificate's
+        subject (Kafka's DEFAULT mapping); else ANONYMOUS (SASL_SSL: SASL says who)."""
+        if self.config.protocol != "SSL" or self.tls is None or self.tls.client_auth is ClientAuth.NONE:
+            return ANONYMOUS
+        ssl_object = transport.get_extra_info("ssl_object")
+        return principal_of_certificate(ssl_object.getpeercert(binary_form=True)) or ANONYMOUS
 
     async def _sweep(self) -> None:
         """Close connections idle past connections.max.idle.ms (as Kafka does), so idle

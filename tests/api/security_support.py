@@ -2,7 +2,7 @@
 for 127.0.0.1/localhost, a client certificate (CN=alice), and a `tierlog serve` with Kafka
 listeners of any security protocol.
 
-    certs = make_certs(tmp_path)            # or the `certs` fixture (one set per module)
+    certs = make_certs(tmp_path)            # or the `certs` fixture (certs_fixture; one set per module)
     server = SecureKafkaServer(data_dir, {"SSL": "SSL"}, certs=certs).start()
     Consumer({"bootstrap.servers": server.address("SSL"), **certs.confluent_ssl()})
 """
@@ -104,8 +104,9 @@ def make_certs(folder: Path) -> Certs:
     return certs
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+@pytest.fixture(scope="module", name="certs")
+def certs_fixture(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """The `certs` fixture: `from ..security_support import certs_fixture` in a test module."""
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
