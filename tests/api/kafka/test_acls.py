@@ -1,0 +1,372 @@
+"""Authorization against a real server with confluent-kafka: every check answers Kafka's
+error code to a principal without the ACL and succeeds once the ACL is granted.
+
+The principal is User:ANONYMOUS (a PLAINTEXT listener's). The authorizing server starts
+with one ACL seeded in its data folder, ANONYMOUS's ALTER on the cluster (which implies
+DESCRIBE), so the tests can grant themselves what each scenario needs, as an admin would."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
+from kafka import errors as kafka_errors
+from kafka.admin import (
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    ResourcePatternFilter,
+)
+from kafka.admin import ResourceType as KafkaPythonResourceType
+
+from broker.security import acls as model
+
+from .cluster import KafkaServer
+
+ANONYMOUS = "User:ANONYMOUS"
+ON = "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
+ALLOW, DENY = AclPermissionType.ALLOW, AclPermissionType.DENY
+TOPIC, GROUP, CLUSTER, TXN = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.BROKER, \
+    ResourceType.TRANSACTIONAL_ID
+EVERY_ACL = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                             AclPermissionType.ANY)
+SEED = model.AclBinding(model.ResourceType.CLUSTER, model.CLUSTER_NAME, model.PatternType.LITERAL, ANONYMOUS, "*",
+                        model.AclOperation.ALTER, model.AclPermissionType.ALLOW)
+
+
+def authorizing_server(data_dir: str, *conf: str) -> KafkaServer:
+    """A server with authorization on, ANONYMOUS allowed to manage ACLs (seeded)."""
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, "acls.json"), "w") as f:
+        json.dump({"version": 1, "acls": [SEED.to_json()]}, f)
+    return KafkaServer(data_dir, ON, *conf)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    found = authorizing_server(str(tmp_path_factory.mktemp("acl") / "data")).start()
+    yield found
+    assert found.stop() == 0, found.log()
+
+
+@functools.cache  # one per server, kept: a client dropped before its futures resolve cancels them
+def admin(server: KafkaServer) -> AdminClient:
+    return AdminClient({"bootstrap.servers": server.bootstrap})
+
+
+def name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def grant(server: KafkaServer, resource_type: ResourceType, resource: str, *operations: AclOperation,
+          pattern: ResourcePatternType = LITERAL, permission: AclPermissionType = ALLOW) -> None:
+    bindings = [AclBinding(resource_type, resource, pattern, ANONYMOUS, "*", op, permission) for op in operations]
+    for future in admin(server).create_acls(bindings).values():
+        future.result(timeout=10)
+
+
+def refused_code(call: Callable[[], Any]) -> int:
+    with pytest.raises(KafkaException) as refused:
+        call()
+    return int(refused.value.args[0].code())
+
+
+def create_topic(server: KafkaServer, topic: str, partitions: int = 1) -> None:
+    """Made by the test as an admin with CREATE on the topic."""
+    grant(server, TOPIC, topic, AclOperation.CREATE)
+    admin(server).create_topics([NewTopic(topic, partitions)])[topic].result(timeout=10)
+
+
+def produce_error(server: KafkaServer, topic: str, **config: Any) -> KafkaError | None:
+    """Produce one record; the delivery report's error."""
+    errors: list[KafkaError | None] = []
+    producer = Producer({"bootstrap.servers": server.bootstrap, "message.timeout.ms": 5000, **config})
+    producer.produce(topic, b"v", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(10)
+    assert len(errors) == 1
+    return errors[0]
+
+
+def consumer(server: KafkaServer, group: str, **config: Any) -> Consumer:
+    return Consumer({"bootstrap.servers": server.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False, "session.timeout.ms": 6000, **config})
+
+
+def first_poll(c: Consumer, seconds: float = 10) -> Any:
+    """The first message or error the consumer gets."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        msg = c.poll(0.2)
+        if msg is not None:
+            return msg
+    raise AssertionError("nothing polled")
+
+
+def describe_refusal(server: KafkaServer) -> type[Exception]:
+    """What DescribeAcls answers, by kafka-python (librdkafka ignores DescribeAcls' error code)."""
+    client = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+    every = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY, permission_type=ACLPermissionType.ANY,
+                      resource_pattern=ResourcePatternFilter(KafkaPythonResourceType.ANY, None,
+                                                             ACLResourcePatternType.ANY))
+    try:
+        with pytest.raises(kafka_errors.KafkaError) as refused:
+            client.describe_acls(every)
+    finally:
+        client.close()
+    return type(refused.value)
+
+
+def denials(server: KafkaServer, resource_type: str, operation: str) -> float:
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    wanted = f'tierlog_authorization_denials_total{{operation="{operation}",resource_type="{resource_type}"}}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+# -- the ACL APIs ---------------------------------------------------------------------------
+
+
+def test_acls_are_created_described_by_filter_and_deleted(server: KafkaServer) -> None:
+    client = admin(server)
+    orders = AclBinding(TOPIC, "orders", LITERAL, "User:alice", "*", AclOperation.READ, ALLOW)
+    pay = AclBinding(TOPIC, "pay-", PREFIXED, "User:bob", "10.0.0.1", AclOperation.WRITE, DENY)
+    for future in client.create_acls([orders, pay]).values():
+        future.result(timeout=10)
+    # MATCH: every pattern that applies to a name
+    applying = AclBindingFilter(TOPIC, "pay-2026", ResourcePatternType.MATCH, None, None, AclOperation.ANY,
+                                AclPermissionType.ANY)
+    assert client.describe_acls(applying).result(timeout=10) == [pay]
+    by_principal = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, "User:alice", None,
+                                    AclOperation.ANY, AclPermissionType.ANY)
+    assert client.describe_acls(by_principal).result(timeout=10) == [orders]
+    deleted = client.delete_acls([by_principal])[by_principal].result(timeout=10)
+    assert deleted == [orders]
+    assert orders not in client.describe_acls(EVERY_ACL).result(timeout=10)
+    assert pay in client.describe_acls(EVERY_ACL).result(timeout=10)
+
+
+def test_a_bad_binding_is_refused_and_the_good_ones_created(server: KafkaServer) -> None:
+    client = admin(server)
+    bad = AclBinding(CLUSTER, "not-the-cluster", LITERAL, ANONYMOUS, "*", AclOperation.ALTER, ALLOW)
+    good = AclBinding(TOPIC, "good-one", LITERAL, ANONYMOUS, "*", AclOperation.READ, ALLOW)
+    futures = client.create_acls([bad, good])
+    assert refused_code(lambda: futures[bad].result(timeout=10)) == KafkaError.INVALID_REQUEST
+    futures[good].result(timeout=10)
+    assert bad not in client.describe_acls(EVERY_ACL).result(timeout=10)
+
+
+def test_without_an_authorizer_the_acl_apis_answer_security_disabled(kafka_server: KafkaServer) -> None:
+    client = admin(kafka_server)
+    binding = AclBinding(TOPIC, "t", LITERAL, ANONYMOUS, "*", AclOperation.READ, ALLOW)
+    code = refused_code(lambda: client.create_acls([binding])[binding].result(timeout=10))
+    assert code == KafkaError.SECURITY_DISABLED
+    assert describe_refusal(kafka_server) is kafka_errors.SecurityDisabledError
+
+
+def test_an_unknown_authorizer_refuses_to_start(tmp_path: Any) -> None:
+    with pytest.raises(AssertionError, match="authorizer.class.name"):
+        KafkaServer(str(tmp_path / "data"), "authorizer.class.name=com.example.Mine").start()
+
+
+def test_without_acls_nothing_is_allowed_not_even_the_acl_apis(tmp_path: Any) -> None:
+    bare = KafkaServer(str(tmp_path / "data"), ON).start()
+    try:
+        client = admin(bare)
+        assert describe_refusal(bare) is kafka_errors.ClusterAuthorizationFailedError
+        binding = AclBinding(TOPIC, "t", LITERAL, ANONYMOUS, "*", AclOperation.READ, ALLOW)
+        assert refused_code(lambda: client.create_acls([binding])[binding].result(timeout=10)) == \
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED
+        topic = name("none")
+        assert refused_code(lambda: client.create_topics([NewTopic(topic, 1)])[topic].result(timeout=10)) == \
+            KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert client.list_topics(timeout=10).topics == {}  # the internal topics are hidden too
+    finally:
+        assert bare.stop() == 0, bare.log()
+
+
+def test_super_users_may_do_anything(tmp_path: Any) -> None:
+    superuser = KafkaServer(str(tmp_path / "data"), ON, f"super.users=User:admin;{ANONYMOUS}").start()
+    try:
+        topic = name("super")
+        admin(superuser).create_topics([NewTopic(topic, 1)])[topic].result(timeout=10)
+        assert produce_error(superuser, topic) is None
+        assert admin(superuser).describe_acls(EVERY_ACL).result(timeout=10) == []
+    finally:
+        assert superuser.stop() == 0, superuser.log()
+
+
+# -- the checks ------------------------------------------------------------------------------
+
+
+def test_produce_needs_write_on_the_topic(server: KafkaServer) -> None:
+    topic = name("produce")
+    create_topic(server, topic)
+    grant(server, TOPIC, topic, AclOperation.DESCRIBE)  # metadata, so the producer gets to Produce
+    before = denials(server, "TOPIC", "WRITE")
+    error = produce_error(server, topic)
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert denials(server, "TOPIC", "WRITE") > before
+    grant(server, TOPIC, topic, AclOperation.WRITE)
+    assert produce_error(server, topic) is None
+
+
+def test_fetch_needs_read_on_the_topic(server: KafkaServer) -> None:
+    topic, group = name("fetch"), name("fetch-group")
+    create_topic(server, topic)
+    grant(server, TOPIC, topic, AclOperation.WRITE)  # implies DESCRIBE
+    grant(server, GROUP, group, AclOperation.READ)
+    assert produce_error(server, topic) is None
+    c = consumer(server, group)
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        msg = first_poll(c)
+        assert msg.error() is not None and msg.error().code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        grant(server, TOPIC, topic, AclOperation.READ)
+        c.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + 10
+        while True:
+            msg = first_poll(c)
+            if msg.error() is None:
+                break
+            assert time.monotonic() < deadline, msg.error()
+        assert msg.value() == b"v"
+    finally:
+        c.close()
+
+
+def test_metadata_shows_only_topics_the_principal_may_describe(server: KafkaServer) -> None:
+    shown, hidden = name("shown"), name("hidden")
+    create_topic(server, shown)
+    create_topic(server, hidden)
+    grant(server, TOPIC, shown, AclOperation.READ)  # READ implies DESCRIBE
+    listed = admin(server).list_topics(timeout=10).topics
+    assert shown in listed and hidden not in listed
+    named = admin(server).list_topics(hidden, timeout=10).topics[hidden]
+    assert named.error is not None and named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # a topic that does not exist answers the same: the name tells nothing
+    missing = name("missing")
+    grant(server, TOPIC, missing, AclOperation.DESCRIBE)  # DESCRIBE, but no CREATE to auto-create it
+    named = admin(server).list_topics(missing, timeout=10).topics[missing]
+    assert named.error is not None and named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert missing not in admin(server).list_topics(timeout=10).topics
+
+
+def test_deny_beats_allow_and_prefixes_cover_their_names(server: KafkaServer) -> None:
+    prefix = name("team")
+    allowed, denied = f"{prefix}-allowed", f"{prefix}-denied"
+    grant(server, TOPIC, prefix, AclOperation.CREATE, AclOperation.WRITE, pattern=PREFIXED)
+    grant(server, TOPIC, denied, AclOperation.WRITE, permission=DENY)
+    for topic in (allowed, denied):
+        admin(server).create_topics([NewTopic(topic, 1)])[topic].result(timeout=10)
+    assert produce_error(server, allowed) is None
+    error = produce_error(server, denied)
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    other = name("elsewhere")  # outside the prefix: no CREATE
+    assert refused_code(lambda: admin(server).create_topics([NewTopic(other, 1)])[other].result(timeout=10)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_admin_operations_need_their_acls(server: KafkaServer) -> None:
+    client = admin(server)
+    topic = name("admin")
+    assert refused_code(lambda: client.create_topics([NewTopic(topic, 1)])[topic].result(timeout=10)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    create_topic(server, topic)
+    resource = ConfigResource("TOPIC", topic)
+    assert refused_code(lambda: client.describe_configs([resource])[resource].result(timeout=10)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grant(server, TOPIC, topic, AclOperation.DESCRIBE_CONFIGS)
+    assert "retention.ms" in client.describe_configs([resource])[resource].result(timeout=10)
+    altered = ConfigResource("TOPIC", topic, incremental_configs=[
+        ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET)])
+    assert refused_code(lambda: client.incremental_alter_configs([altered])[altered].result(timeout=10)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grant(server, TOPIC, topic, AclOperation.ALTER_CONFIGS)
+    client.incremental_alter_configs([altered])[altered].result(timeout=10)
+    assert client.describe_configs([resource])[resource].result(timeout=10)["retention.ms"].value == "60000"
+    broker = ConfigResource("BROKER", "0")
+    assert refused_code(lambda: client.describe_configs([broker])[broker].result(timeout=10)) == \
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    assert refused_code(lambda: client.delete_topics([topic])[topic].result(timeout=10)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grant(server, TOPIC, topic, AclOperation.DELETE)
+    client.delete_topics([topic])[topic].result(timeout=10)
+
+
+def test_transactions_need_write_on_the_transactional_id(server: KafkaServer) -> None:
+    topic, txn = name("txn"), name("txn-id")
+    create_topic(server, topic)
+    grant(server, TOPIC, topic, AclOperation.WRITE)
+    config = {"bootstrap.servers": server.bootstrap, "transactional.id": txn, "transaction.timeout.ms": 10000}
+    producer = Producer(config)
+    with pytest.raises(KafkaException) as refused:
+        producer.init_transactions(10)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    grant(server, TXN, txn, AclOperation.WRITE)
+    producer = Producer(config)
+    producer.init_transactions(10)
+    producer.begin_transaction()
+    producer.produce(topic, b"in a transaction")
+    producer.commit_transaction(10)
+
+
+def test_an_idempotent_producer_needs_write_on_some_topic(tmp_path: Any) -> None:
+    fresh = authorizing_server(str(tmp_path / "data")).start()
+    try:
+        topic = name("idem")
+        create_topic(fresh, topic)
+        grant(fresh, TOPIC, topic, AclOperation.DESCRIBE)
+        config = {"bootstrap.servers": fresh.bootstrap, "enable.idempotence": True}
+        producer = Producer(config)
+        producer.produce(topic, b"v")
+        with pytest.raises(KafkaException) as refused:  # InitProducerId's answer: fatal to the producer
+            for _ in range(50):
+                producer.poll(0.2)
+        assert refused.value.args[0].fatal()
+        assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+        grant(fresh, TOPIC, topic, AclOperation.WRITE)
+        assert produce_error(fresh, topic, **{"enable.idempotence": True}) is None
+    finally:
+        assert fresh.stop() == 0, fresh.log()
+
+
+def test_acls_survive_a_restart_and_a_restore_from_the_bucket(tmp_path: Any) -> None:
+    data = str(tmp_path / "data")
+    restored = authorizing_server(data).start()
+    try:
+        kept = AclBinding(TOPIC, "kept", PREFIXED, "User:alice", "*", AclOperation.READ, ALLOW)
+        admin(restored).create_acls([kept])[kept].result(timeout=10)
+        restored.restart()
+        assert kept in admin(restored).describe_acls(EVERY_ACL).result(timeout=10)
+        assert restored.stop() == 0, restored.log()
+        shutil.rmtree(data)  # a new machine: the bucket alone
+        restored.start()
+        assert kept in admin(restored).describe_acls(EVERY_ACL).result(timeout=10)
+    finally:
+        if restored.running:
+            assert restored.stop() == 0, restored.log()
