@@ -101,7 +101,7 @@ class SslProperties:
         elif inline_key and inline_chain:
             key_text, chain_text = inline_key.encode(), inline_chain.encode()
         else:
-            raise TlsConfigError(f"a TLS listener needs {self.name('keystore.location')} (a PEM file with the key "
+            raise TlsConfigError(f"TLS needs {self.name('keystore.location')} (a PEM file with the key "
                                  f"and the certificate chain), or {self.name('keystore.key')} and "
                                  f"{self.name('keystore.certificate.chain')}")
         return _key_material(self, key_text, chain_text)
@@ -223,9 +223,11 @@ class ServerTls:
         self.props = props
         self.what = what  # "the Kafka listener SSL", for the log
         self._stamps = _mtimes(props.files)
-        # TlsConfigError on a bad start: the server does not start
-        self.material, self.trusted = props.key_material(), props.trusted_pem()
-        self._context = props.server_context(self.material, self.trusted)
+        try:  # a bad start: the server does not start
+            self.material, self.trusted = props.key_material(), props.trusted_pem()
+            self._context = props.server_context(self.material, self.trusted)
+        except TlsConfigError as exc:
+            raise TlsConfigError(f"{what}: {exc}") from None
         self._checked = time.monotonic()
         self._report = RateLimitedReport(log)
         self._lock = threading.Lock()

@@ -1,0 +1,100 @@
+"""gRPC and HTTP over TLS: real channels, the client library's ClientTls, the CLI's flags."""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from api.client import Admin, ClientTls, TierlogError
+
+from .security_support import Certs, SecureKafkaServer, certs_fixture  # noqa: F401 (a fixture)
+from .test_cli import one_line, tierlog
+
+
+@pytest.fixture(scope="module")
+def server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafkaServer]:
+    """gRPC over TLS without client certificates, HTTP over TLS."""
+    server = SecureKafkaServer(str(tmp_path_factory.mktemp("grpc-tls") / "data"), {"PLAINTEXT": "PLAINTEXT"},
+                               "grpc.listener.security.protocol=SSL", certs=certs, https=True).start()
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="module")
+def mtls_server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafkaServer]:
+    """gRPC over TLS that requires a client certificate (its own grpc.ssl.client.auth)."""
+    server = SecureKafkaServer(str(tmp_path_factory.mktemp("grpc-mtls") / "data"), {"PLAINTEXT": "PLAINTEXT"},
+                               "grpc.listener.security.protocol=SSL", "grpc.ssl.client.auth=required",
+                               certs=certs).start()
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+def serving(channel: grpc.Channel) -> bool:
+    """A health check over `channel`: False if the call fails (no TLS, wrong CA, no certificate)."""
+    try:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    except grpc.RpcError:
+        return False
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def credentials(ca: str, certs: Certs | None = None) -> grpc.ChannelCredentials:
+    client = (Path(certs.key("client")).read_bytes(), Path(certs.cert("client")).read_bytes()) if certs else (None, None)
+    return grpc.ssl_channel_credentials(Path(ca).read_bytes(), *client)
+
+
+def test_grpc_over_tls_checks_the_server_certificate(server: SecureKafkaServer, certs: Certs) -> None:
+    with grpc.secure_channel(server.grpc_address, credentials(certs.ca_file)) as channel:
+        assert serving(channel)
+    with grpc.secure_channel(server.grpc_address, credentials(certs.other_ca_file)) as channel:
+        assert not serving(channel)
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        assert not serving(channel)
+
+
+def test_the_client_library_over_tls(server: SecureKafkaServer, certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Admin(server.grpc_address, tls=ClientTls(ca_file=certs.ca_file)) as admin:
+        admin.create_topic("over-tls", partitions=2)
+        assert "over-tls" in admin.list_topics()
+    monkeypatch.setenv("TIERLOG_CA_FILE", certs.ca_file)  # the environment, as the CLI's flags set it
+    with Admin(server.grpc_address) as admin:
+        assert "over-tls" in admin.list_topics()
+    monkeypatch.delenv("TIERLOG_CA_FILE")
+    with Admin(server.grpc_address, timeout=5) as admin, pytest.raises(TierlogError):
+        admin.list_topics()
+
+
+def test_grpc_mtls_requires_a_client_certificate(mtls_server: SecureKafkaServer, certs: Certs) -> None:
+    with grpc.secure_channel(mtls_server.grpc_address, credentials(certs.ca_file)) as channel:
+        assert not serving(channel)
+    with grpc.secure_channel(mtls_server.grpc_address, credentials(certs.ca_file, certs)) as channel:
+        assert serving(channel)
+
+
+def test_the_cli_reaches_a_tls_server_with_its_flags(mtls_server: SecureKafkaServer, certs: Certs) -> None:
+    listed = tierlog("topics", "list", "--server", mtls_server.grpc_address, "--ca-file", certs.ca_file,
+                     "--cert-file", certs.cert("client"), "--key-file", certs.key("client"))
+    assert listed.returncode == 0, listed.stderr
+    without = tierlog("topics", "list", "--server", mtls_server.grpc_address, "--ca-file", certs.ca_file)
+    assert without.returncode == 1 and "UNAVAILABLE" in one_line(without.stderr)
+    half = tierlog("topics", "list", "--server", mtls_server.grpc_address, "--cert-file", certs.cert("client"))
+    assert half.returncode == 2 and "--cert-file and --key-file go together" in one_line(half.stderr)
+
+
+def test_metrics_over_https(server: SecureKafkaServer, certs: Certs) -> None:
+    assert server.http_url.startswith("https://")
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5, context=certs.client_context()) as answer:
+        assert answer.status == 200 and b"tierlog_kafka_connections" in answer.read()
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(f"{server.http_url}/healthz", timeout=5,
+                               context=ssl.create_default_context(cafile=certs.other_ca_file))
+    with pytest.raises((ConnectionError, urllib.error.URLError)):  # plain HTTP on the TLS port
+        urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=5)
