@@ -13,6 +13,8 @@ from hotlog.cleaner import CleanerConfig
 from hotlog.config import BROKER_TO_TOPIC, TOPIC_CONFIGS
 from hotlog.errors import InvalidConfigError
 
+from .groups.assignors import ASSIGNORS
+
 
 def _int(name: str, raw: str, low: int = 0) -> int:
     try:
@@ -61,6 +63,10 @@ class BrokerSettings:
     offsets_topic_segment_bytes: int = 256 * 1024
     group_min_session_timeout_ms: int = 6_000
     group_max_session_timeout_ms: int = 1_800_000
+    # The consumer group protocol (KIP-848): the broker sets members' timeouts and assignor.
+    group_consumer_session_timeout_ms: int = 45_000
+    group_consumer_heartbeat_interval_ms: int = 5_000
+    group_consumer_assignors: tuple[str, ...] = ("uniform", "range")  # the first is the default
     socket_request_max_bytes: int = 104_857_600  # larger Kafka request frames close the connection
     connections_max_idle_ms: int = 600_000  # Kafka's: idle Kafka connections are closed after it
     fetch_max_bytes: int = 57_671_680  # Kafka's: the most one Fetch returns, whatever the client asks
@@ -123,6 +129,8 @@ class BrokerSettings:
             elif name in _CLEANER:
                 field_name, parse = _CLEANER[name]
                 settings.log_cleaner = replace(settings.log_cleaner, **{field_name: parse(name, raw)})
+            elif name == "group.consumer.assignors":
+                settings.group_consumer_assignors = _assignors(name, raw)
             elif name == "advertised.listeners":
                 settings.advertised_listeners = raw
             elif name in ("listeners", "listener.security.protocol.map"):
@@ -173,6 +181,25 @@ _SSL_PROPERTY = re.compile(r"^(?:listener\.name\.[A-Za-z0-9_-]+\.|grpc\.|http\.)
                            r"keystore\.(?:type|location|key|certificate\.chain)|key\.password|"
                            r"truststore\.(?:type|location|certificates)|client\.auth|enabled\.protocols|protocol|"
                            r"cipher\.suites|principal\.mapping\.rules)$")
+
+
+def _assignors(name: str, raw: str) -> tuple[str, ...]:
+    """Kafka's names, short (`uniform`) or of its classes (`...assignor.UniformAssignor`)."""
+    names = []
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        short = _ASSIGNOR_CLASSES.get(entry, entry)
+        if short not in ASSIGNORS:
+            raise InvalidConfigError(f"{name}: unknown assignor {entry!r} (known: {', '.join(ASSIGNORS)})")
+        names.append(short)
+    if not names:
+        raise InvalidConfigError(f"{name}: at least one assignor is needed")
+    return tuple(names)
+
+
+_ASSIGNOR_CLASSES = {
+    "org.apache.kafka.coordinator.group.assignor.UniformAssignor": "uniform",
+    "org.apache.kafka.coordinator.group.assignor.RangeAssignor": "range",
+}
 
 
 def _cleaner_threads(name: str, raw: str) -> int:
@@ -248,6 +275,8 @@ _INTS: dict[str, tuple[str, int]] = {
     "offsets.topic.num.partitions": ("offsets_topic_num_partitions", 1),
     "group.min.session.timeout.ms": ("group_min_session_timeout_ms", 1),
     "group.max.session.timeout.ms": ("group_max_session_timeout_ms", 1),
+    "group.consumer.session.timeout.ms": ("group_consumer_session_timeout_ms", 1),
+    "group.consumer.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms", 1),
     "socket.request.max.bytes": ("socket_request_max_bytes", 1),
     "ssl.handshake.timeout.ms": ("ssl_handshake_timeout_ms", 1),
     "fetch.max.bytes": ("fetch_max_bytes", 1024),

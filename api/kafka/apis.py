@@ -25,6 +25,7 @@ from .admin import (
     handle_incremental_alter_configs,
 )
 from .codec import build, nested, response_type
+from .consumer_groups import handle_consumer_group_describe, handle_consumer_group_heartbeat
 from .context import NO_THROTTLE, Call, Handler, KafkaContext
 from .describe import (
     handle_describe_log_dirs,
@@ -100,6 +101,8 @@ class ApiKey(IntEnum):
     DESCRIBE_PRODUCERS = 61
     DESCRIBE_TRANSACTIONS = 65
     LIST_TRANSACTIONS = 66
+    CONSUMER_GROUP_HEARTBEAT = 68
+    CONSUMER_GROUP_DESCRIBE = 69
 
 
 @cache
@@ -146,15 +149,15 @@ APIS: dict[int, Api] = {
         Api(ApiKey.FETCH, 4, 12, handle_fetch),
         Api(ApiKey.LIST_OFFSETS, 1, 9, handle_list_offsets),
         Api(ApiKey.METADATA, 0, 12, handle_metadata),
-        Api(ApiKey.OFFSET_COMMIT, 2, 8, handle_offset_commit),
-        Api(ApiKey.OFFSET_FETCH, 1, 8, handle_offset_fetch),
+        Api(ApiKey.OFFSET_COMMIT, 2, 9, handle_offset_commit),
+        Api(ApiKey.OFFSET_FETCH, 1, 9, handle_offset_fetch),
         Api(ApiKey.FIND_COORDINATOR, 0, 4, handle_find_coordinator),
         Api(ApiKey.JOIN_GROUP, 0, 9, handle_join_group),
         Api(ApiKey.HEARTBEAT, 0, 4, handle_heartbeat),
         Api(ApiKey.LEAVE_GROUP, 0, 5, handle_leave_group),
         Api(ApiKey.SYNC_GROUP, 0, 5, handle_sync_group),
         Api(ApiKey.DESCRIBE_GROUPS, 0, 5, handle_describe_groups),
-        Api(ApiKey.LIST_GROUPS, 0, 4, handle_list_groups),
+        Api(ApiKey.LIST_GROUPS, 0, 5, handle_list_groups),
         Api(ApiKey.API_VERSIONS, 0, 4, handle_api_versions),
         Api(ApiKey.CREATE_TOPICS, 2, 7, handle_create_topics),
         Api(ApiKey.DELETE_TOPICS, 1, 6, handle_delete_topics),
@@ -176,6 +179,8 @@ APIS: dict[int, Api] = {
         Api(ApiKey.DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers),
         Api(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, handle_describe_transactions),
         Api(ApiKey.LIST_TRANSACTIONS, 0, 1, handle_list_transactions),
+        Api(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1, handle_consumer_group_heartbeat),
+        Api(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 1, handle_consumer_group_describe),
         Api(ApiKey.DESCRIBE_ACLS, 1, 3, handle_describe_acls),
         Api(ApiKey.CREATE_ACLS, 1, 3, handle_create_acls),
         Api(ApiKey.DELETE_ACLS, 1, 3, handle_delete_acls),

@@ -19,7 +19,8 @@ GROUP_KEY = 0
 TRANSACTION_KEY = 1
 
 
-def _ms(delta: Any) -> int:
+def milliseconds(delta: Any) -> int:
+    """A kio duration field (a timedelta) as Kafka's milliseconds (-1 stays -1)."""
     return int(delta.total_seconds() * 1000)
 
 
@@ -42,14 +43,15 @@ async def handle_find_coordinator(kafka: KafkaContext, call: Call, request: Any)
 
 
 async def handle_join_group(kafka: KafkaContext, call: Call, request: Any) -> Any:
-    session_ms = _ms(request.session_timeout)
+    session_ms = milliseconds(request.session_timeout)
     rebalance = getattr(request, "rebalance_timeout", None)  # v0: the session timeout bounds rebalances
-    result = await kafka.groups.membership.join(JoinRequest(
+    result = await kafka.groups.join(JoinRequest(
         group_id=request.group_id, member_id=request.member_id,
         group_instance_id=getattr(request, "group_instance_id", None),
         protocol_type=request.protocol_type,
         protocols=tuple(GroupProtocol(p.name, p.metadata) for p in request.protocols),
-        session_timeout_ms=session_ms, rebalance_timeout_ms=session_ms if rebalance is None else _ms(rebalance),
+        session_timeout_ms=session_ms,
+        rebalance_timeout_ms=session_ms if rebalance is None else milliseconds(rebalance),
         client_id=call.client_id, client_host=call.client_host,
         require_known_member_id=call.api_version >= 4, supports_skip_assignment=call.api_version >= 9,
     ))
@@ -98,7 +100,7 @@ async def handle_offset_commit(kafka: KafkaContext, call: Call, request: Any) ->
     offsets = commits_of(request.topics)
     errors = await kafka.groups.offsets.commit(
         request.group_id, request.generation_id_or_member_epoch, request.member_id,
-        getattr(request, "group_instance_id", None), offsets,
+        getattr(request, "group_instance_id", None), offsets, carries_epoch=call.api_version >= 9,
     )
     return commit_response(call.response_type, request.topics, errors)
 
@@ -154,20 +156,28 @@ async def handle_offset_fetch(kafka: KafkaContext, call: Call, request: Any) -> 
     group_entity = nested(response, "groups")
     topic_entity = nested(group_entity, "topics")
     slices = Slices()
-    return build(response, throttle_time=NO_THROTTLE, groups=tuple([
-        build(group_entity, group_id=g.group_id, error_code=ErrorCode.none,
-              topics=await _committed_topics(kafka, g.group_id, g.topics, topic_entity, require_stable, slices))
-        async for g in in_slices(request.groups, slices)
-    ]))
+    answered = []
+    async for g in in_slices(request.groups, slices):
+        # v9+: a consumer protocol member says who it is (KIP-848).
+        error = kafka.groups.consumer_groups.fetch_error(g.group_id, getattr(g, "member_id", None),
+                                                         getattr(g, "member_epoch", -1))
+        topics = () if error else \
+            await _committed_topics(kafka, g.group_id, g.topics, topic_entity, require_stable, slices)
+        answered.append(build(group_entity, group_id=g.group_id, error_code=error, topics=topics))
+    return build(response, throttle_time=NO_THROTTLE, groups=tuple(answered))
 
 
 async def handle_list_groups(kafka: KafkaContext, call: Call, request: Any) -> Any:
     response = call.response_type
-    states = set(getattr(request, "states_filter", ()))
+    # Both filters ignore case, as Kafka's; states v4+, types v5+ (KIP-848).
+    states = {s.strip().lower() for s in getattr(request, "states_filter", ())}
+    types = {t.strip().lower() for t in getattr(request, "types_filter", ())}
     entity = nested(response, "groups")
     return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=tuple(
-        build(entity, group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value)
-        for g in kafka.groups.groups() if not states or g.state.value in states
+        build(entity, group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state,
+              group_type=g.group_type)
+        for g in kafka.groups.groups()
+        if (not states or g.state.lower() in states) and (not types or g.group_type in types)
     ))
 
 
@@ -178,7 +188,9 @@ async def handle_describe_groups(kafka: KafkaContext, call: Call, request: Any) 
     described = []
     for group_id in request.groups:
         group = kafka.groups.group(group_id)
-        if group is None:
+        # A consumer protocol group is Dead to DescribeGroups before v6 (Kafka 4:
+        # ConsumerGroupDescribe describes it).
+        if group is None or group_id in kafka.groups.consumer_groups.groups:
             described.append(build(group_entity, error_code=ErrorCode.none, group_id=group_id,
                                    group_state=GroupState.DEAD.value, protocol_type="", protocol_data="", members=()))
             continue

@@ -1,6 +1,8 @@
 """The group coordinator: a group's membership and its committed offsets, and what needs
-both (listing, describing and deleting groups and their offsets). Protocol handlers call its two halves,
-`membership` and `offsets`, directly."""
+both (listing, describing and deleting groups and their offsets). Membership is of one of
+two protocols by group id: the classic one (`membership`) or the consumer protocol of
+KIP-848 (`consumer_groups`). Protocol handlers call the halves directly, except to join a
+classic group, which must not take over a consumer protocol group (`join`)."""
 
 from __future__ import annotations
 
@@ -14,14 +16,24 @@ from hotlog.manager import LogManager
 
 from ..durability import Durability
 from ..settings import BrokerSettings
-from .membership import Group, GroupMembership
+from .consumer_protocol import ConsumerGroups
+from .membership import Group, GroupMembership, JoinRequest, JoinResult
 from .offset_store import TopicPartition
 from .offsets import GroupOffsets
+
+CLASSIC, CONSUMER = "classic", "consumer"  # Kafka's group types (ListGroups v5)
 
 
 class OffsetDeletion(NamedTuple):
     error: ErrorCode  # of the group as a whole
     partitions: dict[TopicPartition, ErrorCode]
+
+
+class GroupListing(NamedTuple):
+    group_id: str
+    protocol_type: str
+    state: str
+    group_type: str  # CLASSIC or CONSUMER
 
 
 class GroupCoordinator:
@@ -30,13 +42,24 @@ class GroupCoordinator:
     def __init__(self, logs: LogManager, reader: Reader, settings: BrokerSettings,
                  durability: Durability | None = None) -> None:
         self.membership = GroupMembership(settings)
-        self.offsets = GroupOffsets(logs, reader, settings, self.membership, durability or Durability())
+        self.consumer_groups = ConsumerGroups(settings, logs, self.membership)
+        self.offsets = GroupOffsets(logs, reader, settings, self.membership, durability or Durability(),
+                                    self.consumer_groups)
 
     async def load(self) -> None:
         await self.offsets.load()
 
     def close(self) -> None:
         self.membership.close()
+        self.consumer_groups.close()
+
+    async def join(self, request: JoinRequest) -> JoinResult:
+        """A classic JoinGroup: refused in a consumer protocol group with members (Kafka,
+        without its online downgrade); an empty one gives way to a classic group."""
+        if self.consumer_groups.has_members(request.group_id):
+            return JoinResult(ErrorCode.inconsistent_group_protocol, request.member_id)
+        self.consumer_groups.forget(request.group_id)
+        return await self.membership.join(request)
 
     def group(self, group_id: str) -> Group | None:
         """The group as members see it; a group with committed offsets only is Empty."""
@@ -45,18 +68,21 @@ class GroupCoordinator:
             return Group(group_id)
         return group
 
-    def groups(self) -> list[Group]:
-        """Every group with members or committed offsets."""
-        ids = dict.fromkeys([*self.membership.groups, *self.offsets.groups])
-        return [group for group in map(self.group, ids) if group is not None]
+    def groups(self) -> list[GroupListing]:
+        """Every group with members or committed offsets, of either protocol."""
+        consumer = self.consumer_groups.groups
+        listed = [GroupListing(g.group_id, CONSUMER, g.state.value, CONSUMER) for g in consumer.values()]
+        ids = dict.fromkeys(i for i in [*self.membership.groups, *self.offsets.groups] if i not in consumer)
+        return listed + [GroupListing(g.group_id, g.protocol_type or "", g.state.value, CLASSIC)
+                         for g in map(self.group, ids) if g is not None]
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> OffsetDeletion:
         """Kafka's OffsetDelete: the group's committed offsets of `partitions` go, except
         those of topics its members consume (GROUP_SUBSCRIBED_TO_TOPIC); a group with
         members of another protocol than `consumer` keeps all (NON_EMPTY_GROUP)."""
-        if self.group(group_id) is None:
+        if self.group(group_id) is None and group_id not in self.consumer_groups.groups:
             return OffsetDeletion(ErrorCode.group_id_not_found, {})
-        subscribed: set[str] = set()
+        subscribed = self.consumer_groups.topics_in_use(group_id)
         if not self.membership.is_empty(group_id):
             topics = self.membership.subscribed_topics(group_id)
             if topics is None:
@@ -70,12 +96,13 @@ class GroupCoordinator:
     async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, ErrorCode]:
         results = {}
         for group_id in group_ids:
-            if self.group(group_id) is None:
+            if self.group(group_id) is None and group_id not in self.consumer_groups.groups:
                 results[group_id] = ErrorCode.group_id_not_found
-            elif not self.membership.is_empty(group_id):
+            elif not self.membership.is_empty(group_id) or self.consumer_groups.has_members(group_id):
                 results[group_id] = ErrorCode.non_empty_group
             else:
                 await self.offsets.delete(group_id)
                 self.membership.forget(group_id)
+                self.consumer_groups.forget(group_id)
                 results[group_id] = ErrorCode.none
         return results

@@ -2,8 +2,9 @@
 
 Commits are written to `__consumer_offsets` (offset_store.py) and answered once fsynced;
 TxnOffsetCommit offsets wait inside their producer's transaction and reach the group
-only when its COMMIT marker lands. Membership (membership.py) says whether a member may
-commit; standalone consumers (and the gRPC API) commit with no generation."""
+only when its COMMIT marker lands. Membership says whether a member may commit: the classic
+protocol's generation (membership.py) or the consumer protocol's member epoch
+(consumer_protocol.py); standalone consumers (and the gRPC API) commit with no generation."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from hotlog.records import Record
 
 from ..durability import Durability
 from ..settings import BrokerSettings
+from .consumer_protocol import ConsumerGroups
 from .membership import GroupMembership
 from .offset_store import (
     CommittedOffset,
@@ -50,9 +52,10 @@ class GroupOffsets:
     """Event loop only."""
 
     def __init__(self, logs: LogManager, reader: Reader, settings: BrokerSettings,
-                 membership: GroupMembership, durability: Durability) -> None:
+                 membership: GroupMembership, durability: Durability, consumer_groups: ConsumerGroups) -> None:
         self.logs = logs
         self.membership = membership
+        self.consumer_groups = consumer_groups
         self.store = OffsetStore(logs, reader, settings.offsets_topic_num_partitions, durability,
                                  segment_bytes=settings.offsets_topic_segment_bytes)
         self.groups: dict[str, dict[TopicPartition, CommittedOffset]] = {}
@@ -66,10 +69,17 @@ class GroupOffsets:
             log.info("loaded committed offsets of %d groups", len(self.groups))
 
     async def commit(self, group_id: str, generation_id: int, member_id: str, instance_id: str | None,
-                     offsets: Mapping[TopicPartition, OffsetCommit]) -> dict[TopicPartition, ErrorCode]:
-        """Commit each partition's offset durably, then answer; one error per partition."""
-        error = ErrorCode.invalid_group_id if not group_id else \
-            self.membership.commit_error(group_id, generation_id, member_id, instance_id)
+                     offsets: Mapping[TopicPartition, OffsetCommit], carries_epoch: bool = False,
+                     ) -> dict[TopicPartition, ErrorCode]:
+        """Commit each partition's offset durably, then answer; one error per partition.
+        `carries_epoch`: a consumer protocol member may send its epoch as the generation
+        (OffsetCommit v9+)."""
+        if not group_id:
+            error = ErrorCode.invalid_group_id
+        elif group_id in self.consumer_groups.groups:
+            error = self.consumer_groups.commit_error(group_id, member_id, generation_id, carries_epoch)
+        else:
+            error = self.membership.commit_error(group_id, generation_id, member_id, instance_id)
         if error:
             return {tp: error for tp in offsets}
         results, accepted = self._accept(offsets)
@@ -105,7 +115,9 @@ class GroupOffsets:
         """TxnOffsetCommit: write the offsets into the producer's transaction; the group sees
         them once the transaction commits. Raises InvalidProducerEpochError when fenced."""
         error = ErrorCode.invalid_group_id if not group_id else ErrorCode.none
-        if member_id and not error:  # v3+: the consumer's generation is checked (KIP-447)
+        if member_id and not error and group_id in self.consumer_groups.groups:
+            error = self.consumer_groups.commit_error(group_id, member_id, generation_id, carries_epoch=True)
+        elif member_id and not error:  # v3+: the consumer's generation is checked (KIP-447)
             error = self.membership.member_error(group_id, member_id, instance_id, generation_id)
         if error:
             return {tp: error for tp in offsets}

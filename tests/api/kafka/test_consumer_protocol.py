@@ -1,0 +1,224 @@
+"""The consumer group protocol (KIP-848) with confluent-kafka consumers speaking it
+(`group.protocol=consumer`): the broker assigns, partitions move only once revoked, offsets
+commit with member epochs, and classic groups live beside these ones."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import ConsumerGroupType, KafkaError, TopicPartition
+from confluent_kafka.admin import NewPartitions
+
+from .cluster import KafkaServer
+from .test_confluent import admin, consumer, create_topic, produce
+
+HEARTBEAT_MS = 200
+FAST_CONSUMER_GROUPS = (f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}",
+                        "group.consumer.session.timeout.ms=6000")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    server = KafkaServer(str(tmp_path_factory.mktemp("kip848") / "data"), *FAST_CONSUMER_GROUPS).start()
+    yield server
+    if server.running:
+        assert server.stop() == 0, server.log()
+
+
+@dataclass
+class Member:
+    """A `group.protocol=consumer` consumer and what its rebalance callbacks saw."""
+
+    client: KafkaConsumer
+    owned: set[int] = field(default_factory=set)
+    events: list[tuple[str, frozenset[int]]] = field(default_factory=list)  # ("assign"/"revoke", partitions)
+
+    def on_assign(self, _: KafkaConsumer, partitions: list[TopicPartition]) -> None:
+        # The consumer protocol is incremental: each callback names what changes.
+        added = {p.partition for p in partitions}
+        self.owned |= added
+        self.events.append(("assign", frozenset(added)))
+
+    def on_revoke(self, _: KafkaConsumer, partitions: list[TopicPartition]) -> None:
+        gone = {p.partition for p in partitions}
+        self.owned -= gone
+        self.events.append(("revoke", frozenset(gone)))
+
+
+def member(server: KafkaServer, topic: str, group: str, **config: object) -> Member:
+    client = consumer(server, **{"group.id": group, "group.protocol": "consumer", **config})
+    joined = Member(client)
+    client.subscribe([topic], on_assign=joined.on_assign, on_revoke=joined.on_revoke)
+    return joined
+
+
+def poll_until(members: list[Member], done: Callable[[], bool], seconds: float = 15,
+               read: list[int] | None = None) -> None:
+    """Poll every member until `done`, adding the values of the records they read to `read`."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, [m.owned for m in members]
+        for m in members:
+            message = m.client.poll(0.02)
+            if message is not None:
+                assert message.error() is None, message.error()
+                if read is not None:
+                    read.append(int(message.value()))
+
+
+def split(members: list[Member], partitions: int) -> Callable[[], bool]:
+    """Whether the members own every partition between them, each once, all evenly."""
+    def done() -> bool:
+        owned = [p for m in members for p in m.owned]
+        sizes = {len(m.owned) for m in members}
+        return sorted(owned) == list(range(partitions)) and max(sizes) - min(sizes) <= 1
+    return done
+
+
+def fresh(server: KafkaServer, partitions: int = 4) -> str:
+    name = f"kip848-{uuid.uuid4().hex[:8]}"
+    create_topic(server, name, partitions=partitions)
+    return name
+
+
+def test_two_members_share_four_partitions_and_a_third_gets_its_share_only_after_revocation(
+        server: KafkaServer) -> None:
+    topic = fresh(server)
+    a, b = member(server, topic, topic), member(server, topic, topic)
+    poll_until([a, b], split([a, b], 4))
+    assert len(a.owned) == len(b.owned) == 2
+    produce(server, topic, [b"%d" % i for i in range(40)])
+    c = member(server, topic, topic)
+    poll_until([a, b, c], split([a, b, c], 4))
+    # What c was given, its earlier owner had revoked first: at no moment do two own one.
+    [(kind, given)] = [e for e in c.events if e[0] == "assign"]
+    revoked = {p for m in (a, b) for k, ps in m.events if k == "revoke" for p in ps}
+    assert given <= revoked
+    for m in (a, b, c):
+        m.client.close()
+
+
+def test_a_member_that_closes_leaves_and_its_partitions_go_to_the_others(server: KafkaServer) -> None:
+    topic = fresh(server)
+    a, b = member(server, topic, topic), member(server, topic, topic)
+    poll_until([a, b], split([a, b], 4))
+    started = time.monotonic()
+    a.client.close()  # a leave heartbeat (epoch -1): no session timeout to wait out
+    poll_until([b], lambda: b.owned == {0, 1, 2, 3})
+    assert time.monotonic() - started < 5
+    b.client.close()
+
+
+def test_every_record_is_read_once_and_a_restarted_member_resumes_after_its_commit(server: KafkaServer) -> None:
+    topic = fresh(server)
+    a, b = member(server, topic, topic), member(server, topic, topic)
+    poll_until([a, b], split([a, b], 4))
+    produce(server, topic, [b"%d" % i for i in range(100)])
+    read: list[int] = []
+    poll_until([a, b], lambda: len(read) >= 100, read=read)
+    assert sorted(read) == list(range(100))  # none consumed twice, none left out
+    for m in (a, b):
+        m.client.commit(asynchronous=False)  # OffsetCommit v9 with the member epoch
+        m.client.close()
+    produce(server, topic, [b"%d" % i for i in range(100, 110)])
+    again = member(server, topic, topic)
+    later: list[int] = []
+    poll_until([again], lambda: len(later) >= 10, read=later)
+    assert sorted(later) == list(range(100, 110))
+    again.client.close()
+
+
+def test_a_static_member_restarting_gets_its_partitions_back_and_the_other_keeps_its_own(
+        server: KafkaServer) -> None:
+    topic = fresh(server)
+    a = member(server, topic, topic, **{"group.instance.id": "a"})
+    b = member(server, topic, topic, **{"group.instance.id": "b"})
+    poll_until([a, b], split([a, b], 4))
+    a_partitions, b_events = set(a.owned), len(b.events)
+    a.client.close()  # a static member leaves with epoch -2: its partitions wait for it
+    again = member(server, topic, topic, **{"group.instance.id": "a"})
+    poll_until([again, b], lambda: again.owned == a_partitions)
+    deadline = time.monotonic() + 5 * HEARTBEAT_MS / 1000
+    poll_until([again, b], lambda: time.monotonic() > deadline)  # heartbeats go by: nothing moves
+    assert len(b.events) == b_events and again.owned == a_partitions
+    client = admin(server)  # kept alive until the answer arrives
+    described = client.describe_consumer_groups([topic])[topic].result(10)
+    assert {m.group_instance_id for m in described.members} == {"a", "b"}
+    for m in (again, b):
+        m.client.close()
+
+
+def test_a_classic_consumer_cannot_join_a_consumer_protocol_group(server: KafkaServer) -> None:
+    topic = fresh(server)
+    new = member(server, topic, topic)
+    poll_until([new], lambda: new.owned == {0, 1, 2, 3})
+    classic = consumer(server, **{"group.id": topic})
+    classic.subscribe([topic])
+    deadline = time.monotonic() + 15
+    error = None
+    while error is None:
+        assert time.monotonic() < deadline
+        message = classic.poll(0.1)
+        new.client.poll(0.01)
+        if message is not None and message.error() is not None:
+            error = message.error()
+    assert error.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL
+    classic.close()
+    new.client.close()
+
+
+def test_admin_lists_and_describes_the_group_as_a_consumer_group(server: KafkaServer) -> None:
+    topic = fresh(server)
+    a, b = member(server, topic, topic), member(server, topic, topic)
+    poll_until([a, b], split([a, b], 4))
+    client = admin(server)
+    listed = client.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(10)
+    assert topic in {g.group_id for g in listed.valid}
+    [mine] = [g for g in listed.valid if g.group_id == topic]
+    assert mine.type == ConsumerGroupType.CONSUMER
+    classic_only = client.list_consumer_groups(types={ConsumerGroupType.CLASSIC}).result(10)
+    assert topic not in {g.group_id for g in classic_only.valid}
+    described = client.describe_consumer_groups([topic])[topic].result(10)
+    assert described.type == ConsumerGroupType.CONSUMER
+    assert described.partition_assignor == "uniform"
+    assigned = sorted(tp.partition for m in described.members for tp in m.assignment.topic_partitions)
+    assert assigned == [0, 1, 2, 3]
+    for m in (a, b):
+        m.client.close()
+
+
+def test_new_partitions_are_assigned_to_the_members(server: KafkaServer) -> None:
+    topic = fresh(server, partitions=2)
+    a, b = member(server, topic, topic), member(server, topic, topic)
+    poll_until([a, b], split([a, b], 2))
+    client = admin(server)
+    client.create_partitions([NewPartitions(topic, 4)])[topic].result(10)
+    poll_until([a, b], split([a, b], 4), seconds=20)  # librdkafka sees them at its metadata refresh
+    for m in (a, b):
+        m.client.close()
+
+
+def test_members_rejoin_after_a_broker_restart_and_resume_from_their_commits(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = KafkaServer(str(tmp_path_factory.mktemp("kip848-restart") / "data"), *FAST_CONSUMER_GROUPS).start()
+    topic = fresh(server, partitions=2)
+    produce(server, topic, [b"%d" % i for i in range(20)])
+    a = member(server, topic, topic)
+    read: list[int] = []
+    poll_until([a], lambda: len(read) >= 20, read=read)
+    a.client.commit(asynchronous=False)
+    server.restart()  # member state is in memory: the group is forgotten, its offsets are not
+    produce(server, topic, [b"%d" % i for i in range(20, 30)])
+    later: list[int] = []
+    poll_until([a], lambda: len(later) >= 10, seconds=30, read=later)
+    assert sorted(later) == list(range(20, 30))
+    client = admin(server)
+    described = client.describe_consumer_groups([topic])[topic].result(10)
+    assert described.type == ConsumerGroupType.CONSUMER and len(described.members) == 1
+    a.client.close()
+    assert server.stop() == 0, server.log()
