@@ -14,7 +14,7 @@ index, so nothing read from the old one outlives the change."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -74,32 +74,35 @@ def _allows(acl_operation: AclOperation, wanted: AclOperation) -> bool:
 
 
 class AclIndex:
-    """Immutable: the ACLs by resource type and name."""
+    """Immutable: the ACLs by resource type, then by name (literal, `*` among them) or by
+    prefix, with the prefixes' lengths, so a name's ACLs are a few dict lookups."""
 
     def __init__(self, bindings: Iterable[AclBinding] = ()) -> None:
         self.bindings: tuple[AclBinding, ...] = tuple(dict.fromkeys(bindings))
-        self._literal: dict[tuple[ResourceType, str], list[AclBinding]] = {}
-        self._prefixed: dict[tuple[ResourceType, str], list[AclBinding]] = {}
-        lengths: dict[ResourceType, set[int]] = {}
+        self._literal: dict[ResourceType, dict[str, list[AclBinding]]] = {}
+        self._prefixed: dict[ResourceType, dict[str, list[AclBinding]]] = {}
         for acl in self.bindings:
-            key = (acl.resource_type, acl.name)
-            if acl.pattern_type is PatternType.LITERAL:
-                self._literal.setdefault(key, []).append(acl)
-            else:
-                self._prefixed.setdefault(key, []).append(acl)
-                lengths.setdefault(acl.resource_type, set()).add(len(acl.name))
-        self._prefix_lengths = {rtype: sorted(found) for rtype, found in lengths.items()}
+            by_name = self._literal if acl.pattern_type is PatternType.LITERAL else self._prefixed
+            by_name.setdefault(acl.resource_type, {}).setdefault(acl.name, []).append(acl)
+        self._prefix_lengths = {rtype: sorted({len(prefix) for prefix in prefixes})
+                                for rtype, prefixes in self._prefixed.items()}
 
-    def applying_to(self, resource_type: ResourceType, name: str) -> Iterator[AclBinding]:
+    def applying_to(self, resource_type: ResourceType, name: str) -> list[AclBinding]:
         """Every ACL whose pattern covers the resource: its literal name, the wildcard,
         and each prefix of the name."""
-        yield from self._literal.get((resource_type, name), ())
-        if name != WILDCARD:
-            yield from self._literal.get((resource_type, WILDCARD), ())
-        for length in self._prefix_lengths.get(resource_type, ()):
-            if length > len(name):
-                break
-            yield from self._prefixed.get((resource_type, name[:length]), ())
+        found: list[AclBinding] = []
+        literal = self._literal.get(resource_type)
+        if literal is not None:
+            found += literal.get(name, ())
+            if name != WILDCARD:
+                found += literal.get(WILDCARD, ())
+        prefixed = self._prefixed.get(resource_type)
+        if prefixed is not None:
+            for length in self._prefix_lengths[resource_type]:
+                if length > len(name):
+                    break
+                found += prefixed.get(name[:length], ())
+        return found
 
 
 class Authorizer:
