@@ -27,6 +27,7 @@ from .internal_topics import is_internal, place
 from .produce import WritePath
 from .security.authorizer import Authorizer
 from .security.documents import KeptDocument
+from .security.users import UserStore
 from .settings import BrokerSettings
 from .txn.coordinator import TransactionCoordinator
 from .wal.manager import WriteAheadLog
@@ -53,6 +54,7 @@ class Broker:
         # Producer ids and transactions (in `__transaction_state`).
         self.txns = TransactionCoordinator(self.logs, self.reader, self.groups.offsets, settings, self.durability)
         self.write = WritePath(self.logs, self.txns, self.durability)
+        self.users = UserStore(data_dir)  # SASL's credentials, kept in the data folder and the bucket
         # Who may do what: the ACLs, kept in the data folder and the bucket.
         self.authorizer = Authorizer(settings.authorizer, KeptDocument(data_dir, "acls"))
         self._background: list[asyncio.Task[None]] = []
@@ -76,6 +78,7 @@ class Broker:
         self.tiering = tiering
         self.wal = self.durability.wal = WriteAheadLog(self.logs, store, tiering, settings)
         self.txns.producer_ids.keep_in(store, settings.node_id)
+        self.users.document.keep_in(store)
         self.authorizer.document.keep_in(store)
 
     async def start(self) -> None:
@@ -89,6 +92,7 @@ class Broker:
             await self.wal.open()
             self._background.append(asyncio.create_task(self.wal.run()))
         await self.authorizer.load()
+        await self.users.load()
         await self.groups.load()
         await self.txns.load(unclean=not self.logs.opened_clean)
         self._background.append(asyncio.create_task(self.txns.run()))

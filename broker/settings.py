@@ -9,6 +9,7 @@ from typing import Any
 
 from broker.security.authorizer import AuthorizerConfig
 from broker.security.principal import Principal
+from broker.security.users import SASL_MECHANISMS
 from hotlog.cleaner import CleanerConfig
 from hotlog.config import BROKER_TO_TOPIC, TOPIC_CONFIGS
 from hotlog.errors import InvalidConfigError
@@ -47,6 +48,17 @@ class BrokerSettings:
     ssl_handshake_timeout_ms: int = 10_000  # tierlog's: a TLS client that has not finished by then is closed
     grpc_listener_security_protocol: str = "PLAINTEXT"  # or SSL (tierlog's)
     http_listener_security_protocol: str = "PLAINTEXT"
+    # SASL (Kafka's names; the mechanisms' default is tierlog's: Kafka's GSSAPI is not served).
+    sasl_enabled_mechanisms: tuple[str, ...] = SASL_MECHANISMS
+    sasl_listener_mechanisms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by lower-case listener
+    connections_max_reauth_ms: int = 0  # 0: no re-authentication (KIP-368)
+    sasl_server_max_receive_size: int = 524_288  # the largest frame before authentication
+    sasl_server_authn_timeout_ms: int = 10_000  # tierlog's: authenticate within it or be closed
+    connection_failed_authentication_delay_ms: int = 100
+    # gRPC call credentials (tierlog's): "required" refuses calls without them; Basic
+    # credentials travel in clear over a PLAINTEXT gRPC listener only with the allow flag.
+    grpc_authentication: str = "none"
+    grpc_authentication_plaintext_allow: bool = False
     node_id: int = 0
     remote_log_manager_task_interval_ms: int = 30_000
     remote_log_manager_copier_thread_pool_size: int = 4  # segments uploading at once
@@ -111,6 +123,10 @@ class BrokerSettings:
     # Authorization (Kafka's properties): on once authorizer.class.name names an authorizer.
     authorizer: AuthorizerConfig = field(default_factory=AuthorizerConfig)
 
+    def sasl_mechanisms_of(self, listener_name: str) -> tuple[str, ...]:
+        """Its listener.name.<name>.sasl.enabled.mechanisms, else sasl.enabled.mechanisms."""
+        return self.sasl_listener_mechanisms.get(listener_name.lower(), self.sasl_enabled_mechanisms)
+
     @classmethod
     def parse(cls, properties: Mapping[str, str]) -> BrokerSettings:
         """Parse broker properties; an unknown name or a bad value raises InvalidConfigError."""
@@ -146,6 +162,16 @@ class BrokerSettings:
                 settings.max_connections_per_ip_overrides = _overrides(name, raw)
             elif name in _AUTHORIZER:
                 settings.authorizer = _AUTHORIZER[name](settings.authorizer, name, raw)
+            elif (listener := _SASL_MECHANISMS_PROPERTY.match(name)) is not None:
+                mechanisms = _sasl_mechanisms(name, raw)
+                if listener[1] is None:
+                    settings.sasl_enabled_mechanisms = mechanisms
+                else:
+                    settings.sasl_listener_mechanisms[listener[1].lower()] = mechanisms
+            elif name == "grpc.authentication":
+                settings.grpc_authentication = _one_of(name, raw, ("none", "required"))
+            elif name == "grpc.authentication.plaintext.allow":
+                settings.grpc_authentication_plaintext_allow = _bool(name, raw)
             elif name == "remote.log.chunk.cache.dir":  # another disk keeps replays off the log's fsyncs
                 settings.remote_log_chunk_cache_dir = raw
             else:
@@ -157,6 +183,18 @@ class BrokerSettings:
         return settings
 
 
+_SASL_MECHANISMS_PROPERTY = re.compile(r"^(?:listener\.name\.([A-Za-z0-9_-]+)\.)?sasl\.enabled\.mechanisms$")
+
+
+def _sasl_mechanisms(name: str, raw: str) -> tuple[str, ...]:
+    mechanisms = tuple(dict.fromkeys(m.strip().upper() for m in raw.split(",") if m.strip()))
+    unknown = [m for m in mechanisms if m not in SASL_MECHANISMS]
+    if unknown or not mechanisms:
+        raise InvalidConfigError(f"{name}={raw}: tierlog serves {', '.join(SASL_MECHANISMS)} "
+                                 f"({', '.join(unknown) or 'none given'}: not served)")
+    return mechanisms
+
+
 def _overrides(name: str, raw: str) -> dict[str, int]:
     """Kafka's `host:count,host:count` (an IPv6 address before its last colon)."""
     limits = {}
@@ -166,21 +204,6 @@ def _overrides(name: str, raw: str) -> dict[str, int]:
             raise InvalidConfigError(f"{name}: expected host:count entries, got {entry!r}")
         limits[host.strip("[]")] = _int(name, count, 1)
     return limits
-
-
-def _one_of(name: str, raw: str, choices: tuple[str, ...]) -> str:
-    """The choice `raw` names, in any case."""
-    for choice in choices:
-        if raw.strip().lower() == choice.lower():
-            return choice
-    raise InvalidConfigError(f"{name}={raw}: expected {' or '.join(choices)}")
-
-
-# Kafka's ssl.* broker properties tierlog reads (PEM keystores only), alone or as per-listener overrides.
-_SSL_PROPERTY = re.compile(r"^(?:listener\.name\.[A-Za-z0-9_-]+\.|grpc\.|http\.)?ssl\.(?:"
-                           r"keystore\.(?:type|location|key|certificate\.chain)|key\.password|"
-                           r"truststore\.(?:type|location|certificates)|client\.auth|enabled\.protocols|protocol|"
-                           r"cipher\.suites|principal\.mapping\.rules)$")
 
 
 def _assignors(name: str, raw: str) -> tuple[str, ...]:
@@ -200,6 +223,21 @@ _ASSIGNOR_CLASSES = {
     "org.apache.kafka.coordinator.group.assignor.UniformAssignor": "uniform",
     "org.apache.kafka.coordinator.group.assignor.RangeAssignor": "range",
 }
+
+
+def _one_of(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    """The choice `raw` names, in any case."""
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise InvalidConfigError(f"{name}={raw}: expected {' or '.join(choices)}")
+
+
+# Kafka's ssl.* broker properties tierlog reads (PEM keystores only), alone or as per-listener overrides.
+_SSL_PROPERTY = re.compile(r"^(?:listener\.name\.[A-Za-z0-9_-]+\.|grpc\.|http\.)?ssl\.(?:"
+                           r"keystore\.(?:type|location|key|certificate\.chain)|key\.password|"
+                           r"truststore\.(?:type|location|certificates)|client\.auth|enabled\.protocols|protocol|"
+                           r"cipher\.suites|principal\.mapping\.rules)$")
 
 
 def _cleaner_threads(name: str, raw: str) -> int:
@@ -279,6 +317,10 @@ _INTS: dict[str, tuple[str, int]] = {
     "group.consumer.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms", 1),
     "socket.request.max.bytes": ("socket_request_max_bytes", 1),
     "ssl.handshake.timeout.ms": ("ssl_handshake_timeout_ms", 1),
+    "connections.max.reauth.ms": ("connections_max_reauth_ms", 0),
+    "sasl.server.max.receive.size": ("sasl_server_max_receive_size", 64),
+    "sasl.server.authn.timeout.ms": ("sasl_server_authn_timeout_ms", 1),
+    "connection.failed.authentication.delay.ms": ("connection_failed_authentication_delay_ms", 0),
     "fetch.max.bytes": ("fetch_max_bytes", 1024),
     "connections.max.idle.ms": ("connections_max_idle_ms", 1),
     "max.connections": ("max_connections", 1),

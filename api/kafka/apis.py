@@ -52,6 +52,8 @@ from .metadata import handle_describe_cluster, handle_metadata
 from .offsets import handle_list_offsets
 from .produce import handle_produce
 from .records_admin import handle_delete_records
+from .sasl import handle_sasl_authenticate, handle_sasl_handshake
+from .scram_admin import handle_alter_user_scram_credentials, handle_describe_user_scram_credentials
 from .txn_apis import (
     handle_add_offsets_to_txn,
     handle_add_partitions_to_txn,
@@ -77,6 +79,7 @@ class ApiKey(IntEnum):
     SYNC_GROUP = 14
     DESCRIBE_GROUPS = 15
     LIST_GROUPS = 16
+    SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
@@ -92,11 +95,14 @@ class ApiKey(IntEnum):
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     DESCRIBE_LOG_DIRS = 35
+    SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
     DELETE_GROUPS = 42
     ELECT_LEADERS = 43
     INCREMENTAL_ALTER_CONFIGS = 44
     OFFSET_DELETE = 47
+    DESCRIBE_USER_SCRAM_CREDENTIALS = 50
+    ALTER_USER_SCRAM_CREDENTIALS = 51
     DESCRIBE_CLUSTER = 60
     DESCRIBE_PRODUCERS = 61
     DESCRIBE_TRANSACTIONS = 65
@@ -179,6 +185,11 @@ APIS: dict[int, Api] = {
         Api(ApiKey.DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers),
         Api(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, handle_describe_transactions),
         Api(ApiKey.LIST_TRANSACTIONS, 0, 1, handle_list_transactions),
+        # v0 stays, as in Kafka 4 (KAFKA-18270): librdkafka sends v1 only if v0 is advertised
+        Api(ApiKey.SASL_HANDSHAKE, 0, 1, handle_sasl_handshake),
+        Api(ApiKey.SASL_AUTHENTICATE, 0, 2, handle_sasl_authenticate),
+        Api(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, handle_describe_user_scram_credentials),
+        Api(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0, handle_alter_user_scram_credentials),
         Api(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1, handle_consumer_group_heartbeat),
         Api(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 1, handle_consumer_group_describe),
         Api(ApiKey.DESCRIBE_ACLS, 1, 3, handle_describe_acls),

@@ -40,6 +40,7 @@ from .context import Call, KafkaContext
 from .guard import ManyElements
 from .limits import READ_TIMEOUTS, REFUSED, TLS_HANDSHAKE_FAILURES, ClientBounds, ReadDeadline
 from .offload import INLINE_ELEMENTS, EncodedResponse, HeavyRequest, Offload
+from .sasl import SaslConfig, SaslSession
 
 if TYPE_CHECKING:
     from broker.node import Broker
@@ -53,6 +54,8 @@ MIN_FREE = 4 * 1024  # compact the receive buffer when less than this is left at
 MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
 WRITE_SLICE = 256 * 1024
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+_SASL_APIS = (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)
+_report_unauthenticated = RateLimitedReport(log, logging.INFO)
 
 
 def advertised_endpoint(config: ListenerConfig, bound_port: int) -> tuple[str, int]:
@@ -86,6 +89,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer_host = f"/{address}"
         self.listener_name = listener.name
         self.principal: Principal = ANONYMOUS
+        # SASL listeners: unauthenticated until the session says who, with small frames till then.
+        self.sasl = SaslSession(SaslConfig.of_listener(self.kafka.broker.settings, listener.name),
+                                self.kafka.broker.users, self.peer_host) if listener.config.protocol.startswith("SASL_") else None
+        if self.sasl is not None:
+            self.max_frame = min(self.max_frame, self.sasl.config.max_receive_size)
+        self._authentication_deadline: asyncio.TimerHandle | None = None
         self._buf = bytearray(RECEIVE_BUFFER)
         self._start = 0  # first byte not yet parsed
         self._end = 0  # end of received bytes
@@ -108,9 +117,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport = transport
         self.principal = self.listener.certificate_principal(transport)  # SSL listeners with client auth
         self.listener.connections.add(self)
+        if self.sasl is not None:
+            self._authentication_deadline = asyncio.get_running_loop().call_later(
+                self.sasl.config.timeout_s, self._authentication_overdue)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._authentication_deadline is not None:
+            self._authentication_deadline.cancel()
         self.listener.connections.discard(self)
         self.release_quota()
         if self._awaiting_memory:
@@ -222,9 +236,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _dispatch(self, frame: memoryview) -> None:
         loop = asyncio.get_running_loop()
+        if self.sasl is not None and self.sasl.raw_tokens:  # no header: a bare token after SaslHandshake v0
+            handling = self._authenticated_by(self.sasl.raw_token(bytes(frame)))
+            self._queue(-1, ApiKey.SASL_AUTHENTICATE, loop.create_task(self._after(
+                [p.task for p in self._pending if not p.task.done()], handling)), pipelined=False)
+            return
         try:
             api_key, api_version, correlation_id = peek_header(frame)
             api = APIS.get(api_key)
+            refused = self._sasl_refuses(api_key)
+            if refused is not None:
+                log.info("closing connection from %s: %s", self.peer_host, refused)
+                self.close()
+                return
             if api is None or not api.supports(api_version):
                 if api_key != ApiKey.API_VERSIONS:
                     log.warning("closing connection from %s: API key %d version %d is not supported",
@@ -239,11 +263,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 request = decode_request(frame, api_key, api_version, INLINE_ELEMENTS)
             except ManyElements:
                 heavy = HeavyRequest(bytes(frame), api_key, api_version, correlation_id, self._frame_hold)
-                handling = self.listener.offload.serve(api, heavy, self.peer_host)
+                handling = self.listener.offload.serve(api, heavy, self.peer_host, self.principal)
                 pipelined = False
             else:
-                call = Call(api_version, request.client_id or "", self.peer_host, response_type(api_key, api_version))
-                handling = api.handler(self.kafka, call, request.body)
+                call = Call(api_version, request.client_id or "", self.peer_host, response_type(api_key, api_version),
+                            self.principal)
+                handling = self._authenticating(api_key, call, request.body) or \
+                    api.handler(self.kafka, call, request.body)
                 pipelined = api_key == ApiKey.PRODUCE
         except RequestDecodeError as exc:
             log.warning("closing connection from %s: %s", self.peer_host, exc)
@@ -254,6 +280,42 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 not (pipelined and all(p.pipelined for p in self._pending)):
             handling = self._after(earlier, handling)
         self._queue(correlation_id, api_key, loop.create_task(handling), pipelined)
+
+    def _sasl_refuses(self, api_key: int) -> str | None:
+        """Why a SASL connection may not send this request now, as Kafka closes it."""
+        if self.sasl is None or api_key in _SASL_APIS:
+            return None
+        if not self.sasl.authenticated and api_key != ApiKey.API_VERSIONS:
+            return f"{api_name(api_key)} before SASL authentication (only ApiVersions, SaslHandshake, SaslAuthenticate)"
+        if self.sasl.expired(time.monotonic()):
+            return f"{api_name(api_key)} after the SASL session expired (connections.max.reauth.ms)"
+        return None
+
+    def _authenticating(self, api_key: int, call: Call, request: Any) -> Coroutine[Any, Any, Any] | None:
+        """The connection's SASL session answers its SASL requests while it authenticates
+        (or re-authenticates); past that, the table's handlers do, as Kafka's KafkaApis."""
+        sasl = self.sasl
+        if sasl is None or api_key not in _SASL_APIS or (sasl.authenticated and not sasl.config.reauth_ms):
+            return None
+        step = sasl.handshake if api_key == ApiKey.SASL_HANDSHAKE else sasl.authenticate
+        return self._authenticated_by(step(self.kafka, call, request))
+
+    async def _authenticated_by(self, step: Coroutine[Any, Any, Any]) -> Any:
+        """Run a SASL step; once it authenticates, the connection is its principal's."""
+        response = await step
+        assert self.sasl is not None
+        if self.sasl.principal is not None and self.principal != self.sasl.principal:
+            self.principal = self.sasl.principal
+            self.max_frame = self.kafka.broker.settings.socket_request_max_bytes
+            if self._authentication_deadline is not None:
+                self._authentication_deadline.cancel()
+        return response
+
+    def _authentication_overdue(self) -> None:
+        if self.sasl is not None and not self.sasl.authenticated and not self._closed:
+            _report_unauthenticated(f"closing connection from {self.peer_host}: not authenticated within "
+                                    f"sasl.server.authn.timeout.ms ({self.sasl.config.timeout_s * 1000:.0f} ms)")
+            self.abort()
 
     async def _after(self, earlier: list[asyncio.Future[Any]], handling: Coroutine[Any, Any, Any]) -> Any:
         """Run `handling` once the requests before it are answered and their responses
@@ -347,6 +409,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._written is not None and not self._outgoing and not self._writing_paused:
             self._written.set_result(None)
             self._written = None
+        if self.sasl is not None and self.sasl.failed and not self._outgoing:  # its answer given, as Kafka
+            self.close()
 
     def close(self) -> None:
         if self.transport is not None and not self._closed:

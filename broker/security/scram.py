@@ -167,10 +167,22 @@ class ScramExchange:
     def final(self, client_final: bytes) -> bytes:
         """The server-final message; raises ScramFailed unless the proof is right."""
         try:
-            self._server.set_client_final(client_final.decode())
+            message = client_final.decode()
+            self._accept_doubled_nonce(message)
+            self._server.set_client_final(message)
             return str(self._server.get_server_final()).encode()
         except (scramp.ScramException, ValueError) as exc:
             raise ScramFailed(f"bad client-final message: {exc}") from None
+
+    def _accept_doubled_nonce(self, client_final: str) -> None:
+        """librdkafka before 2.6.1 sends its own nonce again before the server's r (its
+        bug #4895), which Kafka accepts since 3.8.1 (the nonce must end with the server's):
+        accept that one form too. The proof is still checked over what the client sent."""
+        nonce = next((a[2:] for a in client_final.split(",") if a.startswith("r=")), "")
+        expected = str(self._server.nonce)
+        client_part = nonce[:len(nonce) - len(expected)]
+        if len(nonce) > len(expected) and nonce.endswith(expected) and expected.startswith(client_part):
+            self._server.nonce = type(self._server.nonce)(nonce)
 
 
 def _saslname(name: str) -> str:

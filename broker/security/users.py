@@ -30,6 +30,8 @@ from .scram import (
 )
 
 DOCUMENT = "scram-credentials"
+PLAIN = "PLAIN"  # RFC 4616, checked against the SCRAM credentials
+SASL_MECHANISMS = (*MECHANISMS, PLAIN)  # what this store authenticates
 VERIFIED_CACHE = 1024  # passwords verified lately (gRPC checks one on every call)
 
 

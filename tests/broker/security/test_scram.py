@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
@@ -98,3 +99,27 @@ def test_plain_check_at_default_iterations_costs_more_than_a_millisecond() -> No
     started = time.perf_counter()
     credential.matches(b"secret")
     assert time.perf_counter() - started > 0.001
+
+
+def test_librdkafkas_doubled_client_nonce_is_accepted_as_kafka_does() -> None:
+    """librdkafka before 2.6.1 (Debian's kcat) sends r=<its nonce><server's r>, signed over
+    that; Kafka accepts it since 3.8.1. A nonce with anything else before it still fails."""
+    credential = Credential.from_password(SCRAM_SHA_256, "secret", 4096)
+
+    def final_with_prefix(prefix: str | None) -> bytes:
+        server = ScramExchange(SCRAM_SHA_256, {"alice": credential}.get, b"k")
+        client_nonce = "rdkafkanonce"
+        client_first_bare = f"n=alice,r={client_nonce}"
+        server_first = server.first(f"n,,{client_first_bare}".encode()).decode()
+        server_nonce = server_first.split(",")[0][2:]
+        without_proof = f"c=biws,r={client_nonce if prefix is None else prefix}{server_nonce}"
+        auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()
+        salted = SCRAM_SHA_256.salted_password(b"secret", credential.salt, credential.iterations)
+        client_key = SCRAM_SHA_256.hmac(salted, b"Client Key")
+        signature = SCRAM_SHA_256.hmac(SCRAM_SHA_256.stored_key(salted), auth_message)
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature, strict=True))).decode()
+        return server.final(f"{without_proof},p={proof}".encode())
+
+    assert final_with_prefix(None).startswith(b"v=")
+    with pytest.raises(ScramFailed):
+        final_with_prefix("someoneelse")

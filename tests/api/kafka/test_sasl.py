@@ -1,0 +1,331 @@
+"""SASL on Kafka listeners (SASL_PLAINTEXT, and SASL_SSL in test_sasl_ssl): PLAIN and SCRAM
+with real clients, the admin APIs that manage users, and what an unauthenticated
+connection may not do."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import scramp
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+from kio.schema.api_versions.v3 import request as api_versions_v3
+from kio.schema.errors import ErrorCode
+from kio.schema.sasl_authenticate.v2 import request as authenticate_v2
+from kio.schema.sasl_handshake.v1 import request as handshake_v1
+
+from ..security_support import SecureKafkaServer
+from ..server import http_get
+from .test_protocol import metadata
+from .wire import SIZE, Wire
+
+PASSWORD = "alice-secret"
+MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+LISTENERS = {"PLAINTEXT": "PLAINTEXT", "SASL_PLAINTEXT": "SASL_PLAINTEXT"}
+FAST_AUTH = ("sasl.server.authn.timeout.ms=1500",)
+
+
+def add_user(admin: AdminClient, name: str, password: str, iterations: int = 4096) -> None:
+    upsertions = [UserScramCredentialUpsertion(name, ScramCredentialInfo(mechanism, iterations), password.encode())
+                  for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+    for future in admin.alter_user_scram_credentials(upsertions).values():
+        future.result(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafkaServer]:
+    """PLAINTEXT (for the admin who adds users) beside SASL_PLAINTEXT, alice added."""
+    server = SecureKafkaServer(str(tmp_path_factory.mktemp("sasl") / "data"), LISTENERS, *FAST_AUTH).start()
+    add_user(AdminClient({"bootstrap.servers": server.address("PLAINTEXT")}), "alice", PASSWORD)
+    yield server
+    server.stop()
+
+
+def sasl_config(server: SecureKafkaServer, mechanism: str, user: str = "alice", password: str = PASSWORD,
+                **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": server.address("SASL_PLAINTEXT"), "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password, **extra}
+
+
+def counter(server: SecureKafkaServer, name: str, mechanism: str) -> float:
+    _, text = http_get(f"{server.http_url}/metrics")
+    found = re.search(rf'^{name}{{mechanism="{mechanism}"}} (\S+)$', text, re.M)
+    return float(found[1]) if found else 0.0
+
+
+def produce_and_consume(config: dict[str, Any], topic: str) -> list[bytes]:
+    producer = Producer(config)
+    producer.produce(topic, b"over sasl")
+    assert producer.flush(15) == 0
+    consumer = Consumer({**config, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + 15
+    while not values and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            values.append(message.value())
+    consumer.close()
+    return values
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_confluent_kafka_produces_and_consumes_with_each_mechanism(server: SecureKafkaServer, mechanism: str) -> None:
+    before = counter(server, "tierlog_kafka_authentications_total", mechanism)
+    assert produce_and_consume(sasl_config(server, mechanism), f"sasl-{mechanism}") == [b"over sasl"]
+    assert counter(server, "tierlog_kafka_authentications_total", mechanism) > before
+
+
+def authentication_error(config: dict[str, Any]) -> str:
+    """The error librdkafka reports for a client that cannot authenticate."""
+    errors: list[str] = []
+    producer = Producer({**config, "error_cb": lambda error: errors.append(error.str())})
+    deadline = time.monotonic() + 10
+    while not any("SASL" in e for e in errors) and time.monotonic() < deadline:
+        producer.poll(0.1)
+    return next(e for e in errors if "SASL" in e)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_a_wrong_password_and_an_unknown_user_fail_alike_and_are_counted(server: SecureKafkaServer,
+                                                                         mechanism: str) -> None:
+    before = counter(server, "tierlog_kafka_authentication_failures_total", mechanism)
+    wrong = authentication_error(sasl_config(server, mechanism, password="wrong"))
+    unknown = authentication_error(sasl_config(server, mechanism, user="mallory"))
+    expected = f"invalid credentials with SASL mechanism {mechanism}"
+    assert expected in wrong and expected in unknown
+    assert re.sub(r"\(after \d+ms.*", "", wrong) == re.sub(r"\(after \d+ms.*", "", unknown)
+    assert counter(server, "tierlog_kafka_authentication_failures_total", mechanism) >= before + 2
+
+
+def test_kcat_produces_and_consumes_with_scram(server: SecureKafkaServer) -> None:
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is not installed"
+    options = ["-b", server.address("SASL_PLAINTEXT"), "-X", "security.protocol=SASL_PLAINTEXT",
+               "-X", "sasl.mechanism=SCRAM-SHA-512", "-X", "sasl.username=alice", "-X", f"sasl.password={PASSWORD}"]
+    subprocess.run([kcat, *options, "-P", "-t", "sasl-kcat"], input=b"from kcat\n", check=True, timeout=20)
+    consumed = subprocess.run([kcat, *options, "-C", "-t", "sasl-kcat", "-o", "beginning", "-c", "1", "-e"],
+                              capture_output=True, check=True, timeout=20)
+    assert consumed.stdout == b"from kcat\n"
+    failed = subprocess.run([kcat, *options[:-1], "sasl.password=wrong", "-L", "-m", "2"], capture_output=True,
+                            timeout=20)
+    assert failed.returncode != 0 and b"Authentication failed" in failed.stderr
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "PLAIN"])
+def test_kafka_python_produces_and_consumes(server: SecureKafkaServer, mechanism: str) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError
+
+    config = {"bootstrap_servers": server.address("SASL_PLAINTEXT"), "security_protocol": "SASL_PLAINTEXT",
+              "sasl_mechanism": mechanism, "sasl_plain_username": "alice", "sasl_plain_password": PASSWORD}
+    topic = f"sasl-kp-{mechanism}"
+    producer = KafkaProducer(**config)
+    producer.send(topic, b"from kafka-python").get(timeout=15)
+    producer.close()
+    consumer = KafkaConsumer(topic, **config, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    assert next(iter(consumer)).value == b"from kafka-python"
+    consumer.close()
+    with pytest.raises(KafkaError):
+        # api_version given: else the failing bootstrap probes versions for 30 s
+        KafkaProducer(**{**config, "sasl_plain_password": "wrong"}, max_block_ms=3000, api_version=(3, 0)) \
+            .send(topic, b"x").get(5)
+
+
+def test_aiokafka_produces_and_consumes_with_scram(server: SecureKafkaServer) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    config = {"bootstrap_servers": server.address("SASL_PLAINTEXT"), "security_protocol": "SASL_PLAINTEXT",
+              "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice", "sasl_plain_password": PASSWORD}
+
+    async def scenario() -> bytes:
+        producer = AIOKafkaProducer(**config)
+        await producer.start()
+        await producer.send_and_wait("sasl-aio", b"from aiokafka")
+        await producer.stop()
+        consumer = AIOKafkaConsumer("sasl-aio", **config, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            message = await asyncio.wait_for(consumer.getone(), 15)
+        finally:
+            await consumer.stop()
+        return message.value
+
+    assert asyncio.run(scenario()) == b"from aiokafka"
+
+
+# -- exact frames -----------------------------------------------------------------------------
+
+def handshake(wire: Wire, mechanism: str) -> Any:
+    wire.send(handshake_v1.SaslHandshakeRequest(mechanism=mechanism), 1)
+    return wire.receive(17, 1)[1]
+
+
+def authenticate(wire: Wire, token: bytes, correlation_id: int = 2) -> Any:
+    wire.send(authenticate_v2.SaslAuthenticateRequest(auth_bytes=token), correlation_id)
+    return wire.receive(36, 2)[1]
+
+
+def scram_login(wire: Wire, password: str = PASSWORD) -> Any:
+    """A SCRAM-SHA-256 exchange; the last SaslAuthenticate response."""
+    assert handshake(wire, "SCRAM-SHA-256").error_code == ErrorCode.none
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "alice", password)
+    first = authenticate(wire, client.get_client_first().encode())
+    client.set_server_first(first.auth_bytes.decode())
+    return authenticate(wire, client.get_client_final().encode(), 3)
+
+
+def test_requests_before_authentication_close_the_connection_but_api_versions_is_answered(
+        server: SecureKafkaServer) -> None:
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    wire.send(api_versions_v3.ApiVersionsRequest(client_software_name="t", client_software_version="1"), 0)
+    _, versions = wire.receive(18, 3)
+    assert {17, 36, 50, 51} <= {key.api_key for key in versions.api_keys}
+    wire.send(metadata("sasl-before"), 1)
+    assert wire.is_closed_by_server()
+
+
+def test_after_authentication_requests_run_and_the_session_lifetime_is_none(server: SecureKafkaServer) -> None:
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    final = scram_login(wire)
+    assert final.error_code == ErrorCode.none and final.auth_bytes.startswith(b"v=")
+    assert final.session_lifetime.total_seconds() == 0  # connections.max.reauth.ms=0: no re-authentication
+    wire.send(metadata(), 4)
+    assert wire.receive(3, 12)[0] == 4
+    assert handshake(wire, "PLAIN").error_code == ErrorCode.illegal_sasl_state  # as Kafka's KafkaApis answers
+
+
+def test_a_mechanism_not_enabled_is_refused_with_the_list(server: SecureKafkaServer) -> None:
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    response = handshake(wire, "GSSAPI")
+    assert response.error_code == ErrorCode.unsupported_sasl_mechanism
+    assert set(response.mechanisms) == set(MECHANISMS)
+    assert wire.is_closed_by_server()
+
+
+def test_authenticate_before_handshake_is_an_illegal_state_and_closes(server: SecureKafkaServer) -> None:
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    assert authenticate(wire, b"\0alice\0" + PASSWORD.encode()).error_code == ErrorCode.illegal_sasl_state
+    assert wire.is_closed_by_server()
+
+
+def test_a_failure_is_answered_after_the_delay_then_the_connection_closes(server: SecureKafkaServer) -> None:
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    assert handshake(wire, "PLAIN").error_code == ErrorCode.none
+    started = time.monotonic()
+    failed = authenticate(wire, b"\0alice\0wrong")
+    assert time.monotonic() - started >= 0.1  # connection.failed.authentication.delay.ms
+    assert failed.error_code == ErrorCode.sasl_authentication_failed
+    assert "alice" not in (failed.error_message or "")
+    assert wire.is_closed_by_server()
+
+
+def test_an_unauthenticated_connection_is_closed_after_the_timeout(server: SecureKafkaServer) -> None:
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    assert handshake(wire, "PLAIN").error_code == ErrorCode.none
+    started = time.monotonic()
+    assert wire.is_closed_by_server(timeout=10)
+    assert 1.0 < time.monotonic() - started < 5  # sasl.server.authn.timeout.ms=1500
+
+
+def test_a_large_frame_before_authentication_closes_the_connection(server: SecureKafkaServer) -> None:
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    wire.send_raw(SIZE.pack(524_289) + b"\0" * 1024)  # sasl.server.max.receive.size + 1
+    assert wire.is_closed_by_server()
+    authenticated = Wire(server.address("SASL_PLAINTEXT"))
+    assert scram_login(authenticated).error_code == ErrorCode.none
+    large = api_versions_v3.ApiVersionsRequest(client_software_name="x" * 600_000, client_software_version="1")
+    authenticated.send(large, 5)  # socket.request.max.bytes applies once authenticated
+    assert authenticated.receive(18, 3)[0] == 5
+
+
+def test_fuzzed_sasl_frames_never_take_the_server_down(server: SecureKafkaServer) -> None:
+    rng = random.Random(17)
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "alice", PASSWORD)
+    first = client.get_client_first().encode()
+    tokens = [rng.randbytes(rng.randint(0, 300)) for _ in range(40)]
+    tokens += [first[:cut] for cut in range(0, len(first), 3)]
+    tokens += [b"\0" * 5, b"\0\0\0", b"n,,n=alice,r=" + b"x" * 100_000, b"\0alice\0" + b"p" * 200_000]
+    for i, token in enumerate(tokens):
+        wire = Wire(server.address("SASL_PLAINTEXT"))
+        mechanism = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")[i % 3]
+        assert handshake(wire, mechanism).error_code == ErrorCode.none
+        wire.send(authenticate_v2.SaslAuthenticateRequest(auth_bytes=token), 2)
+        try:
+            response = wire.receive(36, 2)[1]
+            if i % 3 == 0 or response.error_code != ErrorCode.none:  # PLAIN's one round, or a refusal
+                assert response.error_code == ErrorCode.sasl_authentication_failed
+        except ConnectionError:  # a frame over sasl.server.max.receive.size closes at once
+            assert len(token) > 500_000 - 100
+        wire.close()
+    assert scram_login(Wire(server.address("SASL_PLAINTEXT"))).error_code == ErrorCode.none
+
+
+# -- users through the admin APIs ----------------------------------------------------------------
+
+def test_users_added_and_removed_with_the_admin_client(server: SecureKafkaServer) -> None:
+    admin = AdminClient({"bootstrap.servers": server.address("PLAINTEXT")})
+    add_user(admin, "bob", "bob-secret", iterations=8192)
+    described = admin.describe_user_scram_credentials(["bob"])["bob"].result(timeout=10)
+    assert sorted((str(c.mechanism), c.iterations) for c in described.scram_credential_infos) == \
+        [("ScramMechanism.SCRAM_SHA_256", 8192), ("ScramMechanism.SCRAM_SHA_512", 8192)]
+    assert produce_and_consume(sasl_config(server, "SCRAM-SHA-256", "bob", "bob-secret"), "sasl-bob") == \
+        [b"over sasl"]
+    deletions = [UserScramCredentialDeletion("bob", m)
+                 for m in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+    for future in admin.alter_user_scram_credentials(deletions).values():
+        future.result(timeout=10)
+    assert "bob" not in admin.describe_user_scram_credentials().result()
+    assert "invalid credentials" in authentication_error(sasl_config(server, "PLAIN", "bob", "bob-secret"))
+
+
+def test_the_admin_client_gets_kafkas_errors(server: SecureKafkaServer) -> None:
+    admin = AdminClient({"bootstrap.servers": server.address("PLAINTEXT")})
+    few = UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 1000), b"p")
+    with pytest.raises(KafkaException) as refused:
+        admin.alter_user_scram_credentials([few])["carol"].result(timeout=10)
+    assert "UNACCEPTABLE_CREDENTIAL" in str(refused.value) or "iterations" in str(refused.value)
+    ghost = UserScramCredentialDeletion("ghost", ScramMechanism.SCRAM_SHA_512)
+    with pytest.raises(KafkaException) as missing:
+        admin.alter_user_scram_credentials([ghost])["ghost"].result(timeout=10)
+    assert "RESOURCE_NOT_FOUND" in str(missing.value) or "no SCRAM-SHA-512 credential" in str(missing.value)
+    with pytest.raises(KafkaException):
+        admin.describe_user_scram_credentials(["ghost"])["ghost"].result(timeout=10)
+    assert "carol" not in admin.describe_user_scram_credentials().result()
+
+
+def test_a_broker_whose_data_folder_is_lost_keeps_its_users_from_the_bucket(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    first = SecureKafkaServer(data, LISTENERS).start()
+    try:
+        add_user(AdminClient({"bootstrap.servers": first.address("PLAINTEXT")}), "dave", "dave-secret")
+    finally:
+        assert first.stop() == 0
+    credentials = json.loads((tmp_path / "data-objects" / "_cluster" / "scram-credentials.json").read_text())
+    assert "dave" in credentials["users"] and "dave-secret" not in json.dumps(credentials)
+    shutil.rmtree(data)
+    restored = SecureKafkaServer(data, LISTENERS)
+    restored.ports, restored.conf = first.ports, first.conf
+    restored.start()
+    try:
+        assert produce_and_consume(sasl_config(restored, "SCRAM-SHA-512", "dave", "dave-secret"), "sasl-restored") \
+            == [b"over sasl"]
+    finally:
+        restored.stop()
