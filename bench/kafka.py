@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -64,6 +64,7 @@ class Broker:
     process: subprocess.Popen[bytes]
     port: int
     data_dir: str | None = None  # tierlog's, to read its segment files back
+    client: dict[str, str] = field(default_factory=dict)  # more client settings (bench/tls.py: SSL)
 
     @property
     def bootstrap(self) -> str:
@@ -113,7 +114,7 @@ def start_tansu() -> Broker:
 
 
 def create_topic(broker: Broker, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, **broker.client})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
 
 
@@ -123,7 +124,7 @@ def produce(broker: Broker, topic: str, count: int, acks: str) -> float:
     producer = Producer({
         "bootstrap.servers": broker.bootstrap, "acks": acks, "linger.ms": 5, "batch.size": BATCH_BYTES,
         "batch.num.messages": 100_000, "compression.type": "none", "queue.buffering.max.messages": 2_000_000,
-        "queue.buffering.max.kbytes": 2_000_000, "message.max.bytes": 8 * 1024 * 1024,
+        "queue.buffering.max.kbytes": 2_000_000, "message.max.bytes": 8 * 1024 * 1024, **broker.client,
     })
     value = os.urandom(MESSAGE_BYTES)
     failures: list[str] = []
@@ -158,7 +159,7 @@ def consume(broker: Broker, topic: str, count: int) -> float:
     consumer = Consumer({
         "bootstrap.servers": broker.bootstrap, "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False,
         "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "queued.max.messages.kbytes": 1_000_000, "fetch.wait.max.ms": 100,
+        "queued.max.messages.kbytes": 1_000_000, "fetch.wait.max.ms": 100, **broker.client,
     })
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     seen = 0
