@@ -27,6 +27,7 @@ from confluent_kafka.admin import (
 from kio.schema.api_versions.v3 import request as api_versions_v3
 from kio.schema.errors import ErrorCode
 from kio.schema.sasl_authenticate.v2 import request as authenticate_v2
+from kio.schema.sasl_handshake.v0 import request as handshake_v0
 from kio.schema.sasl_handshake.v1 import request as handshake_v1
 
 from ..security_support import SecureKafkaServer
@@ -276,6 +277,49 @@ def test_fuzzed_sasl_frames_never_take_the_server_down(server: SecureKafkaServer
             assert len(token) > 500_000 - 100
         wire.close()
     assert scram_login(Wire(server.address("SASL_PLAINTEXT"))).error_code == ErrorCode.none
+
+
+def test_a_v0_handshake_exchanges_bare_tokens(server: SecureKafkaServer) -> None:
+    """SaslHandshake v0 (kept in Kafka 4): the tokens follow in size-prefixed frames, no header."""
+    wire = Wire(server.address("SASL_PLAINTEXT"))
+    wire.send(handshake_v0.SaslHandshakeRequest(mechanism="PLAIN"), 1)
+    assert wire.receive(17, 0)[1].error_code == ErrorCode.none
+    token = b"\0alice\0" + PASSWORD.encode()
+    wire.send_raw(SIZE.pack(len(token)) + token)
+    assert wire.receive_frame() == b""  # PLAIN's empty answer: authenticated
+    wire.send(metadata(), 2)
+    assert wire.receive(3, 12)[0] == 2
+    refused = Wire(server.address("SASL_PLAINTEXT"))
+    refused.send(handshake_v0.SaslHandshakeRequest(mechanism="PLAIN"), 1)
+    refused.receive(17, 0)
+    refused.send_raw(SIZE.pack(len(token) + 1) + token + b"x")
+    assert refused.is_closed_by_server()  # a bare token has no error field: a failure closes
+
+
+def test_sessions_expire_after_connections_max_reauth_ms_and_librdkafka_reauthenticates(tmp_path: Path) -> None:
+    server = SecureKafkaServer(str(tmp_path / "data"), LISTENERS, "connections.max.reauth.ms=1000").start()
+    try:
+        add_user(AdminClient({"bootstrap.servers": server.address("PLAINTEXT")}), "alice", PASSWORD)
+        wire = Wire(server.address("SASL_PLAINTEXT"))
+        assert scram_login(wire).session_lifetime.total_seconds() == 1.0
+        started = time.monotonic()
+        correlation_id = 10
+        while time.monotonic() - started < 5:  # answered until the session ends, then closed
+            correlation_id += 1
+            try:
+                wire.send(metadata(), correlation_id)
+                wire.receive(3, 12)
+            except (ConnectionError, OSError):
+                break
+        assert 1.0 <= time.monotonic() - started < 5
+        before = counter(server, "tierlog_kafka_authentications_total", "SCRAM-SHA-512")
+        producer = Producer(sasl_config(server, "SCRAM-SHA-512"))
+        while time.monotonic() - started < 8:  # past several lifetimes, on the same connections
+            producer.produce("sasl-reauth", b"v")
+            assert producer.flush(5) == 0
+        assert counter(server, "tierlog_kafka_authentications_total", "SCRAM-SHA-512") >= before + 3
+    finally:
+        server.stop()
 
 
 # -- users through the admin APIs ----------------------------------------------------------------
