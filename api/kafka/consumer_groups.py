@@ -1,5 +1,7 @@
 """The consumer group protocol's APIs (KIP-848): ConsumerGroupHeartbeat and
-ConsumerGroupDescribe, kio entities in and out of broker/groups/consumer_protocol.py."""
+ConsumerGroupDescribe, kio entities in and out of broker/groups/consumer_protocol.py.
+A heartbeat takes READ on the group and DESCRIBE on each topic it subscribes to by name,
+a description DESCRIBE on the group (Kafka's)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from kio.schema.errors import ErrorCode
 
 from broker.groups.assignors import Assignment
 from broker.groups.consumer_protocol import ConsumerGroup, ConsumerMember, Heartbeat
+from broker.security.acls import AclOperation, ResourceType
 
+from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 from .groups import milliseconds
@@ -31,6 +35,15 @@ def _owned(topic_partitions: Any) -> Assignment | None:
 
 async def handle_consumer_group_heartbeat(kafka: KafkaContext, call: Call, request: Any) -> Any:
     names = request.subscribed_topic_names
+    who = access(kafka, call)
+    refused = who.refusal(AclOperation.READ, ResourceType.GROUP, request.group_id)
+    hidden = who.refused_topics(AclOperation.DESCRIBE, names or ())
+    if refused is not None or hidden:
+        code, message = (refused.code, str(refused)) if refused is not None else (
+            ErrorCode.topic_authorization_failed,
+            f"{who.principal} may not DESCRIBE the topics it subscribes to: {', '.join(sorted(hidden))}")
+        return build(call.response_type, throttle_time=NO_THROTTLE, error_code=code, error_message=message,
+                     member_id=None, member_epoch=-1, heartbeat_interval=timedelta(0), assignment=None)
     result = kafka.groups.consumer_groups.heartbeat(Heartbeat(
         group_id=request.group_id, member_id=request.member_id, member_epoch=request.member_epoch,
         instance_id=request.instance_id, rack_id=request.rack_id,
@@ -81,8 +94,15 @@ async def handle_consumer_group_describe(kafka: KafkaContext, call: Call, reques
     coordinator = kafka.groups.consumer_groups
     names = coordinator.topic_names()
     default_assignor = kafka.broker.settings.group_consumer_assignors[0]
+    who = access(kafka, call)
     described = []
     for group_id in request.group_ids:
+        refused = who.refusal(AclOperation.DESCRIBE, ResourceType.GROUP, group_id)
+        if refused is not None:
+            described.append(build(group_type, error_code=refused.code, error_message=str(refused),
+                                   group_id=group_id, group_state="", group_epoch=-1, assignment_epoch=-1,
+                                   assignor_name="", members=()))
+            continue
         group = coordinator.groups.get(group_id)
         if group is None:  # librdkafka then asks DescribeGroups, as Kafka's admin client does
             message = f"Group {group_id} is not a consumer group." if kafka.groups.group(group_id) is not None \

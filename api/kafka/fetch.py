@@ -15,6 +15,7 @@ from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
 from broker.metrics import BYTES_OUT, count_storage_error
+from broker.security.acls import AclOperation
 from broker.security.authorizer import Access
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
@@ -60,8 +61,7 @@ class _FetchPlan:
         else:
             self.partitions = [_PartitionRead(topic, partition, p.fetch_offset, min(p.max_bytes, cap))
                                for (topic, partition), p in session.partitions.items()]
-        self.unreadable = frozenset(topic for topic in {p.topic for p in self.partitions}
-                                    if who.read_refusal(topic) is not None)  # READ on the topic
+        self.unreadable = who.refused_topics(AclOperation.READ, (p.topic for p in self.partitions))
 
     async def read_all(self) -> int:
         """Read every partition within the response's byte budget; returns bytes read. Only

@@ -25,7 +25,7 @@ from hotlog.errors import InvalidProducerEpochError, LogError
 from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .groups import commit_response, commits_of
+from .groups import commit_response, commits_of, unreadable_commits
 
 
 def _fenced_for(call: Call, since_version: int, error: ErrorCode) -> ErrorCode:
@@ -89,7 +89,7 @@ def _add_partitions_refused(who: Access, transactional_id: str,
     refused = who.transaction_refusal(transactional_id)
     if refused is not None:
         return dict.fromkeys(wanted, refused.code)
-    unwritable = {tp.topic for tp in wanted if not is_internal(tp.topic) and who.write_refusal(tp.topic) is not None}
+    unwritable = who.refused_topics(AclOperation.WRITE, (tp.topic for tp in wanted if not is_internal(tp.topic)))
     if not unwritable:
         return None
     return {tp: ErrorCode.topic_authorization_failed if tp.topic in unwritable else ErrorCode.operation_not_attempted
@@ -129,9 +129,7 @@ async def handle_txn_offset_commit(kafka: KafkaContext, call: Call, request: Any
         who.refusal(AclOperation.READ, ResourceType.GROUP, request.group_id)
     if refused is not None:
         return commit_response(call.response_type, request.topics, dict.fromkeys(offsets, refused.code))
-    unreadable = {tp for tp in offsets if who.read_refusal(tp.topic) is not None}
-    for tp in unreadable:  # those partitions are refused, the others committed (Kafka's)
-        del offsets[tp]
+    unreadable = unreadable_commits(who, offsets)  # refused; the others committed (Kafka's)
     # The group's offsets partition must be in the transaction (AddOffsetsToTxn came first).
     error = kafka.broker.txns.check_in_transaction(
         request.transactional_id, request.producer_id, request.producer_epoch,
@@ -152,6 +150,6 @@ async def handle_txn_offset_commit(kafka: KafkaContext, call: Call, request: Any
             errors = dict.fromkeys(offsets, ErrorCode.producer_fenced)
         except LogError as exc:
             errors = dict.fromkeys(offsets, kafka_code(exc))
-    errors = {**errors, **dict.fromkeys(unreadable, ErrorCode.topic_authorization_failed)}
+    errors = {**errors, **unreadable}
     return commit_response(call.response_type, request.topics,
                            {tp: _fenced_for(call, 3, error) for tp, error in errors.items()})

@@ -260,6 +260,10 @@ class Access:
         """DESCRIBE on the group, then on the topic (Kafka's OffsetFetch)."""
         return self.refusal(AclOperation.DESCRIBE, ResourceType.GROUP, group) or self.describe_refusal(topic)
 
+    def refused_topics(self, operation: AclOperation, topics: Iterable[str]) -> set[str]:
+        """The topics among `topics` the principal may not do `operation` on, each asked once."""
+        return {topic for topic in set(topics) if not self.may(operation, ResourceType.TOPIC, topic)}
+
     def may_write_idempotently(self) -> bool:
         """IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka 3+)."""
         return self.may(AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_NAME, count=False) or \

@@ -114,7 +114,7 @@ def produce_error(server: KafkaServer, topic: str, **config: Any) -> KafkaError 
 
 def consumer(server: KafkaServer, group: str, **config: Any) -> Consumer:
     return Consumer({"bootstrap.servers": server.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                     "enable.auto.commit": False, "session.timeout.ms": 6000, **config})
+                     "enable.auto.commit": False, **config})
 
 
 def first_poll(c: Consumer, seconds: float = 10) -> Any:
@@ -257,6 +257,107 @@ def test_fetch_needs_read_on_the_topic(server: KafkaServer) -> None:
         assert msg.value() == b"v"
     finally:
         c.close()
+
+
+def test_a_group_needs_read_to_join_and_commit(server: KafkaServer) -> None:
+    topic, group = name("group-topic"), name("group")
+    create_topic(server, topic)
+    grant(server, TOPIC, topic, AclOperation.WRITE, AclOperation.READ)
+    assert produce_error(server, topic) is None
+    c = consumer(server, group)
+    try:
+        c.subscribe([topic])
+        msg = first_poll(c)  # FindCoordinator: DESCRIBE on the group
+        assert msg.error() is not None and msg.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    finally:
+        c.close()
+    grant(server, GROUP, group, AclOperation.READ)  # implies DESCRIBE
+    c = consumer(server, group)
+    try:
+        c.subscribe([topic])
+        msg = first_poll(c, 20)
+        assert msg.error() is None and msg.value() == b"v"
+        c.commit(msg, asynchronous=False)
+        assert c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 1
+    finally:
+        c.close()
+
+
+def test_the_consumer_group_protocol_needs_read_on_the_group_and_describe_on_its_topics(
+        server: KafkaServer) -> None:
+    topic, group = name("kip848-topic"), name("kip848-group")
+    create_topic(server, topic)
+    grant(server, TOPIC, topic, AclOperation.WRITE)
+    assert produce_error(server, topic) is None
+
+    def first_error_then_grant(expected: int, resource_type: ResourceType, resource: str) -> None:
+        c = consumer(server, group, **{"group.protocol": "consumer"})
+        try:
+            c.subscribe([topic])
+            msg = first_poll(c)
+            assert msg.error() is not None and msg.error().code() == expected, msg.error()
+        finally:
+            c.close()
+        grant(server, resource_type, resource, AclOperation.READ)
+
+    first_error_then_grant(KafkaError.GROUP_AUTHORIZATION_FAILED, GROUP, group)
+    removed = AclBindingFilter(TOPIC, topic, LITERAL, None, None, AclOperation.WRITE, AclPermissionType.ANY)
+    admin(server).delete_acls([removed])[removed].result(timeout=10)  # no DESCRIBE on the topic now
+    first_error_then_grant(KafkaError.TOPIC_AUTHORIZATION_FAILED, TOPIC, topic)
+    c = consumer(server, group, **{"group.protocol": "consumer"})
+    try:
+        c.subscribe([topic])
+        msg = first_poll(c, 20)
+        assert msg.error() is None and msg.value() == b"v"
+    finally:
+        c.close()
+
+
+def commit_group(server: KafkaServer, group: str, topic: str) -> None:
+    """Make `group` by committing an offset of `topic` (standalone, no join)."""
+    c = consumer(server, group)
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    finally:
+        c.close()
+
+
+def test_describing_and_deleting_a_group_need_describe_and_delete(server: KafkaServer) -> None:
+    topic, group = name("gadmin"), name("gadmin-group")
+    create_topic(server, topic)
+    grant(server, TOPIC, topic, AclOperation.READ)
+    grant(server, GROUP, group, AclOperation.READ)
+    commit_group(server, group, topic)
+    client = admin(server)
+    removed = AclBindingFilter(GROUP, group, LITERAL, None, None, AclOperation.ANY, AclPermissionType.ANY)
+    client.delete_acls([removed])[removed].result(timeout=10)
+    described = client.describe_consumer_groups([group])[group]
+    assert refused_code(lambda: described.result(timeout=10)) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    assert refused_code(lambda: client.delete_consumer_groups([group])[group].result(timeout=10)) == \
+        KafkaError.GROUP_AUTHORIZATION_FAILED
+    grant(server, GROUP, group, AclOperation.DELETE)  # implies DESCRIBE
+    assert client.describe_consumer_groups([group])[group].result(timeout=10).group_id == group
+    client.delete_consumer_groups([group])[group].result(timeout=10)
+
+
+def test_listing_groups_shows_those_the_principal_may_describe(tmp_path: Any) -> None:
+    """Without DESCRIBE on the cluster (which lists every group, as Kafka)."""
+    data = str(tmp_path / "data")
+    shown, hidden, topic = name("shown-group"), name("hidden-group"), name("listing")
+    first = KafkaServer(data, ON, f"super.users={ANONYMOUS}").start()  # an admin makes both groups
+    try:
+        admin(first).create_topics([NewTopic(topic, 1)])[topic].result(timeout=10)
+        commit_group(first, shown, topic)
+        commit_group(first, hidden, topic)
+        grant(first, GROUP, shown, AclOperation.DESCRIBE)
+    finally:
+        assert first.stop() == 0, first.log()
+    second = KafkaServer(data, ON).start()  # the same ACLs; ANONYMOUS no longer a super user
+    try:
+        listed = {g.group_id for g in admin(second).list_consumer_groups().result(timeout=10).valid}
+        assert shown in listed and hidden not in listed
+    finally:
+        assert second.stop() == 0, second.log()
 
 
 def test_metadata_shows_only_topics_the_principal_may_describe(server: KafkaServer) -> None:
