@@ -399,28 +399,29 @@ class ConsumerGroups:
 
     # -- subscriptions and the target assignment ----------------------------------------------
 
-    def subscribed_topics(self, member: ConsumerMember) -> set[str]:
-        """The existing topics a member subscribes to: by name, and those its regex matches
-        (internal topics excepted)."""
+    def _subscriptions(self, group: ConsumerGroup) -> dict[str, set[str]]:
+        """The existing topics each member subscribes to: by name, and those its regex
+        matches (internal topics excepted); each regex is matched once over the topics."""
         topics = self.logs.topics
-        names = {name for name in member.subscribed_topic_names if name in topics}
-        if member.subscribed_topic_regex:
-            pattern = compile_regex(member.subscribed_topic_regex)
-            names |= {name for name in topics if not is_internal(name) and pattern.fullmatch(name)}
-        return names
+        matches: dict[str, set[str]] = {}
+        for regex in {m.subscribed_topic_regex for m in group.members.values() if m.subscribed_topic_regex}:
+            pattern = compile_regex(regex)
+            matches[regex] = {name for name in topics if not is_internal(name) and pattern.fullmatch(name)}
+        return {member_id: {name for name in m.subscribed_topic_names if name in topics}
+                | matches.get(m.subscribed_topic_regex or "", set()) for member_id, m in group.members.items()}
 
     def _subscription_metadata(self, group: ConsumerGroup) -> dict[str, SubscribedTopic]:
         topics = self.logs.topics
-        names = set().union(*(self.subscribed_topics(m) for m in group.members.values()))
+        names = set().union(*self._subscriptions(group).values())
         return {name: SubscribedTopic(topics[name].topic_id, topics[name].partitions) for name in sorted(names)}
 
     def _assign(self, group: ConsumerGroup) -> None:
         name = group.assignor(self.settings.group_consumer_assignors[0])
         members = {
             member_id: AssignorMember(
-                frozenset(group.subscribed[t].topic_id for t in self.subscribed_topics(m) if t in group.subscribed),
+                frozenset(group.subscribed[t].topic_id for t in subscribed if t in group.subscribed),
                 group.target.get(member_id, {}))
-            for member_id, m in group.members.items()
+            for member_id, subscribed in self._subscriptions(group).items()
         }
         partitions = {topic.topic_id: topic.partitions for topic in group.subscribed.values()}
         group.target = ASSIGNORS[name](members, partitions)

@@ -37,22 +37,40 @@ class Member:
     client: KafkaConsumer
     owned: set[int] = field(default_factory=set)
     events: list[tuple[str, frozenset[int]]] = field(default_factory=list)  # ("assign"/"revoke", partitions)
+    # Shared by the members of a test: every member's callbacks in the order they ran.
+    timeline: list[tuple[Member, str, frozenset[int]]] = field(default_factory=list, repr=False)
 
     def on_assign(self, _: KafkaConsumer, partitions: list[TopicPartition]) -> None:
         # The consumer protocol is incremental: each callback names what changes.
         added = {p.partition for p in partitions}
         self.owned |= added
         self.events.append(("assign", frozenset(added)))
+        self.timeline.append((self, "assign", frozenset(added)))
 
     def on_revoke(self, _: KafkaConsumer, partitions: list[TopicPartition]) -> None:
         gone = {p.partition for p in partitions}
         self.owned -= gone
         self.events.append(("revoke", frozenset(gone)))
+        self.timeline.append((self, "revoke", frozenset(gone)))
 
 
-def member(server: KafkaServer, topic: str, group: str, **config: object) -> Member:
+def never_owned_twice(timeline: list[tuple[Member, str, frozenset[int]]]) -> None:
+    """Replay the callbacks: no partition is assigned to one member while another owns it.
+    A member's revocation callback runs before its heartbeat says it let go, and the broker
+    hands a partition on only after that heartbeat."""
+    owners: dict[int, Member] = {}
+    for who, kind, partitions in timeline:
+        for partition in partitions:
+            if kind == "revoke":
+                del owners[partition]
+            else:
+                assert owners.setdefault(partition, who) is who, f"partition {partition} owned twice"
+
+
+def member(server: KafkaServer, topic: str, group: str,
+           timeline: list[tuple[Member, str, frozenset[int]]] | None = None, **config: object) -> Member:
     client = consumer(server, **{"group.id": group, "group.protocol": "consumer", **config})
-    joined = Member(client)
+    joined = Member(client) if timeline is None else Member(client, timeline=timeline)
     client.subscribe([topic], on_assign=joined.on_assign, on_revoke=joined.on_revoke)
     return joined
 
@@ -89,16 +107,15 @@ def fresh(server: KafkaServer, partitions: int = 4) -> str:
 def test_two_members_share_four_partitions_and_a_third_gets_its_share_only_after_revocation(
         server: KafkaServer) -> None:
     topic = fresh(server)
-    a, b = member(server, topic, topic), member(server, topic, topic)
+    timeline: list[tuple[Member, str, frozenset[int]]] = []
+    a, b = member(server, topic, topic, timeline), member(server, topic, topic, timeline)
     poll_until([a, b], split([a, b], 4))
     assert len(a.owned) == len(b.owned) == 2
-    produce(server, topic, [b"%d" % i for i in range(40)])
-    c = member(server, topic, topic)
+    c = member(server, topic, topic, timeline)
     poll_until([a, b, c], split([a, b, c], 4))
     # What c was given, its earlier owner had revoked first: at no moment do two own one.
-    [(kind, given)] = [e for e in c.events if e[0] == "assign"]
-    revoked = {p for m in (a, b) for k, ps in m.events if k == "revoke" for p in ps}
-    assert given <= revoked
+    never_owned_twice(timeline)
+    assert any(who is not c and kind == "revoke" for who, kind, _ in timeline)
     for m in (a, b, c):
         m.client.close()
 
@@ -170,6 +187,47 @@ def test_a_classic_consumer_cannot_join_a_consumer_protocol_group(server: KafkaS
     assert error.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL
     classic.close()
     new.client.close()
+
+
+def test_a_consumer_protocol_member_cannot_join_a_classic_group_with_members(server: KafkaServer) -> None:
+    topic = fresh(server)
+    classic = consumer(server, **{"group.id": topic})
+    classic.subscribe([topic])
+    deadline = time.monotonic() + 15
+    while not classic.assignment():
+        assert time.monotonic() < deadline
+        classic.poll(0.05)
+    new = member(server, topic, topic)
+    error = None
+    while error is None:
+        assert time.monotonic() < deadline
+        message = new.client.poll(0.1)
+        classic.poll(0.01)
+        if message is not None and message.error() is not None:
+            error = message.error()
+    # Kafka's answer with online upgrades off: fatal to librdkafka.
+    assert error.code() == KafkaError._FATAL and "group id does not exist" in str(error), error
+    assert new.owned == set()
+    new.client.close()
+    classic.close()
+
+
+def test_a_regex_subscription_gets_the_matching_topics_and_one_created_later(server: KafkaServer) -> None:
+    prefix = f"kip848re-{uuid.uuid4().hex[:8]}"
+    create_topic(server, f"{prefix}-a", partitions=2)
+    create_topic(server, "kip848-unmatched", partitions=1)
+    client = consumer(server, **{"group.id": prefix, "group.protocol": "consumer"})
+    client.subscribe([f"^{prefix}-.*"])
+    regex = Member(client)
+
+    def topics() -> set[str]:
+        return {tp.topic for tp in client.assignment()}
+    poll_until([regex], lambda: len(client.assignment()) == 2)
+    assert topics() == {f"{prefix}-a"}
+    create_topic(server, f"{prefix}-b", partitions=3)
+    poll_until([regex], lambda: len(client.assignment()) == 5)  # the next heartbeat sees it
+    assert topics() == {f"{prefix}-a", f"{prefix}-b"}
+    client.close()
 
 
 def test_admin_lists_and_describes_the_group_as_a_consumer_group(server: KafkaServer) -> None:

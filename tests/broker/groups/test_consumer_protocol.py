@@ -17,6 +17,8 @@ from broker.groups.membership import GroupMembership
 from broker.settings import BrokerSettings
 from hotlog.manager import Topic
 
+from ..support import join as classic_join
+
 T = uuid.UUID(int=1)  # the topic "t", 4 partitions
 
 
@@ -180,6 +182,34 @@ def test_a_regex_subscription_picks_up_a_topic_created_later() -> None:
         assert again.member_epoch == first.member_epoch + 1
         assert again.assignment == {T: frozenset(range(4)), other: frozenset(range(2))}  # never internal topics
     run(scenario)
+
+
+def test_a_member_that_does_not_revoke_within_its_rebalance_timeout_is_removed() -> None:
+    async def scenario(groups: ConsumerGroups) -> None:
+        groups.heartbeat(join("a", rebalance_timeout_ms=100))
+        groups.heartbeat(join("b"))
+        group = groups.groups["g"]
+        groups.heartbeat(beat("a", 1, owning(0, 1, 2, 3)))  # asked to revoke; it never does
+        deadline = asyncio.get_running_loop().time() + 5
+        while "a" in group.members:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        b = groups.heartbeat(beat("b", group.members["b"].member_epoch, owning()))
+        assert parts(b) == {0, 1, 2, 3}
+    run(scenario)
+
+
+def test_the_protocols_keep_to_their_own_groups_and_an_empty_group_gives_way() -> None:
+    async def scenario(groups: ConsumerGroups) -> None:
+        classic = await groups.classic.join(classic_join(group="classic"))
+        assert classic.error == ErrorCode.none
+        refused = groups.heartbeat(join("a", group_id="classic"))
+        assert refused.error == ErrorCode.group_id_not_found  # Kafka's, with online upgrades off
+        assert "classic" not in groups.groups and groups.classic.groups["classic"].members
+        groups.classic.leave("classic", [(classic.member_id, None)])
+        assert groups.heartbeat(join("a", group_id="classic")).error == ErrorCode.none
+        assert "classic" not in groups.classic.groups
+    run(scenario, group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10)
 
 
 def test_commits_and_fetches_need_the_members_current_epoch() -> None:
