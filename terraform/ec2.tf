@@ -12,6 +12,14 @@ locals {
     metrics_port      = var.metrics_port
     imds_address_path = var.advertise_address == "public" ? "public-ipv4" : "local-ipv4"
     broker_properties = local.broker_properties
+    kafka_listener    = var.kafka_security_protocol
+    service_host      = local.service_host
+    insecure_flag     = local.secure ? "" : "--allow-insecure"
+    # Empty under PLAINTEXT: the user data then fetches nothing.
+    tls_secret_arn        = local.secure ? try(coalesce(var.tls_secret_arn), "") : ""
+    tls_pem_path          = local.tls_pem_path
+    first_user_name       = local.secure ? try(var.first_user.name, "") : ""
+    first_user_secret_arn = local.secure ? try(var.first_user.password_secret_arn, "") : ""
   }
 }
 
@@ -47,13 +55,18 @@ resource "aws_instance" "broker" {
 
   tags = merge(local.tags, { Name = "${var.name}-broker" })
 
-  # The role's policy must exist before tierlog first touches S3.
-  depends_on = [aws_iam_role_policy.broker_object_store]
+  # The role's policies must exist before tierlog first touches S3 or its secrets.
+  depends_on = [aws_iam_role_policy.broker_object_store, aws_iam_role_policy.broker_secrets]
 
   lifecycle {
     # A newer Amazon Linux release must not replace a running broker by
     # surprise; taint or change user data to move to it.
     ignore_changes = [ami]
+
+    precondition {
+      condition     = !local.secure || (var.tls_secret_arn != null && var.first_user != null)
+      error_message = "kafka_security_protocol = \"SASL_SSL\" (the default) needs tls_secret_arn (the broker's key and certificate chain, PEM) and first_user (a name and the ARN of its password's secret): see README.md, Security. For a benchmark on a private network, kafka_security_protocol = \"PLAINTEXT\"."
+    }
 
     precondition {
       condition     = local.subnet_id != null
@@ -116,6 +129,12 @@ resource "aws_instance" "bench" {
       # the security group no longer sees the bench's group.
       condition     = var.advertise_address == "private"
       error_message = "bench_enabled needs advertise_address = \"private\"."
+    }
+
+    precondition {
+      # `tierlog bench` speaks plain Kafka.
+      condition     = !local.secure
+      error_message = "bench_enabled needs kafka_security_protocol = \"PLAINTEXT\"."
     }
   }
 }

@@ -1,7 +1,8 @@
 # The broker's identity: exactly the S3 calls tierlog's object store makes
 # (put, multipart put, ranged get/head, list, delete) on its own prefix of its
-# own bucket, and KMS only when the bucket uses a customer key. Nothing else:
-# no managed policies, no wildcards in resources.
+# own bucket, and KMS only when the bucket uses a customer key; under SASL_SSL,
+# reading its two secrets (the TLS key and certificate, the first user's
+# password). Nothing else: no managed policies, no wildcards in resources.
 
 data "aws_iam_policy_document" "broker_assume_role" {
   statement {
@@ -72,6 +73,44 @@ data "aws_iam_policy_document" "broker_object_store" {
       }
     }
   }
+}
+
+data "aws_iam_policy_document" "broker_secrets" {
+  # One statement per secret, each naming its ARN exactly.
+  dynamic "statement" {
+    for_each = local.broker_secret_arns
+
+    content {
+      sid       = "ReadBrokerSecret${statement.key}"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
+  }
+
+  # Secrets under a customer key: decrypt through Secrets Manager only.
+  dynamic "statement" {
+    for_each = local.secure && var.secrets_kms_key_arn != null ? [var.secrets_kms_key_arn] : []
+
+    content {
+      sid       = "DecryptBrokerSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.amazonaws.com"]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "broker_secrets" {
+  count = local.secure ? 1 : 0
+
+  name   = "tierlog-secrets"
+  role   = aws_iam_role.broker.id
+  policy = data.aws_iam_policy_document.broker_secrets.json
 }
 
 resource "aws_iam_role_policy" "broker_object_store" {

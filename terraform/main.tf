@@ -15,10 +15,25 @@ locals {
     metrics = var.metrics_port
   }
 
+  # SASL_SSL exposes Kafka only (TLS, SCRAM-SHA-512); gRPC and metrics then
+  # listen on the instance's loopback, where `tierlog serve` needs no flag.
+  secure        = var.kafka_security_protocol == "SASL_SSL"
+  exposed_ports = local.secure ? { kafka = var.kafka_port } : local.broker_ports
+  service_host  = local.secure ? "127.0.0.1" : "0.0.0.0"
+  # The secrets the broker reads at boot, and may read (iam.tf): nothing else.
+  broker_secret_arns = local.secure ? compact([var.tls_secret_arn, try(var.first_user.password_secret_arn, null)]) : []
+  tls_pem_path       = "/etc/tierlog/tls/server.pem"
+  security_conf = local.secure ? {
+    "listeners"               = "SASL_SSL://0.0.0.0:${var.kafka_port}"
+    "sasl.enabled.mechanisms" = "SCRAM-SHA-512"
+    "ssl.keystore.type"       = "PEM"
+    "ssl.keystore.location"   = local.tls_pem_path
+  } : { "listeners" = "PLAINTEXT://0.0.0.0:${var.kafka_port}" }
+
   # The disks are instance storage, blank after a stop: every topic (and the
   # internal ones) acknowledges acks=all only once its batches are in the
   # bucket's write-ahead log, unless broker_conf says otherwise.
-  broker_conf = merge({ "log.remote.wal.enable" = "true" }, var.broker_conf)
+  broker_conf = merge({ "log.remote.wal.enable" = "true" }, var.broker_conf, local.security_conf)
 
   # One properties line per setting, sorted so the user data (and so the
   # instance) only changes when a setting does.

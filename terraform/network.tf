@@ -1,14 +1,15 @@
 # Who may talk to the broker: the CIDRs the user lists (none by default), the
-# benchmark client when there is one, and SSH only from ssh_cidrs. tierlog has
-# no authentication of its own yet, so nothing here is open to the world.
+# benchmark client when there is one, and SSH only from ssh_cidrs. Under
+# SASL_SSL only the Kafka port is opened (gRPC and metrics stay on loopback);
+# nothing here is open to the world either way.
 
 locals {
   vpc_id = one(data.aws_subnet.selected[*].vpc_id)
 
   # One rule per (CIDR, port): the key names both so a change replaces one rule.
   broker_ingress_from_cidrs = {
-    for pair in setproduct(var.allowed_cidrs, keys(local.broker_ports)) :
-    "${pair[1]}-${pair[0]}" => { cidr = pair[0], port = local.broker_ports[pair[1]], listener = pair[1] }
+    for pair in setproduct(var.allowed_cidrs, keys(local.exposed_ports)) :
+    "${pair[1]}-${pair[0]}" => { cidr = pair[0], port = local.exposed_ports[pair[1]], listener = pair[1] }
   }
 }
 
@@ -41,7 +42,7 @@ resource "aws_vpc_security_group_ingress_rule" "broker_from_cidrs" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "broker_from_bench" {
-  for_each = var.bench_enabled ? local.broker_ports : {}
+  for_each = var.bench_enabled ? local.exposed_ports : {}
 
   security_group_id            = aws_security_group.broker.id
   description                  = "tierlog ${each.key} from the benchmark client"

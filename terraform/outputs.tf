@@ -12,19 +12,24 @@ output "bootstrap_servers" {
   value       = "${local.broker_address}:${var.kafka_port}"
 }
 
+output "security_protocol" {
+  description = "How Kafka clients connect: SASL_SSL (SCRAM-SHA-512 over TLS) or PLAINTEXT."
+  value       = var.kafka_security_protocol
+}
+
 output "grpc_endpoint" {
-  description = "host:port of the broker's gRPC service (public IP when it has one)."
-  value       = "${local.reachable_address}:${var.grpc_port}"
+  description = "host:port of the broker's gRPC service (public IP when it has one). Null under SASL_SSL: gRPC listens on the instance's loopback."
+  value       = local.secure ? null : "${local.reachable_address}:${var.grpc_port}"
 }
 
 output "metrics_url" {
-  description = "Prometheus scrape URL of the broker (public IP when it has one)."
-  value       = "http://${local.reachable_address}:${var.metrics_port}/metrics"
+  description = "Prometheus scrape URL of the broker (public IP when it has one). Null under SASL_SSL: metrics listen on the instance's loopback (reach them with SSM port forwarding)."
+  value       = local.secure ? null : "http://${local.reachable_address}:${var.metrics_port}/metrics"
 }
 
 output "health_url" {
-  description = "The broker's health check; answers once `tierlog serve` is up."
-  value       = "http://${local.reachable_address}:${var.metrics_port}/healthz"
+  description = "The broker's health check; answers once `tierlog serve` is up. Null under SASL_SSL (loopback only)."
+  value       = local.secure ? null : "http://${local.reachable_address}:${var.metrics_port}/healthz"
 }
 
 output "bucket_name" {

@@ -173,6 +173,57 @@ variable "metrics_port" {
   }
 }
 
+# ---------------------------------------------------------------------------
+# Security (docs/security.md)
+# ---------------------------------------------------------------------------
+
+variable "kafka_security_protocol" {
+  description = "SASL_SSL (the default): Kafka clients connect over TLS and authenticate with SCRAM-SHA-512, and gRPC and metrics listen on the instance's loopback only. PLAINTEXT: Kafka, gRPC and metrics open to allowed_cidrs without TLS or authentication (`tierlog serve --allow-insecure`), for a benchmark on a private network."
+  type        = string
+  default     = "SASL_SSL"
+
+  validation {
+    condition     = contains(["SASL_SSL", "PLAINTEXT"], var.kafka_security_protocol)
+    error_message = "kafka_security_protocol must be \"SASL_SSL\" or \"PLAINTEXT\"."
+  }
+}
+
+variable "tls_secret_arn" {
+  description = "SASL_SSL: ARN of the Secrets Manager secret whose SecretString is the broker's private key followed by its certificate chain (PEM). The certificate must name the address clients connect to (see advertise_address)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.tls_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$", var.tls_secret_arn))
+    error_message = "tls_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+variable "first_user" {
+  description = "SASL_SSL: the SCRAM-SHA-512 user added at boot, and the ARN of the Secrets Manager secret whose SecretString is its password, e.g. { name = \"admin\", password_secret_arn = \"arn:aws:secretsmanager:...\" }."
+  type = object({
+    name                = string
+    password_secret_arn = string
+  })
+  default = null
+
+  validation {
+    condition     = var.first_user == null || (can(regex("^[A-Za-z0-9._-]{1,64}$", var.first_user.name)) && can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$", var.first_user.password_secret_arn)))
+    error_message = "first_user.name must be 1-64 letters, digits, '.', '_' or '-', and password_secret_arn a Secrets Manager secret ARN."
+  }
+}
+
+variable "secrets_kms_key_arn" {
+  description = "The customer managed KMS key the two secrets are encrypted with, if not Secrets Manager's own key: the broker may decrypt with it through Secrets Manager only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.secrets_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.secrets_kms_key_arn))
+    error_message = "secrets_kms_key_arn must be a KMS key ARN."
+  }
+}
+
 variable "advertise_address" {
   description = "Which of the broker's addresses Kafka clients are told to connect to: \"private\" (clients inside the VPC, no data-transfer charge) or \"public\" (clients on the internet)."
   type        = string
@@ -247,6 +298,12 @@ variable "broker_conf" {
     # The user data works out the advertised address at boot from instance metadata.
     condition     = !contains(keys(var.broker_conf), "advertised.listeners")
     error_message = "advertised.listeners is set by the module from advertise_address; leave it out of broker_conf."
+  }
+
+  validation {
+    # The listeners and their security come from kafka_security_protocol and the secrets.
+    condition     = !anytrue([for key in keys(var.broker_conf) : key == "listeners" || startswith(key, "listener.") || startswith(key, "ssl.") || startswith(key, "sasl.")])
+    error_message = "listeners, listener.*, ssl.* and sasl.* are set by the module from kafka_security_protocol; leave them out of broker_conf."
   }
 }
 

@@ -57,6 +57,16 @@ mock_provider "aws" {
   }
 }
 
+# SASL_SSL, the default, needs its two secrets; runs that test something else
+# get these (plain test ARNs, nothing is read at plan time).
+variables {
+  tls_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-tls-AbCdEf"
+  first_user = {
+    name                = "admin"
+    password_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-admin-GhIjKl"
+  }
+}
+
 run "defaults_are_private_and_encrypted" {
   command = plan
 
@@ -116,8 +126,23 @@ run "defaults_are_private_and_encrypted" {
   }
 
   assert {
-    condition     = strcontains(aws_instance.broker.user_data, "--kafka-listen 0.0.0.0:9092 \\") && strcontains(aws_instance.broker.user_data, "meta-data/local-ipv4")
-    error_message = "The broker listens on all interfaces and advertises its private address."
+    condition     = strcontains(aws_instance.broker.user_data, "listeners=SASL_SSL://0.0.0.0:9092\n") && strcontains(aws_instance.broker.user_data, "--conf advertised.listeners=SASL_SSL://$${TIERLOG_ADVERTISED_HOST}:9092") && strcontains(aws_instance.broker.user_data, "meta-data/local-ipv4")
+    error_message = "The broker's SASL_SSL listener is on all interfaces and advertises its private address."
+  }
+
+  assert {
+    condition     = strcontains(aws_instance.broker.user_data, "sasl.enabled.mechanisms=SCRAM-SHA-512\n") && strcontains(aws_instance.broker.user_data, "ssl.keystore.location=/etc/tierlog/tls/server.pem\n") && strcontains(aws_instance.broker.user_data, "tls_secret_arn='arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-tls-AbCdEf'") && strcontains(aws_instance.broker.user_data, "tierlog users add 'admin' --mechanism SCRAM-SHA-512")
+    error_message = "SASL_SSL: SCRAM-SHA-512, the PEM keystore from the TLS secret, and the first user added at boot."
+  }
+
+  assert {
+    condition     = strcontains(aws_instance.broker.user_data, "--grpc-listen 127.0.0.1:9093 \\") && strcontains(aws_instance.broker.user_data, "--http-listen 127.0.0.1:9644 \\") && !strcontains(aws_instance.broker.user_data, "--allow-insecure")
+    error_message = "Under SASL_SSL gRPC and metrics stay on the loopback, and nothing is started insecure."
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy.broker_secrets) == 1 && [for s in data.aws_iam_policy_document.broker_secrets.statement : one(s.resources)] == ["arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-tls-AbCdEf", "arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-admin-GhIjKl"]
+    error_message = "The broker may read exactly its two secrets."
   }
 
   assert {
@@ -126,8 +151,8 @@ run "defaults_are_private_and_encrypted" {
   }
 
   assert {
-    condition     = output.bootstrap_servers == "10.0.1.10:9092" && output.metrics_url == "http://198.51.100.10:9644/metrics"
-    error_message = "bootstrap_servers is the advertised (private) address; metrics_url the one reachable from outside."
+    condition     = output.bootstrap_servers == "10.0.1.10:9092" && output.metrics_url == null && output.security_protocol == "SASL_SSL"
+    error_message = "bootstrap_servers is the advertised (private) address; under SASL_SSL metrics are on the loopback only."
   }
 }
 
@@ -136,6 +161,7 @@ run "bench_kms_transition_and_clients" {
 
   variables {
     bench_enabled                    = true
+    kafka_security_protocol          = "PLAINTEXT"
     allowed_cidrs                    = ["203.0.113.7/32", "198.51.100.0/24"]
     kms_key_arn                      = "arn:aws:kms:us-east-1:123456789012:key/0000-1111"
     segment_transition_storage_class = "GLACIER_IR"
@@ -188,6 +214,56 @@ run "bench_kms_transition_and_clients" {
     condition     = length(aws_vpc_security_group_ingress_rule.bench_ssh) == 0
     error_message = "Nothing reaches the benchmark client without ssh_cidrs."
   }
+
+  assert {
+    condition     = strcontains(aws_instance.broker.user_data, "listeners=PLAINTEXT://0.0.0.0:9092\n") && strcontains(aws_instance.broker.user_data, "--grpc-listen 0.0.0.0:9093 \\") && strcontains(aws_instance.broker.user_data, "--allow-insecure") && strcontains(aws_instance.broker.user_data, "tls_secret_arn=''")
+    error_message = "PLAINTEXT opens every listener, says so with --allow-insecure, and reads no secret."
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy.broker_secrets) == 0 && output.metrics_url == "http://198.51.100.10:9644/metrics"
+    error_message = "PLAINTEXT: no secrets to read, and metrics reachable from allowed_cidrs."
+  }
+}
+
+run "sasl_ssl_exposes_only_kafka" {
+  command = plan
+
+  variables {
+    allowed_cidrs       = ["203.0.113.7/32"]
+    secrets_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/2222-3333"
+  }
+
+  assert {
+    condition     = [for rule in aws_vpc_security_group_ingress_rule.broker_from_cidrs : rule.from_port] == [9092]
+    error_message = "Under SASL_SSL only the Kafka port is opened."
+  }
+
+  assert {
+    condition     = length([for s in data.aws_iam_policy_document.broker_secrets.statement : s if s.actions == toset(["kms:Decrypt"])]) == 1
+    error_message = "A customer key for the secrets adds one decrypt statement."
+  }
+}
+
+run "sasl_ssl_needs_its_secrets" {
+  command = plan
+
+  variables {
+    tls_secret_arn = null
+    first_user     = null
+  }
+
+  expect_failures = [aws_instance.broker]
+}
+
+run "bench_needs_plaintext" {
+  command = plan
+
+  variables {
+    bench_enabled = true
+  }
+
+  expect_failures = [aws_instance.bench]
 }
 
 run "standard_ia_needs_30_days" {
@@ -205,8 +281,9 @@ run "bench_needs_private_advertising" {
   command = plan
 
   variables {
-    bench_enabled     = true
-    advertise_address = "public"
+    bench_enabled           = true
+    kafka_security_protocol = "PLAINTEXT"
+    advertise_address       = "public"
   }
 
   expect_failures = [aws_instance.bench]
@@ -231,9 +308,11 @@ run "bad_inputs_are_refused" {
     segment_transition_storage_class = "GLACIER"
     broker_conf                      = { "advertised.listeners" = "PLAINTEXT://x:9092" }
     tierlog_package                  = "tierlog'; rm -rf /"
+    tls_secret_arn                   = "tierlog-tls"
   }
 
   expect_failures = [
+    var.tls_secret_arn,
     var.allowed_cidrs,
     var.object_prefix,
     var.segment_transition_storage_class,

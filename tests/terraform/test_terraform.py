@@ -298,11 +298,13 @@ BUCKET_ACTIONS = {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
 OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
                   "s3:ListMultipartUploadParts"}
 KMS_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
+SECRET_ACTIONS = {"secretsmanager:GetSecretValue"}  # SASL_SSL: the TLS key and the first user's password
 
 
 def iam_problems(module: Module) -> list[str]:
     """The broker's role may do exactly what tierlog does, on the bucket's
-    ARNs (the bucket and its prefix) and the optional KMS key, and nothing else."""
+    ARNs (the bucket and its prefix), the optional KMS keys and, under SASL_SSL,
+    each of its secrets by ARN, and nothing else."""
     problems = []
     for rtype in ("aws_iam_role_policy_attachment", "aws_iam_policy_attachment"):
         for name in module.resources_of(rtype):
@@ -332,22 +334,28 @@ def iam_problems(module: Module) -> list[str]:
             for action in sorted(actions):
                 if "*" in action:
                     problems.append(f"{where}: wildcard action {action!r}")
-                elif action not in BUCKET_ACTIONS | OBJECT_ACTIONS | KMS_ACTIONS:
+                elif action not in BUCKET_ACTIONS | OBJECT_ACTIONS | KMS_ACTIONS | SECRET_ACTIONS:
                     problems.append(f"{where}: {action!r} is not something tierlog does")
             if not resources:
                 problems.append(f"{where}: no resources")
             for resource in resources:
                 bucket_arn = re.fullmatch(r"\$\{aws_s3_bucket\.([a-z0-9_]+)\.arn\}", resource)
                 object_arn = re.fullmatch(r"\$\{aws_s3_bucket\.([a-z0-9_]+)\.arn\}/\$\{var\.object_prefix\}/\*", resource)
-                kms_arn = resource == "${statement.value}" and "var.kms_key_arn" in str(statement.get("for_each"))
+                for_each = str(statement.get("for_each"))
+                kms_arn = resource == "${statement.value}" and ("var.kms_key_arn" in for_each
+                                                                  or "var.secrets_kms_key_arn" in for_each)
+                secret_arn = resource == "${statement.value}" and for_each == "${local.broker_secret_arns}"
                 if bucket_arn:
                     wrong = actions - BUCKET_ACTIONS
                 elif object_arn:
                     wrong = actions - OBJECT_ACTIONS
                 elif kms_arn:
                     wrong = actions - KMS_ACTIONS
+                elif secret_arn:
+                    wrong = actions - SECRET_ACTIONS
                 else:
-                    problems.append(f"{where}: resource {resource!r} is not the bucket, its prefix or the KMS key")
+                    problems.append(f"{where}: resource {resource!r} is not the bucket, its prefix, a KMS key or "
+                                    f"one of the broker's secrets")
                     continue
                 if wrong:
                     problems.append(f"{where}: {sorted(wrong)} do not apply to {resource!r}")
@@ -525,7 +533,17 @@ TEMPLATE_SAMPLES = {
     "object_store_url": "s3://tierlog-example-bucket/tierlog",
     "aws_region": "us-east-1",
     "imds_address_path": "local-ipv4",
-    "broker_properties": "log.segment.bytes=268435456\nlog.local.retention.bytes=10737418240",
+    # What the module writes under SASL_SSL, its default (main.tf, security_conf), and broker_conf.
+    "broker_properties": "listeners=SASL_SSL://0.0.0.0:9092\nlog.segment.bytes=268435456\n"
+                         "log.local.retention.bytes=10737418240\nsasl.enabled.mechanisms=SCRAM-SHA-512\n"
+                         "ssl.keystore.location=/etc/tierlog/tls/server.pem\nssl.keystore.type=PEM",
+    "kafka_listener": "SASL_SSL",
+    "service_host": "127.0.0.1",
+    "insecure_flag": "",
+    "tls_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-tls-AbCdEf",
+    "tls_pem_path": "/etc/tierlog/tls/server.pem",
+    "first_user_name": "admin",
+    "first_user_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-admin-GhIjKl",
     "bench_package": "tierlog[bench]",
     "broker_host": "10.0.1.10",
     "bench_extra_args": "",
@@ -661,13 +679,14 @@ def test_broker_user_data_runs_serve_with_flags_the_cli_accepts(root):
     assert problems == []
     assert args.command == "serve"
     assert args.object_store == values["object_store_url"] and args.object_store.startswith("s3://")
-    # Listeners bind every interface on the ports the security group opens.
-    assert args.kafka_listen == f"0.0.0.0:{root.variables['kafka_port']['default']}"
-    assert args.grpc_listen == f"0.0.0.0:{root.variables['grpc_port']['default']}"
-    assert args.http_listen == f"0.0.0.0:{root.variables['metrics_port']['default']}"
+    # Kafka's listener comes from the properties (SASL_SSL on every interface, the port the
+    # security group opens); gRPC and metrics stay on the loopback, so no --allow-insecure.
+    assert not args.kafka_listen_given and not args.allow_insecure
+    assert args.grpc_listen == f"127.0.0.1:{root.variables['grpc_port']['default']}"
+    assert args.http_listen == f"127.0.0.1:{root.variables['metrics_port']['default']}"
     assert args.data_dir.startswith("/var/lib/tierlog/")
     assert args.config == "/etc/tierlog/broker.properties"
-    assert f"advertised.listeners=PLAINTEXT://{ADVERTISED_HOST}:9092" in args.conf
+    assert f"advertised.listeners=SASL_SSL://{ADVERTISED_HOST}:9092" in args.conf
     # The properties file the user data writes is the one --config reads.
     assert f"cat > {args.config} <<'PROPERTIES'" in script
 
@@ -679,7 +698,23 @@ def test_broker_settings_accept_the_user_data_properties(root, example):
     lines += [f"{k}={v}" for k, v in example.modules["tierlog"]["broker_conf"].items()]
     properties = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     parsed = BrokerSettings.parse(properties)
-    assert parsed.advertised_listeners == f"PLAINTEXT://{ADVERTISED_HOST}:9092"
+    assert parsed.advertised_listeners == f"SASL_SSL://{ADVERTISED_HOST}:9092"
+    assert parsed.listeners == "SASL_SSL://0.0.0.0:9092"
+    assert parsed.ssl_properties["ssl.keystore.location"] == "/etc/tierlog/tls/server.pem"
+
+
+def test_broker_user_data_writes_the_keystore_and_adds_the_first_user(root):
+    script, values = rendered_user_data(root, "broker_user_data.sh.tftpl")
+    prepare = heredocs(script)["/usr/local/sbin/tierlog-prepare"]
+    assert f"tls_secret_arn='{values['tls_secret_arn']}'" in prepare
+    assert f"--secret-id '{values['first_user_secret_arn']}'" in prepare
+    # Written under a new name and renamed, so tierlog's reload never sees half a file.
+    assert "> '/etc/tierlog/tls/server.pem.new')" in prepare and \
+        "mv -f '/etc/tierlog/tls/server.pem.new' '/etc/tierlog/tls/server.pem'" in prepare
+    [add] = [line for line in re.sub(r"\\\n\s*", " ", prepare).splitlines() if " users add " in line]
+    argv = shlex.split(add.split("runuser -u tierlog -- ", 1)[1].split("; then")[0])
+    assert argv[1:5] == ["users", "add", "admin", "--mechanism"] and argv[5] == "SCRAM-SHA-512"
+    assert argv[argv.index("--password-file") + 1] == "$password_file"
 
 
 def test_broker_unit_restarts_and_stops_gracefully(root):
@@ -740,7 +775,7 @@ def test_outputs_give_bootstrap_metrics_and_bucket(root):
         assert name in root.outputs, name
         assert root.outputs[name].get("description"), name
     assert root.outputs["bootstrap_servers"]["value"] == "${local.broker_address}:${var.kafka_port}"
-    assert root.outputs["metrics_url"]["value"].endswith(":${var.metrics_port}/metrics")
+    assert ':${var.metrics_port}/metrics"' in root.outputs["metrics_url"]["value"]
 
 
 def test_example_calls_the_module_with_declared_inputs(root, example):

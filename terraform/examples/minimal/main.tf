@@ -46,6 +46,9 @@ module "tierlog" {
 
   allowed_cidrs = [var.my_cidr]
   bench_enabled = true
+  # `tierlog bench` speaks plain Kafka: a benchmark deployment, reachable
+  # from my_cidr only. Leave it out (SASL_SSL) for anything that keeps data.
+  kafka_security_protocol = "PLAINTEXT"
   # A benchmark bucket is disposable: let `terraform destroy` empty it.
   force_destroy = true
 
