@@ -6,27 +6,37 @@ classic group, which must not take over a consumer protocol group (`join`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from kio.schema.errors import ErrorCode
+from prometheus_client import Gauge
 
 from fetch.reader import Reader
 from hotlog.manager import LogManager
 
 from ..durability import Durability
 from ..settings import BrokerSettings
-from .consumer_protocol import ConsumerGroups
+from .consumer_protocol import ConsumerGroup, ConsumerGroups
 from .membership import Group, GroupMembership, JoinRequest, JoinResult
 from .offset_store import TopicPartition
 from .offsets import GroupOffsets
 
 CLASSIC, CONSUMER = "classic", "consumer"  # Kafka's group types (ListGroups v5)
 
+GROUPS = Gauge("tierlog_groups", "Consumer groups with members, by protocol (classic, consumer)", ["protocol"])
+GROUP_MEMBERS = Gauge("tierlog_group_members", "Members of consumer groups, by protocol", ["protocol"])
+
 
 class OffsetDeletion(NamedTuple):
     error: ErrorCode  # of the group as a whole
     partitions: dict[TopicPartition, ErrorCode]
+
+
+def _count(protocol: str, groups: Mapping[str, Group] | Mapping[str, ConsumerGroup]) -> None:
+    """The gauges of a protocol's groups, read at scrape time (the broker's one coordinator)."""
+    GROUPS.labels(protocol).set_function(lambda: sum(1 for g in groups.values() if g.members))
+    GROUP_MEMBERS.labels(protocol).set_function(lambda: sum(len(g.members) for g in groups.values()))
 
 
 class GroupListing(NamedTuple):
@@ -45,6 +55,8 @@ class GroupCoordinator:
         self.consumer_groups = ConsumerGroups(settings, logs, self.membership)
         self.offsets = GroupOffsets(logs, reader, settings, self.membership, durability or Durability(),
                                     self.consumer_groups)
+        _count(CLASSIC, self.membership.groups)
+        _count(CONSUMER, self.consumer_groups.groups)
 
     async def load(self) -> None:
         await self.offsets.load()

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import ConsumerGroupType, KafkaError, TopicPartition
 from confluent_kafka.admin import NewPartitions
 
+from ..server import http_get
 from .cluster import KafkaServer
 from .test_confluent import admin, consumer, create_topic, produce
 
@@ -246,6 +247,11 @@ def test_admin_lists_and_describes_the_group_as_a_consumer_group(server: KafkaSe
     assert described.partition_assignor == "uniform"
     assigned = sorted(tp.partition for m in described.members for tp in m.assignment.topic_partitions)
     assert assigned == [0, 1, 2, 3]
+    status, metrics = http_get(f"{server.http_url}/metrics")
+    assert status == 200
+    members = next(line for line in metrics.splitlines()
+                   if line.startswith('tierlog_group_members{protocol="consumer"}'))
+    assert float(members.split()[-1]) >= 2  # this group's two, and any other test's still here
     for m in (a, b):
         m.client.close()
 
