@@ -14,7 +14,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api.client import Admin, ClientTls, TierlogError
 
-from .security_support import Certs, SecureKafkaServer, certs_fixture  # noqa: F401 (a fixture)
+from .security_support import (  # noqa: F401 (certs_fixture: a fixture)
+    CLIENT_PRINCIPAL,
+    Certs,
+    SecureKafkaServer,
+    certs_fixture,
+)
 from .test_cli import one_line, tierlog
 
 
@@ -98,3 +103,24 @@ def test_metrics_over_https(server: SecureKafkaServer, certs: Certs) -> None:
                                context=ssl.create_default_context(cafile=certs.other_ca_file))
     with pytest.raises((ConnectionError, urllib.error.URLError)):  # plain HTTP on the TLS port
         urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=5)
+
+
+def test_the_grpc_client_certificate_is_the_principal(tmp_path: Path, certs: Certs) -> None:
+    """alice's certificate makes her a super user; bob's, from the same CA, is someone else."""
+    bob = certs.ca.issue_cert(common_name="bob")
+    bob.private_key_pem.write_to_path(str(tmp_path / "bob.key"))
+    bob.cert_chain_pems[0].write_to_path(str(tmp_path / "bob.crt"))
+    server = SecureKafkaServer(str(tmp_path / "data"), {"PLAINTEXT": "PLAINTEXT"},
+                               "grpc.listener.security.protocol=SSL", "grpc.ssl.client.auth=required",
+                               "authorizer.class.name=tierlog", f"super.users={CLIENT_PRINCIPAL}", certs=certs).start()
+    try:
+        alice = ClientTls(certs.ca_file, certs.cert("client"), certs.key("client"))
+        with Admin(server.grpc_address, tls=alice) as admin:
+            admin.create_topic("alices")
+        with Admin(server.grpc_address, tls=ClientTls(certs.ca_file, str(tmp_path / "bob.crt"),
+                                                      str(tmp_path / "bob.key"))) as admin:
+            with pytest.raises(TierlogError) as refused:
+                admin.create_topic("bobs")
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        assert server.stop() == 0, server.log()

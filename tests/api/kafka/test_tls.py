@@ -16,12 +16,18 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
-from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from cryptography import x509
 from kafka import KafkaConsumer, KafkaProducer
 
-from ..security_support import Certs, SecureKafkaServer, certs_fixture, make_certs  # noqa: F401 (a fixture)
+from ..security_support import (  # noqa: F401 (certs_fixture: a fixture)
+    CLIENT_PRINCIPAL,
+    Certs,
+    SecureKafkaServer,
+    certs_fixture,
+    make_certs,
+)
 from ..server import http_get
 
 LISTENERS = {"PLAINTEXT": "PLAINTEXT", "SSL": "SSL", "MTLS": "SSL"}
@@ -164,6 +170,32 @@ def test_aiokafka_over_mtls(server: SecureKafkaServer, certs: Certs) -> None:
             await consumer.stop()
 
     assert asyncio.run(asyncio.wait_for(round_trip(), 30)) == b"mutual"
+
+
+def produce_error(bootstrap: str, topic: str, **config: str) -> int | None:
+    """The error code of producing one record, None if it was written."""
+    errors: list[KafkaError] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10_000, **config})
+    producer.produce(topic, b"v", on_delivery=lambda err, _: errors.append(err))
+    producer.flush(15)
+    assert len(errors) == 1
+    return None if errors[0] is None else errors[0].code()
+
+
+def test_the_verified_client_certificate_is_the_principal(tmp_path: Path, certs: Certs) -> None:
+    """alice, by her certificate on the MTLS listener, is a super user; the same client on
+    the SSL listener (no client authentication) is ANONYMOUS, and refused."""
+    server = SecureKafkaServer(str(tmp_path / "data"), {"MTLS": "SSL", "SSL": "SSL"},
+                               "listener.name.mtls.ssl.client.auth=required", "authorizer.class.name=tierlog",
+                               f"super.users={CLIENT_PRINCIPAL}", certs=certs).start()
+    try:
+        alice = AdminClient({"bootstrap.servers": server.address("MTLS"), **certs.confluent_ssl(client_cert=True)})
+        alice.create_topics([NewTopic("alices", 1)])["alices"].result(timeout=10)
+        assert produce_error(server.address("MTLS"), "alices", **certs.confluent_ssl(client_cert=True)) is None
+        assert produce_error(server.address("SSL"), "alices", **certs.confluent_ssl(client_cert=True)) == \
+            KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        assert server.stop() == 0, server.log()
 
 
 def served_certificate(address: str, context: ssl.SSLContext) -> bytes:
