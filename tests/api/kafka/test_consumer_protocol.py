@@ -8,17 +8,26 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer as KafkaConsumer
-from confluent_kafka import ConsumerGroupType, KafkaError, TopicPartition
+from confluent_kafka import ConsumerGroupState, ConsumerGroupType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewPartitions
+from kio.schema.consumer_group_heartbeat.v1 import request as heartbeat_v1
+from kio.schema.errors import ErrorCode
+from kio.schema.offset_commit.v8 import request as commit_v8
+from kio.schema.offset_commit.v9 import request as commit_v9
+from kio.schema.offset_fetch.v9 import request as fetch_v9
 
 from ..server import http_get
 from .cluster import KafkaServer
 from .test_confluent import admin, consumer, create_topic, produce
+from .wire import Wire
 
 HEARTBEAT_MS = 200
+CONSUMER_GROUP_HEARTBEAT, OFFSET_COMMIT, OFFSET_FETCH = 68, 8, 9
 FAST_CONSUMER_GROUPS = (f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}",
                         "group.consumer.session.timeout.ms=6000")
 
@@ -242,6 +251,11 @@ def test_admin_lists_and_describes_the_group_as_a_consumer_group(server: KafkaSe
     assert mine.type == ConsumerGroupType.CONSUMER
     classic_only = client.list_consumer_groups(types={ConsumerGroupType.CLASSIC}).result(10)
     assert topic not in {g.group_id for g in classic_only.valid}
+    deadline = time.monotonic() + 10
+    while topic not in {g.group_id for g in client.list_consumer_groups(
+            states={ConsumerGroupState.STABLE}, types={ConsumerGroupType.CONSUMER}).result(10).valid}:
+        assert time.monotonic() < deadline  # Reconciling until both members reach the group's epoch
+        poll_until([a, b], lambda: True)
     described = client.describe_consumer_groups([topic])[topic].result(10)
     assert described.type == ConsumerGroupType.CONSUMER
     assert described.partition_assignor == "uniform"
@@ -254,6 +268,26 @@ def test_admin_lists_and_describes_the_group_as_a_consumer_group(server: KafkaSe
     assert float(members.split()[-1]) >= 2  # this group's two, and any other test's still here
     for m in (a, b):
         m.client.close()
+
+
+def test_a_consumer_group_is_deleted_only_once_its_members_left(server: KafkaServer) -> None:
+    topic = fresh(server)
+    produce(server, topic, [b"%d" % i for i in range(8)])
+    a = member(server, topic, topic)
+    read: list[int] = []
+    poll_until([a], lambda: len(read) >= 8, read=read)
+    a.client.commit(asynchronous=False)
+    client = admin(server)
+    with pytest.raises(KafkaException) as refused:
+        client.delete_consumer_groups([topic])[topic].result(10)
+    assert refused.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
+    a.client.close()
+    client.delete_consumer_groups([topic])[topic].result(10)
+    again = member(server, topic, topic)  # its commits went with the group: from the start again
+    reread: list[int] = []
+    poll_until([again], lambda: len(reread) >= 8, read=reread)
+    assert sorted(reread) == list(range(8))
+    again.client.close()
 
 
 def test_new_partitions_are_assigned_to_the_members(server: KafkaServer) -> None:
@@ -286,3 +320,39 @@ def test_members_rejoin_after_a_broker_restart_and_resume_from_their_commits(
     assert described.type == ConsumerGroupType.CONSUMER and len(described.members) == 1
     a.client.close()
     assert server.stop() == 0, server.log()
+
+
+def test_offset_commits_and_fetches_carry_the_member_epoch(server: KafkaServer) -> None:
+    """On the wire: OffsetCommit v9 and OffsetFetch v9 name the member and its epoch."""
+    topic = fresh(server)
+    wire = Wire(server.bootstrap)
+    try:
+        wire.send(heartbeat_v1.ConsumerGroupHeartbeatRequest(
+            group_id=topic, member_id="m", member_epoch=0, rebalance_timeout=timedelta(seconds=30),
+            subscribed_topic_names=(topic,), topic_partitions=()), 1)
+        joined = wire.receive(CONSUMER_GROUP_HEARTBEAT, 1)[1]
+        assert joined.error_code == ErrorCode.none and joined.member_epoch == 1
+
+        def commit(module: Any, version: int, epoch: int) -> ErrorCode:
+            partition = module.OffsetCommitRequestPartition(partition_index=0, committed_offset=5,
+                                                            committed_metadata=None)
+            wire.send(module.OffsetCommitRequest(
+                group_id=topic, generation_id_or_member_epoch=epoch, member_id="m",
+                topics=(module.OffsetCommitRequestTopic(name=topic, partitions=(partition,)),)), 2)
+            return wire.receive(OFFSET_COMMIT, version)[1].topics[0].partitions[0].error_code
+
+        def fetch(epoch: int) -> tuple[ErrorCode, tuple[Any, ...]]:
+            wire.send(fetch_v9.OffsetFetchRequest(groups=(fetch_v9.OffsetFetchRequestGroup(
+                group_id=topic, member_id="m", member_epoch=epoch, topics=None),)), 3)
+            group = wire.receive(OFFSET_FETCH, 9)[1].groups[0]
+            return group.error_code, group.topics
+
+        assert commit(commit_v9, 9, 0) == ErrorCode.stale_member_epoch
+        assert commit(commit_v8, 8, 1) == ErrorCode.unsupported_version  # members of this protocol use v9
+        assert fetch(1) == (ErrorCode.none, ())  # nothing committed yet
+        assert commit(commit_v9, 9, 1) == ErrorCode.none
+        assert fetch(2)[0] == ErrorCode.stale_member_epoch
+        error, topics = fetch(1)
+        assert error == ErrorCode.none and topics[0].partitions[0].committed_offset == 5
+    finally:
+        wire.close()
