@@ -31,6 +31,9 @@ from confluent_kafka.admin import (
     NewTopic,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 from kafka import errors as kafka_errors
 from kafka.admin import (
@@ -45,7 +48,9 @@ from kafka.admin import ResourceType as KafkaPythonResourceType
 
 from broker.security import acls as model
 
+from ..security_support import SecureKafkaServer
 from .cluster import KafkaServer
+from .test_sasl import LISTENERS, add_user, sasl_config
 
 ANONYMOUS = "User:ANONYMOUS"
 ON = "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -59,12 +64,17 @@ SEED = model.AclBinding(model.ResourceType.CLUSTER, model.CLUSTER_NAME, model.Pa
                         model.AclOperation.ALTER, model.AclPermissionType.ALLOW)
 
 
-def authorizing_server(data_dir: str, *conf: str) -> KafkaServer:
-    """A server with authorization on, ANONYMOUS allowed to manage ACLs (seeded)."""
+def seed_acls(data_dir: str) -> str:
+    """ANONYMOUS allowed to manage ACLs (and users), in the data folder before the first start."""
     os.makedirs(data_dir, exist_ok=True)
     with open(os.path.join(data_dir, "acls.json"), "w") as f:
         json.dump({"version": 1, "acls": [SEED.to_json()]}, f)
-    return KafkaServer(data_dir, ON, *conf)
+    return data_dir
+
+
+def authorizing_server(data_dir: str, *conf: str) -> KafkaServer:
+    """A server with authorization on, ANONYMOUS allowed to manage ACLs (seeded)."""
+    return KafkaServer(seed_acls(data_dir), ON, *conf)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +94,9 @@ def name(prefix: str) -> str:
 
 
 def grant(server: KafkaServer, resource_type: ResourceType, resource: str, *operations: AclOperation,
-          pattern: ResourcePatternType = LITERAL, permission: AclPermissionType = ALLOW) -> None:
-    bindings = [AclBinding(resource_type, resource, pattern, ANONYMOUS, "*", op, permission) for op in operations]
+          pattern: ResourcePatternType = LITERAL, permission: AclPermissionType = ALLOW,
+          principal: str = ANONYMOUS) -> None:
+    bindings = [AclBinding(resource_type, resource, pattern, principal, "*", op, permission) for op in operations]
     for future in admin(server).create_acls(bindings).values():
         future.result(timeout=10)
 
@@ -103,7 +114,7 @@ def create_topic(server: KafkaServer, topic: str, partitions: int = 1) -> None:
 
 
 def produce_error(server: KafkaServer, topic: str, **config: Any) -> KafkaError | None:
-    """Produce one record; the delivery report's error."""
+    """Produce one record (`config` may name another listener); the delivery report's error."""
     errors: list[KafkaError | None] = []
     producer = Producer({"bootstrap.servers": server.bootstrap, "message.timeout.ms": 5000, **config})
     producer.produce(topic, b"v", on_delivery=lambda err, _msg: errors.append(err))
@@ -471,3 +482,48 @@ def test_acls_survive_a_restart_and_a_restore_from_the_bucket(tmp_path: Any) -> 
     finally:
         if restored.running:
             assert restored.stop() == 0, restored.log()
+
+
+# -- principals authenticated by SASL ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sasl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafkaServer]:
+    """PLAINTEXT (ANONYMOUS, who may manage ACLs and users) beside SASL_PLAINTEXT; alice and
+    bob are users, admin a super user."""
+    data = seed_acls(str(tmp_path_factory.mktemp("acl-sasl") / "data"))
+    found = SecureKafkaServer(data, LISTENERS, ON, "super.users=User:admin").start()
+    for user in ("alice", "bob", "admin"):
+        add_user(admin(found), user, f"{user}-secret")
+    yield found
+    assert found.stop() == 0, found.log()
+
+
+def as_user(server: SecureKafkaServer, user: str) -> dict[str, Any]:
+    return sasl_config(server, "PLAIN", user, f"{user}-secret")
+
+
+def test_acls_name_authenticated_principals(sasl_server: SecureKafkaServer) -> None:
+    topic = name("sasl")
+    create_topic(sasl_server, topic)
+    for user in ("alice", "bob"):
+        error = produce_error(sasl_server, topic, **as_user(sasl_server, user))
+        assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, user
+    grant(sasl_server, TOPIC, topic, AclOperation.WRITE, principal="User:alice")
+    assert produce_error(sasl_server, topic, **as_user(sasl_server, "alice")) is None
+    error = produce_error(sasl_server, topic, **as_user(sasl_server, "bob"))  # alice's ACL is not bob's
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert produce_error(sasl_server, topic, **as_user(sasl_server, "admin")) is None  # a super user
+
+
+def test_user_credentials_need_describe_and_alter_on_the_cluster(sasl_server: SecureKafkaServer) -> None:
+    alice = AdminClient(as_user(sasl_server, "alice"))
+    described = alice.describe_user_scram_credentials(["bob"])
+    assert refused_code(lambda: described["bob"].result(timeout=10)) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    upsertion = UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                             b"carol-secret")
+    altered = alice.alter_user_scram_credentials([upsertion])
+    assert refused_code(lambda: altered["carol"].result(timeout=10)) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    grant(sasl_server, CLUSTER, "kafka-cluster", AclOperation.ALTER, principal="User:alice")  # implies DESCRIBE
+    alice.alter_user_scram_credentials([upsertion])["carol"].result(timeout=10)
+    assert alice.describe_user_scram_credentials(["carol"])["carol"].result(timeout=10).user == "carol"
