@@ -91,18 +91,21 @@ class ListenerPlan:
         return cls(kafka, {c.name: tls(c.ssl_prefix, f"Kafka listener {c.name}") for c in kafka if c.tls}, grpc_tls,
                    tls("http.", "HTTP") if settings.http_listener_security_protocol == "SSL" else None)
 
-    def exposed_without_authentication(self, args: argparse.Namespace) -> list[str]:
+    def exposed_without_authentication(self, args: argparse.Namespace, settings: BrokerSettings) -> list[str]:
         """Listeners on a non-loopback address that anyone reaching it could use: not TLS with
-        authentication (SASL_SSL, or SSL with ssl.client.auth=required)."""
-        def authenticates(tls: ServerTls | None) -> bool:
-            return tls is not None and tls.client_auth is ClientAuth.REQUIRED
+        authentication (SASL_SSL, or SSL with ssl.client.auth=required; gRPC: or TLS with
+        grpc.authentication=required, the call credentials then being encrypted)."""
+        def authenticates(tls: ServerTls | None, credentials_required: bool = False) -> bool:
+            return tls is not None and (tls.client_auth is ClientAuth.REQUIRED or credentials_required)
 
         exposed = [f"Kafka listener {c.name} ({c.protocol}) on {c.address}" for c in self.kafka
                    if not is_loopback(c.host)
                    and not (c.protocol == "SASL_SSL" or (c.protocol == "SSL" and authenticates(self.kafka_tls[c.name])))]
-        for what, address, tls in (("gRPC", args.grpc_listen, self.grpc_tls), ("HTTP", args.http_listen, self.http_tls)):
-            if not is_loopback(parse_host_port(address)[0]) and not authenticates(tls):
-                exposed.append(f"{what} on {address}")
+        if not is_loopback(parse_host_port(args.grpc_listen)[0]) and \
+                not authenticates(self.grpc_tls, settings.grpc_authentication == "required"):
+            exposed.append(f"gRPC on {args.grpc_listen}")
+        if not is_loopback(parse_host_port(args.http_listen)[0]) and not authenticates(self.http_tls):
+            exposed.append(f"HTTP on {args.http_listen}")
         return exposed
 
 
@@ -114,7 +117,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
     except (ListenError, TlsConfigError) as exc:
         print(f"tierlog serve: {exc}", file=sys.stderr)
         return 2
-    exposed = plan.exposed_without_authentication(args)
+    exposed = plan.exposed_without_authentication(args, settings)
     if exposed and not args.allow_insecure:
         print(f"tierlog serve: {'; '.join(exposed)}: open to the network without TLS and authentication; bind "
               f"127.0.0.1, use SASL_SSL (or TLS with ssl.client.auth=required), or pass --allow-insecure",

@@ -131,7 +131,7 @@ run "defaults_are_private_and_encrypted" {
   }
 
   assert {
-    condition     = strcontains(aws_instance.broker.user_data, "sasl.enabled.mechanisms=SCRAM-SHA-512\n") && strcontains(aws_instance.broker.user_data, "ssl.keystore.location=/etc/tierlog/tls/server.pem\n") && strcontains(aws_instance.broker.user_data, "tls_secret_arn='arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-tls-AbCdEf'") && strcontains(aws_instance.broker.user_data, "tierlog users add 'admin' --mechanism SCRAM-SHA-512")
+    condition     = strcontains(aws_instance.broker.user_data, "sasl.enabled.mechanisms=SCRAM-SHA-512\n") && strcontains(aws_instance.broker.user_data, "ssl.keystore.location=/etc/tierlog/tls/server.pem\n") && strcontains(aws_instance.broker.user_data, "tls_secret_arn='arn:aws:secretsmanager:us-east-1:123456789012:secret:tierlog-tls-AbCdEf'") && strcontains(aws_instance.broker.user_data, "tierlog users add 'admin' \\\n      --mechanism SCRAM-SHA-512 --password-file")
     error_message = "SASL_SSL: SCRAM-SHA-512, the PEM keystore from the TLS secret, and the first user added at boot."
   }
 

@@ -122,6 +122,7 @@ class SecureKafkaServer(KafkaServer):
         self.kafka_port = next(iter(self.ports.values()))
         self.https = https
         self.certs = certs
+        self.grpc_host = "127.0.0.1"  # where gRPC binds (reached on 127.0.0.1 all the same)
         wiring = (
             "listeners=" + ",".join(f"{name}://127.0.0.1:{port}" for name, port in self.ports.items()),
             "listener.security.protocol.map=" + ",".join(f"{name}:{proto}" for name, proto in listeners.items()),
@@ -141,7 +142,7 @@ class SecureKafkaServer(KafkaServer):
         """Started and ready: each Kafka listener accepts once the process logs that it serves."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*tierlog_command(), "serve", "--data-dir", self.data_dir, "--grpc-listen", self.grpc_address,
+                [*tierlog_command(), "serve", "--data-dir", self.data_dir, "--grpc-listen", f"{self.grpc_host}:{self.grpc_port}",
                  "--http-listen", f"127.0.0.1:{self.http_port}", "--object-store", f"file://{self.objects_dir}",
                  *(arg for setting in self.conf for arg in ("--conf", setting))],
                 stdout=log, stderr=log)

@@ -115,6 +115,20 @@ def test_tls_with_client_certificates_may_listen_on_every_interface(tmp_path: Pa
         assert server.stop() == 0, server.log()
 
 
+def test_grpc_on_every_interface_needs_tls_with_authentication(tmp_path: Path, certs: Certs) -> None:
+    """TLS alone is not enough; TLS with call credentials required (grpc.authentication) is."""
+    tls = ("grpc.listener.security.protocol=SSL", f"ssl.keystore.location={certs.pem('server')}")
+    code, stderr = serve(tmp_path / "refused", *conf(*tls), "--grpc-listen", f"0.0.0.0:{free_port()}")
+    assert code == 2 and "gRPC on 0.0.0.0:" in one_line(stderr)
+    server = SecureKafkaServer(str(tmp_path / "data"), {"PLAINTEXT": "PLAINTEXT"}, *tls, "grpc.authentication=required")
+    server.grpc_host = "0.0.0.0"
+    server.start()
+    try:
+        assert "--allow-insecure" not in server.log()
+    finally:
+        assert server.stop() == 0, server.log()
+
+
 def test_an_encrypted_key_and_an_inline_keystore(tmp_path: Path, certs: Certs) -> None:
     key = serialization.load_pem_private_key(Path(certs.key("server")).read_bytes(), None)
     encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -713,8 +713,11 @@ def test_broker_user_data_writes_the_keystore_and_adds_the_first_user(root):
         "mv -f '/etc/tierlog/tls/server.pem.new' '/etc/tierlog/tls/server.pem'" in prepare
     [add] = [line for line in re.sub(r"\\\n\s*", " ", prepare).splitlines() if " users add " in line]
     argv = shlex.split(add.split("runuser -u tierlog -- ", 1)[1].split("; then")[0])
+    assert argv[:2] == ["env", f"AWS_REGION={values['aws_region']}"]  # the bucket's client needs it
+    argv = argv[2:]
     assert argv[1:5] == ["users", "add", "admin", "--mechanism"] and argv[5] == "SCRAM-SHA-512"
     assert argv[argv.index("--password-file") + 1] == "$password_file"
+    assert argv[argv.index("--object-store") + 1] == values["object_store_url"]  # kept in the bucket too
 
 
 def test_broker_unit_restarts_and_stops_gracefully(root):
