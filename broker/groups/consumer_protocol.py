@@ -531,9 +531,11 @@ class ConsumerGroups:
             self.settings.group_consumer_session_timeout_ms / 1000, self._expire, group, member, "session")
 
     def _schedule_rebalance_timeout(self, group: ConsumerGroup, member: ConsumerMember) -> None:
-        if member.rebalance_timer is None:
-            member.rebalance_timer = asyncio.get_running_loop().call_later(
-                member.rebalance_timeout_ms / 1000, self._expire, group, member, "rebalance")
+        """Each revocation asked for gets the member's whole rebalance timeout."""
+        if member.rebalance_timer is not None:
+            member.rebalance_timer.cancel()
+        member.rebalance_timer = asyncio.get_running_loop().call_later(
+            member.rebalance_timeout_ms / 1000, self._expire, group, member, "rebalance")
 
     def _expire(self, group: ConsumerGroup, member: ConsumerMember, timeout: str) -> None:
         if group.members.get(member.member_id) is not member:
