@@ -6,6 +6,7 @@ members towards it (consumer_protocol.py). Pure functions of their input: no clo
 
 from __future__ import annotations
 
+import heapq
 import math
 import uuid
 from collections.abc import Callable, Mapping
@@ -59,31 +60,36 @@ def uniform(members: Mapping[str, AssignorMember], partitions: Mapping[uuid.UUID
                     owners[key] = member_id
                     counts[member_id] += 1
     for topic_id in sorted(subscribers):  # the rest to the least loaded subscriber
+        lightest = [(counts[m], m) for m in subscribers[topic_id]]
+        heapq.heapify(lightest)
         for partition in range(partitions[topic_id]):
             if (topic_id, partition) not in owners:
-                chosen = min(subscribers[topic_id], key=lambda m: (counts[m], m))
+                count, chosen = heapq.heappop(lightest)
                 owners[(topic_id, partition)] = chosen
-                counts[chosen] += 1
-    _balance(owners, counts, subscribers)
+                counts[chosen] = count + 1
+                heapq.heappush(lightest, (count + 1, chosen))
+    _balance(owners, counts, subscribers, partitions)
     return _grouped(owners, members)
 
 
 def _balance(owners: dict[tuple[uuid.UUID, int], str], counts: dict[str, int],
-             subscribers: Mapping[uuid.UUID, list[str]]) -> None:
+             subscribers: Mapping[uuid.UUID, list[str]], partitions: Mapping[uuid.UUID, int]) -> None:
     """Move partitions from a member to a subscriber owning two or more fewer, until none
     can move (subscriptions that differ can leave the sticky pass uneven). Each move
     lowers the sum of squared counts, so this ends."""
     moved = True
     while moved:
         moved = False
-        for key in sorted(owners):
-            owner = owners[key]
-            lightest = min(subscribers[key[0]], key=lambda m: (counts[m], m))
-            if counts[lightest] <= counts[owner] - 2:
-                owners[key] = lightest
-                counts[owner] -= 1
-                counts[lightest] += 1
-                moved = True
+        for topic_id in sorted(subscribers):
+            lightest = min(subscribers[topic_id], key=lambda m: (counts[m], m))
+            for partition in range(partitions[topic_id]):
+                owner = owners[(topic_id, partition)]
+                if counts[lightest] <= counts[owner] - 2:
+                    owners[(topic_id, partition)] = lightest
+                    counts[owner] -= 1
+                    counts[lightest] += 1
+                    moved = True
+                    lightest = min(subscribers[topic_id], key=lambda m: (counts[m], m))
 
 
 def range_assignor(members: Mapping[str, AssignorMember], partitions: Mapping[uuid.UUID, int]

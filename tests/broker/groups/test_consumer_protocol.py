@@ -239,6 +239,13 @@ def test_uniform_spreads_evenly_and_keeps_partitions_where_they_were() -> None:
     assert all(second[m][T] <= first[m][T] for m in "abc")  # only d's share moved
 
 
+def test_uniform_balances_members_of_different_subscriptions() -> None:
+    other = uuid.UUID(int=2)
+    members = {"a": AssignorMember(frozenset({T}), {}), "b": AssignorMember(frozenset({T, other}), {})}
+    assigned = uniform(members, {T: 4, other: 4})
+    assert assigned == {"a": {T: frozenset(range(4))}, "b": {other: frozenset(range(4))}}
+
+
 def test_range_gives_contiguous_ranges_in_member_order_and_the_first_ones_one_more() -> None:
     other = uuid.UUID(int=2)
     members = {"a": AssignorMember(frozenset({T, other}), {}), "b": AssignorMember(frozenset({T}), {})}
