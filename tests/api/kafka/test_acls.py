@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -28,6 +28,7 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    NewPartitions,
     NewTopic,
     ResourcePatternType,
     ResourceType,
@@ -45,12 +46,16 @@ from kafka.admin import (
     ResourcePatternFilter,
 )
 from kafka.admin import ResourceType as KafkaPythonResourceType
+from kio.schema.errors import ErrorCode
+from kio.schema.list_offsets.v9 import request as list_offsets_v9
 
 from broker.security import acls as model
 
 from ..security_support import SecureKafkaServer
 from .cluster import KafkaServer
+from .eos_support import LIST_OFFSETS
 from .test_sasl import LISTENERS, add_user, sasl_config
+from .wire import Wire
 
 ANONYMOUS = "User:ANONYMOUS"
 ON = "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -216,6 +221,8 @@ def test_without_acls_nothing_is_allowed_not_even_the_acl_apis(tmp_path: Any) ->
         assert refused_code(lambda: client.create_topics([NewTopic(topic, 1)])[topic].result(timeout=10)) == \
             KafkaError.TOPIC_AUTHORIZATION_FAILED
         assert client.list_topics(timeout=10).topics == {}  # the internal topics are hidden too
+        elected = client.elect_leaders(ElectionType.PREFERRED, [TopicPartition("any", 0)])
+        assert refused_code(lambda: elected.result(timeout=10)) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     finally:
         assert bare.stop() == 0, bare.log()
 
@@ -428,6 +435,48 @@ def test_admin_operations_need_their_acls(server: KafkaServer) -> None:
         KafkaError.TOPIC_AUTHORIZATION_FAILED
     grant(server, TOPIC, topic, AclOperation.DELETE)
     client.delete_topics([topic])[topic].result(timeout=10)
+
+
+def list_offsets_error(server: KafkaServer, topic: str, source: str | None = None) -> ErrorCode:
+    """ListOffsets' answer for partition 0, by a raw request (librdkafka asks Metadata first),
+    from the loopback address `source`."""
+    wire = Wire(server.bootstrap, source=source)
+    try:
+        wire.send(list_offsets_v9.ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=(
+            list_offsets_v9.ListOffsetsTopic(name=topic, partitions=(list_offsets_v9.ListOffsetsPartition(
+                partition_index=0, current_leader_epoch=-1, timestamp=-1),)),)), 1)
+        return ErrorCode(wire.receive(LIST_OFFSETS, 9)[1].topics[0].partitions[0].error_code)
+    finally:
+        wire.sock.close()
+
+
+def test_an_acl_of_one_host_is_not_another_hosts(server: KafkaServer) -> None:
+    topic = name("host")
+    create_topic(server, topic)
+    binding = AclBinding(TOPIC, topic, LITERAL, ANONYMOUS, "127.0.0.2", AclOperation.DESCRIBE, ALLOW)
+    admin(server).create_acls([binding])[binding].result(timeout=10)
+    assert list_offsets_error(server, topic, source="127.0.0.2") is ErrorCode.none
+    assert list_offsets_error(server, topic, source="127.0.0.3") is ErrorCode.topic_authorization_failed
+
+
+def test_partition_admin_needs_describe_alter_and_delete_on_the_topic(server: KafkaServer) -> None:
+    client = admin(server)
+    topic = name("partitions")
+    create_topic(server, topic)
+    first = TopicPartition(topic, 0, 0)
+    assert list_offsets_error(server, topic) is ErrorCode.topic_authorization_failed
+    grant(server, TOPIC, topic, AclOperation.DESCRIBE)
+    assert list_offsets_error(server, topic) is ErrorCode.none
+    grown = NewPartitions(topic, 2)
+    assert refused_code(lambda: client.create_partitions([grown])[topic].result(timeout=10)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grant(server, TOPIC, topic, AclOperation.ALTER)
+    client.create_partitions([grown])[topic].result(timeout=10)
+    assert len(client.list_topics(topic, timeout=10).topics[topic].partitions) == 2
+    assert refused_code(lambda: client.delete_records([first])[first].result(timeout=10)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grant(server, TOPIC, topic, AclOperation.DELETE)
+    assert client.delete_records([first])[first].result(timeout=10).low_watermark == 0
 
 
 def test_transactions_need_write_on_the_transactional_id(server: KafkaServer) -> None:

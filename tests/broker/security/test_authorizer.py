@@ -12,6 +12,8 @@ from broker.security.acls import AclBinding, AclBindingFilter, AclOperation, Res
 from broker.security.authorizer import Access, AuthorizationError, Authorizer, AuthorizerConfig
 from broker.security.documents import DocumentError, KeptDocument
 from broker.security.principal import Principal
+from broker.settings import BrokerSettings
+from hotlog.errors import InvalidConfigError
 from tiering.local_store import LocalFolderStore
 from tiering.wrappers import FaultInjectingStore
 
@@ -185,3 +187,17 @@ def test_literal_and_prefixed_acls_of_one_name_are_apart() -> None:
     auth = authorizer(acl("ab", LITERAL), acl("ab", PREFIXED, permission=DENY))
     assert not may(auth, READ, "ab")
     assert may(authorizer(acl("ab", LITERAL), acl("ab", PREFIXED, operation=W, permission=DENY)), READ, "ab")
+
+
+def test_the_authorizer_properties_are_kafkas() -> None:
+    for name in ("org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer",
+                 "tierlog"):
+        assert BrokerSettings.parse({"authorizer.class.name": name}).authorizer.enabled
+    assert not BrokerSettings.parse({}).authorizer.enabled
+    parsed = BrokerSettings.parse({"authorizer.class.name": "tierlog", "super.users": "User:admin; User:CN=a,O=b",
+                                   "allow.everyone.if.no.acl.found": "true"}).authorizer
+    assert parsed.super_users == {"User:admin", "User:CN=a,O=b"} and parsed.allow_everyone_if_no_acl_found
+    for bad in ({"authorizer.class.name": "com.example.Mine"}, {"super.users": "admin"},
+                {"allow.everyone.if.no.acl.found": "yes"}):
+        with pytest.raises(InvalidConfigError):
+            BrokerSettings.parse(bad)
