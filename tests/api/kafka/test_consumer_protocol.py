@@ -270,6 +270,24 @@ def test_admin_lists_and_describes_the_group_as_a_consumer_group(server: KafkaSe
         m.client.close()
 
 
+def test_members_naming_the_range_assignor_get_contiguous_ranges(server: KafkaServer) -> None:
+    topic = fresh(server)
+    ranged = {"group.remote.assignor": "range"}
+    a, b = member(server, topic, topic, **ranged), member(server, topic, topic, **ranged)
+    poll_until([a, b], split([a, b], 4))
+    assert sorted([sorted(a.owned), sorted(b.owned)]) == [[0, 1], [2, 3]]
+    client = admin(server)
+    assert client.describe_consumer_groups([topic])[topic].result(10).partition_assignor == "range"
+    unknown = member(server, topic, topic, **{"group.remote.assignor": "sticky"})
+    deadline = time.monotonic() + 10
+    while (message := unknown.client.poll(0.1)) is None or message.error() is None:
+        assert time.monotonic() < deadline
+    # UNSUPPORTED_ASSIGNOR, fatal to librdkafka.
+    assert message.error().code() == KafkaError._FATAL and "assignor" in str(message.error()), message.error()
+    for m in (a, b, unknown):
+        m.client.close()
+
+
 def test_a_consumer_group_is_deleted_only_once_its_members_left(server: KafkaServer) -> None:
     topic = fresh(server)
     produce(server, topic, [b"%d" % i for i in range(8)])
