@@ -5,6 +5,7 @@ CreateAcls, as an admin would); listings show only what the principal may descri
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,7 +16,13 @@ from api.proto import tierlog_pb2 as pb
 from api.proto import tierlog_pb2_grpc as pb_grpc
 
 from .kafka.cluster import KafkaServer
-from .kafka.test_acls import GROUP, TOPIC, authorizing_server, grant, name
+from .kafka.test_acls import GROUP, ON, TOPIC, authorizing_server, grant, name, seed_acls
+from .security_support import (  # noqa: F401 (certs_fixture: a fixture)
+    CLIENT_PRINCIPAL,
+    Certs,
+    SecureKafkaServer,
+    certs_fixture,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +86,23 @@ def test_listings_show_only_topics_the_principal_may_describe(server: KafkaServe
     assert shown in listed and hidden not in listed
     assert stub.DescribeTopic(pb.DescribeTopicRequest(name=shown)).configs  # DESCRIBE_CONFIGS: shown
     assert f"may not DESCRIBE TOPIC '{hidden}'" in denied(stub.DescribeTopic, pb.DescribeTopicRequest(name=hidden))
+
+
+def test_an_mtls_callers_certificate_names_its_principal(certs: Certs, tmp_path: Path) -> None:
+    data = seed_acls(str(tmp_path / "data"))
+    secure = SecureKafkaServer(data, {"PLAINTEXT": "PLAINTEXT"}, ON, "grpc.listener.security.protocol=SSL",
+                               "grpc.ssl.client.auth=required", certs=certs).start()
+    try:
+        topic = name("mtls")
+        grant(secure, TOPIC, topic, AclOperation.CREATE)  # ANONYMOUS's: not the certificate's caller's
+        channel_credentials = grpc.ssl_channel_credentials(
+            Path(certs.ca_file).read_bytes(), Path(certs.key("client")).read_bytes(),
+            Path(certs.cert("client")).read_bytes())
+        with grpc.secure_channel(secure.grpc_address, channel_credentials) as channel:
+            alice = pb_grpc.TierlogStub(channel)
+            create = pb.CreateTopicRequest(name=topic, partitions=1)
+            assert f"{CLIENT_PRINCIPAL} may not CREATE TOPIC '{topic}'" in denied(alice.CreateTopic, create)
+            grant(secure, TOPIC, topic, AclOperation.CREATE, principal=CLIENT_PRINCIPAL)
+            assert alice.CreateTopic(create).name == topic
+    finally:
+        assert secure.stop() == 0, secure.log()
