@@ -155,23 +155,19 @@ class Authorizer:
         producers without IDEMPOTENT_WRITE on the cluster need WRITE on some topic."""
         if self.authorize(principal, host, operation, resource_type, "hardcode", count=False):
             return True  # a super user, or no ACL and allow.everyone.if.no.acl.found
+        who = str(principal)
         mine = [acl for acl in self.index.bindings
-                if acl.resource_type is resource_type and acl.principal in (str(principal), WILDCARD_PRINCIPAL)
+                if acl.resource_type is resource_type and acl.principal in (who, WILDCARD_PRINCIPAL)
                 and acl.host in (host, WILDCARD) and acl.operation in (operation, AclOperation.ALL)]
         denied = [acl for acl in mine if acl.permission is AclPermissionType.DENY]
-        if any(acl.pattern_type is PatternType.LITERAL and acl.name == WILDCARD for acl in denied):
-            return False
         denied_literal = {acl.name for acl in denied if acl.pattern_type is PatternType.LITERAL}
         denied_prefixes = [acl.name for acl in denied if acl.pattern_type is PatternType.PREFIXED]
-        for acl in mine:
-            if acl.permission is not AclPermissionType.ALLOW:
-                continue
-            if acl.pattern_type is PatternType.LITERAL and (acl.name == WILDCARD or acl.name not in denied_literal):
-                if not any(acl.name.startswith(prefix) for prefix in denied_prefixes):
+        if WILDCARD not in denied_literal:
+            for acl in mine:  # an ALLOW no DENY of the same literal name or of a prefix of it covers
+                if acl.permission is AclPermissionType.ALLOW and not (
+                        acl.pattern_type is PatternType.LITERAL and acl.name in denied_literal) and \
+                        not any(acl.name.startswith(prefix) for prefix in denied_prefixes):
                     return True
-            if acl.pattern_type is PatternType.PREFIXED and \
-                    not any(acl.name.startswith(prefix) for prefix in denied_prefixes):
-                return True
         DENIALS.labels(resource_type.name, operation.name).inc()
         return False
 

@@ -129,6 +129,13 @@ def test_idempotent_writes_take_idempotent_write_or_write_on_some_topic() -> Non
                       "h").may_write_idempotently()
     assert not Access(authorizer(acl("t", operation=W), acl("t", operation=W, permission=DENY)), ALICE,
                       "h").may_write_idempotently()
+    # a DENY of a prefix covers the ALLOWs under it, not those above it
+    assert not Access(authorizer(acl("team-a-", PREFIXED, operation=W), acl("team-", PREFIXED, operation=W,
+                                                                           permission=DENY)), ALICE,
+                      "h").may_write_idempotently()
+    assert Access(authorizer(acl("team-", PREFIXED, operation=W), acl("team-a-", PREFIXED, operation=W,
+                                                                      permission=DENY)), ALICE,
+                  "h").may_write_idempotently()
     cluster = acl("kafka-cluster", operation=AclOperation.IDEMPOTENT_WRITE, resource_type=ResourceType.CLUSTER)
     assert Access(authorizer(cluster), ALICE, "h").may_write_idempotently()
 
