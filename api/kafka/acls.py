@@ -60,8 +60,8 @@ async def handle_create_acls(kafka: KafkaContext, call: Call, request: Any) -> A
     if valid:
         try:
             await kafka.broker.authorizer.create(valid)
-        except DocumentError as exc:  # nothing was added: every valid creation fails with it
-            outcomes = [(ErrorCode.unknown_server_error, str(exc)) if code is ErrorCode.none else (code, message)
+        except DocumentError as exc:  # nothing was added (the disk or the bucket refused): retriable
+            outcomes = [(ErrorCode.kafka_storage_error, str(exc)) if code is ErrorCode.none else (code, message)
                         for code, message in outcomes]
     return build(response, throttle_time=NO_THROTTLE, results=tuple(
         build(entity, error_code=code, error_message=message) for code, message in outcomes))
@@ -110,7 +110,7 @@ async def handle_delete_acls(kafka: KafkaContext, call: Call, request: Any) -> A
                      filter_results=tuple(failed(ErrorCode.invalid_request, str(exc)) for _ in request.filters))
     except DocumentError as exc:
         return build(response, throttle_time=NO_THROTTLE,
-                     filter_results=tuple(failed(ErrorCode.unknown_server_error, str(exc)) for _ in request.filters))
+                     filter_results=tuple(failed(ErrorCode.kafka_storage_error, str(exc)) for _ in request.filters))
     return build(response, throttle_time=NO_THROTTLE, filter_results=tuple(
         build(result_entity, error_code=ErrorCode.none, error_message=None, matching_acls=tuple(
             build(matching_entity, error_code=ErrorCode.none, error_message=None, resource_type=acl.resource_type,

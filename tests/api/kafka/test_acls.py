@@ -196,6 +196,23 @@ def test_a_bad_binding_is_refused_and_the_good_ones_created(server: KafkaServer)
     assert bad not in client.describe_acls(EVERY_ACL).result(timeout=10)
 
 
+def test_a_change_the_bucket_refuses_changes_nothing(server: KafkaServer) -> None:
+    client = admin(server)
+    kept = os.path.join(server.objects_dir, "_cluster", "acls.json")
+    assert os.path.isfile(kept)
+    os.remove(kept)
+    os.mkdir(kept)  # a folder in the document's place: the bucket refuses the next write
+    binding = AclBinding(TOPIC, name("refused"), LITERAL, ANONYMOUS, "*", AclOperation.READ, ALLOW)
+    try:
+        assert refused_code(lambda: client.create_acls([binding])[binding].result(timeout=10)) == \
+            KafkaError.KAFKA_STORAGE_ERROR
+        assert binding not in client.describe_acls(EVERY_ACL).result(timeout=10)
+    finally:
+        os.rmdir(kept)
+    client.create_acls([binding])[binding].result(timeout=10)  # retried: taken
+    assert binding in client.describe_acls(EVERY_ACL).result(timeout=10)
+
+
 def test_without_an_authorizer_the_acl_apis_answer_security_disabled(kafka_server: KafkaServer) -> None:
     client = admin(kafka_server)
     binding = AclBinding(TOPIC, "t", LITERAL, ANONYMOUS, "*", AclOperation.READ, ALLOW)
