@@ -49,7 +49,7 @@ LEAVE_GROUP_STATIC_EPOCH = -2  # a static member leaving for now: it keeps its a
 # backtracking has no time bound, RE2's has).
 REGEX_MAX_LENGTH = 1024
 
-TopicPartition = tuple[uuid.UUID, int]
+TopicIdPartition = tuple[uuid.UUID, int]  # Kafka's name: a partition by its topic's id
 
 
 class ConsumerGroupState(str, Enum):
@@ -142,7 +142,7 @@ class ConsumerGroup:
     static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
     target: dict[str, Assignment] = field(default_factory=dict)  # member id -> target assignment
     subscribed: dict[str, SubscribedTopic] = field(default_factory=dict)  # by topic name
-    owners: dict[TopicPartition, str] = field(default_factory=dict)  # held (assigned or being revoked)
+    owners: dict[TopicIdPartition, str] = field(default_factory=dict)  # held (assigned or being revoked)
 
     @property
     def state(self) -> ConsumerGroupState:
@@ -186,7 +186,7 @@ def _union(*assignments: Assignment) -> dict[uuid.UUID, frozenset[int]]:
     return {t: ps for t, ps in merged.items() if ps}
 
 
-def _partitions(assignment: Assignment) -> Iterable[TopicPartition]:
+def _partitions(assignment: Assignment) -> Iterable[TopicIdPartition]:
     return ((topic_id, p) for topic_id, ps in assignment.items() for p in ps)
 
 
