@@ -496,10 +496,11 @@ def test_partition_admin_needs_describe_alter_and_delete_on_the_topic(server: Ka
     assert client.delete_records([first])[first].result(timeout=10).low_watermark == 0
 
 
-def test_transactions_need_write_on_the_transactional_id(server: KafkaServer) -> None:
-    topic, txn = name("txn"), name("txn-id")
+def test_transactions_need_write_on_the_transactional_id_its_topics_and_read_on_its_group(
+        server: KafkaServer) -> None:
+    topic, txn, group = name("txn"), name("txn-id"), name("txn-group")
     create_topic(server, topic)
-    grant(server, TOPIC, topic, AclOperation.WRITE)
+    grant(server, TOPIC, topic, AclOperation.DESCRIBE)
     config = {"bootstrap.servers": server.bootstrap, "transactional.id": txn, "transaction.timeout.ms": 10000}
     producer = Producer(config)
     with pytest.raises(KafkaException) as refused:
@@ -509,7 +510,28 @@ def test_transactions_need_write_on_the_transactional_id(server: KafkaServer) ->
     producer = Producer(config)
     producer.init_transactions(10)
     producer.begin_transaction()
-    producer.produce(topic, b"in a transaction")
+    producer.produce(topic, b"not written")  # AddPartitionsToTxn: WRITE on the topic
+    with pytest.raises(KafkaException) as refused:
+        producer.commit_transaction(10)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # (librdkafka would now abort with an EndTxn Kafka refuses too: nothing was added.)
+    grant(server, TOPIC, topic, AclOperation.WRITE)
+    producer = Producer(config)
+    producer.init_transactions(10)
+    group_metadata = consumer(server, group).consumer_group_metadata()
+
+    def offsets_in_a_transaction() -> None:
+        producer.begin_transaction()
+        producer.produce(topic, b"in a transaction")
+        producer.send_offsets_to_transaction([TopicPartition(topic, 0, 1)], group_metadata, 10)
+
+    assert refused_code(offsets_in_a_transaction) == KafkaError.GROUP_AUTHORIZATION_FAILED  # AddOffsetsToTxn
+    producer.abort_transaction(10)
+    grant(server, GROUP, group, AclOperation.READ)
+    assert refused_code(offsets_in_a_transaction) == KafkaError.TOPIC_AUTHORIZATION_FAILED  # TxnOffsetCommit
+    producer.abort_transaction(10)
+    grant(server, TOPIC, topic, AclOperation.READ)
+    offsets_in_a_transaction()
     producer.commit_transaction(10)
 
 
