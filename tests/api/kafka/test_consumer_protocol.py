@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from confluent_kafka import OFFSET_INVALID, ConsumerGroupState, ConsumerGroupType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Consumer as KafkaConsumer
-from confluent_kafka import ConsumerGroupState, ConsumerGroupType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewPartitions
+from kafka import TopicPartition as KTopicPartition
+from kafka.admin import KafkaAdminClient
+from kafka.errors import GroupSubscribedToTopicError, NoError
 from kio.schema.consumer_group_heartbeat.v1 import request as heartbeat_v1
 from kio.schema.errors import ErrorCode
 from kio.schema.offset_commit.v8 import request as commit_v8
 from kio.schema.offset_commit.v9 import request as commit_v9
 from kio.schema.offset_fetch.v9 import request as fetch_v9
+from kio.schema.types import GroupId, TopicName
+from kio.static.primitive import i32, i32Timedelta
 
 from ..server import http_get
 from .cluster import KafkaServer
@@ -78,8 +83,9 @@ def never_owned_twice(timeline: list[tuple[Member, str, frozenset[int]]]) -> Non
 
 
 def member(server: KafkaServer, topic: str, group: str,
-           timeline: list[tuple[Member, str, frozenset[int]]] | None = None, **config: object) -> Member:
-    client = consumer(server, **{"group.id": group, "group.protocol": "consumer", **config})
+           timeline: list[tuple[Member, str, frozenset[int]]] | None = None,
+           config: Mapping[str, str] | None = None) -> Member:
+    client = consumer(server, **{"group.id": group, "group.protocol": "consumer", **(config or {})})
     joined = Member(client) if timeline is None else Member(client, timeline=timeline)
     client.subscribe([topic], on_assign=joined.on_assign, on_revoke=joined.on_revoke)
     return joined
@@ -96,7 +102,7 @@ def poll_until(members: list[Member], done: Callable[[], bool], seconds: float =
             if message is not None:
                 assert message.error() is None, message.error()
                 if read is not None:
-                    read.append(int(message.value()))
+                    read.append(int(message.value() or b""))
 
 
 def split(members: list[Member], partitions: int) -> Callable[[], bool]:
@@ -163,12 +169,12 @@ def test_every_record_is_read_once_and_a_restarted_member_resumes_after_its_comm
 def test_a_static_member_restarting_gets_its_partitions_back_and_the_other_keeps_its_own(
         server: KafkaServer) -> None:
     topic = fresh(server)
-    a = member(server, topic, topic, **{"group.instance.id": "a"})
-    b = member(server, topic, topic, **{"group.instance.id": "b"})
+    a = member(server, topic, topic, config={"group.instance.id": "a"})
+    b = member(server, topic, topic, config={"group.instance.id": "b"})
     poll_until([a, b], split([a, b], 4))
     a_partitions, b_events = set(a.owned), len(b.events)
     a.client.close()  # a static member leaves with epoch -2: its partitions wait for it
-    again = member(server, topic, topic, **{"group.instance.id": "a"})
+    again = member(server, topic, topic, config={"group.instance.id": "a"})
     poll_until([again, b], lambda: again.owned == a_partitions)
     deadline = time.monotonic() + 5 * HEARTBEAT_MS / 1000
     poll_until([again, b], lambda: time.monotonic() > deadline)  # heartbeats go by: nothing moves
@@ -273,17 +279,17 @@ def test_admin_lists_and_describes_the_group_as_a_consumer_group(server: KafkaSe
 def test_members_naming_the_range_assignor_get_contiguous_ranges(server: KafkaServer) -> None:
     topic = fresh(server)
     ranged = {"group.remote.assignor": "range"}
-    a, b = member(server, topic, topic, **ranged), member(server, topic, topic, **ranged)
+    a, b = member(server, topic, topic, config=ranged), member(server, topic, topic, config=ranged)
     poll_until([a, b], split([a, b], 4))
     assert sorted([sorted(a.owned), sorted(b.owned)]) == [[0, 1], [2, 3]]
     client = admin(server)
     assert client.describe_consumer_groups([topic])[topic].result(10).partition_assignor == "range"
-    unknown = member(server, topic, topic, **{"group.remote.assignor": "sticky"})
+    unknown = member(server, topic, topic, config={"group.remote.assignor": "sticky"})
     deadline = time.monotonic() + 10
-    while (message := unknown.client.poll(0.1)) is None or message.error() is None:
+    while (message := unknown.client.poll(0.1)) is None or (error := message.error()) is None:
         assert time.monotonic() < deadline
     # UNSUPPORTED_ASSIGNOR, fatal to librdkafka.
-    assert message.error().code() == KafkaError._FATAL and "assignor" in str(message.error()), message.error()
+    assert error.code() == KafkaError._FATAL and "assignor" in str(error), error
     for m in (a, b, unknown):
         m.client.close()
 
@@ -306,6 +312,22 @@ def test_a_consumer_group_is_deleted_only_once_its_members_left(server: KafkaSer
     poll_until([again], lambda: len(reread) >= 8, read=reread)
     assert sorted(reread) == list(range(8))
     again.client.close()
+
+
+def test_offset_delete_keeps_the_offsets_of_topics_the_members_subscribe_to(server: KafkaServer) -> None:
+    live, old = fresh(server, partitions=1), fresh(server, partitions=1)
+    a = member(server, live, live)
+    poll_until([a], lambda: a.owned == {0})
+    a.client.commit(offsets=[TopicPartition(old, 0, 7), TopicPartition(live, 0, 9)], asynchronous=False)
+    client = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+    try:
+        result = client.delete_group_offsets(live, [KTopicPartition(old, 0), KTopicPartition(live, 0)])
+    finally:
+        client.close()
+    assert result == {KTopicPartition(old, 0): NoError, KTopicPartition(live, 0): GroupSubscribedToTopicError}
+    committed = a.client.committed([TopicPartition(old, 0), TopicPartition(live, 0)], timeout=10)
+    assert [tp.offset for tp in committed] == [OFFSET_INVALID, 9]
+    a.client.close()
 
 
 def test_new_partitions_are_assigned_to_the_members(server: KafkaServer) -> None:
@@ -346,8 +368,9 @@ def test_offset_commits_and_fetches_carry_the_member_epoch(server: KafkaServer) 
     wire = Wire(server.bootstrap)
     try:
         wire.send(heartbeat_v1.ConsumerGroupHeartbeatRequest(
-            group_id=topic, member_id="m", member_epoch=0, rebalance_timeout=timedelta(seconds=30),
-            subscribed_topic_names=(topic,), topic_partitions=()), 1)
+            group_id=GroupId(topic), member_id="m", member_epoch=i32(0),
+            rebalance_timeout=i32Timedelta.parse(timedelta(seconds=30)), subscribed_topic_names=(TopicName(topic),),
+            topic_partitions=()), 1)
         joined = wire.receive(CONSUMER_GROUP_HEARTBEAT, 1)[1]
         assert joined.error_code == ErrorCode.none and joined.member_epoch == 1
 
@@ -361,7 +384,7 @@ def test_offset_commits_and_fetches_carry_the_member_epoch(server: KafkaServer) 
 
         def fetch(epoch: int) -> tuple[ErrorCode, tuple[Any, ...]]:
             wire.send(fetch_v9.OffsetFetchRequest(groups=(fetch_v9.OffsetFetchRequestGroup(
-                group_id=topic, member_id="m", member_epoch=epoch, topics=None),)), 3)
+                group_id=GroupId(topic), member_id="m", member_epoch=i32(epoch), topics=None),)), 3)
             group = wire.receive(OFFSET_FETCH, 9)[1].groups[0]
             return group.error_code, group.topics
 
