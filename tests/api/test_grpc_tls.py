@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api.client import Admin, ClientTls, TierlogError
@@ -19,6 +21,7 @@ from .security_support import (  # noqa: F401 (certs_fixture: a fixture)
     Certs,
     SecureKafkaServer,
     certs_fixture,
+    make_certs,
 )
 from .test_cli import one_line, tierlog
 
@@ -122,5 +125,36 @@ def test_the_grpc_client_certificate_is_the_principal(tmp_path: Path, certs: Cer
             with pytest.raises(TierlogError) as refused:
                 admin.create_topic("bobs")
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_grpc_and_https_serve_a_rotated_certificate(tmp_path: Path) -> None:
+    """The server's files replaced by a certificate of another CA: new connections get it."""
+    certs = make_certs(tmp_path / "certs")
+    server = SecureKafkaServer(str(tmp_path / "data"), {"PLAINTEXT": "PLAINTEXT"},
+                               "grpc.listener.security.protocol=SSL", certs=certs, https=True).start()
+    try:
+        new_ca = trustme.CA()
+        new_ca.cert_pem.write_to_path(str(tmp_path / "new-ca.pem"))
+        trusting_new = ssl.create_default_context(cafile=str(tmp_path / "new-ca.pem"))
+
+        def grpc_serves_new() -> bool:
+            with grpc.secure_channel(server.grpc_address, credentials(str(tmp_path / "new-ca.pem"))) as channel:
+                return serving(channel)
+
+        def https_serves_new() -> bool:
+            try:
+                with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=5, context=trusting_new) as answer:
+                    return bool(answer.status == 200)
+            except urllib.error.URLError:
+                return False
+
+        assert not grpc_serves_new() and not https_serves_new()
+        certs.issue_server(new_ca)
+        deadline = time.monotonic() + 10
+        while not (grpc_serves_new() and https_serves_new()):
+            assert time.monotonic() < deadline, "the new certificate was not served in time"
+            time.sleep(0.1)
     finally:
         assert server.stop() == 0, server.log()
