@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -181,6 +182,21 @@ def test_a_regex_subscription_picks_up_a_topic_created_later() -> None:
         again = groups.heartbeat(beat("a", first.member_epoch, owning(0, 1, 2, 3)))
         assert again.member_epoch == first.member_epoch + 1
         assert again.assignment == {T: frozenset(range(4)), other: frozenset(range(2))}  # never internal topics
+    run(scenario)
+
+
+def test_a_backtracking_regex_costs_no_more_than_any_other() -> None:
+    """`(a+)+b` over a name of 27 a's takes Python's `re` some 6 s (it doubles with each a;
+    a 249-character name would take ages); RE2 matches in time linear in the name, and
+    refuses what it cannot match so."""
+    async def scenario(groups: ConsumerGroups) -> None:
+        groups.logs.topics["a" * 27] = Topic("a" * 27, uuid.UUID(int=9), 1)
+        began = time.monotonic()
+        result = groups.heartbeat(join("a", subscribed_topic_names=(), subscribed_topic_regex="(a+)+b"))
+        assert result.error == ErrorCode.none and parts(result) == set()
+        assert time.monotonic() - began < 1
+        lookahead = groups.heartbeat(join("b", subscribed_topic_names=(), subscribed_topic_regex="(?=t).*"))
+        assert lookahead.error == ErrorCode.invalid_regular_expression
     run(scenario)
 
 
