@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import ssl
 import tempfile
 import threading
@@ -28,6 +29,7 @@ from enum import Enum
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from broker.security.principal import USER, Principal
 from hotlog.rate_limited import RateLimitedReport
@@ -119,7 +121,8 @@ class SslProperties:
             if not x509.load_pem_x509_certificates(inline.encode()):
                 raise ValueError("no certificate")
         except ValueError:
-            raise TlsConfigError(f"{self.name('truststore.location')}: no PEM certificate in it") from None
+            where = self.name("truststore.location" if location else "truststore.certificates")
+            raise TlsConfigError(f"{where}: no PEM certificate in it") from None
         return inline
 
     def protocol_range(self) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
@@ -199,11 +202,16 @@ def _key_material(props: SslProperties, key_text: bytes, chain_text: bytes) -> K
 
 
 def _load_chain(context: ssl.SSLContext, material: KeyMaterial) -> None:
-    """ssl loads keys from files only: a private (0600) temporary file, gone once read."""
+    """ssl loads keys from files only: a private (0600) temporary file, gone once read, and
+    the key in it encrypted with a password that lives only here, so it never rests on disk
+    in the clear."""
+    password = secrets.token_bytes(32)
+    key = serialization.load_pem_private_key(material.key_pem, None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(password))
     with tempfile.NamedTemporaryFile(prefix="tierlog-key-") as f:
-        f.write(material.key_pem + material.chain_pem)
+        f.write(key + material.chain_pem)
         f.flush()
-        context.load_cert_chain(f.name)
+        context.load_cert_chain(f.name, password=password)
 
 
 def _mtimes(paths: tuple[str, ...]) -> tuple[float, ...]:
@@ -282,4 +290,31 @@ def principal_of_certificate(der: bytes | None) -> Principal | None:
     (CN=alice,OU=...,O=...); None without a certificate."""
     if not der:
         return None
-    return Principal(USER, x509.load_der_x509_certificate(der).subject.rfc4514_string())
+    return Principal(USER, rfc2253(x509.load_der_x509_certificate(der).subject))
+
+
+# RFC 2253's keywords, as Java's X500Principal.getName() writes them (Kafka's principal).
+_RFC2253_KEYWORDS = {NameOID.COMMON_NAME, NameOID.COUNTRY_NAME, NameOID.LOCALITY_NAME,
+                     NameOID.STATE_OR_PROVINCE_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME,
+                     NameOID.STREET_ADDRESS, NameOID.DOMAIN_COMPONENT, NameOID.USER_ID}
+
+
+def rfc2253(name: x509.Name) -> str:
+    """The name as Java's X500Principal.getName() gives it: the most specific part first,
+    keywords for the attributes above, and any other attribute (emailAddress, serialNumber)
+    as its OID and `#` with the hex of its DER value (cryptography would write the text)."""
+    return ",".join("+".join(attribute.rfc4514_string() if attribute.oid in _RFC2253_KEYWORDS
+                             else f"{attribute.oid.dotted_string}=#{_der_value(attribute).hex()}"
+                             for attribute in rdn)
+                    for rdn in reversed(name.rdns))
+
+
+def _der_value(attribute: x509.NameAttribute) -> bytes:
+    """The attribute's value as DER: its string type's tag, the length, the encoded text."""
+    tag = attribute._type.value  # cryptography's _ASN1Type values are the ASN.1 tags
+    text = attribute.value if isinstance(attribute.value, str) else attribute.value.decode()
+    encoding = {30: "utf-16-be", 28: "utf-32-be"}.get(tag, "utf-8")  # BMPString, UniversalString
+    body = text.encode(encoding)
+    length = bytes([len(body)]) if len(body) < 0x80 else \
+        bytes([0x80 | ((len(body).bit_length() + 7) // 8)]) + len(body).to_bytes((len(body).bit_length() + 7) // 8)
+    return bytes([tag]) + length + body

@@ -19,7 +19,10 @@ from aiokafka.helpers import create_ssl_context
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 from kafka import KafkaConsumer, KafkaProducer
+
+from api.tls import rfc2253
 
 from ..security_support import (  # noqa: F401 (certs_fixture: a fixture)
     CLIENT_PRINCIPAL,
@@ -196,6 +199,16 @@ def test_the_verified_client_certificate_is_the_principal(tmp_path: Path, certs:
             KafkaError.TOPIC_AUTHORIZATION_FAILED
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_principal_names_are_written_as_java_writes_them() -> None:
+    """Kafka's principal is Java's X500Principal.getName(): the most specific part first,
+    keywords for CN, O and the like, other attributes as OID=#hex of their DER value."""
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example, Inc"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "alice"),
+                      x509.NameAttribute(NameOID.EMAIL_ADDRESS, "a@x.com")])
+    assert rfc2253(name) == r"1.2.840.113549.1.9.1=#16076140782e636f6d,CN=alice,O=Example\, Inc,C=US"
 
 
 def served_certificate(address: str, context: ssl.SSLContext) -> bytes:
