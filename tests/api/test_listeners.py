@@ -3,6 +3,7 @@ safe default that keeps listeners without TLS and authentication off the network
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,16 @@ def test_an_encrypted_key_and_an_inline_keystore(tmp_path: Path, certs: Certs) -
             assert len(brokers) == 1
         finally:
             assert server.stop() == 0, server.log()
+
+
+def test_every_listener_binds_before_the_log_opens(tmp_path: Path, certs: Certs) -> None:
+    """The second listener's port is taken: nothing starts, the data folder is not made."""
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        code, stderr = serve(tmp_path / "data", *conf(
+            f"listeners=PLAINTEXT://127.0.0.1:{free_port()},SSL://127.0.0.1:{port}",
+            f"ssl.keystore.location={certs.pem('server')}"))
+    assert code == 1
+    assert one_line(stderr) == (f"tierlog serve: the Kafka listener SSL cannot listen on 127.0.0.1:{port}: "
+                                f"Address already in use")
+    assert not (tmp_path / "data").exists()
