@@ -81,6 +81,12 @@ class ListenerPlan:
         kafka = kafka_listeners(settings.listeners, settings.listener_security_protocol_map,
                                 settings.advertised_listeners, args.kafka_listen if args.kafka_listen_given else None)
 
+        prefixes = {c.ssl_prefix for c in kafka} | {"grpc.", "http.", ""}
+        stray = sorted(name for name in settings.ssl_properties if name[:name.rindex("ssl.")] not in prefixes)
+        if stray:
+            raise TlsConfigError(f"{stray[0]}: no listener {stray[0].split('.')[2].upper()} "
+                                 f"(listeners: {', '.join(c.name for c in kafka)})")
+
         def tls(prefix: str, what: str) -> ServerTls:
             return ServerTls(SslProperties(settings.ssl_properties, prefix), what)
 

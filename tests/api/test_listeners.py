@@ -57,6 +57,8 @@ def conf(*settings: str) -> list[str]:
     (("listeners=SSL://127.0.0.1:{port}", "ssl.keystore.location={server}", "ssl.truststore.location={client_key}"),
      "ssl.truststore.location: no PEM certificate in it"),
     (("ssl.principal.mapping.rules=RULE:^CN=(.*?)$/$1/",), "tierlog maps certificates by Kafka's DEFAULT rule only"),
+    (("listener.name.external.ssl.client.auth=required",),
+     "listener.name.external.ssl.client.auth: no listener EXTERNAL (listeners: PLAINTEXT)"),
     (("grpc.listener.security.protocol=TLS",), "grpc.listener.security.protocol=TLS: expected PLAINTEXT or SSL"),
     (("grpc.listener.security.protocol=SSL", "ssl.keystore.location={server}", "ssl.truststore.location={ca}",
       "ssl.client.auth=requested"), "ssl.client.auth=requested: gRPC asks for client certificates only as required"),
