@@ -139,7 +139,9 @@ class SecureKafkaServer(KafkaServer):
         return f"{'https' if self.https else 'http'}://127.0.0.1:{self.http_port}"
 
     def start(self) -> SecureKafkaServer:
-        """Started and ready: each Kafka listener accepts once the process logs that it serves."""
+        """Started and ready: each Kafka listener accepts once the process logs that it serves
+        (the log is appended to across restarts: a new such line)."""
+        served_before = self.log().count(SERVING_LINE) if os.path.exists(self.log_path) else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*tierlog_command(), "serve", "--data-dir", self.data_dir, "--grpc-listen", f"{self.grpc_host}:{self.grpc_port}",
@@ -147,7 +149,7 @@ class SecureKafkaServer(KafkaServer):
                  *(arg for setting in self.conf for arg in ("--conf", setting))],
                 stdout=log, stderr=log)
         deadline = time.monotonic() + STARTUP_SECONDS
-        while SERVING_LINE not in self.log():
+        while self.log().count(SERVING_LINE) == served_before:
             if self.process.poll() is not None:
                 raise AssertionError(f"tierlog serve exited with {self.process.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
