@@ -86,7 +86,9 @@ def name_value(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _client_parser(commands: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+def _client_parser(commands: argparse._SubParsersAction, name: str, help: str,
+                   password_flag: str = "--password-file") -> argparse.ArgumentParser:
+    """`password_flag`: `users add` takes --password-file for the new user's password."""
     parser = commands.add_parser(name, help=help, description=help)
     parser.add_argument("--server", default=DEFAULT_SERVER, type=listen_address, metavar="HOST:PORT",
                         help=f"tierlog's gRPC address (default {DEFAULT_SERVER})")
@@ -95,7 +97,38 @@ def _client_parser(commands: argparse._SubParsersAction, name: str, help: str) -
                                           "sets TIERLOG_CA_FILE (default: the system's CAs once TLS is on)")
     parser.add_argument("--cert-file", help="client certificate (PEM) for mTLS; sets TIERLOG_CERT_FILE")
     parser.add_argument("--key-file", help="the client certificate's key (PEM); sets TIERLOG_KEY_FILE")
+    # Call credentials (grpc.authentication); the environment variables are the client library's.
+    parser.add_argument("--username", help="authenticate as this user; sets TIERLOG_USERNAME")
+    parser.add_argument(password_flag, dest="auth_password_file", metavar="FILE",
+                        help="a file whose first line is --username's password; sets TIERLOG_PASSWORD")
     return parser
+
+
+def _add_users_parser(commands: argparse._SubParsersAction) -> None:
+    """`tierlog users`: through the server, or with --data-dir (and --object-store) straight in
+    the broker's folder and bucket, before it starts."""
+    from broker.security.scram import DEFAULT_ITERATIONS
+
+    users = commands.add_parser("users", help="add, remove and list the users SASL and gRPC authenticate")
+    actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = _client_parser(actions, "add", "set a user's SCRAM credential (a new user, or a new password)",
+                         password_flag="--auth-password-file")
+    add.add_argument("name")
+    add.add_argument("--mechanism", default="SCRAM-SHA-512", help="SCRAM-SHA-512 (default) or SCRAM-SHA-256; "
+                                                                  "PLAIN logs in with either")
+    add.add_argument("--iterations", type=positive, default=DEFAULT_ITERATIONS,
+                     help=f"PBKDF2 iterations, 4096 to 16384 (default {DEFAULT_ITERATIONS})")
+    add.add_argument("--password-file", help="the first line is the password (default: stdin's first line)")
+    remove = _client_parser(actions, "remove", "remove a user, or one of its credentials",
+                            password_flag="--auth-password-file")
+    remove.add_argument("name")
+    remove.add_argument("--mechanism", help="only this credential (default: all of the user's)")
+    _client_parser(actions, "list", "users and their mechanisms", password_flag="--auth-password-file")
+    for parser in actions.choices.values():
+        parser.add_argument("--data-dir", help="change the broker's folder itself, not through a server "
+                                               "(the server must not be running)")
+        parser.add_argument("--object-store", type=object_store_url,
+                            help="with --data-dir: the broker's bucket, where the users are kept too")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", required=True, metavar="FILE", help="FILE.jsonl or FILE.parquet")
     replay.add_argument("--partition", type=non_negative, metavar="N", help="only this partition (default: all)")
 
+    _add_users_parser(commands)
+
     status = _client_parser(commands, "tier-status", "offsets and bytes per tier, per partition")
     status.add_argument("topic", nargs="?", help="one topic (default: all)")
 
@@ -186,6 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (tls["cert_file"] is None) != (tls["key_file"] is None):
         build_parser().error("--cert-file and --key-file go together")
     os.environ.update({ClientTls.ENVIRONMENT[field]: path for field, path in tls.items() if path})
+    if getattr(args, "username", None):
+        os.environ["TIERLOG_USERNAME"] = args.username
+    if getattr(args, "auth_password_file", None):
+        try:
+            with open(args.auth_password_file, encoding="utf-8") as f:
+                os.environ["TIERLOG_PASSWORD"] = f.readline().rstrip("\r\n")
+        except OSError as exc:
+            build_parser().error(f"cannot read {args.auth_password_file}: {exc.strerror}")
     return run_client_command(args)
 
 

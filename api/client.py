@@ -8,11 +8,14 @@
 
 Calls that fail raise TierlogError, carrying the gRPC status code and the server's message.
 A server with grpc.listener.security.protocol=SSL is reached with `tls=ClientTls(ca_file=...)`,
-or the TIERLOG_CA_FILE, TIERLOG_CERT_FILE and TIERLOG_KEY_FILE environment variables.
+or the TIERLOG_CA_FILE, TIERLOG_CERT_FILE and TIERLOG_KEY_FILE environment variables; a
+server with grpc.authentication=required with `user=ClientUser(name, password)` (or
+TIERLOG_USERNAME and TIERLOG_PASSWORD) or a client certificate.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +23,9 @@ from datetime import datetime
 from typing import Any, Self
 
 import grpc
+
+from broker.security.scram import DEFAULT_ITERATIONS, mechanism_named
+from broker.security.users import salted
 
 from .proto import tierlog_pb2 as pb
 from .proto import tierlog_pb2_grpc as pb_grpc
@@ -80,6 +86,37 @@ class ClientTls:
 
 
 @dataclass(frozen=True)
+class ClientUser:
+    """A user's name and password, sent with every call (`authorization: Basic ...`); the
+    server checks them as SASL PLAIN (over TLS unless it allows otherwise)."""
+
+    name: str
+    password: str
+
+    @classmethod
+    def from_environment(cls) -> ClientUser | None:
+        """From TIERLOG_USERNAME and TIERLOG_PASSWORD; None unless the name is set."""
+        name = os.environ.get("TIERLOG_USERNAME")
+        return cls(name, os.environ.get("TIERLOG_PASSWORD", "")) if name else None
+
+
+class _Credentials(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds the user's credentials to every call (the server reads them in grpc_identity.py)."""
+
+    def __init__(self, user: ClientUser) -> None:
+        self.metadata = ("authorization", "Basic " + base64.b64encode(f"{user.name}:{user.password}".encode()).decode())
+
+    def _with_metadata(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), self.metadata])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_metadata(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_metadata(details), request)
+
+
+@dataclass(frozen=True)
 class Message:
     topic: str
     partition: int
@@ -124,7 +161,8 @@ def _message(topic: str, partition: int, record: pb.Record) -> Message:
 
 
 class _Client:
-    def __init__(self, server: str = DEFAULT_SERVER, *, timeout: float = 30.0, tls: ClientTls | None = None) -> None:
+    def __init__(self, server: str = DEFAULT_SERVER, *, timeout: float = 30.0, tls: ClientTls | None = None,
+                 user: ClientUser | None = None) -> None:
         self.server = server
         self.timeout = timeout
         tls = tls or ClientTls.from_environment()
@@ -132,7 +170,9 @@ class _Client:
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
         self.channel = grpc.insecure_channel(server, options) if tls is None else \
             grpc.secure_channel(server, tls.credentials(), options)
-        self.stub = pb_grpc.TierlogStub(self.channel)
+        user = user or ClientUser.from_environment()
+        self.stub = pb_grpc.TierlogStub(self.channel if user is None else
+                                        grpc.intercept_channel(self.channel, _Credentials(user)))
 
     def _call(self, method: str, request: object, timeout: float | None = None) -> Any:
         try:
@@ -242,6 +282,34 @@ class Admin(_Client):
     def tier_status(self, topic: str | None = None) -> pb.TierStatusResponse:
         return self._call("TierStatus", pb.TierStatusRequest(topic=topic or ""))
 
+    # Users, as Kafka's admin clients manage them: the password is salted here (KIP-554).
+
+    def list_users(self) -> dict[str, dict[str, int]]:
+        """Each user's mechanisms and their iterations."""
+        return {u.name: {c.mechanism: c.iterations for c in u.credentials}
+                for u in self._call("ListUsers", pb.ListUsersRequest()).users}
+
+    def add_user(self, name: str, password: str, *, mechanism: str = "SCRAM-SHA-512",
+                 iterations: int = DEFAULT_ITERATIONS) -> None:
+        """Set the user's credential for `mechanism` (a new user, or a new password)."""
+        upsertion = salted(name, mechanism_named(mechanism), password, iterations)
+        self._alter_users(pb.AlterUsersRequest(upsertions=[pb.UserUpsertion(
+            name=name, mechanism=mechanism.upper(), iterations=iterations, salt=upsertion.salt,
+            salted_password=upsertion.salted_password)]))
+
+    def remove_user(self, name: str, mechanism: str | None = None) -> None:
+        """Remove one credential of the user, or (no mechanism) the user."""
+        mechanisms = [mechanism] if mechanism else list(self.list_users().get(name, ())) or ["SCRAM-SHA-512"]
+        self._alter_users(pb.AlterUsersRequest(deletions=[pb.UserDeletion(name=name, mechanism=m)
+                                                           for m in mechanisms]))
+
+    def _alter_users(self, request: pb.AlterUsersRequest) -> None:
+        for result in self._call("AlterUsers", request).results:
+            if result.error:
+                code = grpc.StatusCode.NOT_FOUND if result.error == "RESOURCE_NOT_FOUND" else \
+                    grpc.StatusCode.INVALID_ARGUMENT
+                raise TierlogError(code, f"{result.error}: {result.message}")
+
 
 class Consumer(_Client):
     """Reads one topic (all partitions or some). With a `group`, it starts where the group
@@ -249,8 +317,8 @@ class Consumer(_Client):
 
     def __init__(self, topic: str, server: str = DEFAULT_SERVER, *, start: Start = "latest",
                  partitions: Sequence[int] = (), group: str | None = None, max_bytes: int = 1024 * 1024,
-                 timeout: float = 30.0, tls: ClientTls | None = None) -> None:
-        super().__init__(server, timeout=timeout, tls=tls)
+                 timeout: float = 30.0, tls: ClientTls | None = None, user: ClientUser | None = None) -> None:
+        super().__init__(server, timeout=timeout, tls=tls, user=user)
         self.topic = topic
         self.group = group
         self.max_bytes = max_bytes

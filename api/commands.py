@@ -1,4 +1,4 @@
-"""The client commands of the CLI: topics, produce, consume, replay, tier-status.
+"""The client commands of the CLI: users, topics, produce, consume, replay, tier-status.
 
 Data goes to stdout (one record per line, tables as plain aligned columns); errors go to
 stderr as one line, with exit status 1."""
@@ -6,6 +6,7 @@ stderr as one line, with exit status 1."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import select
@@ -14,6 +15,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
+
+from broker.security.documents import DocumentError
+from broker.security.scram import UnknownMechanismError, mechanism_named, type_of
+from broker.security.users import Deletion, UserCredentials, UserStore, salted
+from tiering.store import ObjectStoreError
+from tiering.url import open_store
 
 from .client import Admin, Consumer, Message, NewRecord, Producer, TierlogError
 from .replay import ReplayError, message_json, replay
@@ -180,7 +187,86 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"topics": topics, "produce": produce, "consume": consume, "replay": run_replay,
+# -- users -------------------------------------------------------------------------------
+
+def new_password(args: argparse.Namespace) -> str:
+    """From --password-file (its first line), else stdin's first line."""
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as f:
+                text = f.readline()
+        except OSError as exc:
+            raise UsersError(f"cannot read {args.password_file}: {exc.strerror}") from None
+    else:
+        text = sys.stdin.readline()
+    password = text.rstrip("\r\n")
+    if not password:
+        raise UsersError("the password is empty")
+    return password
+
+
+class UsersError(Exception):
+    """A user change refused (by the store's checks) or input missing."""
+
+
+def users(args: argparse.Namespace) -> int:
+    """Against the server (gRPC), or with --data-dir against its folder and bucket, for the
+    first user before the server ever starts."""
+    if args.data_dir is not None:
+        return asyncio.run(_users_offline(args))
+    if args.object_store:
+        raise UsersError("--object-store goes with --data-dir (without them, the server changes its own)")
+    with Admin(args.server) as admin:
+        if args.action == "add":
+            admin.add_user(args.name, new_password(args), mechanism=args.mechanism, iterations=args.iterations)
+            print(f"set the {args.mechanism.upper()} credential of user {args.name}", file=sys.stderr)
+        elif args.action == "remove":
+            admin.remove_user(args.name, args.mechanism)
+            print(f"removed user {args.name}" + (f"'s {args.mechanism.upper()} credential" if args.mechanism else ""),
+                  file=sys.stderr)
+        else:
+            _print_users(admin.list_users())
+    return 0
+
+
+def _print_users(listed: dict[str, dict[str, int]]) -> None:
+    _out(format_table(["USER", "MECHANISM", "ITERATIONS"], [
+        (name, mechanism, iterations) for name, credentials in sorted(listed.items())
+        for mechanism, iterations in credentials.items()]))
+
+
+async def _users_offline(args: argparse.Namespace) -> int:
+    """The server's own user store over the data folder (and bucket): the same checks."""
+    os.makedirs(args.data_dir, exist_ok=True)
+    store = UserStore(args.data_dir)
+    bucket = open_store(args.object_store) if args.object_store else None
+    try:
+        if bucket is not None:
+            store.document.keep_in(bucket)
+        await store.load()
+        if args.action == "list":
+            _print_users({u.name: {m.name: i for m, i in u.mechanisms}
+                          for u in store.describe(None) if isinstance(u, UserCredentials)})
+            return 0
+        if args.action == "add":
+            outcome = await store.alter([salted(args.name, mechanism_named(args.mechanism), new_password(args),
+                                                args.iterations)], [])
+        else:
+            credentials = {u.name: u for u in store.describe(None) if isinstance(u, UserCredentials)}.get(args.name)
+            names = [args.mechanism] if args.mechanism else \
+                [m.name for m, _ in credentials.mechanisms] if credentials else ["SCRAM-SHA-512"]
+            outcome = await store.alter([], [Deletion(args.name, type_of(m)) for m in names])
+    finally:
+        if bucket is not None:
+            await bucket.close()
+    error = outcome[args.name]
+    if error is not None:
+        raise UsersError(f"{error.code.name.upper()}: {error.message}")
+    print(f"{'set' if args.action == 'add' else 'removed'} user {args.name} in {args.data_dir}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"users": users, "topics": topics, "produce": produce, "consume": consume, "replay": run_replay,
             "tier-status": tier_status}
 
 
@@ -190,7 +276,7 @@ def run_client_command(args: argparse.Namespace) -> int:
     except TierlogError as exc:
         print(f"tierlog {args.command}: {exc}", file=sys.stderr)
         return 1
-    except ReplayError as exc:
+    except (ReplayError, UsersError, UnknownMechanismError, DocumentError, ObjectStoreError) as exc:
         print(f"tierlog {args.command}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the reader of our output went away (`| head`): not an error

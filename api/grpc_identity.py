@@ -6,12 +6,19 @@ user whose call credentials the authentication interceptor verified; else ANONYM
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from cryptography import x509
+from prometheus_client import Counter
 
 from broker.security.principal import ANONYMOUS, USER, Principal
+from broker.security.users import UserStore
+from broker.settings import BrokerSettings
 
 # Set by the authentication interceptor around the call it verified: a call's handler runs
 # in the task (and so the context) the interceptor wraps it in.
@@ -32,3 +39,81 @@ def certificate_subject(context: grpc.aio.ServicerContext) -> str | None:
     if not pem:
         return None
     return x509.load_pem_x509_certificate(pem[0]).subject.rfc4514_string()
+
+
+CREDENTIALS_KEY = "authorization"  # metadata: `Basic base64(user:password)`, as HTTP's (api/client.py)
+_OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")  # health checks and schema stay open
+
+AUTHENTICATION_FAILURES = Counter("tierlog_grpc_authentication_failures_total",
+                                  "gRPC calls refused for missing or wrong credentials")
+
+
+class CallAuthentication(grpc.aio.ServerInterceptor):
+    """Checks each call's credentials before its handler runs: Basic credentials against the
+    users (as PLAIN: a SCRAM exchange needs round trips a gRPC call does not have), only over
+    TLS unless `grpc.authentication.plaintext.allow`; with `grpc.authentication=required`, a
+    call with neither valid credentials nor a verified client certificate is refused
+    UNAUTHENTICATED."""
+
+    def __init__(self, users: UserStore, settings: BrokerSettings, tls: bool) -> None:
+        self.users = users
+        self.required = settings.grpc_authentication == "required"
+        self.basic_allowed = tls or settings.grpc_authentication_plaintext_allow
+        self.failure_delay_s = settings.connection_failed_authentication_delay_ms / 1000
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_OPEN_SERVICES):
+            return handler
+        if handler.unary_unary is not None:
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await self._authenticate(context)
+                return await handler.unary_unary(request, context)
+            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
+                                                       handler.response_serializer)
+        if handler.unary_stream is not None:
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                await self._authenticate(context)
+                async for response in handler.unary_stream(request, context):
+                    yield response
+            return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer,
+                                                        handler.response_serializer)
+        raise TypeError(f"{details.method}: tierlog's service has unary and server-streaming calls only")
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        """Sets `verified_caller` for the call, or aborts it (raises)."""
+        supplied = dict(context.invocation_metadata() or ()).get(CREDENTIALS_KEY)
+        if supplied is None:
+            if self.required and certificate_subject(context) is None:
+                AUTHENTICATION_FAILURES.inc()
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    "credentials required: a client certificate, or a user's password "
+                                    "(--username and --password-file)")
+            return
+        if not self.basic_allowed:
+            AUTHENTICATION_FAILURES.inc()
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "passwords are accepted over TLS only on this gRPC listener "
+                                "(grpc.authentication.plaintext.allow)")
+        name, password = _basic(supplied)
+        if name is not None and await self.users.verify_password(name, password):
+            verified_caller.set(Principal(USER, name))
+            return
+        AUTHENTICATION_FAILURES.inc()
+        await asyncio.sleep(self.failure_delay_s)  # as Kafka's connection.failed.authentication.delay.ms
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication failed: invalid credentials")
+
+
+def _basic(value: str | bytes) -> tuple[str | None, bytes]:
+    """(user, password) of `Basic base64(user:password)`; (None, b"") if malformed."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    scheme, _, encoded = text.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None, b""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+        name, sep, password = decoded.partition(b":")
+        return (name.decode() if sep and name else None), password
+    except (ValueError, UnicodeDecodeError):
+        return None, b""

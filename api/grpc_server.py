@@ -7,6 +7,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .grpc_identity import CallAuthentication
 from .grpc_service import TierlogService
 from .listen import ListenError, check_can_listen, parse_host_port
 from .proto import tierlog_pb2 as pb
@@ -24,7 +25,8 @@ class GrpcServer:
         self.address = address
         self.credentials = server_credentials(tls) if tls is not None else None
         # so_reuseport off: a port another process holds must fail the bind, not be shared.
-        self.server = grpc.aio.server(options=[
+        self.server = grpc.aio.server(interceptors=[CallAuthentication(service.broker.users, service.broker.settings,
+                                                                       tls is not None)], options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -32,6 +32,8 @@ from broker.node import Broker
 from broker.produce import Appended
 from broker.security.acls import AclOperation, ResourceType
 from broker.security.authorizer import Access, AuthorizationError, enforce
+from broker.security.scram import type_of
+from broker.security.users import Deletion, Upsertion, UserCredentials
 from hotlog.config import TOPIC_CONFIGS
 from hotlog.errors import OffsetOutOfRangeError, UnknownTopicOrPartitionError
 from hotlog.log import PartitionLog
@@ -484,4 +486,29 @@ class TierlogService(pb_grpc.TierlogServicer):
                 copy_lag_segments=row.remote.copy_lag_segments, copy_lag_bytes=row.remote.copy_lag_bytes,
             )
             for row in rows
+        ])
+
+    # -- users -----------------------------------------------------------------------
+
+    @unary("ListUsers")
+    async def ListUsers(self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:
+        self._access(context).check_cluster(AclOperation.DESCRIBE)  # as DescribeUserScramCredentials
+        return pb.ListUsersResponse(users=[
+            pb.User(name=user.name, credentials=[pb.UserCredential(mechanism=m.name, iterations=i)
+                                                 for m, i in user.mechanisms])
+            for user in self.broker.users.describe(None) if isinstance(user, UserCredentials)
+        ])
+
+    @unary("AlterUsers")
+    async def AlterUsers(self, request: pb.AlterUsersRequest,
+                         context: grpc.aio.ServicerContext) -> pb.AlterUsersResponse:
+        """Kafka's AlterUserScramCredentials: the same store, the same per-user checks."""
+        self._access(context).check_cluster(AclOperation.ALTER)
+        outcome = await self.broker.users.alter(
+            [Upsertion(u.name, type_of(u.mechanism), u.iterations, u.salt, u.salted_password)
+             for u in request.upsertions],
+            [Deletion(d.name, type_of(d.mechanism)) for d in request.deletions])
+        return pb.AlterUsersResponse(results=[
+            pb.UserResult(name=name, error=error.code.name.upper() if error else "", message=error.message if error else "")
+            for name, error in outcome.items()
         ])

@@ -89,6 +89,16 @@ class TierlogStub:
                 request_serializer=api_dot_proto_dot_tierlog__pb2.TierStatusRequest.SerializeToString,
                 response_deserializer=api_dot_proto_dot_tierlog__pb2.TierStatusResponse.FromString,
                 _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/tierlog.v1.Tierlog/ListUsers',
+                request_serializer=api_dot_proto_dot_tierlog__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tierlog__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.AlterUsers = channel.unary_unary(
+                '/tierlog.v1.Tierlog/AlterUsers',
+                request_serializer=api_dot_proto_dot_tierlog__pb2.AlterUsersRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tierlog__pb2.AlterUsersResponse.FromString,
+                _registered_method=True)
 
 
 class TierlogServicer:
@@ -163,6 +173,19 @@ class TierlogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsers(self, request, context):
+        """Users' SCRAM credentials, as Kafka's Describe/AlterUserScramCredentials (KIP-554).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TierlogServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +243,16 @@ def add_TierlogServicer_to_server(servicer, server):
                     servicer.TierStatus,
                     request_deserializer=api_dot_proto_dot_tierlog__pb2.TierStatusRequest.FromString,
                     response_serializer=api_dot_proto_dot_tierlog__pb2.TierStatusResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=api_dot_proto_dot_tierlog__pb2.ListUsersRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tierlog__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'AlterUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterUsers,
+                    request_deserializer=api_dot_proto_dot_tierlog__pb2.AlterUsersRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tierlog__pb2.AlterUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -519,6 +552,60 @@ class Tierlog:
             '/tierlog.v1.Tierlog/TierStatus',
             api_dot_proto_dot_tierlog__pb2.TierStatusRequest.SerializeToString,
             api_dot_proto_dot_tierlog__pb2.TierStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierlog.v1.Tierlog/ListUsers',
+            api_dot_proto_dot_tierlog__pb2.ListUsersRequest.SerializeToString,
+            api_dot_proto_dot_tierlog__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierlog.v1.Tierlog/AlterUsers',
+            api_dot_proto_dot_tierlog__pb2.AlterUsersRequest.SerializeToString,
+            api_dot_proto_dot_tierlog__pb2.AlterUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

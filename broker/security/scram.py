@@ -75,6 +75,13 @@ def mechanism_of_type(kafka_type: int) -> Mechanism:
                                     f"2 (SCRAM-SHA-512)") from None
 
 
+def type_of(name: str) -> int:
+    """Kafka's type of a mechanism name, 0 (Kafka's UNKNOWN) for any other: the user store
+    refuses that as Kafka does (UNSUPPORTED_SASL_MECHANISM)."""
+    mechanism = MECHANISMS.get(name.upper())
+    return 0 if mechanism is None else mechanism.kafka_type
+
+
 def check_iterations(iterations: int) -> None:
     if iterations < MIN_ITERATIONS:
         raise CredentialError(f"too few iterations: {iterations} (at least {MIN_ITERATIONS})")

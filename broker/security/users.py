@@ -21,6 +21,7 @@ from .documents import KeptDocument
 from .scram import (
     DEFAULT_ITERATIONS,
     MECHANISMS,
+    SALT_BYTES,
     SCRAM_SHA_512,
     Credential,
     CredentialError,
@@ -44,6 +45,13 @@ class Upsertion:
     iterations: int
     salt: bytes
     salted_password: bytes
+
+
+def salted(name: str, mechanism: Mechanism, password: str, iterations: int) -> Upsertion:
+    """The upsertion a client sends for a password (the salting KIP-554 asks of clients)."""
+    salt = os.urandom(SALT_BYTES)
+    return Upsertion(name, mechanism.kafka_type, iterations, salt,
+                     mechanism.salted_password(password.encode(), salt, iterations))
 
 
 @dataclass(frozen=True)
