@@ -30,7 +30,7 @@ from kio.schema.sasl_authenticate.v2 import request as authenticate_v2
 from kio.schema.sasl_handshake.v0 import request as handshake_v0
 from kio.schema.sasl_handshake.v1 import request as handshake_v1
 
-from ..security_support import SecureKafkaServer
+from ..security_support import Certs, SecureKafkaServer, certs_fixture  # noqa: F401 (a fixture)
 from ..server import http_get
 from .test_protocol import metadata
 from .wire import SIZE, Wire
@@ -373,3 +373,24 @@ def test_a_broker_whose_data_folder_is_lost_keeps_its_users_from_the_bucket(tmp_
             == [b"over sasl"]
     finally:
         restored.stop()
+
+
+def test_sasl_ssl_with_scram_for_confluent_kafka_and_kafka_python(certs: Certs, tmp_path: Path) -> None:
+    """SASL over TLS, the server's certificate checked against the test CA."""
+    from kafka import KafkaProducer
+
+    server = SecureKafkaServer(str(tmp_path / "data"), {"PLAINTEXT": "PLAINTEXT", "SASL_SSL": "SASL_SSL"},
+                               certs=certs).start()
+    try:
+        add_user(AdminClient({"bootstrap.servers": server.address("PLAINTEXT")}), "alice", PASSWORD)
+        config = {"bootstrap.servers": server.address("SASL_SSL"), "security.protocol": "SASL_SSL",
+                  "ssl.ca.location": certs.ca_file, "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice",
+                  "sasl.password": PASSWORD}
+        assert produce_and_consume(config, "sasl-ssl") == [b"over sasl"]
+        producer = KafkaProducer(bootstrap_servers=server.address("SASL_SSL"), security_protocol="SASL_SSL",
+                                 ssl_context=certs.client_context(), sasl_mechanism="SCRAM-SHA-256",
+                                 sasl_plain_username="alice", sasl_plain_password=PASSWORD)
+        producer.send("sasl-ssl", b"from kafka-python").get(timeout=15)
+        producer.close()
+    finally:
+        server.stop()
