@@ -718,6 +718,8 @@ def test_broker_user_data_writes_the_keystore_and_adds_the_first_user(root):
     assert argv[1:5] == ["users", "add", "admin", "--mechanism"] and argv[5] == "SCRAM-SHA-512"
     assert argv[argv.index("--password-file") + 1] == "$password_file"
     assert argv[argv.index("--object-store") + 1] == values["object_store_url"]  # kept in the bucket too
+    args = build_parser().parse_args(argv[1:])  # the CLI takes it as written
+    assert (args.command, args.action, args.name, args.password_file) == ("users", "add", "admin", "$password_file")
 
 
 def test_broker_unit_restarts_and_stops_gracefully(root):
