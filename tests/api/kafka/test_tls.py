@@ -277,3 +277,27 @@ def closed_by_server(sock: socket.socket, within_s: float) -> bool:
         return False
     finally:
         sock.close()
+
+
+def test_protocol_versions_and_cipher_suites_per_listener(tmp_path: Path, certs: Certs) -> None:
+    """TLS13 takes TLSv1.3 only; TLS12 is capped at TLSv1.2 by ssl.protocol, with one suite."""
+    server = SecureKafkaServer(str(tmp_path / "data"), {"TLS13": "SSL", "TLS12": "SSL"},
+                               "listener.name.tls13.ssl.enabled.protocols=TLSv1.3",
+                               "listener.name.tls12.ssl.protocol=TLSv1.2",
+                               "listener.name.tls12.ssl.cipher.suites=ECDHE-ECDSA-AES128-GCM-SHA256",
+                               certs=certs).start()
+    try:
+        def negotiated(listener: str, context: ssl.SSLContext) -> tuple[str | None, str | None]:
+            with socket.create_connection(("127.0.0.1", server.ports[listener]), timeout=5) as raw, \
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                cipher = tls.cipher()
+                return tls.version(), cipher[0] if cipher else None
+
+        assert negotiated("TLS12", certs.client_context()) == ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256")
+        assert negotiated("TLS13", certs.client_context())[0] == "TLSv1.3"
+        only_12 = certs.client_context()
+        only_12.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(ssl.SSLError):
+            negotiated("TLS13", only_12)
+    finally:
+        assert server.stop() == 0, server.log()
