@@ -187,15 +187,20 @@ def produce_error(bootstrap: str, topic: str, **config: str) -> int | None:
 
 def test_the_verified_client_certificate_is_the_principal(tmp_path: Path, certs: Certs) -> None:
     """alice, by her certificate on the MTLS listener, is a super user; the same client on
-    the SSL listener (no client authentication) is ANONYMOUS, and refused."""
-    server = SecureKafkaServer(str(tmp_path / "data"), {"MTLS": "SSL", "SSL": "SSL"},
-                               "listener.name.mtls.ssl.client.auth=required", "authorizer.class.name=tierlog",
+    the SSL listener (no client authentication) is ANONYMOUS, and refused. OPT asks for a
+    certificate without requiring one: alice with hers, ANONYMOUS without."""
+    server = SecureKafkaServer(str(tmp_path / "data"), {"MTLS": "SSL", "SSL": "SSL", "OPT": "SSL"},
+                               "listener.name.mtls.ssl.client.auth=required",
+                               "listener.name.opt.ssl.client.auth=requested", "authorizer.class.name=tierlog",
                                f"super.users={CLIENT_PRINCIPAL}", certs=certs).start()
     try:
         alice = AdminClient({"bootstrap.servers": server.address("MTLS"), **certs.confluent_ssl(client_cert=True)})
         alice.create_topics([NewTopic("alices", 1)])["alices"].result(timeout=10)
         assert produce_error(server.address("MTLS"), "alices", **certs.confluent_ssl(client_cert=True)) is None
         assert produce_error(server.address("SSL"), "alices", **certs.confluent_ssl(client_cert=True)) == \
+            KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert produce_error(server.address("OPT"), "alices", **certs.confluent_ssl(client_cert=True)) is None
+        assert produce_error(server.address("OPT"), "alices", **certs.confluent_ssl()) == \
             KafkaError.TOPIC_AUTHORIZATION_FAILED
     finally:
         assert server.stop() == 0, server.log()
