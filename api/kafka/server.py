@@ -170,7 +170,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if available < SIZE.size:
                 break
             (size,) = SIZE.unpack_from(self._buf, self._start)
-            if size < REQUEST_PREFIX.size or size > self.max_frame:
+            shortest = 0 if self.sasl is not None and self.sasl.raw_tokens else REQUEST_PREFIX.size  # a bare token
+            if size < shortest or size > self.max_frame:
                 log.warning("closing connection from %s: a request frame of %d bytes (at least %d, at most %d: "
                             "socket.request.max.bytes)", self.peer_host, size, REQUEST_PREFIX.size, self.max_frame)
                 self.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from .documents import KeptDocument
+from .documents import DocumentError, KeptDocument
 from .scram import (
     DEFAULT_ITERATIONS,
     MECHANISMS,
@@ -95,11 +95,20 @@ class UserStore:
     def __init__(self, data_dir: str) -> None:
         self.document = KeptDocument(data_dir, DOCUMENT)
         self._users: dict[str, dict[str, Credential]] = {}
-        self._secret = os.urandom(32)  # this process's: keys the verified-password cache and the decoys
+        self._secret = os.urandom(32)  # this process's: keys the verified-password cache
+        # Unknown users' made-up credentials derive from this, kept with the users so that
+        # they stay the same across restarts (a salt that changed would tell them apart).
+        self._decoy_secret = os.urandom(32)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
 
     async def load(self) -> None:
-        self._users = _decode(await self.document.load())
+        document = await self.document.load()
+        if document is not None:
+            try:
+                self._users = _decode(document)
+                self._decoy_secret = bytes.fromhex(document.get("decoy_seed", self._decoy_secret.hex()))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DocumentError(f"{self.document.path}: not a credentials document ({exc!r})") from None
 
     def names(self) -> list[str]:
         return sorted(self._users)
@@ -110,7 +119,7 @@ class UserStore:
     @property
     def decoy_secret(self) -> bytes:
         """For SCRAM exchanges of unknown users (scram.ScramExchange)."""
-        return self._secret
+        return self._decoy_secret
 
     def describe(self, names: list[str] | None) -> list[UserCredentials | UserError]:
         """Every user for None or [], else the named ones in order (Kafka's errors for an
@@ -149,7 +158,7 @@ class UserStore:
                 if not credentials:
                     del users[name]
             if users != self._users:
-                await self.document.save(_encode(users))  # refused: raises, nothing changed
+                await self.document.save(_encode(users, self._decoy_secret))  # refused: raises, nothing changed
                 self._users = users
         return {name: change.error for name, change in changes.items()}
 
@@ -189,7 +198,7 @@ class UserStore:
         remembered (keyed by this process's secret, the credential and the password)."""
         credential = next((c for m in MECHANISMS.values() if (c := self.credential(name, m)) is not None), None)
         if credential is None:
-            decoy_salt = hmac.new(self._secret, name.encode(), "sha256").digest()
+            decoy_salt = hmac.new(self._decoy_secret, name.encode(), "sha256").digest()
             await asyncio.to_thread(SCRAM_SHA_512.salted_password, password, decoy_salt, DEFAULT_ITERATIONS)
             return False
         remembered = hmac.new(self._secret, b"\0".join((name.encode(), credential.stored_key, password)),
@@ -205,13 +214,11 @@ class UserStore:
         return True
 
 
-def _encode(users: dict[str, dict[str, Credential]]) -> dict[str, Any]:
+def _encode(users: dict[str, dict[str, Credential]], decoy_secret: bytes) -> dict[str, Any]:
     return {"users": {name: {mechanism: c.to_json() for mechanism, c in credentials.items()}
-                      for name, credentials in users.items()}}
+                      for name, credentials in users.items()}, "decoy_seed": decoy_secret.hex()}
 
 
 def _decode(document: Any) -> dict[str, dict[str, Credential]]:
-    if document is None:
-        return {}
     return {name: {mechanism: Credential.from_json(MECHANISMS[mechanism], c) for mechanism, c in credentials.items()}
             for name, credentials in document["users"].items()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,13 @@ from kio.schema.errors import ErrorCode
 
 from broker.security.documents import DocumentError
 from broker.security.scram import SCRAM_SHA_256, SCRAM_SHA_512, Mechanism
-from broker.security.users import Deletion, Upsertion, UserCredentials, UserError, UserStore
+from broker.security.users import Deletion, Upsertion, UserCredentials, UserError, UserStore, salted
 from tiering.local_store import LocalFolderStore
 from tiering.wrappers import FaultInjectingStore
 
 
 def upsertion(name: str, password: str, mechanism: Mechanism = SCRAM_SHA_512, iterations: int = 4096) -> Upsertion:
-    salt = os.urandom(16)
-    return Upsertion(name, mechanism.kafka_type, iterations, salt,
-                     mechanism.salted_password(password.encode(), salt, iterations))
+    return salted(name, mechanism, password, iterations)
 
 
 def test_a_user_added_authenticates_with_plain_and_is_described_without_keys(tmp_path: Path) -> None:
@@ -113,3 +110,26 @@ def test_a_change_the_bucket_refuses_changes_nothing(tmp_path: Path) -> None:
         assert users.names() == [] and not await users.verify_password("alice", b"p")
 
     asyncio.run(scenario())
+
+
+def test_unknown_users_meet_the_same_made_up_credential_after_a_restart(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        first = UserStore(str(tmp_path))
+        await first.load()
+        await first.alter([upsertion("alice", "p")], [])
+        again = UserStore(str(tmp_path))
+        await again.load()
+        return first.decoy_secret, again.decoy_secret
+
+    before, after = asyncio.run(scenario())
+    assert before == after
+
+
+def test_a_damaged_document_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "scram-credentials.json").write_text('{"users": {"alice": {"SCRAM-SHA-512": {"salt": "zz"}}}}')
+
+    async def scenario() -> None:
+        await UserStore(str(tmp_path)).load()
+
+    with pytest.raises(DocumentError, match="not a credentials document"):
+        asyncio.run(scenario())
