@@ -12,11 +12,13 @@ import grpc
 import pytest
 from confluent_kafka.admin import AclOperation
 
+from api.client import Admin, ClientUser, TierlogError
 from api.proto import tierlog_pb2 as pb
 from api.proto import tierlog_pb2_grpc as pb_grpc
 
 from .kafka.cluster import KafkaServer
-from .kafka.test_acls import GROUP, ON, TOPIC, authorizing_server, grant, name, seed_acls
+from .kafka.test_acls import GROUP, ON, TOPIC, admin, authorizing_server, grant, name, seed_acls
+from .kafka.test_sasl import add_user
 from .security_support import (  # noqa: F401 (certs_fixture: a fixture)
     CLIENT_PRINCIPAL,
     Certs,
@@ -104,5 +106,25 @@ def test_an_mtls_callers_certificate_names_its_principal(certs: Certs, tmp_path:
             assert f"{CLIENT_PRINCIPAL} may not CREATE TOPIC '{topic}'" in denied(alice.CreateTopic, create)
             grant(secure, TOPIC, topic, AclOperation.CREATE, principal=CLIENT_PRINCIPAL)
             assert alice.CreateTopic(create).name == topic
+    finally:
+        assert secure.stop() == 0, secure.log()
+
+
+def test_a_caller_with_credentials_is_its_users_principal(tmp_path: Path) -> None:
+    data = seed_acls(str(tmp_path / "data"))
+    secure = SecureKafkaServer(data, {"PLAINTEXT": "PLAINTEXT"}, ON, "grpc.authentication=required",
+                               "grpc.authentication.plaintext.allow=true").start()
+    try:
+        add_user(admin(secure), "bob", "bob-secret")  # through Kafka, as ANONYMOUS (seeded ALTER on the cluster)
+        topic = name("basic")
+        grant(secure, TOPIC, topic, AclOperation.CREATE, principal="User:bob")
+        with Admin(secure.grpc_address, user=ClientUser("bob", "bob-secret")) as bob:
+            bob.create_topic(topic, partitions=1)
+            with pytest.raises(TierlogError) as refused:
+                bob.describe_topic(topic)  # CREATE does not imply DESCRIBE
+            assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED
+            assert f"User:bob may not DESCRIBE TOPIC '{topic}'" in refused.value.message
+            grant(secure, TOPIC, topic, AclOperation.DESCRIBE, principal="User:bob")
+            assert bob.describe_topic(topic).name == topic
     finally:
         assert secure.stop() == 0, secure.log()
