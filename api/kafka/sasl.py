@@ -78,6 +78,11 @@ class _Step(NamedTuple):
     lifetime_ms: int = 0
 
 
+# One round of a mechanism: the client's token in, the server's token out, and who the
+# client is once the last round verified it (None before).
+_Round = Callable[[bytes], Awaitable[tuple[bytes, Principal | None]]]
+
+
 class _Stage(enum.Enum):
     HANDSHAKE = "expecting SaslHandshake"
     AUTHENTICATE = "expecting SaslAuthenticate"
@@ -97,7 +102,7 @@ class SaslSession:
         self.mechanism: str | None = None
         self.principal: Principal | None = None  # once authenticated
         self._expires: float | None = None  # monotonic time the session ends (re-authentication)
-        self._round: Callable[[bytes], Awaitable[tuple[bytes, Principal | None]]] | None = None
+        self._round: _Round | None = None
         self._raw = False  # tokens without SaslAuthenticate around them (SaslHandshake v0)
 
     @property
@@ -194,7 +199,7 @@ class SaslSession:
             raise AuthenticationFailed("wrong credentials")
         return b"", Principal(USER, name)
 
-    def _scram(self, mechanism: str) -> Callable[[bytes], Awaitable[tuple[bytes, Principal | None]]]:
+    def _scram(self, mechanism: str) -> _Round:
         scram = MECHANISMS[mechanism]
         exchange = ScramExchange(scram, lambda name: self.users.credential(name, scram), self.users.decoy_secret)
         first = True
