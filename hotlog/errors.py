@@ -11,7 +11,13 @@ class CorruptRecordError(LogError):
 
 class InvalidRecordError(LogError):
     """A record the topic cannot take, though well formed: one without a key, for a
-    compacted topic (Kafka's INVALID_RECORD)."""
+    compacted topic (Kafka's INVALID_RECORD). `record_indexes`: which records of the
+    append (counted across its batches from 0), so a producer fails those and retries the
+    others (Kafka's record errors, KIP-467)."""
+
+    def __init__(self, message: str, record_indexes: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.record_indexes = record_indexes
 
 
 class RecordTooLargeError(LogError):

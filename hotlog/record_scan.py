@@ -176,10 +176,16 @@ def refuse_null_keys(data: bytes | bytearray | memoryview, batches: list[BatchPo
     """Refuse an append to a compacted topic if a record has no key: compaction keeps the
     last record of each key, and Kafka refuses these too (INVALID_RECORD)."""
     view = memoryview(data)
+    keyless: list[int] = []
+    first = 0  # the batch's first record's index in the append
     for pos, header in batches:
-        if header.is_control:
-            continue
-        stored = view[pos + HEADER_SIZE : pos + header.size]
-        payload = bytes(stored) if header.compression == NONE else decompress(header.compression, stored)
-        if None in scan_records(payload, header.record_count).keys:
-            raise InvalidRecordError(f"compacted topic cannot accept a record without a key in partition {partition}")
+        if not header.is_control:
+            stored = view[pos + HEADER_SIZE : pos + header.size]
+            payload = bytes(stored) if header.compression == NONE else decompress(header.compression, stored)
+            keys = scan_records(payload, header.record_count).keys
+            if None in keys:
+                keyless += [first + i for i, key in enumerate(keys) if key is None]
+        first += header.record_count
+    if keyless:
+        raise InvalidRecordError(f"compacted topic cannot accept a record without a key in partition {partition}",
+                                 tuple(keyless))

@@ -17,20 +17,22 @@ from kio.schema.errors import ErrorCode
 from broker.errors import HANDLED, kafka_code
 from broker.metrics import count_storage_error
 from broker.produce import Appended
+from hotlog.errors import InvalidRecordError
 
 from .acls import access
-from .codec import build, nested
+from .codec import build, has_field, nested
 from .context import NO_THROTTLE, Call, KafkaContext
 
 
 class _PartitionResult:
-    __slots__ = ("index", "code", "message", "appended")
+    __slots__ = ("index", "code", "message", "appended", "bad_records")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.code = ErrorCode.none
         self.message: str | None = None
         self.appended: Appended | None = None
+        self.bad_records: tuple[int, ...] = ()  # the records that failed the append (KIP-467)
 
     def fail(self, code: ErrorCode, message: str | None) -> None:
         self.code, self.message = code, message
@@ -39,6 +41,8 @@ class _PartitionResult:
         """Answered with the error's code: this partition only, the connection stays up."""
         count_storage_error("kafka", "Produce", exc)
         self.fail(kafka_code(exc), str(exc))
+        if isinstance(exc, InvalidRecordError):
+            self.bad_records = exc.record_indexes
 
 
 async def _wait_durable(kafka: KafkaContext, result: _PartitionResult, timeout_s: float) -> None:
@@ -97,13 +101,20 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
     response = call.response_type
     topic_entity = nested(response, "responses")
     partition_entity = nested(topic_entity, "partition_responses")
+    record_error = nested(partition_entity, "record_errors") if has_field(partition_entity, "record_errors") else None
+
+    def record_errors(r: _PartitionResult) -> tuple[Any, ...]:
+        if record_error is None:
+            return ()
+        return tuple(build(record_error, batch_index=i, batch_index_error_message=r.message) for i in r.bad_records)
+
     return build(response, throttle_time=NO_THROTTLE, responses=tuple(
         build(topic_entity, name=name, partition_responses=tuple(
             build(partition_entity, index=r.index, error_code=r.code,
                   base_offset=-1 if r.appended is None or r.code else r.appended.info.base_offset,
                   log_append_time=_append_time(r.appended),
                   log_start_offset=-1 if r.appended is None else r.appended.log.log_start_offset,
-                  record_errors=(), error_message=r.message)
+                  record_errors=record_errors(r), error_message=r.message)
             for r in results
         ))
         for name, results in topics

@@ -236,6 +236,18 @@ def test_a_record_without_a_key_is_refused_by_a_compacted_topic(tmp_path: Path) 
             producer.flush(10)
             assert errors and errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD, (topic, errors)
             assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 0), topic
+        # One batch, one record in ten without a key: the answer names those (KIP-467's record
+        # errors), so librdkafka fails them with INVALID_RECORD and the others with
+        # _INVALID_DIFFERENT_RECORD, free to send again (librdkafka's test 0011).
+        outcomes: dict[int, int] = {}
+        producer = Producer({"bootstrap.servers": server.bootstrap, "message.send.max.retries": 0,
+                             "linger.ms": 100})
+        for i in range(50):
+            producer.produce("table", b"v%d" % i, key=None if i % 10 == 0 else b"k%d" % i, partition=0,
+                             on_delivery=lambda err, _, i=i: outcomes.__setitem__(i, err.code()))
+        assert producer.flush(10) == 0
+        assert {i for i, code in outcomes.items() if code == KafkaError.INVALID_RECORD} == set(range(0, 50, 10))
+        assert sum(code == KafkaError._INVALID_DIFFERENT_RECORD for code in outcomes.values()) == 45
         consumer.close()
     finally:
         assert server.stop() == 0, server.log()
