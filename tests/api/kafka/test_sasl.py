@@ -30,6 +30,9 @@ from kio.schema.sasl_authenticate.v2 import request as authenticate_v2
 from kio.schema.sasl_handshake.v0 import request as handshake_v0
 from kio.schema.sasl_handshake.v1 import request as handshake_v1
 
+from broker.settings import BrokerSettings
+from hotlog.errors import InvalidConfigError
+
 from ..security_support import Certs, SecureKafkaServer, certs_fixture  # noqa: F401 (a fixture)
 from ..server import http_get
 from .test_protocol import metadata
@@ -326,6 +329,21 @@ def test_sessions_expire_after_connections_max_reauth_ms_and_librdkafka_reauthen
             producer.produce("sasl-reauth", b"v")
             assert producer.flush(5) == 0
         assert counter(server, "tierlog_kafka_authentications_total", "SCRAM-SHA-512") >= before + 3
+    finally:
+        server.stop()
+
+
+def test_mechanisms_are_set_per_listener_and_unknown_ones_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfigError, match="GSSAPI"):
+        BrokerSettings.parse({"sasl.enabled.mechanisms": "PLAIN,GSSAPI"})
+    listeners = {"PLAINTEXT": "PLAINTEXT", "SASL_PLAINTEXT": "SASL_PLAINTEXT", "ONLY_PLAIN": "SASL_PLAINTEXT"}
+    server = SecureKafkaServer(str(tmp_path / "data"), listeners, "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                               "listener.name.only_plain.sasl.enabled.mechanisms=PLAIN").start()
+    try:
+        only_plain = Wire(server.address("ONLY_PLAIN"))
+        refused = handshake(only_plain, "SCRAM-SHA-512")
+        assert refused.error_code == ErrorCode.unsupported_sasl_mechanism and refused.mechanisms == ("PLAIN",)
+        assert handshake(Wire(server.address("SASL_PLAINTEXT")), "SCRAM-SHA-512").error_code == ErrorCode.none
     finally:
         server.stop()
 
