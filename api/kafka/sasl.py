@@ -201,7 +201,7 @@ class SaslSession:
 
     def _scram(self, mechanism: str) -> _Round:
         scram = MECHANISMS[mechanism]
-        exchange = ScramExchange(scram, lambda name: self.users.credential(name, scram), self.users.decoy_secret)
+        exchange = ScramExchange(scram, lambda name: self.users.credential_or_decoy(name, scram))
         first = True
 
         async def round_trip(message: bytes) -> tuple[bytes, Principal | None]:

@@ -138,31 +138,26 @@ class ScramFailed(Exception):
     that authentication failed)."""
 
 
-# The credential of a user name for the exchange's mechanism, None for no such user.
-CredentialLookup = Callable[[str], "Credential | None"]
+# The credential of a user name for the exchange's mechanism; for a name of no user, a
+# made-up one (UserStore.credential_or_decoy), so the exchange fails at the proof exactly as
+# a wrong password does (RFC 5802, section 5.1) and the server-first message tells nothing.
+CredentialLookup = Callable[[str], "Credential"]
 
 
 class ScramExchange:
     """The server side of one SCRAM exchange: client-first -> server-first, client-final ->
-    server-final. An unknown user gets a made-up credential (stable per name), so the
-    exchange fails at the proof exactly as a wrong password does (RFC 5802, section 5.1)."""
+    server-final."""
 
-    def __init__(self, mechanism: Mechanism, lookup: CredentialLookup, decoy_secret: bytes) -> None:
+    def __init__(self, mechanism: Mechanism, lookup: CredentialLookup) -> None:
         self.mechanism = mechanism
         self._lookup = lookup
-        self._decoy_secret = decoy_secret
         self.username: str | None = None
         self._server = scramp.ScramMechanism(mechanism.name).make_server(self._auth_info)
 
     def _auth_info(self, username: str) -> tuple[bytes, bytes, bytes, int]:
         self.username = _saslname(username)
-        credential = self._lookup(self.username) or self._decoy(self.username)
+        credential = self._lookup(self.username)
         return credential.salt, credential.stored_key, credential.server_key, credential.iterations
-
-    def _decoy(self, username: str) -> Credential:
-        seed = self.mechanism.hmac(self._decoy_secret, username.encode())
-        return Credential(self.mechanism, seed[:SALT_BYTES], DEFAULT_ITERATIONS, self.mechanism.hmac(seed, b"s"),
-                          self.mechanism.hmac(seed, b"k"))
 
     def first(self, client_first: bytes) -> bytes:
         try:

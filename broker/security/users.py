@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,10 +116,18 @@ class UserStore:
     def credential(self, name: str, mechanism: Mechanism) -> Credential | None:
         return self._users.get(name, {}).get(mechanism.name)
 
-    @property
-    def decoy_secret(self) -> bytes:
-        """For SCRAM exchanges of unknown users (scram.ScramExchange)."""
-        return self._decoy_secret
+    def credential_or_decoy(self, name: str, mechanism: Mechanism) -> Credential:
+        """The user's credential; for an unknown user a made-up one, the same each time (from
+        the kept seed) and iterated as most users' are, so that a SCRAM exchange tells no
+        unknown user from a known one by its salt or iterations, nor by how it fails."""
+        credential = self.credential(name, mechanism)
+        if credential is not None:
+            return credential
+        seed = mechanism.hmac(self._decoy_secret, name.encode())
+        iterations = Counter(c.iterations for credentials in self._users.values()
+                             if (c := credentials.get(mechanism.name)) is not None).most_common(1)
+        return Credential(mechanism, seed[:SALT_BYTES], iterations[0][0] if iterations else DEFAULT_ITERATIONS,
+                          mechanism.hmac(seed, b"stored"), mechanism.hmac(seed, b"server"))
 
     def describe(self, names: list[str] | None) -> list[UserCredentials | UserError]:
         """Every user for None or [], else the named ones in order (Kafka's errors for an
@@ -198,8 +206,7 @@ class UserStore:
         remembered (keyed by this process's secret, the credential and the password)."""
         credential = next((c for m in MECHANISMS.values() if (c := self.credential(name, m)) is not None), None)
         if credential is None:
-            decoy_salt = hmac.new(self._decoy_secret, name.encode(), "sha256").digest()
-            await asyncio.to_thread(SCRAM_SHA_512.salted_password, password, decoy_salt, DEFAULT_ITERATIONS)
+            await asyncio.to_thread(self.credential_or_decoy(name, SCRAM_SHA_512).matches, password)
             return False
         remembered = hmac.new(self._secret, b"\0".join((name.encode(), credential.stored_key, password)),
                               hashlib.sha256).digest()

@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import scramp
 from kio.schema.errors import ErrorCode
 
 from broker.security.documents import DocumentError
-from broker.security.scram import SCRAM_SHA_256, SCRAM_SHA_512, Mechanism
+from broker.security.scram import SCRAM_SHA_256, SCRAM_SHA_512, Mechanism, ScramExchange, ScramFailed
 from broker.security.users import Deletion, Upsertion, UserCredentials, UserError, UserStore, salted
 from tiering.local_store import LocalFolderStore
 from tiering.wrappers import FaultInjectingStore
@@ -119,7 +120,8 @@ def test_unknown_users_meet_the_same_made_up_credential_after_a_restart(tmp_path
         await first.alter([upsertion("alice", "p")], [])
         again = UserStore(str(tmp_path))
         await again.load()
-        return first.decoy_secret, again.decoy_secret
+        return (first.credential_or_decoy("nobody", SCRAM_SHA_512).salt,
+                again.credential_or_decoy("nobody", SCRAM_SHA_512).salt)
 
     before, after = asyncio.run(scenario())
     assert before == after
@@ -133,3 +135,29 @@ def test_a_damaged_document_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(DocumentError, match="not a credentials document"):
         asyncio.run(scenario())
+
+
+def test_an_unknown_user_fails_scram_as_a_wrong_password_does(tmp_path: Path) -> None:
+    """The same error, and a made-up credential with a stable salt and the users' iterations:
+    a server-first message tells nothing either."""
+    async def scenario() -> UserStore:
+        users = UserStore(str(tmp_path))
+        await users.load()
+        await users.alter([upsertion("alice", "secret", iterations=4096)], [])
+        return users
+
+    users = asyncio.run(scenario())
+
+    def attempt(user: str, password: str) -> tuple[str, str]:
+        server = ScramExchange(SCRAM_SHA_512, lambda name: users.credential_or_decoy(name, SCRAM_SHA_512))
+        client = scramp.ScramClient([SCRAM_SHA_512.name], user, password)
+        server_first = server.first(client.get_client_first().encode()).decode()
+        client.set_server_first(server_first)
+        with pytest.raises(ScramFailed) as failed:
+            server.final(client.get_client_final().encode())
+        return server_first.split(",", 1)[1], str(failed.value)  # the salt and iterations; the error
+
+    (alice_offer, wrong_password), (bob_offer, unknown_user) = attempt("alice", "wrong"), attempt("bob", "secret")
+    assert wrong_password == unknown_user
+    assert alice_offer.endswith(",i=4096") and bob_offer.endswith(",i=4096")
+    assert attempt("bob", "other")[0] == bob_offer != alice_offer
