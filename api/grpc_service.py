@@ -32,6 +32,7 @@ from broker.node import Broker
 from broker.produce import Appended
 from broker.security.acls import AclOperation, ResourceType
 from broker.security.authorizer import Access, AuthorizationError, enforce
+from broker.security.documents import DocumentError
 from broker.security.scram import type_of
 from broker.security.users import Deletion, Upsertion, UserCredentials
 from hotlog.config import TOPIC_CONFIGS
@@ -504,10 +505,13 @@ class TierlogService(pb_grpc.TierlogServicer):
                          context: grpc.aio.ServicerContext) -> pb.AlterUsersResponse:
         """Kafka's AlterUserScramCredentials: the same store, the same per-user checks."""
         self._access(context).check_cluster(AclOperation.ALTER)
-        outcome = await self.broker.users.alter(
-            [Upsertion(u.name, type_of(u.mechanism), u.iterations, u.salt, u.salted_password)
-             for u in request.upsertions],
-            [Deletion(d.name, type_of(d.mechanism)) for d in request.deletions])
+        try:
+            outcome = await self.broker.users.alter(
+                [Upsertion(u.name, type_of(u.mechanism), u.iterations, u.salt, u.salted_password)
+                 for u in request.upsertions],
+                [Deletion(d.name, type_of(d.mechanism)) for d in request.deletions])
+        except DocumentError as exc:  # the disk or the bucket refused: nothing changed, try again
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return pb.AlterUsersResponse(results=[
             pb.UserResult(name=name, error=error.code.name.upper() if error else "", message=error.message if error else "")
             for name, error in outcome.items()
