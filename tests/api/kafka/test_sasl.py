@@ -4,6 +4,7 @@ connection may not do."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -24,12 +25,18 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kio.schema.api_versions.v3 import request as api_versions_v3
 from kio.schema.errors import ErrorCode
 from kio.schema.sasl_authenticate.v2 import request as authenticate_v2
 from kio.schema.sasl_handshake.v0 import request as handshake_v0
 from kio.schema.sasl_handshake.v1 import request as handshake_v1
 
+from api.kafka.codec import response_type
+from api.kafka.context import Call
+from api.kafka.sasl import SaslConfig, SaslSession
+from broker.security.users import UserStore
 from broker.settings import BrokerSettings
 from hotlog.errors import InvalidConfigError
 
@@ -346,6 +353,34 @@ def test_mechanisms_are_set_per_listener_and_unknown_ones_refused_at_start(tmp_p
         assert handshake(Wire(server.address("SASL_PLAINTEXT")), "SCRAM-SHA-512").error_code == ErrorCode.none
     finally:
         server.stop()
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens=st.lists(st.binary(max_size=200), min_size=1, max_size=3), mechanism=st.sampled_from(MECHANISMS),
+       scram_prefix=st.booleans())
+def test_random_tokens_only_ever_fail_authentication(tokens: list[bytes], mechanism: str, scram_prefix: bool) -> None:
+    """In process, many more cases than over sockets: whatever the tokens (a real client-first
+    message, then noise, or noise alone), each round answers, and never authenticates."""
+    users = UserStore("/nonexistent")  # no users: nothing to find, nothing written
+    session = SaslSession(SaslConfig(MECHANISMS, 0, 524_288, 10.0, 0.0), users, "/fuzz")
+
+    def call(api_key: int, version: int) -> Call:
+        return Call(version, "fuzz", "/fuzz", response_type(api_key, version))
+
+    async def scenario() -> list[Any]:
+        answers = [await session.handshake(None, call(17, 1), handshake_v1.SaslHandshakeRequest(mechanism=mechanism))]
+        if scram_prefix and mechanism != "PLAIN":
+            tokens.insert(0, scramp.ScramClient([mechanism], "alice", "x").get_client_first().encode())
+        for token in tokens:
+            answers.append(await session.authenticate(None, call(36, 2),
+                                                      authenticate_v2.SaslAuthenticateRequest(auth_bytes=token)))
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert answers[0].error_code == ErrorCode.none
+    assert session.principal is None
+    assert all(a.error_code in (ErrorCode.none, ErrorCode.sasl_authentication_failed, ErrorCode.illegal_sasl_state)
+               for a in answers[1:])
 
 
 # -- users through the admin APIs ----------------------------------------------------------------
