@@ -172,8 +172,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
             (size,) = SIZE.unpack_from(self._buf, self._start)
             shortest = 0 if self.sasl is not None and self.sasl.raw_tokens else REQUEST_PREFIX.size  # a bare token
             if size < shortest or size > self.max_frame:
-                log.warning("closing connection from %s: a request frame of %d bytes (at least %d, at most %d: "
-                            "socket.request.max.bytes)", self.peer_host, size, REQUEST_PREFIX.size, self.max_frame)
+                bound = "sasl.server.max.receive.size before authentication" \
+                    if self.sasl is not None and not self.sasl.authenticated else "socket.request.max.bytes"
+                log.warning("closing connection from %s: a request frame of %d bytes (at least %d, at most %d: %s)",
+                            self.peer_host, size, shortest, self.max_frame, bound)
                 self.close()
                 return
             frame_bytes = SIZE.size + size
