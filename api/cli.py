@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from .listen import DEFAULT_KAFKA_LISTEN, ListenError, parse_host_port
 
 DEFAULT_SERVER = "127.0.0.1:9093"
+DEFAULT_OBJECT_STORE = "file://./tierlog-objects"  # serve's, and so offline `users`'
 _OBJECT_STORE = re.compile(r"^(file://.+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]([/?].*)?)$")
 
 
@@ -128,7 +129,9 @@ def _add_users_parser(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--data-dir", help="change the broker's folder itself, not through a server "
                                                "(the server must not be running)")
         parser.add_argument("--object-store", type=object_store_url,
-                            help="with --data-dir: the broker's bucket, where the users are kept too")
+                            help="with --data-dir: the broker's bucket, where the users are kept too; give the "
+                                 f"server's (default, as serve's: {DEFAULT_OBJECT_STORE}), whose copy the server "
+                                 "reads at start")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the broker")
     serve.add_argument("--data-dir", default="./tierlog-data", help="local tier folder (default ./tierlog-data)")
-    serve.add_argument("--object-store", default="file://./tierlog-objects", type=object_store_url,
-                       help="cold tier URL: file:///path or s3://bucket/prefix (default file://./tierlog-objects)")
+    serve.add_argument("--object-store", default=DEFAULT_OBJECT_STORE, type=object_store_url,
+                       help=f"cold tier URL: file:///path or s3://bucket/prefix (default {DEFAULT_OBJECT_STORE})")
     serve.add_argument("--kafka-listen", default=DEFAULT_KAFKA_LISTEN, type=listen_address, action=_Given,
                        help="one PLAINTEXT Kafka listener HOST:PORT (the listeners property names several)")
     serve.add_argument("--grpc-listen", default="127.0.0.1:9093", type=listen_address,

@@ -22,6 +22,7 @@ from broker.security.users import Deletion, UserCredentials, UserStore, salted
 from tiering.store import ObjectStoreError
 from tiering.url import open_store
 
+from .cli import DEFAULT_OBJECT_STORE, object_store_url
 from .client import Admin, Consumer, Message, NewRecord, Producer, TierlogError
 from .replay import ReplayError, message_json, replay
 
@@ -239,10 +240,10 @@ async def _users_offline(args: argparse.Namespace) -> int:
     """The server's own user store over the data folder (and bucket): the same checks."""
     os.makedirs(args.data_dir, exist_ok=True)
     store = UserStore(args.data_dir)
-    bucket = open_store(args.object_store) if args.object_store else None
+    # The bucket's copy is the one the server reads, so a change must go there too.
+    bucket = open_store(args.object_store or object_store_url(DEFAULT_OBJECT_STORE))
     try:
-        if bucket is not None:
-            store.document.keep_in(bucket)
+        store.document.keep_in(bucket)
         await store.load()
         if args.action == "list":
             _print_users({u.name: {m.name: i for m, i in u.mechanisms}
@@ -257,8 +258,7 @@ async def _users_offline(args: argparse.Namespace) -> int:
                 [m.name for m, _ in credentials.mechanisms] if credentials else ["SCRAM-SHA-512"]
             outcome = await store.alter([], [Deletion(args.name, type_of(m)) for m in names])
     finally:
-        if bucket is not None:
-            await bucket.close()
+        await bucket.close()
     error = outcome[args.name]
     if error is not None:
         raise UsersError(f"{error.code.name.upper()}: {error.message}")

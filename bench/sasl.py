@@ -72,17 +72,15 @@ def server_side(iterations: int, repeat: int = 50) -> None:
 
 
 def start(root: str, iterations: int) -> tuple[subprocess.Popen[bytes], int, int]:
-    data = os.path.join(root, "data")
-    subprocess.run([sys.executable, "-m", "api.cli", "users", "add", "bench", "--mechanism", "SCRAM-SHA-512",
-                    "--iterations", str(iterations), "--data-dir", data], input=PASSWORD.encode(), check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, "-m", "api.cli", "users", "add", "bench", "--mechanism", "SCRAM-SHA-256",
-                    "--iterations", str(iterations), "--data-dir", data], input=PASSWORD.encode(), check=True,
-                   capture_output=True)
+    data, objects = os.path.join(root, "data"), f"file://{os.path.abspath(os.path.join(root, 'objects'))}"
+    for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+        subprocess.run([sys.executable, "-m", "api.cli", "users", "add", "bench", "--mechanism", mechanism,
+                        "--iterations", str(iterations), "--data-dir", data, "--object-store", objects],
+                       input=PASSWORD.encode(), check=True, capture_output=True)
     plain, sasl = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--data-dir", data, "--object-store",
-         f"file://{os.path.join(root, 'objects')}", "--grpc-listen", f"127.0.0.1:{free_port()}",
+        [sys.executable, "-m", "api.cli", "serve", "--data-dir", data, "--object-store", objects,
+         "--grpc-listen", f"127.0.0.1:{free_port()}",
          "--http-listen", f"127.0.0.1:{free_port()}",
          "--conf", f"listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}"],
         cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=subprocess.DEVNULL,

@@ -5,6 +5,7 @@ SASL, users it removes no longer do, and refusals are Kafka's, one line, exit 1.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from .security_support import SecureKafkaServer
+from .server import tierlog_command
 from .test_cli import one_line, tierlog
 
 LISTENERS = {"PLAINTEXT": "PLAINTEXT", "SASL_PLAINTEXT": "SASL_PLAINTEXT"}
@@ -41,7 +43,7 @@ def test_the_first_user_added_offline_logs_in_once_the_server_starts_from_the_bu
     added = tierlog("users", "add", "admin", "--mechanism", "SCRAM-SHA-512", "--password-file", str(password),
                     "--data-dir", data, "--object-store", f"file://{data}-objects")
     assert added.returncode == 0, added.stderr
-    listed = tierlog("users", "list", "--data-dir", data)
+    listed = tierlog("users", "list", "--data-dir", data, "--object-store", f"file://{data}-objects")
     assert listed.stdout.split("\n")[1].split() == ["admin", "SCRAM-SHA-512", "8192"]
     shutil.rmtree(data)  # the bucket's copy alone brings it back
     server = SecureKafkaServer(data, LISTENERS).start()
@@ -53,16 +55,25 @@ def test_the_first_user_added_offline_logs_in_once_the_server_starts_from_the_bu
 
 
 def test_offline_refusals_are_kafkas_and_change_nothing(tmp_path: Path) -> None:
-    data = str(tmp_path / "data")
-    few = tierlog("users", "add", "bob", "--iterations", "1000", "--data-dir", data, input=b"pw\n")
+    offline = ("--data-dir", str(tmp_path / "data"), "--object-store", f"file://{tmp_path}/objects")
+    few = tierlog("users", "add", "bob", "--iterations", "1000", *offline, input=b"pw\n")
     assert few.returncode == 1 and "UNACCEPTABLE_CREDENTIAL" in one_line(few.stderr)
-    unknown = tierlog("users", "add", "bob", "--mechanism", "MD5", "--data-dir", data, input=b"pw\n")
+    unknown = tierlog("users", "add", "bob", "--mechanism", "MD5", *offline, input=b"pw\n")
     assert unknown.returncode == 1 and "unknown SCRAM mechanism" in one_line(unknown.stderr)
-    empty = tierlog("users", "add", "bob", "--data-dir", data, input=b"\n")
+    empty = tierlog("users", "add", "bob", *offline, input=b"\n")
     assert empty.returncode == 1 and "password is empty" in one_line(empty.stderr)
-    ghost = tierlog("users", "remove", "ghost", "--data-dir", data)
+    ghost = tierlog("users", "remove", "ghost", *offline)
     assert ghost.returncode == 1 and "RESOURCE_NOT_FOUND" in one_line(ghost.stderr)
-    assert tierlog("users", "list", "--data-dir", data).stdout.strip() == "USER  MECHANISM  ITERATIONS"
+    assert tierlog("users", "list", *offline).stdout.strip() == "USER  MECHANISM  ITERATIONS"
+
+
+def test_offline_changes_go_to_the_bucket_serve_would_read_by_default(tmp_path: Path) -> None:
+    """Without --object-store, serve's default bucket (./tierlog-objects): a change made in
+    the data folder alone would be undone at start by the bucket's copy."""
+    added = subprocess.run([*tierlog_command(), "users", "add", "erin", "--data-dir", "data"], cwd=tmp_path,
+                           input=b"pw-secret\n", capture_output=True, timeout=30)
+    assert added.returncode == 0, added.stderr
+    assert "erin" in (tmp_path / "tierlog-objects" / "_cluster" / "scram-credentials.json").read_text()
 
 
 @pytest.fixture(scope="module")
