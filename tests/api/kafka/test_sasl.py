@@ -436,8 +436,10 @@ def test_a_broker_whose_data_folder_is_lost_keeps_its_users_from_the_bucket(tmp_
         restored.stop()
 
 
-def test_sasl_ssl_with_scram_for_confluent_kafka_and_kafka_python(certs: Certs, tmp_path: Path) -> None:
-    """SASL over TLS, the server's certificate checked against the test CA."""
+def test_sasl_ssl_with_scram_and_plain_for_four_clients(certs: Certs, tmp_path: Path) -> None:
+    """SASL over TLS, the server's certificate checked against the test CA: confluent-kafka
+    and kafka-python with SCRAM, kcat with SCRAM-SHA-256, aiokafka with PLAIN."""
+    from aiokafka import AIOKafkaProducer
     from kafka import KafkaProducer
 
     server = SecureKafkaServer(str(tmp_path / "data"), {"PLAINTEXT": "PLAINTEXT", "SASL_SSL": "SASL_SSL"},
@@ -453,5 +455,33 @@ def test_sasl_ssl_with_scram_for_confluent_kafka_and_kafka_python(certs: Certs, 
                                  sasl_plain_username="alice", sasl_plain_password=PASSWORD)
         producer.send("sasl-ssl", b"from kafka-python").get(timeout=15)
         producer.close()
+        kcat = shutil.which("kcat")
+        assert kcat, "kcat is not installed"
+        subprocess.run([kcat, "-b", server.address("SASL_SSL"), "-X", "security.protocol=SASL_SSL",
+                        "-X", f"ssl.ca.location={certs.ca_file}", "-X", "sasl.mechanism=SCRAM-SHA-256",
+                        "-X", "sasl.username=alice", "-X", f"sasl.password={PASSWORD}", "-P", "-t", "sasl-ssl"],
+                       input=b"from kcat\n", check=True, timeout=20)
+
+        async def aiokafka_plain() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=server.address("SASL_SSL"), security_protocol="SASL_SSL",
+                                        ssl_context=certs.client_context(), sasl_mechanism="PLAIN",
+                                        sasl_plain_username="alice", sasl_plain_password=PASSWORD)
+            await producer.start()
+            try:
+                await producer.send_and_wait("sasl-ssl", b"from aiokafka")
+            finally:
+                await producer.stop()
+
+        asyncio.run(aiokafka_plain())
+        consumer = Consumer({**config, "group.id": "four", "auto.offset.reset": "earliest"})
+        consumer.subscribe(["sasl-ssl"])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(values) < 4 and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+        consumer.close()
+        assert sorted(values) == [b"from aiokafka", b"from kafka-python", b"from kcat", b"over sasl"]
     finally:
         server.stop()
