@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from broker.node import Broker
+from broker.security.documents import DocumentError
 from broker.settings import BrokerSettings
 from hotlog.errors import InvalidConfigError
 from hotlog.rate_limited import RateLimitedReport
@@ -196,7 +197,7 @@ async def serve(args: argparse.Namespace, settings: BrokerSettings,
                  ", ".join(f"{c.name}://{c.address}" for c in plan.kafka), " (TLS)" if plan.http_tls else "",
                  args.http_listen)
         await stop.wait()
-    except ObjectStoreError as exc:
+    except (ObjectStoreError, DocumentError) as exc:  # DocumentError: users' or ACLs' document unreadable
         print(f"tierlog serve: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -267,6 +267,16 @@ def test_serve_on_a_busy_port_says_so_and_touches_nothing(tmp_path: Path) -> Non
     assert result.returncode == 2 and "is not a folder" in one_line(result.stderr)
 
 
+def test_serve_with_a_damaged_acls_document_says_so_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "acls.json").write_text("{damaged")
+    result = tierlog("serve", "--data-dir", str(data), "--kafka-listen", f"127.0.0.1:{free_port()}",
+                     "--grpc-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert one_line(result.stderr).startswith(f"tierlog serve: {data / 'acls.json'} is damaged:")
+
+
 def test_serve_defaults_and_object_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     defaults = build_parser().parse_args(["serve"])
