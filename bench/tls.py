@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
     args = parser.parse_args()
-    root = args.dir or tempfile.mkdtemp(prefix="tierlog-tls-bench-", dir=".")
+    # Absolute: the server runs in the repository, whatever the folder this runs from.
+    root = os.path.abspath(args.dir or tempfile.mkdtemp(prefix="tierlog-tls-bench-", dir="."))
     os.makedirs(root, exist_ok=True)
     count = args.mib * 1024 * 1024 // MESSAGE_BYTES
     payload = count * MESSAGE_BYTES
