@@ -1,14 +1,18 @@
-"""Kafka protocol throughput: confluent-kafka against `tierlog serve`, against the raw
+"""Kafka protocol throughput: a client against `tierlog serve`, against the raw
 baselines on the same disk, and against Tansu, all in one run.
 
-    python bench/kafka.py [--mib 256] [--rounds 3] [--dir DIR] [--no-tansu]
+    python bench/kafka.py [--client kcat|confluent] [--mib 1024] [--rounds 3] [--dir DIR] [--no-tansu]
 
-One producer (1 KiB messages, linger.ms=5, batch.size=1 MiB, no compression) sends
---mib MiB with acks=1, then with acks=all; one consumer reads a topic back from the
-start (the local tier). Baselines: `PartitionLog.append` of the same bytes as 1 MiB
-batches (no fsync, and with an fsync per batch), and a plain `pread` of the topic's
-segment files. The client runs in this process and shares the machine's cores with the
-server, as a co-located client would. Each figure is the median of --rounds runs.
+One producer (1 KiB messages, linger.ms=5, batch.size=1 MB, no compression) sends
+--mib MiB with acks=1, then with acks=all, each to a topic of 1 and of 4 partitions;
+one consumer reads the 4-partition acks=1 topic back from the start (the local tier).
+The client is Debian's `kcat` (librdkafka in C, a process of its own: the broker is the
+limit) or confluent-kafka in this process (its Python costs ~1.5 CPU-s per GB, so it is
+the limit). Baselines: `PartitionLog.append` of the same bytes as 1 MiB batches (no
+fsync, and with an fsync per batch), and a plain `pread` of the consumed topic's segment
+files. The client shares the machine's cores with the server, as a co-located client
+would. Each figure is the median of --rounds runs; CPU-s per GB are the broker's (from
+/proc) and the client's.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -113,19 +118,48 @@ def start_tansu() -> Broker:
     return Broker("Tansu (memory storage)", process, port)
 
 
-def create_topic(broker: Broker, topic: str) -> None:
+class Load(NamedTuple):
+    """One produce figure: the producer's acks and the topic's partition count."""
+
+    acks: str  # "1" or "all"
+    partitions: int
+
+    def key(self) -> str:
+        return f"acks={self.acks}, {self.partitions} partition{'s' if self.partitions > 1 else ''}"
+
+    def topic(self, round_number: int) -> str:
+        return f"acks{self.acks}-p{self.partitions}-{round_number}"
+
+
+LOADS = (Load("1", 1), Load("1", 4), Load("all", 1), Load("all", 4))
+CONSUMED = Load("1", 4)  # the topic the consumer reads back
+
+# The producer settings both clients use (librdkafka's names).
+PRODUCER = {
+    "linger.ms": "5", "batch.size": str(BATCH_BYTES), "batch.num.messages": "100000", "compression.type": "none",
+    "queue.buffering.max.messages": "2000000", "queue.buffering.max.kbytes": "2000000",
+    "message.max.bytes": str(8 * 1024 * 1024),
+}
+CONSUMER = {"fetch.max.bytes": str(64 * 1024 * 1024), "max.partition.fetch.bytes": str(16 * 1024 * 1024),
+            "queued.max.messages.kbytes": "1000000", "fetch.wait.max.ms": "100"}
+
+
+def create_topic(broker: Broker, topic: str, partitions: int = 1) -> None:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap, **broker.client})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
 
 
-def produce(broker: Broker, topic: str, count: int, acks: str) -> float:
+def delete_topics(broker: Broker, topics: list[str]) -> None:
+    """Free the disk (tierlog) or the memory (Tansu) a round's topics hold."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, **broker.client})
+    for future in admin.delete_topics(topics).values():
+        future.result(30)
+
+
+def produce(broker: Broker, topic: str, count: int, acks: str, partitions: int = 1) -> float:
     """Seconds to send `count` 1 KiB messages and have every one acknowledged."""
-    create_topic(broker, topic)
-    producer = Producer({
-        "bootstrap.servers": broker.bootstrap, "acks": acks, "linger.ms": 5, "batch.size": BATCH_BYTES,
-        "batch.num.messages": 100_000, "compression.type": "none", "queue.buffering.max.messages": 2_000_000,
-        "queue.buffering.max.kbytes": 2_000_000, "message.max.bytes": 8 * 1024 * 1024, **broker.client,
-    })
+    create_topic(broker, topic, partitions)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": acks, **PRODUCER, **broker.client})
     value = os.urandom(MESSAGE_BYTES)
     failures: list[str] = []
 
@@ -153,15 +187,14 @@ def send(producer: Producer, topic: str, value: bytes, delivered: Callable[[obje
             producer.poll(0.001)
 
 
-def consume(broker: Broker, topic: str, count: int) -> float:
+def consume(broker: Broker, topic: str, count: int, partitions: int = 1) -> float:
     """Seconds to read `count` messages from the start of `topic`, from the first message
     on (librdkafka waits about 0.5 s before it looks up the start offset)."""
     consumer = Consumer({
         "bootstrap.servers": broker.bootstrap, "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False,
-        "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "queued.max.messages.kbytes": 1_000_000, "fetch.wait.max.ms": 100, **broker.client,
+        **CONSUMER, **broker.client,
     })
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     seen = 0
     start = None
     deadline = time.perf_counter() + 300
@@ -174,6 +207,66 @@ def consume(broker: Broker, topic: str, count: int) -> float:
     consumer.close()
     if seen < count:
         raise SystemExit(f"{broker.name}: consumed {seen} of {count}")
+    return elapsed
+
+
+def messages_file(root: str, count: int) -> str:
+    """`count` 1 KiB messages for `kcat -l`, one a line (printable, so no value holds the newline)."""
+    path = os.path.join(root, f"messages-{count}.txt")
+    if not os.path.exists(path):
+        line = os.urandom(MESSAGE_BYTES * 3 // 4).hex()[:MESSAGE_BYTES].encode() + b"\n"
+        with open(path, "wb") as f:
+            for _ in range(count):
+                f.write(line)
+    return path
+
+
+def kcat_environment(root: str) -> dict[str, str]:
+    """Run kcat on the librdkafka confluent-kafka ships (2.x, current): Debian's (2.0.2)
+    cannot read Tansu 0.6's ApiVersions answer, and one library for both clients keeps
+    the two comparable."""
+    import confluent_kafka
+
+    package = os.path.dirname(confluent_kafka.__file__)
+    (library,) = glob.glob(os.path.join(package, "..", "confluent_kafka.libs", "librdkafka-*.so.1"))
+    folder = os.path.join(root, "librdkafka")
+    os.makedirs(folder, exist_ok=True)
+    link = os.path.join(folder, "librdkafka.so.1")
+    if not os.path.exists(link):
+        os.symlink(os.path.realpath(library), link)
+    return {**os.environ, "LD_LIBRARY_PATH": folder}
+
+
+def kcat_settings(settings: dict[str, str]) -> list[str]:
+    return [arg for name, value in settings.items() for arg in ("-X", f"{name}={value}")]
+
+
+def kcat_produce(broker: Broker, topic: str, count: int, acks: str, partitions: int, messages: str,
+                 environment: dict[str, str]) -> float:
+    """Seconds for kcat to send the `count` messages of the file `messages`, every one
+    acknowledged (kcat waits for every delivery, and exits 1 if one failed)."""
+    create_topic(broker, topic, partitions)
+    start = time.perf_counter()
+    subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-l", messages,
+                    *kcat_settings({"acks": acks, **PRODUCER, **broker.client})], check=True, env=environment)
+    return time.perf_counter() - start
+
+
+def kcat_consume(broker: Broker, topic: str, count: int, environment: dict[str, str]) -> float:
+    """Seconds for kcat to read `topic` from the start to its end, from the first message on.
+    kcat prints each message's offset only, and this process counts the lines."""
+    command = ["kcat", "-C", "-q", "-e", "-o", "beginning", "-f", "%o\n", "-b", broker.bootstrap, "-t", topic,
+               *kcat_settings({**CONSUMER, **broker.client})]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=environment)
+    assert process.stdout is not None
+    seen = 0
+    start = None
+    while chunk := os.read(process.stdout.fileno(), READ_CHUNK):
+        start = start or time.perf_counter()
+        seen += chunk.count(b"\n")
+    elapsed = time.perf_counter() - (start or time.perf_counter())
+    if process.wait() != 0 or seen != count:
+        raise SystemExit(f"{broker.name}: kcat consumed {seen} of {count} (exit code {process.returncode})")
     return elapsed
 
 
@@ -212,8 +305,9 @@ def plain_read(paths: list[str]) -> float:
 
 
 def client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process: Python and librdkafka threads
-    return usage.ru_utime + usage.ru_stime
+    """This process (Python and librdkafka threads) and the kcat processes it ran."""
+    usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
 
 
 class Samples:
@@ -241,7 +335,9 @@ class Samples:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mib", type=int, default=256, help="MiB of messages per produce run")
+    parser.add_argument("--client", choices=("kcat", "confluent"), default="kcat",
+                        help="kcat (C, its own process) or confluent-kafka (in this process)")
+    parser.add_argument("--mib", type=int, default=1024, help="MiB of messages per produce run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
     parser.add_argument("--no-tansu", action="store_true", help="skip the Tansu comparison")
@@ -253,6 +349,19 @@ def main() -> None:
     batch = build_batch([Record(None, os.urandom(MESSAGE_BYTES)) for _ in range(BATCH_BYTES // (MESSAGE_BYTES + 8))])
     batches = max(1, payload // len(batch))
     fsync_batches = min(batches, 200)
+    messages = messages_file(root, count) if args.client == "kcat" else ""
+    environment = kcat_environment(root) if args.client == "kcat" else {}
+
+    def produce_run(broker: Broker, load: Load, topic: str) -> float:
+        if args.client == "kcat":
+            return kcat_produce(broker, topic, count, load.acks, load.partitions, messages, environment)
+        return produce(broker, topic, count, load.acks, load.partitions)
+
+    def consume_run(broker: Broker, topic: str) -> float:
+        if args.client == "kcat":
+            return kcat_consume(broker, topic, count, environment)
+        return consume(broker, topic, count, CONSUMED.partitions)
+
     samples = Samples()
     segment_bytes = 0
     brokers: list[tuple[str, Broker]] = []
@@ -265,37 +374,38 @@ def main() -> None:
             samples.time("raw append", lambda: raw_append(root, batch, batches, False))
             samples.time("raw append + fsync", lambda: raw_append(root, batch, fsync_batches, True))
             for key, broker in brokers:
-                samples.time(f"{key} acks=1", lambda: produce(broker, f"acks1-{i}", count, "1"), broker)
-                samples.time(f"{key} acks=all", lambda: produce(broker, f"acksall-{i}", count, "all"), broker)
-                samples.time(f"{key} consume", lambda: consume(broker, f"acks1-{i}", count), broker)
+                for load in LOADS:
+                    samples.time(f"{key} {load.key()}", lambda: produce_run(broker, load, load.topic(i)), broker)
+                samples.time(f"{key} consume", lambda: consume_run(broker, CONSUMED.topic(i)), broker)
             data_dir = brokers[0][1].data_dir
             assert data_dir is not None
-            segments = sorted(glob.glob(os.path.join(data_dir, f"acks1-{i}-0", "*.log")))
+            segments = sorted(glob.glob(os.path.join(data_dir, f"{CONSUMED.topic(i)}-*", "*.log")))
             samples.time("plain file read", lambda: plain_read(segments))
             segment_bytes = sum(os.path.getsize(path) for path in segments)
+            for _, broker in brokers:
+                delete_topics(broker, [load.topic(i) for load in LOADS])
     finally:
         for _, broker in brokers:
             broker.stop()
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
+    print(f"client: {args.client}, {args.mib} MiB of 1 KiB messages per run, {args.rounds} rounds")
     report(samples, payload, batches * len(batch), fsync_batches * len(batch), segment_bytes)
 
 
 def report(samples: Samples, payload: int, appended: int, fsynced: int, segment_bytes: int) -> None:
-    baselines = {
-        "acks=1": [("raw append", samples.mbps("raw append", appended))],
-        "acks=all": [("raw append", samples.mbps("raw append", appended)),
-                     ("raw append + fsync per batch", samples.mbps("raw append + fsync", fsynced))],
-        "consume": [("plain file read", samples.mbps("plain file read", segment_bytes))],
-    }
-    loads = [("produce, acks=1", "acks=1"), ("produce, acks=all (fsync before ack)", "acks=all"),
-             ("consume from the local tier", "consume")]
+    raw = ("raw append", samples.mbps("raw append", appended))
+    raw_fsync = ("raw append + fsync per batch", samples.mbps("raw append + fsync", fsynced))
+    loads = [(f"produce, {load.key()}", load.key(), [raw, raw_fsync] if load.acks == "all" else [raw])
+             for load in LOADS]
+    loads.append((f"consume from the local tier, {CONSUMED.partitions} partitions", "consume",
+                  [("plain file read", samples.mbps("plain file read", segment_bytes))]))
     print("| load | tierlog MB/s | baseline MB/s | ratio | CPU-s per GB: broker / client |")
     print("| --- | --- | --- | --- | --- |")
-    for load, key in loads:
+    for load, key, baselines in loads:
         ours = samples.mbps(f"tierlog {key}", payload)
         cpu = samples.cpu_per_gb(f"tierlog {key}", payload)
-        rows = list(baselines[key])
+        rows = list(baselines)
         tansu = f"tansu {key}"
         if tansu in samples.seconds:
             rows.append(("Tansu (memory storage)", samples.mbps(tansu, payload)))
