@@ -90,9 +90,10 @@ class Broker:
             self.process.wait()
 
 
-def start_tierlog(root: str) -> Broker:
-    data_dir = os.path.join(root, "tierlog-data")
-    objects_dir = os.path.join(root, "tierlog-objects")
+def start_tierlog(root: str, tree: str | None = None, name: str = "tierlog") -> Broker:
+    """`tierlog serve` from this checkout, or from `tree` (another commit's, to compare)."""
+    data_dir = os.path.join(root, f"{name}-data")
+    objects_dir = os.path.join(root, f"{name}-objects")
     for folder in (data_dir, objects_dir):
         shutil.rmtree(folder, ignore_errors=True)
     port = free_port()
@@ -100,10 +101,10 @@ def start_tierlog(root: str) -> Broker:
                "--object-store", f"file://{objects_dir}",
                "--kafka-listen", f"127.0.0.1:{port}", "--grpc-listen", f"127.0.0.1:{free_port()}",
                "--http-listen", f"127.0.0.1:{free_port()}", "--conf", "message.max.bytes=8388608"]
-    process = subprocess.Popen(command, cwd=os.path.join(os.path.dirname(__file__), ".."),
-                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "tierlog.log"), "wb"))
+    process = subprocess.Popen(command, cwd=tree or os.path.join(os.path.dirname(__file__), ".."),
+                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, f"{name}.log"), "wb"))
     wait_for_port(port, process)
-    return Broker("tierlog", process, port, data_dir)
+    return Broker(name, process, port, data_dir)
 
 
 def start_tansu() -> Broker:
@@ -341,6 +342,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
     parser.add_argument("--no-tansu", action="store_true", help="skip the Tansu comparison")
+    parser.add_argument("--baseline-tree", default=None,
+                        help="a checkout of another commit (git archive C | tar -x -C DIR), run as a third broker")
     args = parser.parse_args()
     root = args.dir or tempfile.mkdtemp(prefix="tierlog-kafka-bench-", dir=".")
     os.makedirs(root, exist_ok=True)
@@ -367,6 +370,8 @@ def main() -> None:
     brokers: list[tuple[str, Broker]] = []
     try:
         brokers.append(("tierlog", start_tierlog(root)))
+        if args.baseline_tree is not None:
+            brokers.append(("baseline", start_tierlog(root, os.path.abspath(args.baseline_tree), "baseline")))
         if not args.no_tansu:
             brokers.append(("tansu", start_tansu()))
         # Every round runs every figure once, so drift on this shared machine hits all alike.
@@ -393,6 +398,9 @@ def main() -> None:
     report(samples, payload, batches * len(batch), fsync_batches * len(batch), segment_bytes)
 
 
+OTHER_BROKERS = (("baseline", "baseline tree"), ("tansu", "Tansu (memory storage)"))
+
+
 def report(samples: Samples, payload: int, appended: int, fsynced: int, segment_bytes: int) -> None:
     raw = ("raw append", samples.mbps("raw append", appended))
     raw_fsync = ("raw append + fsync per batch", samples.mbps("raw append + fsync", fsynced))
@@ -405,14 +413,12 @@ def report(samples: Samples, payload: int, appended: int, fsynced: int, segment_
     for load, key, baselines in loads:
         ours = samples.mbps(f"tierlog {key}", payload)
         cpu = samples.cpu_per_gb(f"tierlog {key}", payload)
-        rows = list(baselines)
-        tansu = f"tansu {key}"
-        if tansu in samples.seconds:
-            rows.append(("Tansu (memory storage)", samples.mbps(tansu, payload)))
+        others = [(name, f"{broker} {key}") for broker, name in OTHER_BROKERS if f"{broker} {key}" in samples.seconds]
+        rows = [*baselines, *((name, samples.mbps(other, payload)) for name, other in others)]
         for name, baseline in rows:
             print(f"| {load} | {ours:.0f} | {name} {baseline:.0f} | **{ours / baseline:.2f}** | {cpu} |")
-        if tansu in samples.seconds:
-            print(f"| {load}, Tansu | {samples.mbps(tansu, payload):.0f} | | | {samples.cpu_per_gb(tansu, payload)} |")
+        for name, other in others:
+            print(f"| {load}, {name} | {samples.mbps(other, payload):.0f} | | | {samples.cpu_per_gb(other, payload)} |")
 
 
 if __name__ == "__main__":
