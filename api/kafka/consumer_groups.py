@@ -19,7 +19,7 @@ from broker.security.acls import AclOperation, ResourceType
 from .acls import access
 from .codec import build, nested
 from .context import NO_THROTTLE, Call, KafkaContext
-from .groups import milliseconds
+from .groups import group_operations, milliseconds
 
 CONSUMER_MEMBER = 1  # ConsumerGroupDescribe v1's member_type: a consumer protocol member
 
@@ -115,5 +115,6 @@ async def handle_consumer_group_describe(kafka: KafkaContext, call: Call, reques
             group_type, error_code=ErrorCode.none, group_id=group_id, group_state=group.state.value,
             group_epoch=group.group_epoch, assignment_epoch=group.assignment_epoch,
             assignor_name=group.assignor(default_assignor),
-            members=tuple(_described_member(member_type, group, m, names) for m in group.members.values())))
+            members=tuple(_described_member(member_type, group, m, names) for m in group.members.values()),
+            authorized_operations=group_operations(who, request, group_id)))
     return build(response, throttle_time=NO_THROTTLE, groups=tuple(described))

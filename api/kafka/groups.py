@@ -16,7 +16,7 @@ from broker.groups.membership import GroupProtocol, GroupState, JoinRequest
 from broker.groups.offset_store import TopicPartition
 from broker.groups.offsets import OffsetCommit
 from broker.security.acls import CLUSTER_NAME, AclOperation, ResourceType
-from broker.security.authorizer import Access, AuthorizationError
+from broker.security.authorizer import OPERATIONS_NOT_ASKED, Access, AuthorizationError
 
 from .acls import access
 from .codec import build, nested
@@ -271,7 +271,8 @@ async def handle_describe_groups(kafka: KafkaContext, call: Call, request: Any) 
         # ConsumerGroupDescribe describes it).
         if group is None or group_id in kafka.groups.consumer_groups.groups:
             described.append(build(group_entity, error_code=ErrorCode.none, group_id=group_id,
-                                   group_state=GroupState.DEAD.value, protocol_type="", protocol_data="", members=()))
+                                   group_state=GroupState.DEAD.value, protocol_type="", protocol_data="", members=(),
+                                   authorized_operations=group_operations(who, request, group_id)))
             continue
         stable = group.state is GroupState.STABLE
         members = tuple(
@@ -282,8 +283,17 @@ async def handle_describe_groups(kafka: KafkaContext, call: Call, request: Any) 
         )
         described.append(build(group_entity, error_code=ErrorCode.none, group_id=group_id,
                                group_state=group.state.value, protocol_type=group.protocol_type or "",
-                               protocol_data=group.protocol_name or "", members=members))
+                               protocol_data=group.protocol_name or "", members=members,
+                               authorized_operations=group_operations(who, request, group_id)))
     return build(response, throttle_time=NO_THROTTLE, groups=tuple(described))
+
+
+def group_operations(who: Access, request: Any, group_id: str) -> int:
+    """What the principal may do on the group, if the request asks (DescribeGroups v3+,
+    ConsumerGroupDescribe)."""
+    if not getattr(request, "include_authorized_operations", False):
+        return OPERATIONS_NOT_ASKED
+    return who.authorized_operations(ResourceType.GROUP, group_id)
 
 
 async def handle_delete_groups(kafka: KafkaContext, call: Call, request: Any) -> Any:

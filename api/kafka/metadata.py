@@ -12,7 +12,8 @@ from kio.schema.errors import ErrorCode
 
 from broker.errors import kafka_code
 from broker.internal_topics import is_internal
-from broker.security.acls import AclOperation, ResourceType
+from broker.security.acls import CLUSTER_NAME, AclOperation, ResourceType
+from broker.security.authorizer import OPERATIONS_NOT_ASKED
 from hotlog.errors import LogError
 from hotlog.manager import Topic
 
@@ -31,7 +32,7 @@ def topics_by_id(kafka: KafkaContext) -> dict[uuid.UUID, Topic]:
     return {t.topic_id: t for t in kafka.broker.logs.topics.values()}
 
 
-def _topic_entry(kafka: KafkaContext, entity: type, topic: Topic) -> Any:
+def _topic_entry(kafka: KafkaContext, entity: type, topic: Topic, operations: int = OPERATIONS_NOT_ASKED) -> Any:
     partition_type = nested(entity, "partitions")
     node = kafka.node_id
     partitions = tuple(
@@ -40,7 +41,7 @@ def _topic_entry(kafka: KafkaContext, entity: type, topic: Topic) -> Any:
         for p in range(topic.partitions)
     )
     return build(entity, error_code=ErrorCode.none, name=topic.name, topic_id=topic.topic_id,
-                 is_internal=is_internal(topic.name), partitions=partitions)
+                 is_internal=is_internal(topic.name), partitions=partitions, topic_authorized_operations=operations)
 
 
 def _error_entry(entity: type, code: ErrorCode, name: str | None, topic_id: uuid.UUID = NO_TOPIC_ID) -> Any:
@@ -64,10 +65,16 @@ async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
     requested = request.topics
     # v0 asks for every topic with an empty list; later versions with null.
     who = access(kafka, call)
+
+    def entry(topic: Topic) -> Any:  # with what the principal may do on it, if asked (v8+)
+        operations = who.authorized_operations(ResourceType.TOPIC, topic.name) \
+            if getattr(request, "include_topic_authorized_operations", False) else OPERATIONS_NOT_ASKED
+        return _topic_entry(kafka, topic_entity, topic, operations)
+
     if requested is None or (call.api_version == 0 and not requested):  # those it may DESCRIBE, silently
         everything = (topic for name, topic in sorted(logs.topics.items())
                       if who.may(AclOperation.DESCRIBE, ResourceType.TOPIC, name, count=False))
-        entries = [_topic_entry(kafka, topic_entity, t) async for t in in_slices(everything)]
+        entries = [entry(t) async for t in in_slices(everything)]
     else:
         auto_create = getattr(request, "allow_auto_topic_creation", True) and \
             kafka.broker.settings.auto_create_topics_enable
@@ -86,7 +93,7 @@ async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
                 elif who.describe_refusal(found.name) is not None:  # ids are not secret; names are
                     entries.append(_error_entry(topic_entity, ErrorCode.topic_authorization_failed, None, key))
                 else:
-                    entries.append(_topic_entry(kafka, topic_entity, found))
+                    entries.append(entry(found))
                 continue
             # Denied whether it exists or not, so a name tells nothing about the topics it may
             # not see; one it may see but that is missing needs CREATE to be made.
@@ -95,12 +102,21 @@ async def handle_metadata(kafka: KafkaContext, call: Call, request: Any) -> Any:
                 entries.append(_error_entry(topic_entity, ErrorCode.topic_authorization_failed, key))
                 continue
             try:
-                entries.append(_topic_entry(kafka, topic_entity, _lookup(kafka, key, auto_create)))
+                entries.append(entry(_lookup(kafka, key, auto_create)))
             except LogError as exc:
                 entries.append(_error_entry(topic_entity, kafka_code(exc), key))
     brokers = (build(nested(response, "brokers"), node_id=kafka.node_id, host=kafka.host, port=kafka.port, rack=None),)
     return build(response, throttle_time=NO_THROTTLE, brokers=brokers, cluster_id=kafka.cluster_id,
-                 controller_id=kafka.node_id, topics=tuple(entries))
+                 controller_id=kafka.node_id, topics=tuple(entries),
+                 cluster_authorized_operations=_cluster_operations(kafka, call, request))
+
+
+def _cluster_operations(kafka: KafkaContext, call: Call, request: Any) -> int:
+    """What the principal may do on the cluster, if the request asks (Metadata v8-10,
+    DescribeCluster)."""
+    if not getattr(request, "include_cluster_authorized_operations", False):
+        return OPERATIONS_NOT_ASKED
+    return access(kafka, call).authorized_operations(ResourceType.CLUSTER, CLUSTER_NAME)
 
 
 async def handle_describe_cluster(kafka: KafkaContext, call: Call, request: Any) -> Any:
@@ -111,4 +127,5 @@ async def handle_describe_cluster(kafka: KafkaContext, call: Call, request: Any)
         return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.unsupported_endpoint_type,
                      error_message="only broker endpoints are served", cluster_id=kafka.cluster_id, brokers=())
     return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, cluster_id=kafka.cluster_id,
-                 controller_id=kafka.node_id, brokers=brokers)
+                 controller_id=kafka.node_id, brokers=brokers,
+                 cluster_authorized_operations=_cluster_operations(kafka, call, request))

@@ -197,6 +197,21 @@ class Authorizer:
         self.index = changed
 
 
+# What an authorized-operations field may hold per resource type (Kafka's
+# AclEntry.supportedOperations); Kafka's value when it was not asked for.
+SUPPORTED_OPERATIONS: dict[ResourceType, tuple[AclOperation, ...]] = {
+    ResourceType.TOPIC: (AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE,
+                         AclOperation.DELETE, AclOperation.ALTER, AclOperation.DESCRIBE_CONFIGS,
+                         AclOperation.ALTER_CONFIGS),
+    ResourceType.GROUP: (AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE),
+    ResourceType.CLUSTER: (AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+                           AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER,
+                           AclOperation.DESCRIBE),
+    ResourceType.TRANSACTIONAL_ID: (AclOperation.DESCRIBE, AclOperation.WRITE),
+}
+OPERATIONS_NOT_ASKED = -2147483648
+
+
 @dataclass(frozen=True)
 class Access:
     """One request's principal and address before the authorizer, and what each action of
@@ -217,6 +232,12 @@ class Access:
             return None
         shown = "the cluster" if resource_type is ResourceType.CLUSTER else f"{resource_type.name} {name!r}"
         return AuthorizationError(_REFUSAL_CODES[resource_type], f"{self.principal} may not {operation.name} {shown}")
+
+    def authorized_operations(self, resource_type: ResourceType, name: str) -> int:
+        """Kafka's authorized-operations bit field (bit n set: AclOperation n allowed) of the
+        resource for this principal; every supported operation without an authorizer."""
+        return sum(1 << operation for operation in SUPPORTED_OPERATIONS[resource_type]
+                   if self.may(operation, resource_type, name, count=False))
 
     def check(self, operation: AclOperation, resource_type: ResourceType, name: str) -> None:
         enforce(self.refusal(operation, resource_type, name))

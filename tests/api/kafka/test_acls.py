@@ -15,6 +15,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -393,6 +394,35 @@ def test_listing_groups_shows_those_the_principal_may_describe(tmp_path: Any) ->
         assert shown in listed and hidden not in listed
     finally:
         assert second.stop() == 0, second.log()
+
+
+def test_authorized_operations_say_what_the_principal_may_do(server: KafkaServer, tmp_path: Path) -> None:
+    """Kafka's include_authorized_operations (Metadata, DescribeCluster, DescribeGroups):
+    what the ACLs allow, implied DESCRIBE included; every supported operation without an
+    authorizer (librdkafka's 0081 DescribeTopics and DescribeCluster count them)."""
+    from confluent_kafka import TopicCollection
+
+    client = admin(server)
+    topic, group = name("ops"), name("ops-group")
+    create_topic(server, topic)  # CREATE on the topic
+    grant(server, TOPIC, topic, AclOperation.READ)
+    grant(server, GROUP, group, AclOperation.DELETE)
+    [described] = client.describe_topics(TopicCollection([topic]), include_authorized_operations=True).values()
+    assert set(described.result(10).authorized_operations) == {AclOperation.CREATE, AclOperation.READ,
+                                                              AclOperation.DESCRIBE}
+    cluster = client.describe_cluster(include_authorized_operations=True).result(10)
+    assert set(cluster.authorized_operations) == {AclOperation.ALTER, AclOperation.DESCRIBE}  # the seeded ALTER
+    [group_future] = client.describe_consumer_groups([group], include_authorized_operations=True).values()
+    assert set(group_future.result(10).authorized_operations) == {AclOperation.DELETE, AclOperation.DESCRIBE}
+    open_server = KafkaServer(str(tmp_path / "open")).start()  # no authorizer: everything supported
+    try:
+        client = AdminClient({"bootstrap.servers": open_server.bootstrap})
+        client.create_topics([NewTopic("open", 1)])["open"].result(10)
+        [described] = client.describe_topics(TopicCollection(["open"]), include_authorized_operations=True).values()
+        assert len(described.result(10).authorized_operations) == 8
+        assert len(client.describe_cluster(include_authorized_operations=True).result(10).authorized_operations) == 7
+    finally:
+        assert open_server.stop() == 0, open_server.log()
 
 
 def test_metadata_shows_only_topics_the_principal_may_describe(server: KafkaServer) -> None:
