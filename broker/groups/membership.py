@@ -507,9 +507,13 @@ class GroupMembership:
         """Why an OffsetCommit may not go ahead (ErrorCode.none: it may). A commit from a
         member also shows it is alive."""
         group = self.groups.get(group_id)
+        if generation_id < 0 and (group is None or not group.members):
+            # A consumer outside group management (or an admin) may commit while nobody is a
+            # member, whatever member id it names: Kafka checks only the generation here
+            # (librdkafka's consumer protocol client names the member id it made itself).
+            return ErrorCode.none
         if generation_id < 0 and not member_id and instance_id is None:
-            # A consumer outside group management may commit while nobody is a member.
-            return ErrorCode.none if group is None or not group.members else ErrorCode.unknown_member_id
+            return ErrorCode.unknown_member_id
         error = self._member_error(group, member_id, instance_id, generation_id)
         if error:
             return error

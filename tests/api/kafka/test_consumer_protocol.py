@@ -397,3 +397,23 @@ def test_offset_commits_and_fetches_carry_the_member_epoch(server: KafkaServer) 
         assert error == ErrorCode.none and topics[0].partitions[0].committed_offset == 5
     finally:
         wire.close()
+
+
+def test_a_consumer_outside_group_management_commits_to_an_empty_group(server: KafkaServer) -> None:
+    """librdkafka's 0030: a `group.protocol=consumer` consumer that never subscribed commits
+    with epoch -1 and the member id it made itself; Kafka accepts that for a group with no
+    members (a "simple" group), checking each partition (UNKNOWN_TOPIC_OR_PART for a topic
+    that is not there)."""
+    topic, group = f"simple-{uuid.uuid4().hex[:8]}", f"simple-{uuid.uuid4().hex[:8]}"
+    create_topic(server, topic, 2)
+    client = KafkaConsumer({"bootstrap.servers": server.bootstrap, "group.id": group,
+                            "group.protocol": "consumer", "enable.auto.commit": False})
+    try:
+        client.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 7)], asynchronous=False)
+        committed = client.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [p.offset for p in committed] == [5, 7]
+        with pytest.raises(KafkaException) as refused:
+            client.commit(offsets=[TopicPartition("no-such-topic", 0, 1)], asynchronous=False)
+        assert refused.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    finally:
+        client.close()
