@@ -319,6 +319,9 @@ class Samples:
         self.cpu: dict[str, list[tuple[float, float]]] = {}
 
     def time(self, key: str, run: Callable[[], float], broker: Broker | None = None) -> None:
+        # The page cache's dirty pages from the run before would be written back during this
+        # one, slowing its fsyncs (whichever broker ran second in a round lost acks=all).
+        os.sync()
         server_before, client_before = (broker.cpu_seconds() if broker else 0.0), client_cpu_seconds()
         self.seconds.setdefault(key, []).append(run())
         if broker is not None:
