@@ -154,6 +154,7 @@ class Broker:
         if self.reader.remote is not None:
             await self.reader.remote.close()
         self.groups.close()
+        self.users.close()
         self.logs.close()
 
 

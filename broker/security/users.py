@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,15 @@ class UserStore:
         # they stay the same across restarts (a salt that changed would tell them apart).
         self._decoy_secret = os.urandom(32)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
+        # PLAIN's PBKDF2s run here, one at a time, not in the default executor: a storm of
+        # logins (each 4.4 ms of CPU) must not queue in front of the logs' fsyncs there.
+        self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierlog-pbkdf2")
+
+    def close(self) -> None:
+        self._hashing.shutdown(wait=False, cancel_futures=True)
+
+    async def _matches(self, credential: Credential, password: bytes) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._hashing, credential.matches, password)
 
     async def load(self) -> None:
         document = await self.document.load()
@@ -201,19 +211,19 @@ class UserStore:
 
     async def verify_password(self, name: str, password: bytes) -> bool:
         """PLAIN's check (and gRPC's Basic credentials): the password against the user's
-        strongest credential, by one PBKDF2 off the event loop. An unknown user costs the
+        strongest credential, by one PBKDF2 off the event loop, in a thread of its own. An unknown user costs the
         same PBKDF2, so timing does not tell who exists. Lately verified passwords are
         remembered (keyed by this process's secret, the credential and the password)."""
         credential = next((c for m in MECHANISMS.values() if (c := self.credential(name, m)) is not None), None)
         if credential is None:
-            await asyncio.to_thread(self.credential_or_decoy(name, SCRAM_SHA_512).matches, password)
+            await self._matches(self.credential_or_decoy(name, SCRAM_SHA_512), password)
             return False
         remembered = hmac.new(self._secret, b"\0".join((name.encode(), credential.stored_key, password)),
                               hashlib.sha256).digest()
         if remembered in self._verified:
             self._verified.move_to_end(remembered)
             return True
-        if not await asyncio.to_thread(credential.matches, password):
+        if not await self._matches(credential, password):
             return False
         self._verified[remembered] = None
         if len(self._verified) > VERIFIED_CACHE:

@@ -161,3 +161,28 @@ def test_an_unknown_user_fails_scram_as_a_wrong_password_does(tmp_path: Path) ->
     assert wrong_password == unknown_user
     assert alice_offer.endswith(",i=4096") and bob_offer.endswith(",i=4096")
     assert attempt("bob", "other")[0] == bob_offer != alice_offer
+
+
+def test_a_storm_of_wrong_plain_passwords_does_not_queue_in_front_of_fsyncs(tmp_path: Path) -> None:
+    """PLAIN's PBKDF2s (4.4 ms each at 8192 iterations) run in a thread of their own: a worker
+    job of the default executor (where the logs' fsyncs run) is not kept waiting behind 48
+    of them, as it was when they shared it."""
+    async def scenario() -> None:
+        users = UserStore(str(tmp_path))
+        await users.load()
+        assert await users.alter([upsertion("alice", "secret", iterations=8192)], []) == {"alice": None}
+        finished: list[bool] = []
+
+        async def attempt() -> None:
+            finished.append(await users.verify_password("alice", b"wrong"))
+
+        storm = [asyncio.create_task(attempt()) for _ in range(48)]
+        await asyncio.sleep(0)  # every attempt has queued its PBKDF2
+        await asyncio.to_thread(lambda: None)  # what an fsync waits for: a default-executor worker
+        done_before_it = len(finished)
+        await asyncio.gather(*storm)
+        users.close()
+        assert finished == [False] * 48
+        assert done_before_it < 24, f"{done_before_it} of 48 PBKDF2s ran before the default executor's job"
+
+    asyncio.run(scenario())
