@@ -20,6 +20,8 @@ from broker.security.principal import ANONYMOUS, USER, Principal
 from broker.security.users import UserStore
 from broker.settings import BrokerSettings
 
+from .tls import rfc2253
+
 # Set by the authentication interceptor around the call it verified: a call's handler runs
 # in the task (and so the context) the interceptor wraps it in.
 verified_caller: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("verified_caller", default=None)
@@ -38,7 +40,9 @@ def certificate_subject(context: grpc.aio.ServicerContext) -> str | None:
     pem = context.auth_context().get("x509_pem_cert")
     if not pem:
         return None
-    return x509.load_pem_x509_certificate(pem[0]).subject.rfc4514_string()
+    # Written as the Kafka listeners write it (Java's X500Principal form), so a certificate
+    # is one principal on both protocols.
+    return rfc2253(x509.load_pem_x509_certificate(pem[0]).subject)
 
 
 CREDENTIALS_KEY = "authorization"  # metadata: `Basic base64(user:password)`, as HTTP's (api/client.py)

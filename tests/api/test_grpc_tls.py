@@ -158,3 +158,35 @@ def test_grpc_and_https_serve_a_rotated_certificate(tmp_path: Path) -> None:
             time.sleep(0.1)
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_a_certificate_is_the_same_principal_on_grpc_as_on_kafka() -> None:
+    """gRPC writes the subject as the Kafka listeners do (Java's X500Principal form), an
+    emailAddress attribute included, so one ACL covers the client on both protocols."""
+    import datetime
+    from typing import Any
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from api.grpc_identity import principal_of
+    from api.tls import principal_of_certificate
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example, Inc"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "alice"),
+                         x509.NameAttribute(NameOID.EMAIL_ADDRESS, "a@x.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+
+    class Context:  # what grpc.aio hands a handler, as far as principal_of reads it
+        def auth_context(self) -> dict[str, Any]:
+            return {"x509_pem_cert": [certificate.public_bytes(serialization.Encoding.PEM)]}
+
+    kafka_principal = principal_of_certificate(certificate.public_bytes(serialization.Encoding.DER))
+    assert principal_of(Context()) == kafka_principal  # type: ignore[arg-type]
+    assert str(kafka_principal) == r"User:1.2.840.113549.1.9.1=#16076140782e636f6d,CN=alice,O=Example\, Inc"
