@@ -14,6 +14,7 @@ from hotlog.batch import HEADER_SIZE
 from hotlog.errors import CorruptSegmentError, OffsetOutOfRangeError
 from hotlog.log import OffsetAndTimestamp, PartitionLog
 from hotlog.manager import LogManager
+from hotlog.segment import FileSlice
 from hotlog.txn_index import AbortedTxn
 from tiering.manager import TieringManager
 from tiering.metadata import RemoteSegment
@@ -32,6 +33,13 @@ class ReadResult:
     log_start_offset: int
     last_stable_offset: int
     aborted: tuple[AbortedTxn, ...] = ()  # with read_committed: aborted transactions in range
+    # Asked for `in_file`: the batches where they lie in a local segment, checked, for a
+    # socket to take straight from the page cache (sendfile); `records` is empty then.
+    file: FileSlice | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.records) if self.file is None else self.file.size
 
 
 class _Ask(NamedTuple):
@@ -82,9 +90,11 @@ class Reader:
         return self._log(topic, partition).last_stable_offset
 
     async def read(self, topic: str, partition: int, offset: int, max_bytes: int,
-                   *, max_offset: int | None = None, read_committed: bool = False, min_one: bool = True) -> ReadResult:
+                   *, max_offset: int | None = None, read_committed: bool = False, min_one: bool = True,
+                   in_file: bool = False) -> ReadResult:
         """Whole batches from `offset` on, at least one even past `max_bytes` (KIP-74)
-        unless not `min_one` (a fetch's later partitions: only what fits).
+        unless not `min_one` (a fetch's later partitions: only what fits). `in_file`: local
+        batches that passed their checks come as a FileSlice, unread (ReadResult.file).
         Raises OffsetOutOfRangeError outside [log start, log end]; RemoteDataError (retriable)
         when the object store returned data that failed its checks; CorruptSegmentError when
         a local batch did and the bucket has no copy of it."""
@@ -105,6 +115,11 @@ class Reader:
             if offset < plog.log_start_offset:  # local retention moved the start meanwhile
                 return await self._read_remote(plog, offset, ask, read_committed, lso)
             raise
+        if in_file and found is not None and not plog.config.compact and found.checked:
+            metrics.BYTES_SERVED_LOCAL.inc(found.size)
+            in_range = tuple(plog.aborted_transactions(offset, found.end_offset)) if read_committed else ()
+            return ReadResult(b"", plog.high_watermark, self.log_start_offset(topic, partition), lso, in_range,
+                              file=found)
         # Local reads come from the page cache: cheaper inline than a hop to a thread.
         try:
             records = b"" if found is None else found.read()

@@ -68,6 +68,17 @@ class FileSlice:
     fd: int
     checks: CheckedRanges  # of the file `fd` reads
 
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def checked(self) -> bool:
+        """Whether every batch of the slice has passed its checks (or was appended by this
+        process), so its bytes may go to a socket unread (sendfile) as they lie."""
+        known = self.checks.corrupt_at
+        end = self.position + self.size
+        return (known is None or not self.position <= known < end) and not self.checks.gaps(self.position, end)
+
     def read(self) -> bytes:
         """The slice's bytes, each batch checked once per process before it is served. From
         a corrupt batch on, nothing: the batches before it, or CorruptSegmentError when the
