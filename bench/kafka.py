@@ -2,6 +2,7 @@
 baselines on the same disk, and against Tansu, all in one run.
 
     python bench/kafka.py [--client kcat|confluent] [--mib 1024] [--rounds 3] [--dir DIR] [--no-tansu]
+                          [--baseline-tree DIR] [--only replay]
 
 One producer (1 KiB messages, linger.ms=5, batch.size=1 MB, no compression) sends
 --mib MiB with acks=1, then with acks=all, each to a topic of 1 and of 4 partitions;
@@ -10,9 +11,13 @@ The client is Debian's `kcat` (librdkafka in C, a process of its own: the broker
 limit) or confluent-kafka in this process (its Python costs ~1.5 CPU-s per GB, so it is
 the limit). Baselines: `PartitionLog.append` of the same bytes as 1 MiB batches (no
 fsync, and with an fsync per batch), and a plain `pread` of the consumed topic's segment
-files. The client shares the machine's cores with the server, as a co-located client
-would. Each figure is the median of --rounds runs; CPU-s per GB are the broker's (from
-/proc) and the client's.
+files. Replay from the bucket: a topic of one partition filled with --mib MiB (64 MiB
+segments) on a broker with a local-folder store is tiered and its local segments deleted
+(local.retention.bytes=0); the broker restarts (an empty chunk cache) and the consumer reads
+every tiered offset from the start; the baseline reads the same `.log` objects' files in
+1 MiB preads, and both find the objects' pages dropped from the page cache. The client
+shares the machine's cores with the server, as a co-located client would. Each figure is
+the median of --rounds runs; CPU-s per GB are the broker's (from /proc) and the client's.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Broker:
     process: subprocess.Popen[bytes]
     port: int
     data_dir: str | None = None  # tierlog's, to read its segment files back
+    objects_dir: str | None = None  # tierlog's folder store, to read its objects back
     client: dict[str, str] = field(default_factory=dict)  # more client settings (bench/tls.py: SSL)
 
     @property
@@ -90,21 +96,25 @@ class Broker:
             self.process.wait()
 
 
-def start_tierlog(root: str, tree: str | None = None, name: str = "tierlog") -> Broker:
-    """`tierlog serve` from this checkout, or from `tree` (another commit's, to compare)."""
+def start_tierlog(root: str, tree: str | None = None, name: str = "tierlog", *, conf: tuple[str, ...] = (),
+                  fresh: bool = True) -> Broker:
+    """`tierlog serve` from this checkout, or from `tree` (another commit's, to compare), with
+    more broker properties `conf` ("name=value"); not `fresh`: on the folders it had before
+    (a restart)."""
     data_dir = os.path.join(root, f"{name}-data")
     objects_dir = os.path.join(root, f"{name}-objects")
-    for folder in (data_dir, objects_dir):
+    for folder in (data_dir, objects_dir) if fresh else ():
         shutil.rmtree(folder, ignore_errors=True)
     port = free_port()
     command = [sys.executable, "-m", "api.cli", "serve", "--data-dir", data_dir,
                "--object-store", f"file://{objects_dir}",
                "--kafka-listen", f"127.0.0.1:{port}", "--grpc-listen", f"127.0.0.1:{free_port()}",
-               "--http-listen", f"127.0.0.1:{free_port()}", "--conf", "message.max.bytes=8388608"]
+               "--http-listen", f"127.0.0.1:{free_port()}", "--conf", "message.max.bytes=8388608",
+               *(arg for setting in conf for arg in ("--conf", setting))]
     process = subprocess.Popen(command, cwd=tree or os.path.join(os.path.dirname(__file__), ".."),
-                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, f"{name}.log"), "wb"))
+                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, f"{name}.log"), "ab"))
     wait_for_port(port, process)
-    return Broker(name, process, port, data_dir)
+    return Broker(name, process, port, data_dir, objects_dir=objects_dir)
 
 
 def start_tansu() -> Broker:
@@ -145,9 +155,9 @@ CONSUMER = {"fetch.max.bytes": str(64 * 1024 * 1024), "max.partition.fetch.bytes
             "queued.max.messages.kbytes": "1000000", "fetch.wait.max.ms": "100"}
 
 
-def create_topic(broker: Broker, topic: str, partitions: int = 1) -> None:
+def create_topic(broker: Broker, topic: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap, **broker.client})
-    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+    admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})])[topic].result(30)
 
 
 def delete_topics(broker: Broker, topics: list[str]) -> None:
@@ -157,9 +167,10 @@ def delete_topics(broker: Broker, topics: list[str]) -> None:
         future.result(30)
 
 
-def produce(broker: Broker, topic: str, count: int, acks: str, partitions: int = 1) -> float:
+def produce(broker: Broker, topic: str, count: int, acks: str, partitions: int = 1,
+            config: dict[str, str] | None = None) -> float:
     """Seconds to send `count` 1 KiB messages and have every one acknowledged."""
-    create_topic(broker, topic, partitions)
+    create_topic(broker, topic, partitions, config)
     producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": acks, **PRODUCER, **broker.client})
     value = os.urandom(MESSAGE_BYTES)
     failures: list[str] = []
@@ -243,21 +254,23 @@ def kcat_settings(settings: dict[str, str]) -> list[str]:
 
 
 def kcat_produce(broker: Broker, topic: str, count: int, acks: str, partitions: int, messages: str,
-                 environment: dict[str, str]) -> float:
+                 environment: dict[str, str], config: dict[str, str] | None = None) -> float:
     """Seconds for kcat to send the `count` messages of the file `messages`, every one
     acknowledged (kcat waits for every delivery, and exits 1 if one failed)."""
-    create_topic(broker, topic, partitions)
+    create_topic(broker, topic, partitions, config)
     start = time.perf_counter()
     subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-l", messages,
                     *kcat_settings({"acks": acks, **PRODUCER, **broker.client})], check=True, env=environment)
     return time.perf_counter() - start
 
 
-def kcat_consume(broker: Broker, topic: str, count: int, environment: dict[str, str]) -> float:
-    """Seconds for kcat to read `topic` from the start to its end, from the first message on.
-    kcat prints each message's offset only, and this process counts the lines."""
+def kcat_consume(broker: Broker, topic: str, count: int, environment: dict[str, str], *,
+                 first_only: bool = False) -> float:
+    """Seconds for kcat to read `topic` from the start to its end (`first_only`: its first
+    `count` messages), from the first message on. kcat prints each message's offset only,
+    and this process counts the lines."""
     command = ["kcat", "-C", "-q", "-e", "-o", "beginning", "-f", "%o\n", "-b", broker.bootstrap, "-t", topic,
-               *kcat_settings({**CONSUMER, **broker.client})]
+               *(("-c", str(count)) if first_only else ()), *kcat_settings({**CONSUMER, **broker.client})]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=environment)
     assert process.stdout is not None
     seen = 0
@@ -305,6 +318,63 @@ def plain_read(paths: list[str]) -> float:
     return time.perf_counter() - start
 
 
+# -- replay from the bucket ---------------------------------------------------------------
+
+REPLAYED = "replay"  # the replayed topic, of one partition
+# Segments of 64 MiB (as bench/replay.py), so the history is many objects; local copies
+# deleted once uploaded; tiering passes every 200 ms, so the bench waits little for them.
+REPLAYED_CONFIG = {"segment.bytes": str(64 * 1024 * 1024), "local.retention.bytes": "0", "retention.ms": "-1"}
+REPLAY_BROKER = ("remote.log.manager.task.interval.ms=200",)
+
+
+class History(NamedTuple):
+    """A partition whose first `offsets` are in the folder store alone, in the `.log`
+    objects `objects` (the active segment's stay local: the replay stops before them)."""
+
+    offsets: int
+    objects: list[str]
+
+    def size(self) -> int:
+        return sum(os.path.getsize(path) for path in self.objects)
+
+
+def start_replay_broker(root: str, tree: str | None, name: str, *, fresh: bool = False) -> Broker:
+    """The broker holding a History: a restart starts it with an empty chunk cache."""
+    return start_tierlog(root, tree, name, conf=REPLAY_BROKER, fresh=fresh)
+
+
+def tier_history(root: str, tree: str | None, name: str, produce_run: Callable[[Broker], float]) -> History:
+    """Fill REPLAYED through `produce_run`, and wait until every sealed segment is in the
+    folder store and gone from the disk."""
+    broker = start_replay_broker(root, tree, name, fresh=True)
+    try:
+        produce_run(broker)
+        assert broker.data_dir is not None and broker.objects_dir is not None
+        deadline = time.monotonic() + 300
+        while len(local := glob.glob(os.path.join(broker.data_dir, f"{REPLAYED}-0", "*.log"))) != 1:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: local segments left after 300 s: {sorted(local)}")
+            time.sleep(0.2)
+        count = int(os.path.basename(local[0]).split(".")[0])  # the active segment's base offset
+        objects = sorted(glob.glob(os.path.join(broker.objects_dir, "**", "*.log"), recursive=True))
+    finally:
+        broker.stop()
+    if count == 0 or not objects:
+        raise SystemExit(f"{name}: nothing was tiered (is --mib more than a 64 MiB segment?)")
+    return History(count, objects)
+
+
+def drop_from_page_cache(paths: list[str]) -> None:
+    """Evict the files' pages (clean ones: the objects were fsynced), so the next read of
+    them comes from the disk; other files' pages stay."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def client_cpu_seconds() -> float:
     """This process (Python and librdkafka threads) and the kcat processes it ran."""
     usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
@@ -317,6 +387,7 @@ class Samples:
     def __init__(self) -> None:
         self.seconds: dict[str, list[float]] = {}
         self.cpu: dict[str, list[tuple[float, float]]] = {}
+        self.bytes: dict[str, int] = {}  # per figure whose bytes are not the produced payload
 
     def time(self, key: str, run: Callable[[], float], broker: Broker | None = None) -> None:
         # The page cache's dirty pages from the run before would be written back during this
@@ -347,6 +418,8 @@ def main() -> None:
     parser.add_argument("--no-tansu", action="store_true", help="skip the Tansu comparison")
     parser.add_argument("--baseline-tree", default=None,
                         help="a checkout of another commit (git archive C | tar -x -C DIR), run as a third broker")
+    parser.add_argument("--only", choices=("replay",), default=None,
+                        help="replay: only the replay from the bucket (no produce or local-tier consume figures)")
     args = parser.parse_args()
     root = args.dir or tempfile.mkdtemp(prefix="tierlog-kafka-bench-", dir=".")
     os.makedirs(root, exist_ok=True)
@@ -354,7 +427,7 @@ def main() -> None:
     payload = count * MESSAGE_BYTES
     batch = build_batch([Record(None, os.urandom(MESSAGE_BYTES)) for _ in range(BATCH_BYTES // (MESSAGE_BYTES + 8))])
     batches = max(1, payload // len(batch))
-    fsync_batches = min(batches, 200)
+    appends = RawAppends(batch, batches, min(batches, 200))
     messages = messages_file(root, count) if args.client == "kcat" else ""
     environment = kcat_environment(root) if args.client == "kcat" else {}
 
@@ -368,13 +441,51 @@ def main() -> None:
             return kcat_consume(broker, topic, count, environment)
         return consume(broker, topic, count, CONSUMED.partitions)
 
+    def replay_fill(broker: Broker) -> float:
+        if args.client == "kcat":
+            return kcat_produce(broker, REPLAYED, count, "1", 1, messages, environment, REPLAYED_CONFIG)
+        return produce(broker, REPLAYED, count, "1", 1, REPLAYED_CONFIG)
+
+    def replay_run(broker: Broker, history: History) -> float:
+        if args.client == "kcat":
+            return kcat_consume(broker, REPLAYED, history.offsets, environment, first_only=True)
+        return consume(broker, REPLAYED, history.offsets)
+
     samples = Samples()
+    segment_bytes = 0
+    trees: dict[str, str | None] = {"tierlog": None}  # figure key -> the tree its broker runs from
+    if args.baseline_tree is not None:
+        trees["baseline"] = os.path.abspath(args.baseline_tree)
+    try:
+        if args.only != "replay":
+            segment_bytes = produce_and_consume(args, root, samples, appends, produce_run, consume_run, trees)
+        if args.only in (None, "replay"):
+            replay_rounds(root, args.rounds, samples, trees, replay_fill, replay_run)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"client: {args.client}, {args.mib} MiB of 1 KiB messages per run, {args.rounds} rounds")
+    report(samples, payload, batches * len(batch), appends.fsync_batches * len(batch), segment_bytes)
+
+
+class RawAppends(NamedTuple):
+    """The raw append baselines: `batches` of `batch`, and `fsync_batches` of them fsynced."""
+
+    batch: bytes
+    batches: int
+    fsync_batches: int
+
+
+def produce_and_consume(args: argparse.Namespace, root: str, samples: Samples, appends: RawAppends,
+                        produce_run: Callable[[Broker, Load, str], float],
+                        consume_run: Callable[[Broker, str], float], trees: dict[str, str | None]) -> int:
+    """The produce and local-tier consume figures, and the raw baselines; the bytes of the
+    consumed topic's segments."""
+    batch, batches, fsync_batches = appends
     segment_bytes = 0
     brokers: list[tuple[str, Broker]] = []
     try:
-        brokers.append(("tierlog", start_tierlog(root)))
-        if args.baseline_tree is not None:
-            brokers.append(("baseline", start_tierlog(root, os.path.abspath(args.baseline_tree), "baseline")))
+        brokers += [(key, start_tierlog(root, tree, key)) for key, tree in trees.items()]
         if not args.no_tansu:
             brokers.append(("tansu", start_tansu()))
         # Every round runs every figure once, so drift on this shared machine hits all alike.
@@ -395,33 +506,62 @@ def main() -> None:
     finally:
         for _, broker in brokers:
             broker.stop()
-        if args.dir is None:
-            shutil.rmtree(root, ignore_errors=True)
-    print(f"client: {args.client}, {args.mib} MiB of 1 KiB messages per run, {args.rounds} rounds")
-    report(samples, payload, batches * len(batch), fsync_batches * len(batch), segment_bytes)
+    return segment_bytes
+
+
+def replay_rounds(root: str, rounds: int, samples: Samples, trees: dict[str, str | None],
+                  fill: Callable[[Broker], float], replay_run: Callable[[Broker, History], float]) -> None:
+    """Each tree's broker replays its History from a cold start, then the same objects are
+    read raw; both from the disk (the objects' pages dropped from the page cache before each)."""
+    histories = {key: tier_history(root, tree, f"{key}-replay", fill) for key, tree in trees.items()}
+    for _ in range(rounds):
+        for key, tree in trees.items():
+            history = histories[key]
+            broker = start_replay_broker(root, tree, f"{key}-replay")  # an empty chunk cache
+            drop_from_page_cache(history.objects)
+            try:
+                samples.time(f"{key} replay", lambda: replay_run(broker, history), broker)
+            finally:
+                broker.stop()
+            samples.bytes[f"{key} replay"] = history.size()
+        objects = histories["tierlog"].objects
+        drop_from_page_cache(objects)
+        samples.time("raw read of the objects", lambda: plain_read(objects))
+        samples.bytes["raw read of the objects"] = histories["tierlog"].size()
 
 
 OTHER_BROKERS = (("baseline", "baseline tree"), ("tansu", "Tansu (memory storage)"))
 
 
 def report(samples: Samples, payload: int, appended: int, fsynced: int, segment_bytes: int) -> None:
-    raw = ("raw append", samples.mbps("raw append", appended))
-    raw_fsync = ("raw append + fsync per batch", samples.mbps("raw append + fsync", fsynced))
-    loads = [(f"produce, {load.key()}", load.key(), [raw, raw_fsync] if load.acks == "all" else [raw])
-             for load in LOADS]
-    loads.append((f"consume from the local tier, {CONSUMED.partitions} partitions", "consume",
-                  [("plain file read", samples.mbps("plain file read", segment_bytes))]))
     print("| load | tierlog MB/s | baseline MB/s | ratio | CPU-s per GB: broker / client |")
     print("| --- | --- | --- | --- | --- |")
-    for load, key, baselines in loads:
-        ours = samples.mbps(f"tierlog {key}", payload)
-        cpu = samples.cpu_per_gb(f"tierlog {key}", payload)
-        others = [(name, f"{broker} {key}") for broker, name in OTHER_BROKERS if f"{broker} {key}" in samples.seconds]
-        rows = [*baselines, *((name, samples.mbps(other, payload)) for name, other in others)]
-        for name, baseline in rows:
-            print(f"| {load} | {ours:.0f} | {name} {baseline:.0f} | **{ours / baseline:.2f}** | {cpu} |")
-        for name, other in others:
-            print(f"| {load}, {name} | {samples.mbps(other, payload):.0f} | | | {samples.cpu_per_gb(other, payload)} |")
+    if "raw append" in samples.seconds:
+        raw = ("raw append", samples.mbps("raw append", appended))
+        raw_fsync = ("raw append + fsync per batch", samples.mbps("raw append + fsync", fsynced))
+        loads = [(f"produce, {load.key()}", load.key(), [raw, raw_fsync] if load.acks == "all" else [raw])
+                 for load in LOADS]
+        loads.append((f"consume from the local tier, {CONSUMED.partitions} partitions", "consume",
+                      [("plain file read", samples.mbps("plain file read", segment_bytes))]))
+        for load, key, baselines in loads:
+            report_load(samples, load, key, payload, baselines)
+    if "raw read of the objects" in samples.seconds:
+        raw_objects = samples.bytes["raw read of the objects"]
+        report_load(samples, "replay from the bucket (folder store, cold chunk cache), 1 partition", "replay",
+                    samples.bytes["tierlog replay"],
+                    [("raw read of the objects", samples.mbps("raw read of the objects", raw_objects))])
+
+
+def report_load(samples: Samples, load: str, key: str, total_bytes: int, baselines: list[tuple[str, float]]) -> None:
+    """The rows of one load: this tree against each baseline, then the other brokers'."""
+    ours = samples.mbps(f"tierlog {key}", total_bytes)
+    cpu = samples.cpu_per_gb(f"tierlog {key}", total_bytes)
+    others = [(name, f"{broker} {key}") for broker, name in OTHER_BROKERS if f"{broker} {key}" in samples.seconds]
+    rows = [*baselines, *((name, samples.mbps(other, total_bytes)) for name, other in others)]
+    for name, baseline in rows:
+        print(f"| {load} | {ours:.0f} | {name} {baseline:.0f} | **{ours / baseline:.2f}** | {cpu} |")
+    for name, other in others:
+        print(f"| {load}, {name} | {samples.mbps(other, total_bytes):.0f} | | | {samples.cpu_per_gb(other, total_bytes)} |")
 
 
 if __name__ == "__main__":
