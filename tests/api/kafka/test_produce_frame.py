@@ -24,12 +24,14 @@ PRODUCE = 0
 
 Topics = list[tuple[str, list[tuple[int, bytes | None]]]]  # (name, [(partition index, records)])
 
-# Two topics (one with a non-ASCII name), partitions with records, empty and null ones, a topic of none.
+# Topics (one with a non-ASCII name, one of no partitions), partitions with records (one of
+# 200 kB: a length of three varint bytes), empty and null ones.
 SAMPLE_TOPICS: Topics = [
-    ("orders", [(0, b"batch-0" * 40), (3, b""), (7, None)]),
+    ("orders", [(0, b"batch-0" * 40), (3, b""), (7, None), (8, bytes(200_000))]),
     ("zahlungen-é-日本", [(1, bytes(range(256)))]),
     ("", []),
 ]
+SMALL_TOPICS: Topics = [("orders", [(0, b"batch"), (3, b""), (7, None)]), ("zahlungen-é", [(1, b"x")]), ("", [])]
 
 
 def kio_request(version: int, transactional_id: str | None = "tx-é", topics: Topics = SAMPLE_TOPICS,
@@ -48,8 +50,9 @@ def receive_buffer(frame: bytes) -> memoryview:
     return memoryview(bytearray(frame[SIZE.size:]))
 
 
-def kio_frame(version: int, **kwargs: Any) -> bytes:
-    return request_frame(kio_request(version, **kwargs), 41)[SIZE.size:]
+def small_frame(version: int) -> bytes:
+    """Of a few hundred bytes, for tests that try every prefix or many mutations."""
+    return request_frame(kio_request(version, topics=SMALL_TOPICS), 41)[SIZE.size:]
 
 
 def as_kio_decodes(frame: memoryview, version: int) -> DecodedRequest:
@@ -87,14 +90,14 @@ def test_every_version_decodes_as_kio_does_with_records_left_in_the_frame(
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_bytes_after_the_body_are_ignored(version: int) -> None:
-    frame = kio_frame(version)
+    frame = small_frame(version)
     with_trailer = memoryview(frame + b"\x00\x01\xff")
     assert_same(decode_produce(with_trailer, version), as_kio_decodes(memoryview(frame), version))
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_truncation_is_refused(version: int) -> None:
-    frame = kio_frame(version)
+    frame = small_frame(version)
     for length in range(len(frame)):
         with pytest.raises(RequestDecodeError, match=f"malformed ProduceRequest v{version}: "):
             decode_produce(memoryview(frame[:length]), version)
@@ -156,6 +159,11 @@ def test_the_hand_written_frames_are_the_ones_kio_writes() -> None:
         assert_same(decode_produce(memoryview(frame), version), kio)
 
 
+def test_a_records_length_below_minus_one_is_null_as_kafka_reads_it() -> None:
+    (topic,) = decode_produce(memoryview(plain_frame(records=i32(-5))), 3).body.topic_data
+    assert topic.partition_data[0].records is None
+
+
 def test_unknown_tagged_fields_are_skipped_as_kafka_skips_them() -> None:
     frame = flexible_frame(header_tags=ONE_TAG, partition_tags=ONE_TAG, topic_tags=ONE_TAG, body_tags=ONE_TAG)
     decoded = decode_produce(memoryview(frame), 9)
@@ -196,13 +204,13 @@ def test_malformed_frames_are_refused_with_what_is_wrong(case: str) -> None:
 
 def test_a_version_outside_3_to_12_is_the_callers_mistake() -> None:
     with pytest.raises(ValueError, match="Produce v13 is not decoded here"):
-        decode_produce(memoryview(kio_frame(12)), 13)
+        decode_produce(memoryview(small_frame(12)), 13)
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[bytes, int]:
     version = draw(st.sampled_from(VERSIONS))
-    frame = bytearray(kio_frame(version))
+    frame = bytearray(small_frame(version))
     for _ in range(draw(st.integers(1, 3))):
         at = draw(st.integers(0, len(frame) - 1))
         kind = draw(st.sampled_from(["flip", "flip", "insert", "delete"]))
