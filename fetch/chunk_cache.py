@@ -7,6 +7,11 @@ recently used chunks are also kept in memory (up to `memory_bytes`), so a sequen
 which asks for each chunk once per read, opens it at most once. A chunk read back from disk
 is the file mapped into memory (pages faulted in by a worker thread), not a copy of it: a
 read then copies only the bytes it serves, as a `pread` from the local log does.
+
+A local-folder store's objects are files on this machine already: their chunks are those
+files mapped (`LocalFolderStore.map_range`), kept in memory only, never copied to the cache's
+disk, where a copy would cost a page-cache write per byte (most of a replay's CPU) for reads
+no faster than the store's own.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple
 
 from hotlog.durable import write_atomically
+from tiering.local_store import LocalFolderStore
 
 from . import metrics
 
 log = logging.getLogger(__name__)
 
 RangeGet = Callable[[str, int, int], Awaitable[bytes]]  # (key, start, end exclusive) -> bytes
+MapRange = Callable[[str, int, int], Awaitable[mmap.mmap]]  # the same bytes, mapped from a local file
 Chunk = bytes | mmap.mmap  # a chunk's bytes: as fetched, or its cache file mapped (read-only)
 MAX_VERIFIED_RANGES = 1024  # per object; a sequential reader needs one
 
@@ -59,6 +66,7 @@ class ChunkCache:
             raise ValueError("chunk_bytes must be positive and max_bytes at least one chunk")
         self.directory = directory
         self.get_range = get_range
+        self._map_range = _mapper(get_range) if chunk_bytes % mmap.ALLOCATIONGRANULARITY == 0 else None
         self.chunk_bytes = chunk_bytes
         self.max_bytes = max_bytes
         self._gets = asyncio.Semaphore(max_concurrent_gets)
@@ -72,7 +80,7 @@ class ChunkCache:
         self._verified: dict[str, list[tuple[int, int]]] = {}
         self.drops = 0  # chunks dropped so far
         self._prefetched: set[ChunkKey] = set()
-        self._in_flight: dict[ChunkKey, asyncio.Task[bytes]] = {}  # GETs, one per chunk
+        self._in_flight: dict[ChunkKey, asyncio.Task[Chunk]] = {}  # GETs, one per chunk
         self._background: set[asyncio.Task[Chunk]] = set()
         self.cached_bytes = 0
         # The cache does not outlive the process: start empty.
@@ -87,13 +95,14 @@ class ChunkCache:
         """Chunk `index` of object `key` (of `object_size` bytes), from memory, disk or one shared
         GET. Read-only: slice it."""
         chunk = ChunkKey(key, index)
-        if chunk in self._lru:
-            self._lru.move_to_end(chunk)
+        data = self._memory.get(chunk)  # a chunk on disk, or a local store's file mapped
+        if data is not None or chunk in self._lru:
+            if chunk in self._lru:
+                self._lru.move_to_end(chunk)
             metrics.CHUNK_CACHE.labels("hit").inc()
             if chunk in self._prefetched:
                 self._prefetched.discard(chunk)
                 metrics.PREFETCH_HITS.inc()
-            data = self._memory.get(chunk)
             if data is not None:
                 self._memory.move_to_end(chunk)
                 return data
@@ -150,32 +159,40 @@ class ChunkCache:
             self._remember(chunk, data)
         return data
 
-    def _load(self, chunk: ChunkKey, object_size: int, *, prefetch: bool = False) -> asyncio.Task[bytes]:
+    def _load(self, chunk: ChunkKey, object_size: int, *, prefetch: bool = False) -> asyncio.Task[Chunk]:
         """The chunk's GET, shared by every reader and prefetch that asks meanwhile."""
         return self._single_flight(self._in_flight, chunk, lambda: self._fetch(chunk, object_size, prefetch))
 
-    async def _fetch(self, chunk: ChunkKey, object_size: int, prefetch: bool) -> bytes:
+    async def _fetch(self, chunk: ChunkKey, object_size: int, prefetch: bool) -> Chunk:
         key, index = chunk
         start, end = self.chunk_range(index, object_size)
+        data: Chunk
         async with self._gets:
             began = time.perf_counter()
-            data = await self.get_range(key, start, end)
+            data = await (self.get_range if self._map_range is None else self._map_range)(key, start, end)
             metrics.REMOTE_GET_LATENCY.observe(time.perf_counter() - began)
         metrics.REMOTE_GETS.inc()
         metrics.REMOTE_GET_BYTES.inc(len(data))
         if len(data) != end - start:
             raise ShortChunkError(f"{key}: chunk {index} came back with {len(data)} of {end - start} bytes")
+        if isinstance(data, mmap.mmap):  # the store's own file: in memory only
+            self._remember(chunk, data)
+        else:
+            await self._keep(chunk, data)
+        if prefetch:
+            self._prefetched.add(chunk)
+        return data
+
+    async def _keep(self, chunk: ChunkKey, data: bytes) -> None:
+        """A fetched chunk to the cache's disk and memory."""
         try:
             # Whole or absent, not durable: the cache starts empty after a restart.
             await asyncio.to_thread(write_atomically, chunk.path(self.directory), data, sync=False)
         except OSError as exc:  # a full or failing cache disk costs later GETs, not this read
-            log.warning("chunk cache: cannot write %s chunk %d, serving it uncached: %s", key, index, exc)
-            return data
+            log.warning("chunk cache: cannot write %s chunk %d, serving it uncached: %s", *chunk, exc)
+            return
         self._admit(chunk, len(data))
         self._remember(chunk, data)
-        if prefetch:
-            self._prefetched.add(chunk)
-        return data
 
     def _admit(self, chunk: ChunkKey, size: int) -> None:
         self._lru[chunk] = size
@@ -190,8 +207,10 @@ class ChunkCache:
         self._memory[chunk] = data
         self._memory_used += len(data)
         while self._memory_used > self.memory_bytes:
-            _, old = self._memory.popitem(last=False)
+            dropped, old = self._memory.popitem(last=False)
             self._memory_used -= len(old)
+            if dropped not in self._lru:  # a local store's mapping: mapped again when asked, the same bytes
+                self._prefetched.discard(dropped)
 
     def is_verified(self, key: str, start: int, end: int) -> bool:
         """Whether bytes [start, end) of `key` lie in one range readers have checked."""
@@ -248,6 +267,13 @@ class ChunkCache:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _mapper(get_range: RangeGet) -> MapRange | None:
+    """The local-folder store's `map_range` when `get_range` is its `get` (a wrapper's, a
+    test's or S3's is not: their chunks are fetched and kept on the cache's disk)."""
+    store = getattr(get_range, "__self__", None)
+    return store.map_range if isinstance(store, LocalFolderStore) else None
 
 
 def _map_file(path: str) -> mmap.mmap:

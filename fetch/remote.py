@@ -49,12 +49,12 @@ class _Span:
         if first == last:
             chunk = await self._chunk(first)
             return chunk[position - first * size : position - first * size + length]
-        parts = []
+        parts: list[memoryview] = []
         for index in range(first, last + 1):
             chunk = await self._chunk(index)
             lo = max(position - index * size, 0)
             hi = min(position + length - index * size, len(chunk))
-            parts.append(chunk[lo:hi])
+            parts.append(memoryview(chunk)[lo:hi])  # views: the join is the one copy
         return b"".join(parts)
 
     async def header(self, position: int) -> BatchHeader:

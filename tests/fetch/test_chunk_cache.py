@@ -4,6 +4,9 @@ import os
 import pytest
 
 from fetch.chunk_cache import ChunkCache, ShortChunkError
+from tiering.local_store import LocalFolderStore
+from tiering.store import GET
+from tiering.wrappers import LatencyModelStore
 
 
 class CountingSource:
@@ -160,3 +163,48 @@ def test_a_cache_disk_that_fails_costs_caching_not_the_read(tmp_path, monkeypatc
     got, cached = run(scenario())
     assert got == [data[4096:8192]] * 2
     assert cached == 0 and len(source.gets) == 2  # not admitted: the second read fetched again
+
+
+def test_a_folder_stores_chunks_are_its_files_mapped_not_copies_on_the_cache_disk(tmp_path):
+    """The folder store's objects are local files already: the cache maps them and writes
+    nothing; a mapping out of memory is mapped again, its bytes still trusted as checked."""
+    data = os.urandom(4 * 4096 + 100)
+    store = LocalFolderStore(str(tmp_path / "bucket"))
+    directory = tmp_path / "c"
+
+    async def scenario():
+        await store.put("seg", data)
+        cache = ChunkCache(str(directory), store.get, chunk_bytes=4096, max_bytes=1 << 20, memory_bytes=2 * 4096)
+        chunks = [bytes(await cache.get("seg", index, len(data))) for index in range(5)]
+        cache.mark_verified("seg", 0, 4096)
+        gets = store.requests[GET]
+        again = bytes(await cache.get("seg", 0, len(data)))  # out of memory since: mapped again
+        trusted = cache.is_verified("seg", 0, 4096)
+        cache.invalidate("seg", 0)  # found corrupt by a reader: checked again next time
+        checked_after_invalidation = cache.is_verified("seg", 0, 4096)
+        await cache.close()
+        return chunks, again, store.requests[GET] - gets, trusted, checked_after_invalidation
+
+    chunks, again, mapped_again, trusted, checked_after_invalidation = run(scenario())
+    assert b"".join(chunks) == data and again == data[:4096]
+    assert os.listdir(directory) == []
+    assert mapped_again == 1
+    assert trusted and not checked_after_invalidation
+
+
+def test_a_wrapped_folder_stores_chunks_go_to_the_cache_disk(tmp_path):
+    """Behind a wrapper (latency model, faults) the store is not known to be local files."""
+    data = os.urandom(2 * 4096)
+    store = LocalFolderStore(str(tmp_path / "bucket"))
+    directory = tmp_path / "c"
+
+    async def scenario():
+        await store.put("seg", data)
+        wrapped = LatencyModelStore(store, first_byte_s=0, bandwidth_bytes_per_s=1e12)
+        cache = ChunkCache(str(directory), wrapped.get, chunk_bytes=4096, max_bytes=1 << 20)
+        chunks = [await cache.get("seg", index, len(data)) for index in range(2)]
+        await cache.close()
+        return chunks
+
+    assert b"".join(run(scenario())) == data
+    assert len(os.listdir(directory)) == 2

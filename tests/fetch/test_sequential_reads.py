@@ -69,7 +69,8 @@ def test_a_sequential_reader_has_its_read_ahead_chunks_past_the_current_one_load
         first = await reader.read("t", 0, 0, 6000)  # three batches: ends inside chunk 1
         await asyncio.sleep(0.2)  # the read-ahead lands
         key = tiering.remote_segments("t", 0)[0].key("log")
-        cached = sorted(chunk.chunk_index for chunk in reader.remote.cache._lru if chunk.object_key == key)
+        # The folder store's chunks are its files mapped, held in memory (not on the cache's disk).
+        cached = sorted(chunk.chunk_index for chunk in reader.remote.cache._memory if chunk.object_key == key)
         seen = await read_all(reader, max_bytes=5000)
         await tiering.close()
         await reader.remote.cache.close()
