@@ -29,6 +29,9 @@ class CheckedRanges:
         self._ends: list[int] = []
         self._lock = threading.Lock()
         self.corrupt_at: int | None = None
+        # A sendfile from the file failed on its side (EIO): its bytes go through pread from
+        # then on, whose errors are the partition's, not the connection's.
+        self.unsendable = False
 
     def add(self, start: int, end: int) -> None:
         if start >= end:

@@ -75,9 +75,10 @@ class FileSlice:
     def checked(self) -> bool:
         """Whether every batch of the slice has passed its checks (or was appended by this
         process), so its bytes may go to a socket unread (sendfile) as they lie."""
-        known = self.checks.corrupt_at
-        end = self.position + self.size
-        return (known is None or not self.position <= known < end) and not self.checks.gaps(self.position, end)
+        checks = self.checks
+        known, end = checks.corrupt_at, self.position + self.size
+        return not checks.unsendable and (known is None or not self.position <= known < end) and \
+            not checks.gaps(self.position, end)
 
     def read(self) -> bytes:
         """The slice's bytes, each batch checked once per process before it is served. From

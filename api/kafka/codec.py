@@ -19,6 +19,8 @@ from kio.index import KioIndexError, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
+from hotlog.segment import FileSlice
+
 from .errors import RequestDecodeError
 from .guard import EntityType, check_lengths
 
@@ -93,28 +95,34 @@ def decode_checked(frame: bytes | memoryview, api_key: int, api_version: int) ->
     return DecodedRequest(api_key, api_version, header.correlation_id, header.client_id, body)
 
 
+# A response frame's pieces: bytes, or batches still in a segment file (sendfile).
+Chunk = bytes | bytearray | memoryview | FileSlice
+
+
 class FrameWriter:
     """A kio `Writable` collecting one response frame as a list of buffers.
 
-    Small writes are packed into a bytearray; large ones are kept by reference."""
+    Small writes are packed into a bytearray; large ones are kept by reference, and so are
+    fetched batches given as their FileSlice (kio only asks a value's len() and writes it),
+    which the connection sends from the page cache."""
 
     def __init__(self) -> None:
-        self._chunks: list[bytes | bytearray | memoryview] = []
+        self._chunks: list[Chunk] = []
         self._current = bytearray(SIZE.size)  # the size prefix, filled in by `finish`
         self._size = 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
+    def write(self, data: Chunk) -> int:
         n = len(data)
         if n >= SPLICE_MIN_BYTES:
             self._chunks.append(self._current)
             self._chunks.append(data)
             self._current = bytearray()
         else:
-            self._current += data
+            self._current += data.read() if isinstance(data, FileSlice) else data
         self._size += n
         return n
 
-    def finish(self) -> list[bytes | bytearray | memoryview]:
+    def finish(self) -> list[Chunk]:
         self._chunks.append(self._current)
         first = self._chunks[0]
         assert isinstance(first, bytearray)
@@ -122,7 +130,7 @@ class FrameWriter:
         return [chunk for chunk in self._chunks if len(chunk)]
 
 
-def encode_response(correlation_id: int, response: Any) -> list[bytes | bytearray | memoryview]:
+def encode_response(correlation_id: int, response: Any) -> list[Chunk]:
     """A response frame (size prefix, header, body) as buffers for the socket.
 
     The header version comes from the response schema; kio already gives ApiVersions

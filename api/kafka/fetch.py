@@ -1,5 +1,6 @@
 """Fetch: whole batches through the fetch layer, spliced into the response as they lie
-on disk; long polling (`fetch.max.wait.ms`) waits on the logs' append listeners.
+on disk (local ones as their FileSlice, which the connection sendfiles); long polling
+(`fetch.max.wait.ms`) waits on the logs' append listeners.
 
 Fetch sessions (KIP-227, fetch_sessions.py): a full fetch with epoch 0 starts one; the
 incremental fetches after it name only what changed, and their responses hold only the
@@ -19,6 +20,7 @@ from broker.security.acls import AclOperation
 from broker.security.authorizer import Access
 from hotlog.errors import LogError, OffsetOutOfRangeError
 from hotlog.log import PartitionLog
+from hotlog.segment import FileSlice
 
 from .acls import access
 from .codec import build, has_field, nested
@@ -35,7 +37,7 @@ class _PartitionRead:
     fetch_offset: int
     max_bytes: int
     code: ErrorCode = ErrorCode.none
-    records: bytes = b""
+    records: bytes | FileSlice = b""  # a FileSlice goes to the socket from the page cache
     high_watermark: int = -1
     last_stable_offset: int = -1
     log_start_offset: int = -1
@@ -86,7 +88,7 @@ class _FetchPlan:
                 part.last_stable_offset = reader.last_stable_offset(part.topic, part.partition)
                 return 0
             found = await reader.read(part.topic, part.partition, part.fetch_offset, max_bytes,
-                                      read_committed=self.read_committed, min_one=min_one)
+                                      read_committed=self.read_committed, min_one=min_one, in_file=True)
         except OffsetOutOfRangeError as exc:
             part.code = ErrorCode.offset_out_of_range
             part.high_watermark, part.log_start_offset = exc.log_end_offset, exc.log_start_offset
@@ -96,7 +98,7 @@ class _FetchPlan:
             count_storage_error("kafka", "Fetch", exc)
             part.code = kafka_code(exc)
             return 0
-        part.records = found.records
+        part.records = found.records if found.file is None else found.file
         part.high_watermark = found.high_watermark
         part.last_stable_offset = found.last_stable_offset
         part.log_start_offset = found.log_start_offset
@@ -104,7 +106,7 @@ class _FetchPlan:
             # Once per transaction: clients skip a producer's batches from each entry's first
             # offset until an ABORT marker, so a repeated entry would hide later committed data.
             part.aborted = tuple(dict.fromkeys((t.producer_id, t.first_offset) for t in found.aborted))
-        return len(found.records)
+        return found.size
 
     def satisfied(self, total: int) -> bool:
         return total >= self.min_bytes or any(p.code for p in self.partitions)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from broker.security.principal import ANONYMOUS, Principal
 
-from .codec import DecodedRequest, check_request, decode_checked, encode_response, response_type
+from .codec import Chunk, DecodedRequest, check_request, decode_checked, encode_response, response_type
 from .context import Call, KafkaContext
 from .errors import RequestDecodeError
 from .limits import DECODED_BYTES_PER_ELEMENT, MemoryPool
@@ -39,7 +39,7 @@ INLINE_ELEMENTS = 10_000  # checked and decoded on the loop in about 10 ms
 class EncodedResponse(NamedTuple):
     """A response frame already encoded, as buffers for the socket."""
 
-    chunks: list[bytes | bytearray | memoryview]
+    chunks: list[Chunk]
 
 
 class HeavyRequest(NamedTuple):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from broker.security.principal import ANONYMOUS, Principal
 from hotlog.rate_limited import RateLimitedReport
+from hotlog.segment import FileSlice
 
 from ..listen import ListenerConfig, ListenError, reason
 from ..metrics import REQUESTS
@@ -37,6 +38,7 @@ from .acceptor import Acceptor, bind_sockets
 from .apis import APIS, ApiKey, api_name, unsupported_api_versions
 from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
+from .file_send import FileSend
 from .guard import ManyElements
 from .limits import READ_TIMEOUTS, REFUSED, TLS_HANDSHAKE_FAILURES, ClientBounds, ReadDeadline
 from .offload import INLINE_ELEMENTS, EncodedResponse, HeavyRequest, Offload
@@ -53,6 +55,7 @@ MAX_IDLE_BUFFER = 8 * 1024 * 1024  # a receive buffer grown past this shrinks on
 MIN_FREE = 4 * 1024  # compact the receive buffer when less than this is left at its end
 MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
 WRITE_SLICE = 256 * 1024
+ROOM_PROBE = 16 * 1024  # sent through the transport when a sendfile fills the socket, to learn when it drains
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 _SASL_APIS = (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)
 _report_unauthenticated = RateLimitedReport(log, logging.INFO)
@@ -99,7 +102,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._start = 0  # first byte not yet parsed
         self._end = 0  # end of received bytes
         self._pending: deque[_Pending] = deque()  # in arrival order
-        self._outgoing: deque[memoryview] = deque()  # response bytes not yet given to the transport
+        self._outgoing: deque[memoryview | FileSend] = deque()  # response bytes not yet given to the transport
+        self._socket_fd: int | None = None  # a plain TCP connection's: fetched batches go by sendfile
         self._written: asyncio.Future[None] | None = None  # resolved once _outgoing is all written
         self._reading_paused = False
         self._writing_paused = False
@@ -116,6 +120,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.principal = self.listener.certificate_principal(transport)  # SSL listeners with client auth
+        sock = transport.get_extra_info("socket")
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
+            self._socket_fd = sock.fileno()
+            # Paused whenever the transport holds a byte, resumed once it holds none: a
+            # sendfile may only start when nothing written before it is still waiting.
+            transport.set_write_buffer_limits(high=0)
         self.listener.connections.add(self)
         if self.sasl is not None:
             self._authentication_deadline = asyncio.get_running_loop().call_later(
@@ -135,6 +145,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         for pending in self._pending:
             pending.task.cancel()
         self._pending.clear()
+        self._outgoing.clear()  # unpins the segment files of fetched batches not sent
 
     def release_quota(self) -> None:
         if self._counted:
@@ -383,7 +394,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
                           exc_info=True)
                 self.close()
                 return
-            self._outgoing.extend(memoryview(chunk) for chunk in chunks)
+            self._outgoing.extend(FileSend(chunk) if isinstance(chunk, FileSlice) else memoryview(chunk)
+                                  for chunk in chunks)
         self._send_outgoing()
         self._update_reading()
 
@@ -402,18 +414,43 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.last_active = time.monotonic()
         while self._outgoing and not self._writing_paused and not self._closed:
             head = self._outgoing[0]
+            assert self.transport is not None
+            if isinstance(head, FileSend):
+                try:
+                    self._send_file(head)
+                except OSError as exc:  # the response is cut short: the client must not wait on it
+                    if head.piece.checks.unsendable:
+                        log.error("closing connection from %s: %s could not be sent: %s", self.peer_host,
+                                  head.piece.segment.log_path, reason(exc))
+                    self.abort()
+                    return
+                continue
             if len(head) <= WRITE_SLICE:
                 self._outgoing.popleft()
             else:
                 self._outgoing[0] = head[WRITE_SLICE:]
                 head = head[:WRITE_SLICE]
-            assert self.transport is not None
             self.transport.write(head)
         if self._written is not None and not self._outgoing and not self._writing_paused:
             self._written.set_result(None)
             self._written = None
         if self.sasl is not None and self.sasl.failed and not self._outgoing:  # its answer given, as Kafka
             self.close()
+
+    def _send_file(self, head: FileSend) -> None:
+        """Send fetched batches: by sendfile on a plain socket (the transport holds nothing
+        then: it is not paused), and once the socket is full, a small piece through the
+        transport, which buffers it and pauses writing until the socket has room again.
+        Over TLS, a slice at a time through the transport."""
+        assert self.transport is not None
+        if self._socket_fd is not None:
+            head.sendfile(self._socket_fd)
+            if head.left:
+                self.transport.write(head.take(ROOM_PROBE))
+        else:
+            self.transport.write(head.take(WRITE_SLICE))
+        if not head.left:
+            self._outgoing.popleft()
 
     def close(self) -> None:
         if self.transport is not None and not self._closed:

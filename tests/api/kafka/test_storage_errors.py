@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,11 +28,13 @@ from prometheus_client import REGISTRY
 from api.kafka.codec import response_type
 from api.kafka.context import Call, KafkaContext
 from api.kafka.fetch import handle_fetch
+from api.kafka.file_send import FileSend
 from api.proto import tierlog_pb2 as pb
 from api.proto import tierlog_pb2_grpc as pb_grpc
 from broker.groups.coordinator import GroupCoordinator
 from broker.node import Broker
 from hotlog.records import decode_batches
+from hotlog.segment import FileSlice
 from testkit.moto_server import MotoServer
 
 from ...broker.support import run
@@ -257,12 +260,23 @@ def test_a_corrupt_object_in_the_bucket_is_an_error_for_its_partition_only(
 
 
 def test_a_local_read_the_disk_fails_is_an_error_for_its_partition_only(tmp_path: Any, monkeypatch) -> None:
-    real_pread = os.pread
+    """The first fetch hands both partitions' batches to the socket unread (sendfile); the
+    disk's error comes as that sendfile fails, which cuts the connection. From then on the
+    file is read by pread, so the client's next fetch gets the error for partition 0 only."""
+    real_pread, real_sendfile = os.pread, os.sendfile
 
-    def eio_on_partition_0(fd: int, size: int, position: int) -> bytes:
-        if os.readlink(f"/proc/self/fd/{fd}").endswith("/eio-0/00000000000000000000.log"):
+    def on_partition_0(fd: int) -> bool:
+        return os.readlink(f"/proc/self/fd/{fd}").endswith("/eio-0/00000000000000000000.log")
+
+    def pread(fd: int, size: int, position: int) -> bytes:
+        if on_partition_0(fd):
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_pread(fd, size, position)
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        if on_partition_0(in_fd):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_sendfile(out_fd, in_fd, offset, count)
 
     async def scenario(broker: Broker, groups: GroupCoordinator) -> None:
         broker.logs.create_topic("eio", 2)
@@ -271,14 +285,22 @@ def test_a_local_read_the_disk_fails_is_an_error_for_its_partition_only(tmp_path
         kafka = KafkaContext(broker, groups, "127.0.0.1", 9092, "cluster")
         before = REGISTRY.get_sample_value("tierlog_storage_errors_total",
                                            {"protocol": "kafka", "api": "Fetch", "error": "OSError"}) or 0.0
-        monkeypatch.setattr(os, "pread", eio_on_partition_0)
-        response = await handle_fetch(kafka, Call(12, "client", "127.0.0.1", response_type(FETCH, 12)),
-                                      fetch_request("eio", {0: 0, 1: 0}))
+        monkeypatch.setattr(os, "sendfile", sendfile)  # the batch headers' reads still pass
+        call = Call(12, "client", "127.0.0.1", response_type(FETCH, 12))
+        first = await handle_fetch(kafka, call, fetch_request("eio", {0: 0, 1: 0}))
+        unread = {p.partition_index: p.records for p in first.responses[0].partitions}
+        assert all(isinstance(records, FileSlice) for records in unread.values())
+        server_side, client_side = socket.socketpair()
+        with server_side, client_side, pytest.raises(OSError):
+            FileSend(unread[0]).sendfile(server_side.fileno())
+        assert not unread[0].checked and unread[1].checked  # partition 0's file: pread only, from now on
+        monkeypatch.setattr(os, "pread", pread)
+        response = await handle_fetch(kafka, call, fetch_request("eio", {0: 0, 1: 0}))
         monkeypatch.undo()
         parts = {p.partition_index: p for p in response.responses[0].partitions}
         assert parts[0].error_code == ErrorCode.kafka_storage_error and not parts[0].records
         assert parts[1].error_code == ErrorCode.none
-        assert [r.value for b in decode_batches(parts[1].records) for r in b.records] == [b"on 1"]
+        assert [r.value for b in decode_batches(parts[1].records.read()) for r in b.records] == [b"on 1"]
         assert REGISTRY.get_sample_value("tierlog_storage_errors_total",
                                          {"protocol": "kafka", "api": "Fetch", "error": "OSError"}) == before + 1
 

@@ -31,6 +31,11 @@ class Wire:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout,
                                              source_address=None if source is None else (source, 0))
+        self._unread = b""
+
+    def unread(self, data: bytes) -> None:
+        """Bytes taken from the socket by hand, to be read again first."""
+        self._unread = data + self._unread
 
     def send(self, request: Any, correlation_id: int) -> None:
         self.sock.sendall(request_frame(request, correlation_id))
@@ -39,7 +44,8 @@ class Wire:
         self.sock.sendall(data)
 
     def _exactly(self, n: int) -> bytes:
-        data = bytearray()
+        data = bytearray(self._unread[:n])
+        self._unread = self._unread[n:]
         while len(data) < n:
             chunk = self.sock.recv(n - len(data))
             if not chunk:
