@@ -175,12 +175,12 @@ class ChunkCache:
         metrics.REMOTE_GET_BYTES.inc(len(data))
         if len(data) != end - start:
             raise ShortChunkError(f"{key}: chunk {index} came back with {len(data)} of {end - start} bytes")
+        if prefetch:  # marked before it is remembered: read-ahead stays in memory until read
+            self._prefetched.add(chunk)
         if isinstance(data, mmap.mmap):  # the store's own file: in memory only
             self._remember(chunk, data)
         else:
             await self._keep(chunk, data)
-        if prefetch:
-            self._prefetched.add(chunk)
         return data
 
     async def _keep(self, chunk: ChunkKey, data: bytes) -> None:
@@ -190,6 +190,7 @@ class ChunkCache:
             await asyncio.to_thread(write_atomically, chunk.path(self.directory), data, sync=False)
         except OSError as exc:  # a full or failing cache disk costs later GETs, not this read
             log.warning("chunk cache: cannot write %s chunk %d, serving it uncached: %s", *chunk, exc)
+            self._prefetched.discard(chunk)
             return
         self._admit(chunk, len(data))
         self._remember(chunk, data)
@@ -207,7 +208,10 @@ class ChunkCache:
         self._memory[chunk] = data
         self._memory_used += len(data)
         while self._memory_used > self.memory_bytes:
-            dropped, old = self._memory.popitem(last=False)
+            # The least recently used chunk, read-ahead not yet read last: a reader touching the
+            # chunks it is in must not push out the ones it asked to have ready.
+            dropped = next((c for c in self._memory if c not in self._prefetched), next(iter(self._memory)))
+            old = self._memory.pop(dropped)
             self._memory_used -= len(old)
             if dropped not in self._lru:  # a local store's mapping: mapped again when asked, the same bytes
                 self._prefetched.discard(dropped)

@@ -208,3 +208,27 @@ def test_a_wrapped_folder_stores_chunks_go_to_the_cache_disk(tmp_path):
 
     assert b"".join(run(scenario())) == data
     assert len(os.listdir(directory)) == 2
+
+
+def test_read_ahead_not_yet_read_outlives_chunks_read_since_in_memory(tmp_path):
+    """A reader keeps touching the chunk it is in while its read-ahead lands: when memory is
+    full, a chunk already read goes first, not one the reader asked to have ready."""
+    data = os.urandom(6 * 4096)
+    store = LocalFolderStore(str(tmp_path / "bucket"))
+
+    async def scenario():
+        await store.put("seg", data)
+        cache = ChunkCache(str(tmp_path / "c"), store.get, chunk_bytes=4096, max_bytes=1 << 20,
+                           memory_bytes=3 * 4096)
+        await cache.get("seg", 0, len(data))
+        cache.prefetch("seg", 1, 2, len(data))
+        await asyncio.gather(*list(cache._background))  # the read-ahead has landed
+        await cache.get("seg", 0, len(data))  # the reader, still in chunk 0: the least recently used is chunk 1
+        await cache.get("seg", 3, len(data))  # memory full: chunk 0 goes
+        ahead = [await cache.get("seg", index, len(data)) for index in (1, 2)]
+        await cache.close()
+        return ahead
+
+    ahead = run(scenario())
+    assert [bytes(chunk) for chunk in ahead] == [data[4096:8192], data[8192:12288]]
+    assert store.requests[GET] == 4  # chunks 0 to 3, each once
