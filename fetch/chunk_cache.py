@@ -38,6 +38,9 @@ RangeGet = Callable[[str, int, int], Awaitable[bytes]]  # (key, start, end exclu
 MapRange = Callable[[str, int, int], Awaitable[mmap.mmap]]  # the same bytes, mapped from a local file
 Chunk = bytes | mmap.mmap  # a chunk's bytes: as fetched, or its cache file mapped (read-only)
 MAX_VERIFIED_RANGES = 1024  # per object; a sequential reader needs one
+# Objects whose checked ranges are kept, the most recently checked: a local store's mapped
+# chunks keep theirs when memory drops them (the same file's bytes come back), so no drop bounds them.
+MAX_VERIFIED_OBJECTS = 4096
 
 
 class ChunkKey(NamedTuple):
@@ -77,7 +80,7 @@ class ChunkCache:
         self._from_disk: dict[ChunkKey, asyncio.Task[Chunk]] = {}  # chunk files being mapped
         # Object key -> disjoint, sorted [start, end) byte ranges whose batches readers have
         # checked; a dropped chunk's bytes leave them (they come back from the store unchecked).
-        self._verified: dict[str, list[tuple[int, int]]] = {}
+        self._verified: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         self.drops = 0  # chunks dropped so far
         self._prefetched: set[ChunkKey] = set()
         self._in_flight: dict[ChunkKey, asyncio.Task[Chunk]] = {}  # GETs, one per chunk
@@ -230,6 +233,9 @@ class ChunkCache:
         kept.append((start, end))
         kept.sort()
         self._verified[key] = kept[-MAX_VERIFIED_RANGES:]  # forgetting some only costs re-checks
+        self._verified.move_to_end(key)
+        if len(self._verified) > MAX_VERIFIED_OBJECTS:
+            self._verified.popitem(last=False)
 
     def _unverify(self, chunk: ChunkKey) -> None:
         key = chunk.object_key

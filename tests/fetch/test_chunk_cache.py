@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from fetch import chunk_cache
 from fetch.chunk_cache import ChunkCache, ShortChunkError
 from tiering.local_store import LocalFolderStore
 from tiering.store import GET
@@ -232,3 +233,13 @@ def test_read_ahead_not_yet_read_outlives_chunks_read_since_in_memory(tmp_path):
     ahead = run(scenario())
     assert [bytes(chunk) for chunk in ahead] == [data[4096:8192], data[8192:12288]]
     assert store.requests[GET] == 4  # chunks 0 to 3, each once
+
+
+def test_checked_ranges_are_kept_for_the_most_recently_checked_objects_only(tmp_path, monkeypatch):
+    """A folder store's chunks keep their checks when memory drops them, so the objects
+    remembered as checked are bounded on their own: the oldest is checked again."""
+    monkeypatch.setattr(chunk_cache, "MAX_VERIFIED_OBJECTS", 2)
+    cache = ChunkCache(str(tmp_path / "c"), CountingSource({}).get_range, chunk_bytes=4096, max_bytes=1 << 20)
+    for key in ("a", "b", "c"):
+        cache.mark_verified(key, 0, 4096)
+    assert [cache.is_verified(key, 0, 4096) for key in ("a", "b", "c")] == [False, True, True]
