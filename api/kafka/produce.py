@@ -9,6 +9,7 @@ sequence gap gets OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch INVALID_PRODUCER_EP
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +65,13 @@ def _append_time(appended: Appended | None) -> datetime | None:
 
 
 async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
+    return await start_produce(kafka, call, request)
+
+
+def start_produce(kafka: KafkaContext, call: Call, request: Any) -> Coroutine[Any, Any, Any]:
+    """Check and append every partition's batches now; the coroutine returned answers (acks=all:
+    once they are durable). The connection calls it as it reads a request that may run at
+    once, so `request` (whose records may be views of its receive buffer) is not kept."""
     acks = request.acks
     refusal = None if acks in (0, 1, -1) else (ErrorCode.invalid_required_acks, f"acks={acks} is not 0, 1 or -1")
     who = access(kafka, call)
@@ -91,10 +99,15 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
                     result.refused(exc)
             results.append(result)
         topics.append((topic_data.name, results))
+    return _answer(kafka, call, acks, request.timeout.total_seconds(), topics)
+
+
+async def _answer(kafka: KafkaContext, call: Call, acks: int, timeout_s: float,
+                  topics: list[tuple[str, list[_PartitionResult]]]) -> Any:
     if acks == 0:
         return None
     if acks == -1:
-        timeout_s = max(request.timeout.total_seconds(), 0.001)
+        timeout_s = max(timeout_s, 0.001)
         durable = [_wait_durable(kafka, r, timeout_s) for _, results in topics for r in results if r.appended is not None]
         if durable:
             await asyncio.gather(*durable)
