@@ -421,7 +421,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("replay",), default=None,
                         help="replay: only the replay from the bucket (no produce or local-tier consume figures)")
     args = parser.parse_args()
-    root = args.dir or tempfile.mkdtemp(prefix="tierlog-kafka-bench-", dir=".")
+    # Absolute: a baseline tree's broker runs in its own folder, and must find the same data.
+    root = os.path.abspath(args.dir or tempfile.mkdtemp(prefix="tierlog-kafka-bench-", dir="."))
     os.makedirs(root, exist_ok=True)
     count = args.mib * 1024 * 1024 // MESSAGE_BYTES
     payload = count * MESSAGE_BYTES
