@@ -2,8 +2,8 @@
 
 Frames are read straight into a receive buffer (grown for large requests) and decoded
 where they lie. Requests on a connection run in order, as Kafka runs them, with one
-exception: pipelined Produce requests run side by side (each appends before its first
-await, so in order), which lets acks=all requests share one fsync. Responses go back in
+exception: pipelined Produce requests run side by side (each appends as it is read, so
+in order), which lets acks=all requests share one fsync. Responses go back in
 request order. A frame that is malformed, too large, or of an API or version not in the
 table closes its connection; other clients carry on.
 
@@ -92,8 +92,7 @@ class _Pending(NamedTuple):
     correlation_id: int
     api_key: int
     task: asyncio.Future[Any]
-    pipelined: bool  # a Produce decoded on the loop: it may run beside the Produce requests before it
-    appended: bool  # a Produce whose appends were done as it was read
+    appended: bool  # a Produce appended as it was read: what follows it may run beside it
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -268,7 +267,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self.sasl is not None and self.sasl.raw_tokens:  # no header: a bare token after SaslHandshake v0
             handling = self._authenticated_by(self.sasl.raw_token(bytes(frame)))
             self._queue(-1, ApiKey.SASL_AUTHENTICATE, loop.create_task(self._after(
-                [p.task for p in self._pending if not p.task.done()], handling)), pipelined=False)
+                [p.task for p in self._pending if not p.task.done()], handling)))
             return
         try:
             api_key, api_version, correlation_id = peek_header(frame)
@@ -286,10 +285,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     return
                 answered: asyncio.Future[Any] = loop.create_future()
                 answered.set_result(unsupported_api_versions())
-                self._queue(correlation_id, api_key, answered, pipelined=False)
+                self._queue(correlation_id, api_key, answered)
                 return
             # A Produce with nothing before it left to append appends now, while its frame is
-            # in the receive buffer: a large one's records are appended from there, uncopied.
+            # in the receive buffer (a large one's records are appended from there, uncopied),
+            # and runs beside the requests before it; any other request waits for them.
             now = api_key == ApiKey.PRODUCE and all(p.appended or p.task.done() for p in self._pending)
             try:
                 if now and len(frame) >= VIEWED_PRODUCE_BYTES:
@@ -300,7 +300,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             except ManyElements:
                 heavy = HeavyRequest(bytes(frame), api_key, api_version, correlation_id, self._frame_hold)
                 handling = self.listener.offload.serve(api, heavy, self.peer_host, self.principal)
-                pipelined = now = False
+                now = False
             else:
                 call = Call(api_version, request.client_id or "", self.peer_host, response_type(api_key, api_version),
                             self.principal)
@@ -309,16 +309,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 else:
                     handling = self._authenticating(api_key, call, request.body) or \
                         api.handler(self.kafka, call, request.body)
-                pipelined = api_key == ApiKey.PRODUCE
         except RequestDecodeError as exc:
             log.warning("closing connection from %s: %s", self.peer_host, exc)
             self.close()
             return
         earlier = [p.task for p in self._pending if not p.task.done()]
-        if (earlier or self._outgoing or self._writing_paused) and \
-                not (pipelined and all(p.pipelined for p in self._pending)):
+        if (earlier or self._outgoing or self._writing_paused) and not now:
             handling = self._after(earlier, handling)
-        self._queue(correlation_id, api_key, loop.create_task(handling), pipelined, appended=now)
+        self._queue(correlation_id, api_key, loop.create_task(handling), appended=now)
 
     def _produce_now(self, call: Call, request: Any) -> Coroutine[Any, Any, Any]:
         try:
@@ -377,9 +375,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             raise
         return await handling
 
-    def _queue(self, correlation_id: int, api_key: int, task: asyncio.Future[Any], pipelined: bool, *,
-               appended: bool = False) -> None:
-        self._pending.append(_Pending(correlation_id, api_key, task, pipelined, appended))
+    def _queue(self, correlation_id: int, api_key: int, task: asyncio.Future[Any], *, appended: bool = False) -> None:
+        self._pending.append(_Pending(correlation_id, api_key, task, appended))
         if self._frame_hold:  # the pool holds the frame until its request is answered
             held, self._frame_hold = self._frame_hold, 0
             task.add_done_callback(lambda _: self.pool.release(held))
@@ -402,7 +399,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _respond(self, _: asyncio.Future[Any]) -> None:
         """Write every finished response at the head of the queue, in request order."""
         while self._pending and self._pending[0].task.done() and not self._closed:
-            correlation_id, api_key, task, _pipelined, _appended = self._pending.popleft()
+            correlation_id, api_key, task, _appended = self._pending.popleft()
             if task.cancelled():
                 continue
             error = task.exception()
