@@ -132,7 +132,8 @@ class RemoteSegment:
     # 0 in records written before it was kept (then uploaded_ms stands in).
     modified_ms: int = 0
     # A cleaned segment: the ids of the committed segments it replaces, whose offsets it
-    # covers exactly, and where the clean that wrote it left the dirty section.
+    # covers exactly, and where the dirty section starts once it is committed (at most its
+    # next offset: the clean's later groups may never be).
     replaces: tuple[uuid.UUID, ...] = ()
     cleaned_to: int = -1
     delete_after_ms: int = 0  # a tombstone: its objects stay until then (file.delete.delay.ms)

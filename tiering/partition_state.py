@@ -119,8 +119,11 @@ class RemotePartition:
 
     @property
     def first_dirty_offset(self) -> int:
-        """Where the bucket's cleaner starts next: where the newest clean stopped."""
-        cleaned = max((s.cleaned_to for s in self.segments), default=-1)
+        """Where the bucket's cleaner starts next: where the newest clean stopped. A segment
+        vouches for its own offsets only: records written before cleaned_to was capped at
+        the segment's end claim the whole pass, though a stop may have kept the pass's
+        later groups from being committed."""
+        cleaned = max((min(s.cleaned_to, s.next_offset) for s in self.segments), default=-1)
         return max(cleaned, self.log_start_offset)
 
     @property

@@ -262,14 +262,17 @@ class RemoteCleaner:
                     published.result()  # it failed: stop here
                 cleaned = await asyncio.to_thread(clean_group, group, ctx, txns)
                 if len(group) == 1 and cleaned.size == group[0].size and i < len(groups) - 1:
-                    cleaned.delete()  # nothing to drop: a PUT saved (the last group carries cleaned_to)
+                    cleaned.delete()  # nothing to drop: a PUT saved (the next commit's cleaned_to covers it)
                     continue
                 old = [scratch.records[s.base_offset] for s in group]
                 swapped = await asyncio.to_thread(swap_in, scratch.directory, None, group, cleaned, ctx,
                                                   _retire)
                 scratch.replace(group, swapped)
+                # Clean up to its own end only until the later groups are committed too: a
+                # stop before them leaves their segments as they were, duplicates and all.
+                cleaned_to = min(end, swapped.next_offset)
                 published = asyncio.create_task(
-                    self._publish(state, plog, scratch, swapped, old, end, ctx, published))
+                    self._publish(state, plog, scratch, swapped, old, cleaned_to, ctx, published))
         except BaseException:
             if published is not None:  # a commit is not cut short: it may land all the same
                 await asyncio.gather(published, return_exceptions=True)

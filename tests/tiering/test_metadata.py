@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -74,6 +75,20 @@ def test_a_partition_state_from_records_after_crashes() -> None:
     assert [t.segment_id for t in state.tombstones] == [retried.segment_id, tombstone.segment_id]
     assert (state.log_start_offset, state.end_offset) == (0, 20)
     assert state.segment_for(15) == second and state.segment_for(20) is None and state.segment_for(-1) is None
+
+
+def test_a_cleaned_segment_vouches_for_its_own_offsets_only() -> None:
+    """Records written before cleaned_to was capped at a segment's end: the first group of
+    a clean that stopped before its second group's commit claims the clean's whole range,
+    but the next segment is still the uncleaned upload."""
+    upload = record(0, 10)
+    cleaned = replace(record(0, 10), replaces=(upload.segment_id,), cleaned_to=30)
+    dirty = record(10, 30)
+    state = RemotePartition.from_records("t", TOPIC_ID, 3, PREFIX, [cleaned, dirty, upload])
+    assert state.segments == [cleaned, dirty] and state.first_dirty_offset == 10
+    finished = replace(record(10, 30), replaces=(dirty.segment_id,), cleaned_to=25)  # the clean's last group
+    state = RemotePartition.from_records("t", TOPIC_ID, 3, PREFIX, [cleaned, finished, dirty])
+    assert state.segments == [cleaned, finished] and state.first_dirty_offset == 25
 
 
 def test_the_newest_finished_deletion_remembers_the_end_of_an_emptied_remote_log() -> None:

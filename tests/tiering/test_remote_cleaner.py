@@ -1,7 +1,8 @@
 """Compaction in the bucket: a tiered compacted topic's remote segments are cleaned and
 swapped under the commit protocol (one PUT per cleaned group, the replaced objects kept
 file.delete.delay.ms), local copies with them; a restore gives the compacted log; a
-commit that may have failed is resolved; retention leaves a compact-only log alone."""
+commit that may have failed is resolved; a clean stopped between two commits leaves the rest
+dirty; retention leaves a compact-only log alone."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import time
 from hotlog.manager import LogManager
 from tiering.local_store import LocalFolderStore
 from tiering.manager import TieringManager
-from tiering.metadata import SegmentState
-from tiering.wrappers import FaultInjectingStore
+from tiering.metadata import RemoteSegment, SegmentState
+from tiering.store import ObjectStore, TransientStoreError
+from tiering.wrappers import DelegatingStore, FaultInjectingStore
 
 from .compaction_support import TIERED_TABLE, GatedStore, assert_compacted, produce_history, remote_entries
 from .conftest import StoreFactory
@@ -210,3 +212,53 @@ def test_min_compaction_lag_keeps_young_remote_segments_dirty(tmp_path) -> None:
 
 def _local(tmp_path) -> LocalFolderStore:
     return LocalFolderStore(str(tmp_path / "bucket"))
+
+
+class CommitsRefused(DelegatingStore):
+    """Takes the first `allowed` commits of cleaned segments, then refuses every other one
+    before it reaches the store: a clean stopped between two of its groups' commits."""
+
+    def __init__(self, inner: ObjectStore, allowed: int) -> None:
+        super().__init__(inner)
+        self.allowed = allowed
+
+    async def put(self, key: str, data: bytes) -> None:
+        if "/meta/" in key:
+            record = RemoteSegment.from_json(data, key)
+            if record.state is SegmentState.COPY_FINISHED and record.replaces:
+                if self.allowed == 0:
+                    raise TransientStoreError(f"{key}: refused")
+                self.allowed -= 1
+        await self.inner.put(key, data)
+
+
+def test_a_clean_stopped_between_two_commits_leaves_the_rest_dirty(tmp_path) -> None:
+    """Only the first cleaned group is committed: the segments after it are still as
+    uploaded, duplicates and all, so the bucket's log is clean only up to that group's end,
+    and the next start's clean takes on the rest."""
+    async def scenario() -> None:
+        refusing = CommitsRefused(_local(tmp_path), allowed=1)
+        logs, manager, last = await tiered_history(tmp_path, refusing)
+        end = logs.log("t", 0).log_end_offset
+        before = manager.remote_segments("t", 0)
+        assert await manager.clean_once() is None  # the second group's commit failed
+        await manager.close()
+        logs.close()
+        logs = LogManager(str(tmp_path / "data")).open()
+        again = TieringManager(logs, _local(tmp_path))
+        await again.open()
+        state = again.remote_partition("t", 0)
+        assert state is not None
+        first, *rest = state.segments
+        assert first.replaces and rest == before[-len(rest):]  # a stop after the first commit
+        assert first.cleaned_to == first.next_offset
+        assert state.first_dirty_offset == first.next_offset
+        assert_compacted(await remote_entries(again, again.store), last, below=state.first_dirty_offset)
+        result = await again.clean_once()
+        assert result is not None and result.cleaned_to == end
+        assert_compacted(await remote_entries(again, again.store), last, below=end)
+        await again.close()
+        await again.store.close()
+        logs.close()
+
+    asyncio.run(scenario())
