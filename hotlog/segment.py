@@ -142,6 +142,7 @@ class LogSegment:
         self.rolled = False  # no more appends; indexes final
         self.sealed = False  # rolled and fsynced: immutable on disk
         self.deleted = False
+        self.deleted_at: float | None = None  # time.monotonic() of the deletion
 
     # -- state -------------------------------------------------------------------------
 
@@ -262,7 +263,7 @@ class LogSegment:
 
     def delete(self) -> None:
         """Unlink the files. A pinned descriptor closes when the last reader lets go."""
-        self.deleted = True
+        self.deleted, self.deleted_at = True, time.monotonic()
         self._log.file.retire()
         for path in self.all_paths:
             try:

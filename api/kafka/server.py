@@ -47,7 +47,7 @@ from .codec import (
     response_type,
 )
 from .context import Call, KafkaContext
-from .file_send import FileSend
+from .file_send import FileSend, SegmentGoneError
 from .guard import ManyElements
 from .limits import READ_TIMEOUTS, REFUSED, TLS_HANDSHAKE_FAILURES, ClientBounds, ReadDeadline
 from .offload import INLINE_ELEMENTS, EncodedResponse, HeavyRequest, Offload
@@ -448,7 +448,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 try:
                     self._send_file(head)
                 except OSError as exc:  # the response is cut short: the client must not wait on it
-                    if head.piece.checks.unsendable:
+                    if isinstance(exc, SegmentGoneError):
+                        log.info("closing connection from %s: %s", self.peer_host, exc)
+                    elif head.piece.checks.unsendable:
                         log.error("closing connection from %s: %s could not be sent: %s", self.peer_host,
                                   head.piece.segment.log_path, reason(exc))
                     self.abort()

@@ -11,15 +11,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as fetch_v12
 
+from api.kafka.file_send import DELETED_SEGMENT_GRACE_S, FileSend, SegmentGoneError
+from hotlog.manager import LogManager
 from hotlog.records import decode_batches
 
 from .bounds_support import metric
 from .cluster import KafkaServer
+from .test_protocol import batch
 from .wire import Wire
 
 PARTITIONS = 2
@@ -110,3 +114,28 @@ def test_a_response_under_way_outlives_its_deleted_topic(tmp_path: Path) -> None
         wire.close()
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_a_slow_reader_cannot_keep_a_deleted_segment_past_the_grace(tmp_path: Path) -> None:
+    """A response under way goes on from a segment deleted under it, for a while (the test
+    above); past DELETED_SEGMENT_GRACE_S it is cut, so no reader, however slow, keeps a
+    deleted segment's disk space and descriptor."""
+    logs = LogManager(str(tmp_path / "data")).open()
+    try:
+        logs.create_topic("gone", 1)
+        plog = logs.log("gone", 0)
+        plog.append(batch(b"kept a while"))
+        piece = plog.read(0, 1 << 20)
+        assert piece is not None and piece.checked
+        piece.segment.delete()
+        server_side, client_side = socket.socketpair()
+        with server_side, client_side:
+            assert FileSend(piece).sendfile(server_side.fileno()) == piece.size  # within the grace
+            assert piece.segment.deleted_at is not None
+            piece.segment.deleted_at -= DELETED_SEGMENT_GRACE_S + 1
+            with pytest.raises(SegmentGoneError):
+                FileSend(piece).sendfile(server_side.fileno())
+            with pytest.raises(SegmentGoneError):
+                FileSend(piece).take(1024)  # the copy path (TLS) alike
+    finally:
+        logs.close()
