@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -489,11 +489,12 @@ def produce_and_consume(args: argparse.Namespace, root: str, samples: Samples, a
         brokers += [(key, start_tierlog(root, tree, key)) for key, tree in trees.items()]
         if not args.no_tansu:
             brokers.append(("tansu", start_tansu()))
-        # Every round runs every figure once, so drift on this shared machine hits all alike.
+        # Every round runs every figure once, so drift on this shared machine hits all alike,
+        # and each broker runs first in turn.
         for i in range(args.rounds):
             samples.time("raw append", lambda: raw_append(root, batch, batches, False))
             samples.time("raw append + fsync", lambda: raw_append(root, batch, fsync_batches, True))
-            for key, broker in brokers:
+            for key, broker in in_turn(brokers, i):
                 for load in LOADS:
                     samples.time(f"{key} {load.key()}", lambda: produce_run(broker, load, load.topic(i)), broker)
                 samples.time(f"{key} consume", lambda: consume_run(broker, CONSUMED.topic(i)), broker)
@@ -510,13 +511,23 @@ def produce_and_consume(args: argparse.Namespace, root: str, samples: Samples, a
     return segment_bytes
 
 
+T = TypeVar("T")
+
+
+def in_turn(items: list[T], round_number: int) -> list[T]:
+    """`items` rotated by the round: each broker runs first in some round, since the one that
+    runs after another is slower on some loads (acks=all: the disk still busy)."""
+    turn = round_number % len(items)
+    return items[turn:] + items[:turn]
+
+
 def replay_rounds(root: str, rounds: int, samples: Samples, trees: dict[str, str | None],
                   fill: Callable[[Broker], float], replay_run: Callable[[Broker, History], float]) -> None:
     """Each tree's broker replays its History from a cold start, then the same objects are
     read raw; both from the disk (the objects' pages dropped from the page cache before each)."""
     histories = {key: tier_history(root, tree, f"{key}-replay", fill) for key, tree in trees.items()}
-    for _ in range(rounds):
-        for key, tree in trees.items():
+    for i in range(rounds):
+        for key, tree in in_turn(list(trees.items()), i):
             history = histories[key]
             broker = start_replay_broker(root, tree, f"{key}-replay")  # an empty chunk cache
             drop_from_page_cache(history.objects)
