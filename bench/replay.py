@@ -123,7 +123,7 @@ def remote_reader(h: History, store: ObjectStore, name: str, *, prefetch: int = 
                   max_gets: int = DEFAULTS.remote_log_max_concurrent_gets) -> Reader:
     """A Reader over the tiered log with a new, empty chunk cache that holds all of it."""
     chunk = DEFAULTS.remote_log_chunk_bytes
-    cache = ChunkCache(os.path.join(h.work, f"cache-{name}"), store.get, chunk_bytes=chunk,
+    cache = ChunkCache.for_store(os.path.join(h.work, f"cache-{name}"), store, chunk_bytes=chunk,
                        max_bytes=h.total + chunk, max_concurrent_gets=max_gets)
     return Reader(h.logs, h.tiering, RemoteReader(cache, RemoteIndexCache(store), readahead_chunks=prefetch))
 

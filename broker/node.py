@@ -66,9 +66,9 @@ class Broker:
         settings = self.settings
         if settings.remote_log_chunk_cache_bytes < settings.remote_log_chunk_bytes:
             raise InvalidConfigError("remote.log.chunk.cache.bytes must hold at least one chunk")
-        cache = ChunkCache(
+        cache = ChunkCache.for_store(
             # A folder of its own, even inside a given one: the cache empties it at start.
-            os.path.join(settings.remote_log_chunk_cache_dir or self.logs.data_dir, "remote-chunk-cache"), store.get,
+            os.path.join(settings.remote_log_chunk_cache_dir or self.logs.data_dir, "remote-chunk-cache"), store,
             chunk_bytes=settings.remote_log_chunk_bytes, max_bytes=settings.remote_log_chunk_cache_bytes,
             max_concurrent_gets=settings.remote_log_max_concurrent_gets,
         )

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from hotlog.durable import write_atomically
 from tiering.local_store import LocalFolderStore
+from tiering.store import ObjectStore
 
 from . import metrics
 
@@ -64,12 +65,16 @@ class ChunkCache:
         max_bytes: int = 1024 * 1024 * 1024,
         max_concurrent_gets: int = 16,
         memory_bytes: int = 64 * 1024 * 1024,
+        map_range: MapRange | None = None,
     ) -> None:
+        """`map_range`: where the objects are local files, their ranges mapped (kept in memory
+        only, never on the cache's disk); used when `chunk_bytes` is a multiple of the mapping
+        granularity."""
         if chunk_bytes <= 0 or max_bytes < chunk_bytes:
             raise ValueError("chunk_bytes must be positive and max_bytes at least one chunk")
         self.directory = directory
         self.get_range = get_range
-        self._map_range = _mapper(get_range) if chunk_bytes % mmap.ALLOCATIONGRANULARITY == 0 else None
+        self._map_range = map_range if chunk_bytes % mmap.ALLOCATIONGRANULARITY == 0 else None
         self.chunk_bytes = chunk_bytes
         self.max_bytes = max_bytes
         self._gets = asyncio.Semaphore(max_concurrent_gets)
@@ -93,6 +98,14 @@ class ChunkCache:
     def chunk_range(self, index: int, object_size: int) -> tuple[int, int]:
         start = index * self.chunk_bytes
         return start, min(start + self.chunk_bytes, object_size)
+
+    @classmethod
+    def for_store(cls, directory: str, store: ObjectStore, **settings: int) -> ChunkCache:
+        """A cache over `store`'s objects: a local-folder store's chunks are its files mapped;
+        any other's (S3, a wrapped store: a latency model, faults) are fetched and kept on
+        the cache's disk."""
+        mapped = store.map_range if isinstance(store, LocalFolderStore) else None
+        return cls(directory, store.get, map_range=mapped, **settings)
 
     async def get(self, key: str, index: int, object_size: int) -> Chunk:
         """Chunk `index` of object `key` (of `object_size` bytes), from memory, disk or one shared
@@ -277,13 +290,6 @@ class ChunkCache:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-
-
-def _mapper(get_range: RangeGet) -> MapRange | None:
-    """The local-folder store's `map_range` when `get_range` is its `get` (a wrapper's, a
-    test's or S3's is not: their chunks are fetched and kept on the cache's disk)."""
-    store = getattr(get_range, "__self__", None)
-    return store.map_range if isinstance(store, LocalFolderStore) else None
 
 
 def _map_file(path: str) -> mmap.mmap:

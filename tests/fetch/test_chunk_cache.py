@@ -175,7 +175,7 @@ def test_a_folder_stores_chunks_are_its_files_mapped_not_copies_on_the_cache_dis
 
     async def scenario():
         await store.put("seg", data)
-        cache = ChunkCache(str(directory), store.get, chunk_bytes=4096, max_bytes=1 << 20, memory_bytes=2 * 4096)
+        cache = ChunkCache.for_store(str(directory), store, chunk_bytes=4096, max_bytes=1 << 20, memory_bytes=2 * 4096)
         chunks = [bytes(await cache.get("seg", index, len(data))) for index in range(5)]
         cache.mark_verified("seg", 0, 4096)
         gets = store.requests[GET]
@@ -202,7 +202,7 @@ def test_a_wrapped_folder_stores_chunks_go_to_the_cache_disk(tmp_path):
     async def scenario():
         await store.put("seg", data)
         wrapped = LatencyModelStore(store, first_byte_s=0, bandwidth_bytes_per_s=1e12)
-        cache = ChunkCache(str(directory), wrapped.get, chunk_bytes=4096, max_bytes=1 << 20)
+        cache = ChunkCache.for_store(str(directory), wrapped, chunk_bytes=4096, max_bytes=1 << 20)
         chunks = [await cache.get("seg", index, len(data)) for index in range(2)]
         await cache.close()
         return chunks
@@ -219,8 +219,8 @@ def test_read_ahead_not_yet_read_outlives_chunks_read_since_in_memory(tmp_path):
 
     async def scenario():
         await store.put("seg", data)
-        cache = ChunkCache(str(tmp_path / "c"), store.get, chunk_bytes=4096, max_bytes=1 << 20,
-                           memory_bytes=3 * 4096)
+        cache = ChunkCache.for_store(str(tmp_path / "c"), store, chunk_bytes=4096, max_bytes=1 << 20,
+                                     memory_bytes=3 * 4096)
         await cache.get("seg", 0, len(data))
         cache.prefetch("seg", 1, 2, len(data))
         await asyncio.gather(*list(cache._background))  # the read-ahead has landed

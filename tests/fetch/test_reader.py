@@ -19,7 +19,7 @@ TIERED = {"local.retention.bytes": 4096, "retention.ms": -1}
 
 def make_reader(tmp_path, logs, store, *, chunk_bytes=2048, readahead=2):
     tiering = TieringManager(logs, store, task_interval_ms=10)
-    cache = ChunkCache(str(tmp_path / "chunks"), store.get, chunk_bytes=chunk_bytes, max_bytes=64 * chunk_bytes)
+    cache = ChunkCache.for_store(str(tmp_path / "chunks"), store, chunk_bytes=chunk_bytes, max_bytes=64 * chunk_bytes)
     remote = RemoteReader(cache, RemoteIndexCache(store), readahead_chunks=readahead)
     return tiering, Reader(logs, tiering, remote)
 
