@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from .codec import REQUEST_PREFIX, DecodedRequest
 from .errors import RequestDecodeError
+from .guard import ManyElements
 
 PRODUCE_API_KEY = 0
 VERSIONS = range(3, 13)  # 3: the first with a transactional id; 13 names topics by id
@@ -150,11 +151,14 @@ def _count(frame: memoryview, pos: int, layout: _Layout, what: str) -> tuple[int
     return count, pos
 
 
-def _topic(frame: memoryview, pos: int, layout: _Layout) -> tuple[TopicProduceData, int]:
+def _topic(frame: memoryview, pos: int, layout: _Layout, room: int) -> tuple[TopicProduceData, int]:
+    """A topic's data, if its partitions fit in `room` (elements left in the budget)."""
     name, pos = _nullable_string(frame, pos, layout.string_length, "topic name")
     if name is None:
         raise RequestDecodeError("a null topic name")
     count, pos = _count(frame, pos, layout, "partitions")
+    if count > room:  # before the loop: a frame of millions of partitions is decoded off the loop
+        raise ManyElements(f"{count} partitions of {name!r}, more than the {room} elements left")
     length, flexible, frame_end = layout.length, layout.flexible, len(frame)
     partitions = []
     for _ in range(count):  # the loop run once per partition: its checks inline, not calls
@@ -172,7 +176,7 @@ def _topic(frame: memoryview, pos: int, layout: _Layout) -> tuple[TopicProduceDa
     return TopicProduceData(name, tuple(partitions)), layout.tagged_fields_end(frame, pos)
 
 
-def _request(frame: memoryview, api_version: int) -> DecodedRequest:
+def _request(frame: memoryview, api_version: int, element_budget: int | None) -> DecodedRequest:
     layout = _FLEXIBLE if api_version >= FIRST_FLEXIBLE_VERSION else _PLAIN
     api_key, version, correlation_id = REQUEST_PREFIX.unpack_from(frame)
     if (api_key, version) != (PRODUCE_API_KEY, api_version):
@@ -183,22 +187,28 @@ def _request(frame: memoryview, api_version: int) -> DecodedRequest:
     transactional_id, pos = _nullable_string(frame, pos, layout.string_length, "transactional id")
     acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(frame, pos)
     count, pos = _count(frame, pos + _ACKS_TIMEOUT.size, layout, "topics")
+    room = len(frame) if element_budget is None else element_budget - count  # the frame bounds counts anyway
+    if room < 0:
+        raise ManyElements(f"{count} topics, more than {element_budget} elements")
     topics = []
     for _ in range(count):
-        topic, pos = _topic(frame, pos, layout)
+        topic, pos = _topic(frame, pos, layout, room)
+        room -= len(topic.partition_data)
         topics.append(topic)
     layout.tagged_fields_end(frame, pos)  # then bytes after the body, ignored as Kafka does
     body = ProduceRequest(transactional_id, acks, timedelta(milliseconds=timeout_ms), tuple(topics))
     return DecodedRequest(PRODUCE_API_KEY, api_version, correlation_id, client_id, body)
 
 
-def decode_produce(frame: memoryview, api_version: int) -> DecodedRequest:
+def decode_produce(frame: memoryview, api_version: int, element_budget: int | None = None) -> DecodedRequest:
     """A Produce request frame (without its size prefix) of `api_version` (3-12), its records
-    left in the frame; RequestDecodeError if the frame does not hold one."""
+    left in the frame; RequestDecodeError if the frame does not hold one, ManyElements once
+    its topics and partitions pass `element_budget` (as api/kafka/guard.py counts them, so
+    the frame needs no pass of the guard's first)."""
     if api_version not in VERSIONS:
         raise ValueError(f"Produce v{api_version} is not decoded here, only v{VERSIONS[0]}-v{VERSIONS[-1]}")
     try:
-        return _request(frame.toreadonly(), api_version)
+        return _request(frame.toreadonly(), api_version, element_budget)
     except RequestDecodeError as exc:
         raise RequestDecodeError(f"malformed ProduceRequest v{api_version}: {exc}") from None
     except (struct.error, IndexError):

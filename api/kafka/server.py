@@ -36,16 +36,7 @@ from ..metrics import REQUESTS
 from ..tls import ClientAuth, ServerTls, principal_of_certificate
 from .acceptor import Acceptor, bind_sockets
 from .apis import APIS, ApiKey, api_name, unsupported_api_versions
-from .codec import (
-    REQUEST_PREFIX,
-    SIZE,
-    RequestDecodeError,
-    check_request,
-    decode_request,
-    encode_response,
-    peek_header,
-    response_type,
-)
+from .codec import REQUEST_PREFIX, SIZE, RequestDecodeError, decode_request, encode_response, peek_header, response_type
 from .context import Call, KafkaContext
 from .file_send import FileSend, SegmentGoneError
 from .guard import ManyElements
@@ -292,9 +283,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             # and runs beside the requests before it; any other request waits for them.
             now = api_key == ApiKey.PRODUCE and all(p.appended or p.task.done() for p in self._pending)
             try:
-                if now and len(frame) >= VIEWED_PRODUCE_BYTES:
-                    check_request(frame, api_key, api_version, INLINE_ELEMENTS)
-                    request = decode_produce(frame, api_version)
+                if now and len(frame) >= VIEWED_PRODUCE_BYTES:  # it checks every length itself
+                    request = decode_produce(frame, api_version, INLINE_ELEMENTS)
                 else:
                     request = decode_request(frame, api_key, api_version, INLINE_ELEMENTS)
             except ManyElements:

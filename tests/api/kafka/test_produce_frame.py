@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from api.kafka.codec import DecodedRequest, check_request, decode_checked, peek_header, request_type
 from api.kafka.errors import RequestDecodeError
+from api.kafka.guard import ManyElements
 from api.kafka.produce_frame import decode_produce
 
 from .wire import SIZE, request_frame
@@ -200,6 +201,21 @@ def test_malformed_frames_are_refused_with_what_is_wrong(case: str) -> None:
     frame, version, message = MALFORMED[case]
     with pytest.raises(RequestDecodeError, match=f"malformed ProduceRequest v{version}: .*{message}"):
         decode_produce(memoryview(frame), version)
+
+
+@pytest.mark.parametrize("version", [3, 9])
+def test_the_element_budget_is_the_guards(version: int) -> None:
+    """The guard's pass is not run before this decoder: it counts topics and partitions as
+    the guard does and, past the budget, sends the frame off the loop as the guard would."""
+    frame = receive_buffer(request_frame(kio_request(version), 5))
+    elements = check_request(frame.toreadonly(), PRODUCE, version)  # 3 topics, 5 partitions
+    assert elements == 8
+    assert decode_produce(frame, version, elements).body.topic_data
+    for budget in (elements - 1, 2):  # too many partitions; too many topics
+        with pytest.raises(ManyElements):
+            check_request(frame.toreadonly(), PRODUCE, version, budget)
+        with pytest.raises(ManyElements):
+            decode_produce(frame, version, budget)
 
 
 def test_a_version_outside_3_to_12_is_the_callers_mistake() -> None:
