@@ -115,14 +115,12 @@ class Reader:
             if offset < plog.log_start_offset:  # local retention moved the start meanwhile
                 return await self._read_remote(plog, offset, ask, read_committed, lso)
             raise
-        if in_file and found is not None and not plog.config.compact and found.checked:
-            metrics.BYTES_SERVED_LOCAL.inc(found.size)
-            in_range = tuple(plog.aborted_transactions(offset, found.end_offset)) if read_committed else ()
-            return ReadResult(b"", plog.high_watermark, self.log_start_offset(topic, partition), lso, in_range,
-                              file=found)
+        unread = found if in_file and found is not None and not plog.config.compact and found.checked else None
+        records = b""
         # Local reads come from the page cache: cheaper inline than a hop to a thread.
         try:
-            records = b"" if found is None else found.read()
+            if found is not None and unread is None:
+                records = found.read()
         except CorruptSegmentError:  # never the bytes: the bucket's copy, else the error for this partition
             if not self._tiered(plog, offset):
                 metrics.CORRUPT_READS.labels("refused").inc()
@@ -132,11 +130,13 @@ class Reader:
         end_offset = offset if found is None else found.end_offset
         if plog.config.compact:
             records, end_offset = await self._past_header_only(plog, records, end_offset, ask)
-        metrics.BYTES_SERVED_LOCAL.inc(len(records))
+        size = len(records) if unread is None else unread.size
+        metrics.BYTES_SERVED_LOCAL.inc(size)
         aborted: tuple[AbortedTxn, ...] = ()
-        if read_committed and records:
+        if read_committed and size:
             aborted = tuple(plog.aborted_transactions(offset, end_offset))
-        return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, aborted)
+        return ReadResult(records, plog.high_watermark, self.log_start_offset(topic, partition), lso, aborted,
+                          file=unread)
 
     async def _past_header_only(self, plog: PartitionLog, records: bytes, end_offset: int,
                                 ask: _Ask) -> tuple[bytes, int]:
