@@ -146,9 +146,18 @@ class Phases:
             return (len(starts) == self.config.partitions and all(start > 0 for start in starts.values())
                     and all(size <= hot_bytes for size in local.values()))
 
-        produced, tailed, seconds = self.watch("settle", self.config.settle_s, done=lambda: tiered(logs()))
-        last = logs()  # the partitions' state goes in the result, to say which one was not tiered and why
-        return {"seconds": round(seconds, 3), "backlog_tiered": tiered(last), "hot_bytes": hot_bytes, "logs": last,
+        # The sample that ended the wait goes in the result: a later one may already show the
+        # next segment rolled and not yet uploaded. If none did, the last says which partition
+        # was not tiered and why.
+        last: list[dict[str, dict[int, float]]] = []
+
+        def sampled_tiered() -> bool:
+            last[:] = [logs()]
+            return tiered(last[0])
+
+        produced, tailed, seconds = self.watch("settle", self.config.settle_s, done=sampled_tiered)
+        state = last[0] if last else logs()
+        return {"seconds": round(seconds, 3), "backlog_tiered": tiered(state), "hot_bytes": hot_bytes, "logs": state,
                 "produce": flow(produced, seconds, "latency_ms"), "tail": flow(tailed, seconds, "e2e_latency_ms")}
 
     def replay(self, name: str, ends: list[int]) -> tuple[dict[str, Any], Counters]:

@@ -17,7 +17,17 @@ from api.proto import tierlog_pb2 as pb
 from api.proto import tierlog_pb2_grpc as pb_grpc
 
 from .kafka.cluster import KafkaServer
-from .kafka.test_acls import GROUP, ON, TOPIC, admin, authorizing_server, grant, name, seed_acls
+from .kafka.test_acls import (  # noqa: F401 (admins_dropped: a fixture)
+    GROUP,
+    ON,
+    TOPIC,
+    admin,
+    admins_dropped,
+    authorizing_server,
+    grant,
+    name,
+    seed_acls,
+)
 from .kafka.test_sasl import add_user
 from .security_support import (  # noqa: F401 (certs_fixture: a fixture)
     CLIENT_PRINCIPAL,

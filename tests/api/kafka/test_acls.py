@@ -95,6 +95,14 @@ def admin(server: KafkaServer) -> AdminClient:
     return AdminClient({"bootstrap.servers": server.bootstrap})
 
 
+@pytest.fixture(autouse=True)
+def admins_dropped() -> Iterator[None]:
+    """The test's admin clients go with it: a cached one would live on, its threads calling
+    a stopped server's port, to the end of the whole run."""
+    yield
+    admin.cache_clear()
+
+
 def name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
