@@ -1,15 +1,18 @@
 """Kafka protocol throughput: a client against `tierlog serve`, against the raw
 baselines on the same disk, and against Tansu, all in one run.
 
-    python bench/kafka.py [--client kcat|confluent] [--mib 1024] [--rounds 3] [--dir DIR] [--no-tansu]
+    python bench/kafka.py [--client kcat|confluent|wire] [--mib 1024] [--rounds 3] [--dir DIR] [--no-tansu]
                           [--baseline-tree DIR] [--only replay]
 
 One producer (1 KiB messages, linger.ms=5, batch.size=1 MB, no compression) sends
 --mib MiB with acks=1, then with acks=all, each to a topic of 1 and of 4 partitions;
 one consumer reads the 4-partition acks=1 topic back from the start (the local tier).
 The client is Debian's `kcat` (librdkafka in C, a process of its own: the broker is the
-limit) or confluent-kafka in this process (its Python costs ~1.5 CPU-s per GB, so it is
-the limit). Baselines: `PartitionLog.append` of the same bytes as 1 MiB batches (no
+limit on its CPU per GB, but kcat's own 2.7 CPU-s per GB takes most of a 2-core machine),
+confluent-kafka in this process (its Python costs ~1.5 CPU-s per GB, so it is the limit),
+or "wire" (bench/kafka_wire.py: one pre-encoded Produce request sent again and again, 8 in
+flight, and Fetch responses walked by their batch headers; about 0.3 CPU-s per GB, so the
+broker sets the throughput). Baselines: `PartitionLog.append` of the same bytes as 1 MiB batches (no
 fsync, and with an fsync per batch), and a plain `pread` of the consumed topic's segment
 files. Replay from the bucket: a topic of one partition filled with --mib MiB (64 MiB
 segments) on a broker with a local-folder store is tiered and its local segments deleted
@@ -44,6 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from bench import kafka_wire  # noqa: E402
 from hotlog.config import LogConfig  # noqa: E402
 from hotlog.log import PartitionLog  # noqa: E402
 from hotlog.records import Record, build_batch  # noqa: E402
@@ -410,8 +414,9 @@ class Samples:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--client", choices=("kcat", "confluent"), default="kcat",
-                        help="kcat (C, its own process) or confluent-kafka (in this process)")
+    parser.add_argument("--client", choices=("kcat", "confluent", "wire"), default="kcat",
+                        help="kcat (C, its own process), confluent-kafka (in this process) or wire "
+                             "(bench/kafka_wire.py: pre-encoded requests, next to no client CPU)")
     parser.add_argument("--mib", type=int, default=1024, help="MiB of messages per produce run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--dir", default=None, help="folder on the disk under test (default: a temp folder in .)")
@@ -433,21 +438,31 @@ def main() -> None:
     environment = kcat_environment(root) if args.client == "kcat" else {}
 
     def produce_run(broker: Broker, load: Load, topic: str) -> float:
+        if args.client == "wire":
+            create_topic(broker, topic, load.partitions)
+            return kafka_wire.produce(broker.port, topic, count, load.acks, load.partitions, MESSAGE_BYTES)
         if args.client == "kcat":
             return kcat_produce(broker, topic, count, load.acks, load.partitions, messages, environment)
         return produce(broker, topic, count, load.acks, load.partitions)
 
     def consume_run(broker: Broker, topic: str) -> float:
+        if args.client == "wire":
+            return kafka_wire.consume(broker.port, topic, count, CONSUMED.partitions)
         if args.client == "kcat":
             return kcat_consume(broker, topic, count, environment)
         return consume(broker, topic, count, CONSUMED.partitions)
 
     def replay_fill(broker: Broker) -> float:
+        if args.client == "wire":
+            create_topic(broker, REPLAYED, 1, REPLAYED_CONFIG)
+            return kafka_wire.produce(broker.port, REPLAYED, count, "1", 1, MESSAGE_BYTES)
         if args.client == "kcat":
             return kcat_produce(broker, REPLAYED, count, "1", 1, messages, environment, REPLAYED_CONFIG)
         return produce(broker, REPLAYED, count, "1", 1, REPLAYED_CONFIG)
 
     def replay_run(broker: Broker, history: History) -> float:
+        if args.client == "wire":
+            return kafka_wire.consume(broker.port, REPLAYED, history.offsets, 1)
         if args.client == "kcat":
             return kcat_consume(broker, REPLAYED, history.offsets, environment, first_only=True)
         return consume(broker, REPLAYED, history.offsets)
