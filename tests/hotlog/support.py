@@ -127,14 +127,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def killed_after(script: str, args: list[str], seconds: float) -> tuple[int, bytes]:
-    """Run a test writer script with this repository importable, SIGKILL it after
-    `seconds`; its return code and what it printed."""
+    """Run a test writer script with this repository importable, SIGKILL it `seconds` after
+    it prints `ready` (its imports take a loaded machine longer than some kill times); its
+    return code and what it printed."""
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
     try:
+        ready = proc.stdout.readline()
+        assert ready == b"ready\n", f"the writer exited with {proc.wait()} before it was ready"
         time.sleep(seconds)
         proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
+        rest, _ = proc.communicate(timeout=10)
+        out = ready + rest
     finally:
         if proc.poll() is None:
             proc.kill()
