@@ -7,24 +7,7 @@ Every call blocks on the disk: off the event loop, run it in a worker thread."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
-from collections.abc import Callable
-
-_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writeback of the range's dirty pages, wait for none
-
-
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    call = getattr(libc, "sync_file_range", None)
-    if call is not None:
-        call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-        call.restype = ctypes.c_int
-    return call
-
-
-_START_WRITEBACK = _sync_file_range()
 
 
 def fsync_path(path: str) -> None:
@@ -34,15 +17,6 @@ def fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def start_writeback(fd: int) -> None:
-    """Start writing the file's dirty pages to the disk without waiting (Linux's
-    `sync_file_range`; elsewhere nothing). An fdatasync after it has less left to wait for,
-    so several files' writebacks overlap though their fsyncs run one after another. Errors
-    are not raised: the fsync reports any (the kernel keeps a writeback error for it)."""
-    if _START_WRITEBACK is not None:
-        _START_WRITEBACK(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def replace_durably(tmp: str, path: str) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
-import functools
 import logging
 import os
 import time
@@ -40,7 +38,6 @@ from .record_scan import refuse_null_keys
 from .records import Record, build_batch, decode_batch, recompress_batches
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
 from .swap import recover_swaps
-from .sync_rounds import Sync, sync_rounds
 from .txn_index import AbortedTxn
 
 log = logging.getLogger(__name__)
@@ -512,27 +509,19 @@ class PartitionLog:
         """Wait until every offset below `offset` (default: the log end) is fsynced.
 
         One fsync runs at a time, in a worker thread; whoever arrives while it runs waits
-        for the next one, which then covers all of them (group commit). The fsync goes in
-        the next of the rounds all logs share (hotlog/sync_rounds.py), with the fsyncs of
-        the other logs that flush meanwhile."""
+        for the next one, which then covers all of them (group commit)."""
         target = self.log_end_offset if offset is None else offset
         while self.recovery_point < target:
             task = self._flush_task
             if task is None:
-                task = self._flush_task = asyncio.get_running_loop().create_task(self._flush_in_thread(rounds=True))
+                task = self._flush_task = asyncio.get_running_loop().create_task(self._flush_in_thread())
             await asyncio.shield(task)
 
-    async def _flush_in_thread(self, *, rounds: bool) -> None:
-        """`rounds`: in the shared rounds; a background flush (a rolled segment's seal, which
-        may be large) takes a thread of its own instead, so no waiter's round waits for it."""
+    async def _flush_in_thread(self) -> None:
         try:
             target, messages = self.log_end_offset, self.unflushed_messages
             dirty = self._dirty_segments()
-            fsync = functools.partial(self._sync_or_go_offline, dirty)
-            if rounds:
-                await sync_rounds().sync(Sync(functools.partial(_start_writeback, dirty), fsync))
-            else:
-                await asyncio.to_thread(fsync)
+            await asyncio.to_thread(self._sync_or_go_offline, dirty)
             self._flushed(target, dirty, messages)
         finally:
             self._flush_task = None
@@ -568,7 +557,7 @@ class PartitionLog:
             self.flush()
             return
         if self._flush_task is None:
-            self._flush_task = loop.create_task(self._flush_in_thread(rounds=False))
+            self._flush_task = loop.create_task(self._flush_in_thread())
             self._flush_task.add_done_callback(_log_flush_error)
 
     # -- reads -------------------------------------------------------------------------
@@ -658,13 +647,6 @@ class PartitionLog:
         self.closed = True
         for segment in self.segments:  # a reader's pinned descriptor stays open until it lets go
             segment.close()
-
-
-def _start_writeback(dirty: list[tuple[LogSegment, int, bool]]) -> None:
-    """Begin writing the dirty segments' data back (their round's fsyncs then overlap)."""
-    for segment, _, _ in dirty:
-        with contextlib.suppress(OSError):  # a file the LRU cannot reopen: its fsync says so
-            segment.start_writeback()
 
 
 def _log_flush_error(task: asyncio.Task[None]) -> None:

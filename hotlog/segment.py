@@ -17,7 +17,7 @@ from crc32c import crc32c
 
 from .batch import CRC_START, HEADER_SIZE, MAGIC, MIN_BATCH_LENGTH, BatchPosition, parse_header, peek_offset_and_size
 from .checked import CheckedRanges, first_bad_batch, whole_batches
-from .durable import fsync_path, start_writeback
+from .durable import fsync_path
 from .errors import CorruptSegmentError, DiskWriteError
 from .index import OffsetIndex, TimeIndex
 from .open_files import DEFAULT_FILES, OpenFiles, SegmentFile, pread_fully
@@ -243,16 +243,6 @@ class LogSegment:
     def write_pending_indexes(self) -> None:
         self.offset_index.write_pending()
         self.time_index.write_pending()
-
-    def start_writeback(self) -> None:
-        """Start writing the data back, not waiting (see durable.start_writeback). Safe to
-        call from a worker thread."""
-        file = self._log.file
-        fd = file.acquire()
-        try:
-            start_writeback(fd)
-        finally:
-            file.release()
 
     def sync(self) -> None:
         """fsync the data (and the indexes once rolled). Safe to call from a worker thread.
