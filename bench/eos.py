@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import io
 import os
 import statistics
 import struct
@@ -49,8 +48,9 @@ from kio.schema.add_partitions_to_txn.v3.request import (  # noqa: E402
 from kio.schema.end_txn.v3.request import EndTxnRequest  # noqa: E402
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest  # noqa: E402
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData  # noqa: E402
-from kio.serial import entity_reader, entity_writer  # noqa: E402
+from kio.serial import entity_reader  # noqa: E402
 
+from bench import kafka_wire  # noqa: E402
 from hotlog.batch import TRANSACTIONAL_BIT  # noqa: E402
 from hotlog.records import Record, build_batch  # noqa: E402
 
@@ -144,14 +144,8 @@ class WireProducer:
         self.correlation_id = 0
 
     async def request(self, request: Any) -> None:
-        header_type = request.__header_schema__
-        out = io.BytesIO()
         self.correlation_id += 1
-        entity_writer(header_type)(out, header_type(request_api_key=request.__api_key__,
-                                                    request_api_version=request.__version__,
-                                                    correlation_id=self.correlation_id, client_id="bench"))
-        entity_writer(type(request))(out, request)
-        self.writer.write(SIZE.pack(out.tell()) + out.getvalue())
+        self.writer.write(kafka_wire.frame(request, self.correlation_id))
 
     async def response(self, api_key: int, version: int) -> Any:
         (size,) = SIZE.unpack(await self.reader.readexactly(4))
