@@ -4,6 +4,8 @@ write-ahead log covers, committed in a WAL object in the bucket."""
 
 from __future__ import annotations
 
+import asyncio
+
 from hotlog.log import AppendInfo, PartitionLog
 
 from .wal.manager import WriteAheadLog
@@ -32,9 +34,15 @@ class Durability:
         this disk only: the broker's answer to replication."""
         return self.wal is not None and self.wal.covers(plog)
 
+    def waiter(self, plog: PartitionLog, end: int) -> asyncio.Future[None] | None:
+        """A future done once the partition is durable below `end` (failed with
+        LogStorageError if the disk refused), or None if it already is."""
+        if self.wal is not None and self.wal.covers(plog):
+            return self.wal.waiter(plog, end)
+        return plog.durable_waiter(end)
+
     async def wait(self, plog: PartitionLog, end: int) -> None:
         """Until the partition is durable below `end`; raises LogStorageError if the disk refused."""
-        if self.wal is not None and self.wal.covers(plog):
-            await self.wal.wait(plog, end)
-        else:
-            await plog.flush_async(end)
+        waiter = self.waiter(plog, end)
+        if waiter is not None:
+            await waiter

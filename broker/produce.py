@@ -13,6 +13,7 @@ Durable means fsynced on this disk, or, for partitions the write-ahead log cover
 
 from __future__ import annotations
 
+import asyncio
 from typing import NamedTuple
 
 from kio.schema.errors import ErrorCode
@@ -70,11 +71,17 @@ class WritePath:
             MESSAGES_IN.labels(protocol).inc(info.record_count)
         return Appended(plog, info)
 
+    def durable_waiter(self, appended: Appended) -> asyncio.Future[None] | None:
+        """A future done once the batches are in the bucket's WAL (a partition it covers; a
+        retried duplicate waits for its first write), or else fsynced (shared with every
+        other waiter; failed with LogStorageError if the disk refused); None if they are."""
+        return self.durability.waiter(appended.log, appended.info.last_offset + 1)
+
     async def wait_durable(self, appended: Appended) -> None:
-        """Until the batches are in the bucket's WAL (a partition it covers; a retried
-        duplicate waits for its first write), or else fsynced (shared with every other
-        waiter; raises LogStorageError if the disk refused)."""
-        await self.durability.wait(appended.log, appended.info.last_offset + 1)
+        """Until the batches are durable (`durable_waiter`)."""
+        waiter = self.durable_waiter(appended)
+        if waiter is not None:
+            await waiter
 
     def _check_producers(self, tp: TopicPartition, records: bytes, transactional_id: str | None) -> None:
         """Every batch is checked: a second batch must not slip past what the first passed."""

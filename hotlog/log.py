@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 import os
 import time
@@ -55,6 +56,11 @@ class AppendInfo(NamedTuple):
         return sum(b.record_count for b in self.batches)
 
 
+class _DurableWaiter(NamedTuple):
+    end: int  # durable once the recovery point reaches it
+    future: asyncio.Future[None]
+
+
 class OffsetAndTimestamp(NamedTuple):
     """A record found by timestamp (ListOffsets)."""
 
@@ -87,7 +93,8 @@ class PartitionLog:
         self.storage_error: OSError | None = None  # a failed fsync takes the log offline
         self.unflushed_messages = 0
         self.last_flush_ms = int(time.time() * 1000)
-        self._flush_task: asyncio.Task[None] | None = None
+        self._flushing = False  # an fsync round runs in a worker thread
+        self._durable_waiters: list[_DurableWaiter] = []
         self._listeners: list[Callable[[PartitionLog], None]] = []
         self.producers = ProducerStateManager()
         self.first_dirty_offset = 0  # the log cleaner's: where its next clean starts (compacted topics)
@@ -506,27 +513,70 @@ class PartitionLog:
         self._flushed(target, dirty, messages)
 
     async def flush_async(self, offset: int | None = None) -> None:
-        """Wait until every offset below `offset` (default: the log end) is fsynced.
+        """Wait until every offset below `offset` (default: the log end) is fsynced."""
+        waiter = self.durable_waiter(offset)
+        if waiter is not None:
+            await waiter
 
-        One fsync runs at a time, in a worker thread; whoever arrives while it runs waits
-        for the next one, which then covers all of them (group commit)."""
-        target = self.log_end_offset if offset is None else offset
-        while self.recovery_point < target:
-            task = self._flush_task
-            if task is None:
-                task = self._flush_task = asyncio.get_running_loop().create_task(self._flush_in_thread())
-            await asyncio.shield(task)
+    def durable_waiter(self, end: int | None = None) -> asyncio.Future[None] | None:
+        """A future done once every offset below `end` (default: the log end) is fsynced,
+        or None if they already are. Event loop only.
 
-    async def _flush_in_thread(self) -> None:
+        One fsync round runs at a time, in a worker thread; whoever arrives while it runs
+        waits for the next, which covers all of them (group commit). A round is a hand-off
+        to the thread and a callback back, with no task: a produce request waits on its
+        partitions' futures at once."""
+        target = self.log_end_offset if end is None else end
+        if self.recovery_point >= target:
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._durable_waiters.append(_DurableWaiter(target, future))
+        if not self._flushing:
+            self._start_flush(loop)
+        return future
+
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        target, messages = self.log_end_offset, self.unflushed_messages
         try:
-            target, messages = self.log_end_offset, self.unflushed_messages
             dirty = self._dirty_segments()
-            await asyncio.to_thread(self._sync_or_go_offline, dirty)
-            self._flushed(target, dirty, messages)
-        finally:
-            self._flush_task = None
-        if self.unflushed_messages >= self.config.flush_messages and not self.closed:
-            self.request_flush()  # appends made while this flush ran reached flush.messages again
+        except OSError as exc:  # an index write failed; nothing was handed to the thread
+            self._fail_waiters(exc)
+            return
+        self._flushing = True
+        done = loop.run_in_executor(None, self._sync_or_go_offline, dirty)
+        done.add_done_callback(functools.partial(self._flush_done, loop, target, dirty, messages))
+
+    def _flush_done(self, loop: asyncio.AbstractEventLoop, target: int, dirty: list[tuple[LogSegment, int, bool]],
+                    messages: int, done: asyncio.Future[None]) -> None:
+        self._flushing = False
+        exc = asyncio.CancelledError() if done.cancelled() else done.exception()
+        if exc is not None:
+            self._fail_waiters(exc)
+            return
+        self._flushed(target, dirty, messages)
+        waiting = []
+        for waiter in self._durable_waiters:
+            if waiter.future.done():
+                continue  # its caller gave up (a produce request's timeout)
+            if waiter.end <= self.recovery_point:
+                waiter.future.set_result(None)
+            else:
+                waiting.append(waiter)
+        self._durable_waiters = waiting
+        # Appends made while this round ran: waited for, or past flush.messages again.
+        if waiting or (self.unflushed_messages >= self.config.flush_messages and not self.closed):
+            self._start_flush(loop)
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        """A round failed: its waiters' appends are not durable (the log went offline, or an
+        index write failed). With no waiter it was a background flush: logged."""
+        waiters, self._durable_waiters = self._durable_waiters, []
+        if not waiters:
+            log.error("%s-%d: background flush failed", self.topic, self.partition, exc_info=exc)
+        for waiter in waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(exc)
 
     def _sync_or_go_offline(self, dirty: list[tuple[LogSegment, int, bool]]) -> None:
         """fsync the segments, and the producer snapshot each rolled one ended with (sealed
@@ -556,9 +606,8 @@ class PartitionLog:
         except RuntimeError:
             self.flush()
             return
-        if self._flush_task is None:
-            self._flush_task = loop.create_task(self._flush_in_thread())
-            self._flush_task.add_done_callback(_log_flush_error)
+        if not self._flushing:
+            self._start_flush(loop)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -647,8 +696,3 @@ class PartitionLog:
         self.closed = True
         for segment in self.segments:  # a reader's pinned descriptor stays open until it lets go
             segment.close()
-
-
-def _log_flush_error(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background flush failed", exc_info=task.exception())

@@ -46,16 +46,30 @@ class _PartitionResult:
             self.bad_records = exc.record_indexes
 
 
-async def _wait_durable(kafka: KafkaContext, result: _PartitionResult, timeout_s: float) -> None:
-    """Wait until the batches are durable, at most the request's timeout (as Kafka does:
-    REQUEST_TIMED_OUT, which producers retry; an idempotent retry is not written twice)."""
-    assert result.appended is not None
+async def _wait_durable(kafka: KafkaContext, results: list[_PartitionResult], timeout_s: float) -> None:
+    """Wait until every appended partition's batches are durable, at most the request's
+    timeout (as Kafka does: REQUEST_TIMED_OUT, which producers retry; an idempotent retry is
+    not written twice). One wait over the partitions' futures, no task per partition."""
+    waiting: list[tuple[_PartitionResult, asyncio.Future[None]]] = []
+    for result in results:
+        assert result.appended is not None
+        waiter = kafka.broker.write.durable_waiter(result.appended)
+        if waiter is not None:
+            waiting.append((result, waiter))
+    if not waiting:
+        return
     try:
-        await asyncio.wait_for(kafka.broker.write.wait_durable(result.appended), timeout_s)
-    except TimeoutError:
-        result.fail(ErrorCode.request_timed_out, f"not durable within the request's timeout of {timeout_s:g} s")
-    except HANDLED as exc:  # the disk refused the fsync or an index write: the batch is not durable
-        result.refused(exc)
+        await asyncio.wait([waiter for _, waiter in waiting], timeout=timeout_s)
+    finally:  # timed out, or the connection went: the next fsync round need not answer them
+        for _, waiter in waiting:
+            waiter.cancel()
+    for result, waiter in waiting:
+        if waiter.cancelled():
+            result.fail(ErrorCode.request_timed_out, f"not durable within the request's timeout of {timeout_s:g} s")
+        elif (exc := waiter.exception()) is not None:
+            if not isinstance(exc, HANDLED):
+                raise exc
+            result.refused(exc)  # the disk refused the fsync or an index write: the batch is not durable
 
 
 def _append_time(appended: Appended | None) -> datetime | None:
@@ -108,9 +122,7 @@ async def _answer(kafka: KafkaContext, call: Call, acks: int, timeout_s: float,
         return None
     if acks == -1:
         timeout_s = max(timeout_s, 0.001)
-        durable = [_wait_durable(kafka, r, timeout_s) for _, results in topics for r in results if r.appended is not None]
-        if durable:
-            await asyncio.gather(*durable)
+        await _wait_durable(kafka, [r for _, results in topics for r in results if r.appended is not None], timeout_s)
     response = call.response_type
     topic_entity = nested(response, "responses")
     partition_entity = nested(topic_entity, "partition_responses")

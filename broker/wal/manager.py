@@ -78,9 +78,9 @@ class WriteAheadLog:
         self.writer.add(self._describe(plog), plog.partition, info.base_offset, info.last_offset + 1,
                         as_written(records, info))
 
-    async def wait(self, plog: PartitionLog, end: int) -> None:
-        """Until the bucket holds the partition below `end`."""
-        await self.writer.wait(self.logs.topic(plog.topic).topic_id, plog.partition, end)
+    def waiter(self, plog: PartitionLog, end: int) -> asyncio.Future[None] | None:
+        """A future done once the bucket holds the partition below `end`; None if it does."""
+        return self.writer.waiter(self.logs.topic(plog.topic).topic_id, plog.partition, end)
 
     def _describe(self, plog: PartitionLog) -> WalTopic:
         topic = self.logs.topic(plog.topic)

@@ -121,14 +121,15 @@ class WalWriter:
             self._durable_end[key] = end
             self._wake(key)
 
-    async def wait(self, topic_id: uuid.UUID, partition: int, end: int) -> None:
-        """Until the bucket holds the partition's offsets below `end`."""
+    def waiter(self, topic_id: uuid.UUID, partition: int, end: int) -> asyncio.Future[None] | None:
+        """A future done once the bucket holds the partition's offsets below `end`, or None
+        if it already does."""
         key = WalPartition(topic_id, partition)
         if self._durable_end.get(key, 0) >= end:
-            return
+            return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, []).append((end, waiter))
-        await waiter
+        return waiter
 
     def _wake(self, key: WalPartition) -> None:
         durable = self._durable_end.get(key, 0)
