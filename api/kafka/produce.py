@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -21,8 +20,8 @@ from broker.produce import Appended
 from hotlog.errors import InvalidRecordError
 
 from .acls import access
-from .codec import build, has_field, nested
-from .context import NO_THROTTLE, Call, KafkaContext
+from .context import Call, KafkaContext
+from .produce_response import PartitionProduceResponse, ProduceResponse, TopicProduceResponse
 
 
 class _PartitionResult:
@@ -72,12 +71,6 @@ async def _wait_durable(kafka: KafkaContext, results: list[_PartitionResult], ti
             result.refused(exc)  # the disk refused the fsync or an index write: the batch is not durable
 
 
-def _append_time(appended: Appended | None) -> datetime | None:
-    if appended is None or appended.info.log_append_time < 0:
-        return None
-    return datetime.fromtimestamp(appended.info.log_append_time / 1000, tz=UTC)
-
-
 async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
     return await start_produce(kafka, call, request)
 
@@ -117,30 +110,21 @@ def start_produce(kafka: KafkaContext, call: Call, request: Any) -> Coroutine[An
 
 
 async def _answer(kafka: KafkaContext, call: Call, acks: int, timeout_s: float,
-                  topics: list[tuple[str, list[_PartitionResult]]]) -> Any:
+                  topics: list[tuple[str, list[_PartitionResult]]]) -> ProduceResponse | None:
     if acks == 0:
         return None
     if acks == -1:
         timeout_s = max(timeout_s, 0.001)
         await _wait_durable(kafka, [r for _, results in topics for r in results if r.appended is not None], timeout_s)
-    response = call.response_type
-    topic_entity = nested(response, "responses")
-    partition_entity = nested(topic_entity, "partition_responses")
-    record_error = nested(partition_entity, "record_errors") if has_field(partition_entity, "record_errors") else None
+    return ProduceResponse(call.api_version, tuple(
+        TopicProduceResponse(name, tuple(_partition_response(r) for r in results)) for name, results in topics))
 
-    def record_errors(r: _PartitionResult) -> tuple[Any, ...]:
-        if record_error is None:
-            return ()
-        return tuple(build(record_error, batch_index=i, batch_index_error_message=r.message) for i in r.bad_records)
 
-    return build(response, throttle_time=NO_THROTTLE, responses=tuple(
-        build(topic_entity, name=name, partition_responses=tuple(
-            build(partition_entity, index=r.index, error_code=r.code,
-                  base_offset=-1 if r.appended is None or r.code else r.appended.info.base_offset,
-                  log_append_time=_append_time(r.appended),
-                  log_start_offset=-1 if r.appended is None else r.appended.log.log_start_offset,
-                  record_errors=record_errors(r), error_message=r.message)
-            for r in results
-        ))
-        for name, results in topics
-    ))
+def _partition_response(result: _PartitionResult) -> PartitionProduceResponse:
+    appended = result.appended
+    if appended is None:
+        return PartitionProduceResponse(result.index, result.code, -1, -1, -1, result.bad_records, result.message)
+    info = appended.info
+    return PartitionProduceResponse(result.index, result.code, -1 if result.code else info.base_offset,
+                                    max(info.log_append_time, -1), appended.log.log_start_offset, result.bad_records,
+                                    result.message)
