@@ -3,6 +3,8 @@ Request counts and latencies are the protocols' own (api/metrics.py)."""
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter
 
 from .errors import is_storage_error
@@ -16,6 +18,14 @@ STORAGE_ERRORS = Counter(
     "per partition on Kafka, per call on gRPC; by protocol, API and error type",
     ["protocol", "api", "error"],
 )
+
+
+@functools.cache
+def labelled(metric: Counter, *values: str) -> Counter:
+    """`metric.labels(*values)`, looked up once: each labels() call takes a lock and builds
+    its key, a cost every produce and fetch would pay. The label values are few (protocols,
+    APIs, outcomes), so the cache stays small."""
+    return metric.labels(*values)
 
 
 def count_storage_error(protocol: str, api: str, exc: Exception) -> None:

@@ -27,7 +27,7 @@ from .durability import Durability
 from .errors import NotEnoughReplicasError, RefusedError
 from .groups.offset_store import TopicPartition
 from .internal_topics import is_internal
-from .metrics import BYTES_IN, MESSAGES_IN
+from .metrics import BYTES_IN, MESSAGES_IN, labelled
 from .txn.coordinator import TransactionCoordinator
 
 
@@ -67,8 +67,8 @@ class WritePath:
         # Batches the log recompressed are not the request's bytes: the WAL reads them back.
         self.durability.appended(plog, info, None if plog.recompresses else records)
         if not info.duplicate:
-            BYTES_IN.labels(protocol).inc(len(records))
-            MESSAGES_IN.labels(protocol).inc(info.record_count)
+            labelled(BYTES_IN, protocol).inc(len(records))
+            labelled(MESSAGES_IN, protocol).inc(info.record_count)
         return Appended(plog, info)
 
     def durable_waiter(self, appended: Appended) -> asyncio.Future[None] | None:

@@ -15,7 +15,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.errors import HANDLED, kafka_code
-from broker.metrics import BYTES_OUT, count_storage_error
+from broker.metrics import BYTES_OUT, count_storage_error, labelled
 from broker.security.acls import AclOperation
 from broker.security.authorizer import Access
 from hotlog.errors import LogError, OffsetOutOfRangeError
@@ -191,7 +191,7 @@ async def handle_fetch(kafka: KafkaContext, call: Call, request: Any) -> Any:
             log_start_offset=part.log_start_offset, aborted_transactions=aborted,
             preferred_read_replica=-1, records=part.records,
         ))
-    BYTES_OUT.labels("kafka").inc(sent)  # what the response carries, not reads a long poll redid
+    labelled(BYTES_OUT, "kafka").inc(sent)  # what the response carries, not reads a long poll redid
     return build(response, throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
                  session_id=0 if session is None else session.session_id,
                  responses=tuple(build(topic_entity, topic=t, partitions=tuple(ps)) for t, ps in by_topic.items()))

@@ -75,10 +75,12 @@ async def handle_produce(kafka: KafkaContext, call: Call, request: Any) -> Any:
     return await start_produce(kafka, call, request)
 
 
-def start_produce(kafka: KafkaContext, call: Call, request: Any) -> Coroutine[Any, Any, Any]:
-    """Check and append every partition's batches now; the coroutine returned answers (acks=all:
-    once they are durable). The connection calls it as it reads a request that may run at
-    once, so `request` (whose records may be views of its receive buffer) is not kept."""
+def start_produce(kafka: KafkaContext, call: Call, request: Any) -> \
+        Coroutine[Any, Any, ProduceResponse] | asyncio.Future[ProduceResponse | None]:
+    """Check and append every partition's batches now; what is returned answers: with
+    acks=all a coroutine, once they are durable, else a future already done (no task to
+    run). The connection calls it as it reads a request that may run at once, so `request`
+    (whose records may be views of its receive buffer) is not kept."""
     acks = request.acks
     refusal = None if acks in (0, 1, -1) else (ErrorCode.invalid_required_acks, f"acks={acks} is not 0, 1 or -1")
     who = access(kafka, call)
@@ -106,16 +108,20 @@ def start_produce(kafka: KafkaContext, call: Call, request: Any) -> Coroutine[An
                     result.refused(exc)
             results.append(result)
         topics.append((topic_data.name, results))
-    return _answer(kafka, call, acks, request.timeout.total_seconds(), topics)
-
-
-async def _answer(kafka: KafkaContext, call: Call, acks: int, timeout_s: float,
-                  topics: list[tuple[str, list[_PartitionResult]]]) -> ProduceResponse | None:
-    if acks == 0:
-        return None
     if acks == -1:
-        timeout_s = max(timeout_s, 0.001)
-        await _wait_durable(kafka, [r for _, results in topics for r in results if r.appended is not None], timeout_s)
+        return _answer_durable(kafka, call, max(request.timeout.total_seconds(), 0.001), topics)
+    answered: asyncio.Future[ProduceResponse | None] = asyncio.get_running_loop().create_future()
+    answered.set_result(None if acks == 0 else _response(call, topics))
+    return answered
+
+
+async def _answer_durable(kafka: KafkaContext, call: Call, timeout_s: float,
+                          topics: list[tuple[str, list[_PartitionResult]]]) -> ProduceResponse:
+    await _wait_durable(kafka, [r for _, results in topics for r in results if r.appended is not None], timeout_s)
+    return _response(call, topics)
+
+
+def _response(call: Call, topics: list[tuple[str, list[_PartitionResult]]]) -> ProduceResponse:
     return ProduceResponse(call.api_version, tuple(
         TopicProduceResponse(name, tuple(_partition_response(r) for r in results)) for name, results in topics))
 

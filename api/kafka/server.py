@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from broker.metrics import labelled
 from broker.security.principal import ANONYMOUS, Principal
 from hotlog.rate_limited import RateLimitedReport
 from hotlog.segment import FileSlice
@@ -77,6 +78,11 @@ def cluster_id_for(data_dir: str) -> str:
     """A stable cluster id per data folder, in Kafka's form (URL-safe base64 of a UUID)."""
     raw = uuid.uuid5(uuid.NAMESPACE_URL, f"tierlog:{data_dir}").bytes
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# What answers a request: a coroutine to run as a task, or a future already done (a
+# Produce's without acks=all, answered as it was appended).
+Handling = Coroutine[Any, Any, Any] | asyncio.Future[Any]
 
 
 class _Pending(NamedTuple):
@@ -255,6 +261,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _dispatch(self, frame: memoryview) -> None:
         loop = asyncio.get_running_loop()
+        handling: Handling
         if self.sasl is not None and self.sasl.raw_tokens:  # no header: a bare token after SaslHandshake v0
             handling = self._authenticated_by(self.sasl.raw_token(bytes(frame)))
             self._queue(-1, ApiKey.SASL_AUTHENTICATE, loop.create_task(self._after(
@@ -306,9 +313,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         earlier = [p.task for p in self._pending if not p.task.done()]
         if (earlier or self._outgoing or self._writing_paused) and not now:
             handling = self._after(earlier, handling)
-        self._queue(correlation_id, api_key, loop.create_task(handling), appended=now)
+        task = handling if isinstance(handling, asyncio.Future) else loop.create_task(handling)
+        self._queue(correlation_id, api_key, task, appended=now)
 
-    def _produce_now(self, call: Call, request: Any) -> Coroutine[Any, Any, Any]:
+    def _produce_now(self, call: Call, request: Any) -> Handling:
         try:
             return start_produce(self.kafka, call, request)
         except Exception as exc:  # the connection closes, as on any handler's failure
@@ -350,7 +358,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                                     f"sasl.server.authn.timeout.ms ({self.sasl.config.timeout_s * 1000:.0f} ms)")
             self.abort()
 
-    async def _after(self, earlier: list[asyncio.Future[Any]], handling: Coroutine[Any, Any, Any]) -> Any:
+    async def _after(self, earlier: list[asyncio.Future[Any]], handling: Handling) -> Any:
         """Run `handling` once the requests before it are answered and their responses
         written: a client that does not read holds one response, not one per request."""
         try:
@@ -361,7 +369,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     self._written = asyncio.get_running_loop().create_future()
                 await asyncio.shield(self._written)
         except asyncio.CancelledError:
-            handling.close()
+            if not isinstance(handling, asyncio.Future):
+                handling.close()
             raise
         return await handling
 
@@ -393,7 +402,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if task.cancelled():
                 continue
             error = task.exception()
-            REQUESTS.labels("kafka", api_name(api_key), "ok" if error is None else "failed").inc()
+            labelled(REQUESTS, "kafka", api_name(api_key), "ok" if error is None else "failed").inc()
             if isinstance(error, RequestDecodeError):  # found off the loop, in a request of many elements
                 log.warning("closing connection from %s: %s", self.peer_host, error)
                 self.close()
