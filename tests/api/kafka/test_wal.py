@@ -26,6 +26,7 @@ from hotlog.records import GZIP, decode_batches
 from testkit.flaky_proxy import FlakyProxy
 from testkit.moto_server import MotoServer
 
+from .bounds_support import metric
 from .cluster import KafkaServer
 
 WAL = ("log.remote.wal.enable=true",)
@@ -117,10 +118,16 @@ def test_kills_at_random_moments_lose_nothing_acknowledged(tmp_path: Any) -> Non
     try:
         for round_ in range(11):
             stop = threading.Event()
+            down = threading.Event()
 
-            def keep_producing(round_: int = round_) -> None:
+            def on_error(err: KafkaError, down: threading.Event = down) -> None:
+                if err.code() == KafkaError._ALL_BROKERS_DOWN:
+                    down.set()
+
+            def keep_producing(round_: int = round_, down: threading.Event = down) -> None:
                 producer = Producer({"bootstrap.servers": server.bootstrap, "acks": "all",
-                                     "enable.idempotence": True, "linger.ms": 2, "message.timeout.ms": 5000})
+                                     "enable.idempotence": True, "linger.ms": 2, "message.timeout.ms": 5000,
+                                     "error_cb": on_error})
 
                 def delivered(err: KafkaError | None, msg: Any) -> None:
                     if err is None:
@@ -134,7 +141,13 @@ def test_kills_at_random_moments_lose_nothing_acknowledged(tmp_path: Any) -> Non
                     except BufferError:
                         pass
                     producer.poll(0.001)
-                producer.flush(1)  # what is not acked by now was lost with the broker, unacknowledged
+                # The acks the broker sent before it died come in ahead of the connection's
+                # close, and their delivery reports ahead of the all-brokers-down error: once it
+                # is served, what is not acked was lost with the broker, unacknowledged.
+                deadline = time.monotonic() + 1
+                while not down.is_set() and time.monotonic() < deadline:
+                    producer.poll(0.01)
+                producer.poll(0)
 
             producing = threading.Thread(target=keep_producing)
             producing.start()
@@ -305,10 +318,14 @@ def test_internal_topics_made_before_the_wal_reach_the_bucket_once_it_is_on(tmp_
         committer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "late", "enable.auto.commit": False})
         committer.commit(offsets=[TopicPartition("jobs", 0, 40)], asynchronous=False)
         committer.close()
+        # The late commit was acknowledged once its WAL object was committed, and so was the
+        # object before it, with the local tail (the early commit) handed over at start-up.
+        assert metric(server, "tierlog_wal_objects_total") >= 1, "the commits should have gone through the WAL"
         wal_folder = os.path.join(server.objects_dir, "_wal", "0")
         deadline = time.monotonic() + 20  # folded: tiered segments hold both commits, the WAL objects are gone
-        while time.monotonic() < deadline and (not os.path.isdir(wal_folder) or os.listdir(wal_folder)):
-            time.sleep(0.2)
+        while os.path.isdir(wal_folder) and os.listdir(wal_folder):  # the store removes an emptied folder
+            assert time.monotonic() < deadline, f"WAL objects not folded: {os.listdir(wal_folder)}"
+            time.sleep(0.1)
         machine_lost(server)
         server.start()
         for group, offset in (("early", 20), ("late", 40)):
@@ -325,9 +342,11 @@ def test_with_the_wal_the_offsets_topic_is_compacted_in_the_bucket_and_restores_
     """`__consumer_offsets` is tiered with the WAL on, and compacted all the same: in the
     bucket, and locally by the cleaned segments swapped in; a new machine restores each
     group's last commit from it."""
+    # 5 ms WAL windows: each of the 360 synchronous commits waits for its window's object
+    # (the default 50 ms made the commits alone take 20 s).
     server = wal_server(tmp_path, "", "log.remote.wal.fold.ms=300", "remote.log.manager.task.interval.ms=100",
                         "log.cleaner.backoff.ms=100", "offsets.topic.segment.bytes=4096",
-                        "log.segment.delete.delay.ms=200").start()
+                        "log.segment.delete.delay.ms=200", "log.remote.wal.window.ms=5").start()
     try:
         produce(server, "jobs", [b"job %d" % i for i in range(20)])
         consumers = [Consumer({"bootstrap.servers": server.bootstrap, "group.id": f"group{g}",
