@@ -39,6 +39,7 @@ from .record_scan import refuse_null_keys
 from .records import Record, build_batch, decode_batch, recompress_batches
 from .segment import LOG_SUFFIX, MAX_SEGMENT_BYTES, FileSlice, LogSegment, PlacedBatch
 from .swap import recover_swaps
+from .sync_threads import SYNC_THREADS
 from .txn_index import AbortedTxn
 
 log = logging.getLogger(__name__)
@@ -522,10 +523,10 @@ class PartitionLog:
         """A future done once every offset below `end` (default: the log end) is fsynced,
         or None if they already are. Event loop only.
 
-        One fsync round runs at a time, in a worker thread; whoever arrives while it runs
-        waits for the next, which covers all of them (group commit). A round is a hand-off
-        to the thread and a callback back, with no task: a produce request waits on its
-        partitions' futures at once."""
+        One fsync round runs at a time, in a worker thread (sync_threads.py); whoever
+        arrives while it runs waits for the next, which covers all of them (group commit).
+        A round is a hand-off to the thread and a callback back, with no task: a produce
+        request waits on its partitions' futures at once."""
         target = self.log_end_offset if end is None else end
         if self.recovery_point >= target:
             return None
@@ -544,15 +545,14 @@ class PartitionLog:
             self._fail_waiters(exc)
             return
         self._flushing = True
-        done = loop.run_in_executor(None, self._sync_or_go_offline, dirty)
-        done.add_done_callback(functools.partial(self._flush_done, loop, target, dirty, messages))
+        SYNC_THREADS.run(loop, functools.partial(self._sync_or_go_offline, dirty),
+                         functools.partial(self._flush_done, loop, target, dirty, messages))
 
     def _flush_done(self, loop: asyncio.AbstractEventLoop, target: int, dirty: list[tuple[LogSegment, int, bool]],
-                    messages: int, done: asyncio.Future[None]) -> None:
+                    messages: int, error: BaseException | None) -> None:
         self._flushing = False
-        exc = asyncio.CancelledError() if done.cancelled() else done.exception()
-        if exc is not None:
-            self._fail_waiters(exc)
+        if error is not None:
+            self._fail_waiters(error)
             return
         self._flushed(target, dirty, messages)
         waiting = []
