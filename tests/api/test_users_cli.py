@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,19 +21,27 @@ LISTENERS = {"PLAINTEXT": "PLAINTEXT", "SASL_PLAINTEXT": "SASL_PLAINTEXT"}
 
 
 def logs_in(server: SecureKafkaServer, mechanism: str, user: str, password: str) -> bool:
-    """Whether a produce with these credentials is delivered (a client that cannot log in
-    times out: librdkafka retries authentication until then)."""
+    """Whether a produce with these credentials is delivered. A client that cannot log in
+    is told so (librdkafka's authentication error) and would retry until its message times
+    out: the first refusal answers False, a delivery before it True."""
     config = {"bootstrap.servers": server.address("SASL_PLAINTEXT"), "security.protocol": "SASL_PLAINTEXT",
               "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password,
               "message.timeout.ms": 3000}
     delivered: list[bool] = []
+    refused: list[KafkaError] = []
 
     def report(error: KafkaError | None, _: Message) -> None:
         delivered.append(error is None)
 
-    producer = Producer(config)
+    def on_error(error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION:
+            refused.append(error)
+
+    producer = Producer({**config, "error_cb": on_error})
     producer.produce("users-cli", b"v", on_delivery=report)
-    producer.flush(10)
+    deadline = time.monotonic() + 10
+    while not delivered and not refused and time.monotonic() < deadline:
+        producer.poll(0.05)
     return delivered == [True]
 
 
