@@ -6,8 +6,6 @@ on one disk, as Kafka does when too few replicas are in sync."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -28,30 +26,22 @@ def produce(server: KafkaServer, topic: str, acks: str) -> KafkaError | None:
     return errors[0]
 
 
-def test_a_replication_factor_above_one_needs_the_wal(tmp_path: Path) -> None:
-    server = KafkaServer(str(tmp_path / "data")).start()
-    try:
-        admin = AdminClient({"bootstrap.servers": server.bootstrap})
-        with pytest.raises(KafkaException) as refused:
-            create(admin, "plain", 3)
-        assert refused.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
-        assert "remote.wal.enable" in str(refused.value)
-        create(admin, "walled", 3, **{"remote.wal.enable": "true"})
-        create(admin, "single", 1)
-        assert produce(server, "walled", "all") is None
-    finally:
-        assert server.stop() == 0, server.log()
+def test_a_replication_factor_above_one_needs_the_wal(kafka_server: KafkaServer) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka_server.bootstrap})
+    with pytest.raises(KafkaException) as refused:
+        create(admin, "plain", 3)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert "remote.wal.enable" in str(refused.value)
+    create(admin, "walled", 3, **{"remote.wal.enable": "true"})
+    create(admin, "single", 1)
+    assert produce(kafka_server, "walled", "all") is None
 
 
-def test_min_insync_replicas_above_one_refuses_acks_all_on_one_disk(tmp_path: Path) -> None:
-    server = KafkaServer(str(tmp_path / "data")).start()
-    try:
-        admin = AdminClient({"bootstrap.servers": server.bootstrap})
-        create(admin, "strict", 1, **{"min.insync.replicas": "2"})
-        create(admin, "strict-walled", 1, **{"min.insync.replicas": "2", "remote.wal.enable": "true"})
-        error = produce(server, "strict", "all")
-        assert error is not None and error.code() == KafkaError.NOT_ENOUGH_REPLICAS
-        assert produce(server, "strict", "1") is None  # acks=1 asks for no replicas
-        assert produce(server, "strict-walled", "all") is None  # the bucket holds it
-    finally:
-        assert server.stop() == 0, server.log()
+def test_min_insync_replicas_above_one_refuses_acks_all_on_one_disk(kafka_server: KafkaServer) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka_server.bootstrap})
+    create(admin, "strict", 1, **{"min.insync.replicas": "2"})
+    create(admin, "strict-walled", 1, **{"min.insync.replicas": "2", "remote.wal.enable": "true"})
+    error = produce(kafka_server, "strict", "all")
+    assert error is not None and error.code() == KafkaError.NOT_ENOUGH_REPLICAS
+    assert produce(kafka_server, "strict", "1") is None  # acks=1 asks for no replicas
+    assert produce(kafka_server, "strict-walled", "all") is None  # the bucket holds it
