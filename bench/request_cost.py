@@ -9,8 +9,8 @@ Requests of one record of 100 bytes (the cost is all per request and per partiti
 1 and to 4 partitions, with acks=1 and acks=all (each partition's fsync is a hand-off to
 a worker thread and back); and 1 MiB of 1 KiB records (the page-cache write and the CRC
 come in), to 1 partition and spread over 4, each decoded both ways the connection
-decodes a Produce: api/kafka/produce_frame.py (records left in the frame, used from 64
-KiB) and kio (records copied).
+decodes a Produce: api/kafka/produce_frame.py (records left in the frame: a Produce
+appended as it is read) and kio (records copied: one that waits for requests before it).
 """
 
 from __future__ import annotations

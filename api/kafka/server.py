@@ -58,9 +58,6 @@ MAX_IDLE_BUFFER = 8 * 1024 * 1024  # a receive buffer grown past this shrinks on
 MIN_FREE = 4 * 1024  # compact the receive buffer when less than this is left at its end
 MAX_IN_FLIGHT = 64  # requests queued on one connection before it stops reading
 WRITE_SLICE = 256 * 1024
-# Produce frames at least this large are decoded with their records left in the frame (below
-# it kio's copy costs less than the hand-written decoder's fixed cost).
-VIEWED_PRODUCE_BYTES = 64 * 1024
 ROOM_PROBE = 16 * 1024  # sent through the transport when a sendfile fills the socket, to learn when it drains
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 _SASL_APIS = (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)
@@ -286,11 +283,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 self._queue(correlation_id, api_key, answered)
                 return
             # A Produce with nothing before it left to append appends now, while its frame is
-            # in the receive buffer (a large one's records are appended from there, uncopied),
-            # and runs beside the requests before it; any other request waits for them.
+            # in the receive buffer (its records are appended from there, uncopied), and runs
+            # beside the requests before it; any other request waits for them.
             now = api_key == ApiKey.PRODUCE and all(p.appended or p.task.done() for p in self._pending)
             try:
-                if now and len(frame) >= VIEWED_PRODUCE_BYTES:  # it checks every length itself
+                if now:  # it checks every length itself, in less Python than the guard and kio
                     request = decode_produce(frame, api_version, INLINE_ELEMENTS)
                 else:
                     request = decode_request(frame, api_key, api_version, INLINE_ELEMENTS)
