@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 from ..server import STARTUP_SECONDS, TierlogServer
 
@@ -45,3 +49,22 @@ class KafkaServer(TierlogServer):
     def restart(self) -> None:
         assert self.stop() == 0, self.log()
         self.start()
+
+
+def serve(tmp_path_factory: pytest.TempPathFactory, name: str, *conf: str) -> Iterator[KafkaServer]:
+    """For a fixture to `yield from`: a server in a new folder, stopped (cleanly) after its scope."""
+    server = KafkaServer(str(tmp_path_factory.mktemp(name) / "data"), *conf).start()
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+def own_kafka_server() -> Any:
+    """A module's own `kafka_server` fixture (`kafka_server = own_kafka_server()` in it), in
+    place of the one the package's modules share: for the modules that measure the broker
+    process (its memory, CPU) or fuzz it, which other modules' topics and clients would load."""
+
+    @pytest.fixture(scope="module")
+    def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+        yield from serve(tmp_path_factory, "kafka")
+
+    return kafka_server

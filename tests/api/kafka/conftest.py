@@ -4,24 +4,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from .cluster import KafkaServer
+from .cluster import KafkaServer, serve
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
-    """One server per test module (auto-created topics on); tests use topics of their own."""
-    server = KafkaServer(str(tmp_path_factory.mktemp("kafka") / "data")).start()
-    yield server
-    assert server.stop() == 0, server.log()
+    """One server for the package's test modules (auto-created topics on); tests use topics
+    and groups of their own, named after their module. A module that measures the broker
+    process has its own instead (cluster.own_kafka_server)."""
+    yield from serve(tmp_path_factory, "kafka")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
-    """A server that does not create topics on request."""
-    server = KafkaServer(str(tmp_path_factory.mktemp("kafka-strict") / "data"),
-                         "auto.create.topics.enable=false").start()
-    yield server
-    assert server.stop() == 0, server.log()
+    """A server that does not create topics on request, shared as kafka_server is."""
+    yield from serve(tmp_path_factory, "kafka-strict", "auto.create.topics.enable=false")
 
 
 @pytest.fixture

@@ -17,10 +17,12 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
 from .bounds_support import metadata_v9_frame, metric, resident_mb
-from .cluster import KafkaServer
+from .cluster import KafkaServer, own_kafka_server
 from .test_descriptors import soft_nofile_limit
 from .test_protocol import FETCH, METADATA, PRODUCE, batch, create, fetch, metadata, produce
 from .wire import SIZE, Wire, request_frame
+
+kafka_server = own_kafka_server()  # this module's own: it measures the broker process's memory
 
 
 def answers(wire: Wire) -> bool:

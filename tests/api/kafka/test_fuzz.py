@@ -19,9 +19,11 @@ from api.kafka.apis import APIS
 from api.kafka.codec import decode_request, peek_header
 from api.kafka.errors import RequestDecodeError
 
-from .cluster import KafkaServer
+from .cluster import KafkaServer, own_kafka_server
 from .test_protocol import batch, fetch, metadata, produce
 from .wire import SIZE, Wire, request_frame
+
+kafka_server = own_kafka_server()  # this module's own: it feeds the broker mutated requests
 
 VERSIONED_APIS = [(api.key, version) for api in APIS.values() for version in
                   range(api.min_version, api.max_version + 1)]

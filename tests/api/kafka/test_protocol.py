@@ -24,8 +24,10 @@ from hotlog.batch import parse_header
 from hotlog.records import Record, build_batch
 
 from .bounds_support import cpu_seconds, resident_mb
-from .cluster import KafkaServer
+from .cluster import KafkaServer, own_kafka_server
 from .wire import SIZE, Wire, request_frame
+
+kafka_server = own_kafka_server()  # this module's own: it measures the broker process's CPU and memory
 
 PRODUCE, FETCH, METADATA, FIND_COORDINATOR, JOIN_GROUP, API_VERSIONS = 0, 1, 3, 10, 11, 18
 
