@@ -10,9 +10,9 @@ from api.proto import tierlog_pb2_grpc as pb_grpc
 from .server import TierlogServer
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def tierlog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TierlogServer]:
-    """One server per test module; tests use topics of their own."""
+    """One server for the package's modules that use it; tests use topics of their own."""
     # Tiering passes every 200 ms, so small segments reach the object store within a test.
     server = TierlogServer(str(tmp_path_factory.mktemp("tierlog") / "data"),
                            "--conf", "remote.log.manager.task.interval.ms=200").start()
