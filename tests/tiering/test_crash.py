@@ -17,8 +17,9 @@ from tiering.s3_store import S3Store
 
 from .support import killed_after_ready, opened, read_both_tiers
 
-SECONDS_PER_MODE = 10.0
+SECONDS_PER_MODE = 5.0  # at least MIN_KILLS kills, each a child's start-up and 0.2-1.4 s of work: 7-8 s
 MIN_KILLS = 4
+TOMBSTONE_SECONDS = 30.0  # delete mode runs on until retention has deleted something, up to this
 
 
 def run_and_kill(data_dir: str, moto: MotoServer, bucket: str, mode: str, seed: int, out_path: str,
@@ -42,7 +43,7 @@ def test_sigkill_during_uploads_and_deletions(tmp_path, moto: MotoServer, bucket
         if kills < MIN_KILLS or elapsed < SECONDS_PER_MODE:
             return True
         # On a loaded machine the child may need more runs before retention deletes anything.
-        return mode == "delete" and not tombstoned and elapsed < 3 * SECONDS_PER_MODE
+        return mode == "delete" and not tombstoned and elapsed < TOMBSTONE_SECONDS
 
     while more():
         lines = run_and_kill(data_dir, moto, bucket, mode, kills, str(tmp_path / f"out-{kills}"), rng)
