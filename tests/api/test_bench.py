@@ -15,11 +15,12 @@ import pytest
 from api.bench.metrics import MetricsError, parse_counters, store_ratios
 from api.bench.server import BenchServer, LatencyModel, ServerError
 
-# Small segments and a tiny hot tier, so a few seconds of 1 KiB messages at 8 MB/s roll
-# segments, upload them and leave most of the backlog in the object store only; 2 MB/s
-# while settling and replaying, so uploads to moto catch up on a loaded machine. Settling
-# ends once the backlog is tiered (a few seconds here); the limit is for a loaded CI box.
-SHORT = ["--partitions", "4", "--rate", "8", "--replay-rate", "2", "--ingest-seconds", "4", "--settle-seconds", "60",
+# Small segments and a tiny hot tier, so two seconds of 1 KiB messages at 8 MB/s (16 MB:
+# 16 segments a partition) roll segments, upload them and leave most of the backlog (4 MB
+# a partition, 0.75 MB hot) in the object store only; 2 MB/s while settling and replaying,
+# so uploads to moto catch up on a loaded machine. Settling ends once the backlog is tiered
+# (a few seconds here); the limit is for a loaded CI box.
+SHORT = ["--partitions", "4", "--rate", "8", "--replay-rate", "2", "--ingest-seconds", "2", "--settle-seconds", "60",
          "--replay-seconds", "8", "--segment-bytes", "262144", "--local-retention-bytes", "262144",
          "--batch-bytes", "65536"]
 
