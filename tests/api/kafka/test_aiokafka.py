@@ -224,7 +224,7 @@ def test_admin_topics_and_configs(kafka_server: KafkaServer) -> None:
 
 def test_unknown_topic_with_auto_create_off(strict_server: KafkaServer) -> None:
     async def scenario() -> None:
-        p = await started(AIOKafkaProducer(bootstrap_servers=strict_server.bootstrap, request_timeout_ms=2000))
+        p = await started(AIOKafkaProducer(bootstrap_servers=strict_server.bootstrap, request_timeout_ms=500))
         with pytest.raises(UnknownTopicOrPartitionError):
             await p.send_and_wait("aio-nowhere", b"x")
         await p.stop()

@@ -169,7 +169,7 @@ def test_group_of_two_rebalances_and_committed_offsets_survive_a_restart(kcat: s
 
 
 def test_unknown_topic_with_auto_create_off(kcat: str, strict_server: KafkaServer) -> None:
-    done = run(kcat, strict_server, "-P", "-t", "kcat-nowhere", "-X", "message.timeout.ms=2000", stdin="x\n")
+    done = run(kcat, strict_server, "-P", "-t", "kcat-nowhere", "-X", "message.timeout.ms=500", stdin="x\n")
     assert "Unknown topic" in done.stderr or "Message timed out" in done.stderr
     listing = run(kcat, strict_server, "-L", "-t", "kcat-nowhere")
     assert "Broker: Unknown topic or partition" in listing.stdout
