@@ -69,23 +69,19 @@ def test_a_consumer_with_fetch_max_bytes_below_three_big_messages_reads_them_all
         assert server.stop() == 0, server.log()
 
 
-def test_only_the_first_partition_with_data_passes_max_bytes(tmp_path: Path) -> None:
-    server = KafkaServer(str(tmp_path / "data")).start()
-    try:
-        fill(server)
-        wire = Wire(server.bootstrap)
-        sizes = _fetch(wire, MAX_BYTES, {p: 0 for p in range(PARTITIONS)})
-        assert sizes[0] > 0 and sum(sizes.values()) <= max(MAX_BYTES, sizes[0]), sizes
-        assert sizes[1] == sizes[2] == 0  # a 900 KiB batch does not fit in the ~80 KB left
-        # Room for two whole batches, the first partition at its last: the second gets one, the third nothing.
-        sizes = _fetch(wire, 2 * MESSAGE + 1000, {0: PER_PARTITION - 1, 1: 0, 2: 0})
-        assert MESSAGE < sizes[0] < 2 * MESSAGE and MESSAGE < sizes[1] < 2 * MESSAGE and sizes[2] == 0, sizes
-        # A first partition with nothing to read leaves the exception to the next one.
-        sizes = _fetch(wire, 1000, {0: PER_PARTITION, 1: 0, 2: 0})
-        assert sizes[0] == 0 and sizes[1] > MESSAGE and sizes[2] == 0, sizes
-        wire.sock.close()
-    finally:
-        assert server.stop() == 0, server.log()
+def test_only_the_first_partition_with_data_passes_max_bytes(kafka_server: KafkaServer) -> None:
+    fill(kafka_server)
+    wire = Wire(kafka_server.bootstrap)
+    sizes = _fetch(wire, MAX_BYTES, {p: 0 for p in range(PARTITIONS)})
+    assert sizes[0] > 0 and sum(sizes.values()) <= max(MAX_BYTES, sizes[0]), sizes
+    assert sizes[1] == sizes[2] == 0  # a 900 KiB batch does not fit in the ~80 KB left
+    # Room for two whole batches, the first partition at its last: the second gets one, the third nothing.
+    sizes = _fetch(wire, 2 * MESSAGE + 1000, {0: PER_PARTITION - 1, 1: 0, 2: 0})
+    assert MESSAGE < sizes[0] < 2 * MESSAGE and MESSAGE < sizes[1] < 2 * MESSAGE and sizes[2] == 0, sizes
+    # A first partition with nothing to read leaves the exception to the next one.
+    sizes = _fetch(wire, 1000, {0: PER_PARTITION, 1: 0, 2: 0})
+    assert sizes[0] == 0 and sizes[1] > MESSAGE and sizes[2] == 0, sizes
+    wire.sock.close()
 
 
 def _fetch(wire: Wire, max_bytes: int, offsets: dict[int, int]) -> dict[int, int]:

@@ -22,9 +22,11 @@ from hotlog.manager import LogManager
 from hotlog.records import decode_batches
 
 from .bounds_support import metric
-from .cluster import KafkaServer
+from .cluster import KafkaServer, own_kafka_server
 from .test_protocol import batch
 from .wire import Wire
+
+kafka_server = own_kafka_server()  # this module's own: it counts the broker's sendfile bytes
 
 PARTITIONS = 2
 PER_PARTITION = 1500  # records of 4 KiB: about 6 MiB a partition, more than a socket buffer holds
@@ -74,46 +76,38 @@ def expected() -> dict[int, list[bytes]]:
     return {p: [value(p, i)[:4096] for i in range(PER_PARTITION)] for p in range(PARTITIONS)}
 
 
-def test_a_slow_reader_gets_every_produced_byte_by_sendfile(tmp_path: Path) -> None:
-    server = KafkaServer(str(tmp_path / "data")).start()
-    try:
-        fill(server, "big")
-        before = metric(server, SENT)
-        wire = slow_reader(server)
-        ask(wire, "big")
-        correlation_id, response = wire.receive(1, 12)
-        assert correlation_id == 7
-        got = values_of(response)
-        assert got == expected()
-        fetched = sum(len(part.records) for t in response.responses for part in t.partitions)
-        # Nearly all of it went by sendfile: only the pieces that waited for room (16 KiB
-        # each time the socket was full) went through the transport.
-        assert fetched * 0.9 < metric(server, SENT) - before < fetched
-        wire.close()
-    finally:
-        assert server.stop() == 0, server.log()
+def test_a_slow_reader_gets_every_produced_byte_by_sendfile(kafka_server: KafkaServer) -> None:
+    fill(kafka_server, "big")
+    before = metric(kafka_server, SENT)
+    wire = slow_reader(kafka_server)
+    ask(wire, "big")
+    correlation_id, response = wire.receive(1, 12)
+    assert correlation_id == 7
+    got = values_of(response)
+    assert got == expected()
+    fetched = sum(len(part.records) for t in response.responses for part in t.partitions)
+    # Nearly all of it went by sendfile: only the pieces that waited for room (16 KiB
+    # each time the socket was full) went through the transport.
+    assert fetched * 0.9 < metric(kafka_server, SENT) - before < fetched
+    wire.close()
 
 
-def test_a_response_under_way_outlives_its_deleted_topic(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    server = KafkaServer(str(data)).start()
-    try:
-        fill(server, "doomed")
-        wire = slow_reader(server)
-        ask(wire, "doomed")
-        first = wire.sock.recv(4096)  # the response has begun; the rest waits in the broker
-        assert first
-        admin = AdminClient({"bootstrap.servers": server.bootstrap})
-        admin.delete_topics(["doomed"], operation_timeout=10)["doomed"].result(10)
-        deadline = time.monotonic() + 10
-        while [n for n in os.listdir(data) if n.startswith("doomed")] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not [n for n in os.listdir(data) if n.startswith("doomed")]
-        wire.unread(first)
-        assert values_of(wire.receive(1, 12)[1]) == expected()
-        wire.close()
-    finally:
-        assert server.stop() == 0, server.log()
+def test_a_response_under_way_outlives_its_deleted_topic(kafka_server: KafkaServer) -> None:
+    data = kafka_server.data_dir
+    fill(kafka_server, "doomed")
+    wire = slow_reader(kafka_server)
+    ask(wire, "doomed")
+    first = wire.sock.recv(4096)  # the response has begun; the rest waits in the broker
+    assert first
+    admin = AdminClient({"bootstrap.servers": kafka_server.bootstrap})
+    admin.delete_topics(["doomed"], operation_timeout=10)["doomed"].result(10)
+    deadline = time.monotonic() + 10
+    while [n for n in os.listdir(data) if n.startswith("doomed")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [n for n in os.listdir(data) if n.startswith("doomed")]
+    wire.unread(first)
+    assert values_of(wire.receive(1, 12)[1]) == expected()
+    wire.close()
 
 
 def test_a_slow_reader_cannot_keep_a_deleted_segment_past_the_grace(tmp_path: Path) -> None:

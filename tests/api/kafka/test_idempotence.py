@@ -129,7 +129,9 @@ def test_confluent_retries_through_lost_responses_leave_no_duplicate_and_no_gap(
         assert server.stop() == 0, server.log()
 
 
-def test_default_idempotent_producers_of_kafka_python_and_aiokafka_write_each_record_once(server: KafkaServer) -> None:
+def test_default_idempotent_producers_of_kafka_python_and_aiokafka_write_each_record_once(
+        kafka_server: KafkaServer) -> None:
+    server = kafka_server  # the package's: no restart here, topics of its own
     create_topics(server.bootstrap, "idem-kp", "idem-aio", partitions=1)
     kp = KafkaProducer(bootstrap_servers=server.bootstrap, linger_ms=5)  # idempotent by default
     for i in range(100):
