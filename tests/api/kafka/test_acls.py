@@ -15,7 +15,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -404,7 +403,7 @@ def test_listing_groups_shows_those_the_principal_may_describe(tmp_path: Any) ->
         assert second.stop() == 0, second.log()
 
 
-def test_authorized_operations_say_what_the_principal_may_do(server: KafkaServer, tmp_path: Path) -> None:
+def test_authorized_operations_say_what_the_principal_may_do(server: KafkaServer, kafka_server: KafkaServer) -> None:
     """Kafka's include_authorized_operations (Metadata, DescribeCluster, DescribeGroups):
     what the ACLs allow, implied DESCRIBE included; every supported operation without an
     authorizer (librdkafka's 0081 DescribeTopics and DescribeCluster count them)."""
@@ -422,15 +421,11 @@ def test_authorized_operations_say_what_the_principal_may_do(server: KafkaServer
     assert set(cluster.authorized_operations) == {AclOperation.ALTER, AclOperation.DESCRIBE}  # the seeded ALTER
     [group_future] = client.describe_consumer_groups([group], include_authorized_operations=True).values()
     assert set(group_future.result(10).authorized_operations) == {AclOperation.DELETE, AclOperation.DESCRIBE}
-    open_server = KafkaServer(str(tmp_path / "open")).start()  # no authorizer: everything supported
-    try:
-        client = AdminClient({"bootstrap.servers": open_server.bootstrap})
-        client.create_topics([NewTopic("open", 1)])["open"].result(10)
-        [described] = client.describe_topics(TopicCollection(["open"]), include_authorized_operations=True).values()
-        assert len(described.result(10).authorized_operations) == 8
-        assert len(client.describe_cluster(include_authorized_operations=True).result(10).authorized_operations) == 7
-    finally:
-        assert open_server.stop() == 0, open_server.log()
+    client = AdminClient({"bootstrap.servers": kafka_server.bootstrap})  # no authorizer: everything supported
+    client.create_topics([NewTopic("acl-open", 1)])["acl-open"].result(10)
+    [described] = client.describe_topics(TopicCollection(["acl-open"]), include_authorized_operations=True).values()
+    assert len(described.result(10).authorized_operations) == 8
+    assert len(client.describe_cluster(include_authorized_operations=True).result(10).authorized_operations) == 7
 
 
 def test_metadata_shows_only_topics_the_principal_may_describe(server: KafkaServer) -> None:
