@@ -28,6 +28,7 @@ from testkit.moto_server import MotoServer
 
 from .bounds_support import metric
 from .cluster import KafkaServer
+from .eos_support import QUICK_READ
 
 WAL = ("log.remote.wal.enable=true",)
 
@@ -59,7 +60,8 @@ def produce(server: KafkaServer, topic: str, values: list[bytes], **config: Any)
 
 def read_all(server: KafkaServer, topic: str, partitions: int, expected: int, seconds: float = 30) -> list[bytes]:
     consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": f"g-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+                         "enable.auto.commit": False, "enable.partition.eof": True, **QUICK_READ})
+    consumer.list_topics(topic, timeout=10)  # see ahead of assign()
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     values: list[bytes] = []
     at_end: set[int] = set()
@@ -234,7 +236,8 @@ def test_group_offsets_and_transactions_survive_losing_the_machine(tmp_path: Any
         checker.close()
         assert committed.offset == 300
         reader = Consumer({"bootstrap.servers": server.bootstrap, "group.id": f"g-{uuid.uuid4()}",
-                           "isolation.level": "read_committed", "enable.partition.eof": True})
+                           "isolation.level": "read_committed", "enable.partition.eof": True, **QUICK_READ})
+        reader.list_topics("txns", timeout=10)  # see ahead of assign()
         reader.assign([TopicPartition("txns", 0, OFFSET_BEGINNING)])
         seen: list[bytes] = []
         deadline = time.monotonic() + 30  # the open transaction is aborted by the restart: the LSO moves past it
