@@ -56,6 +56,14 @@ def consumer(server: KafkaServer, **config: Any) -> Consumer:
     return Consumer(settings)
 
 
+def assign(c: Consumer, *partitions: TopicPartition) -> None:
+    """c.assign() once the consumer has the partitions' leaders: assigned ahead of its first
+    metadata, librdkafka looks a logical start (beginning, end, a reset) up only 500 ms later."""
+    for topic in {p.topic for p in partitions}:
+        c.list_topics(topic, timeout=10)
+    c.assign(list(partitions))
+
+
 def read(c: Consumer, count: int, seconds: float = 15) -> list[Message]:
     messages: list[Message] = []
     deadline = time.monotonic() + seconds
@@ -97,7 +105,7 @@ def test_produce_with_every_codec_reads_back_keys_values_headers_and_timestamps(
             assert offsets == list(range(offsets[0], offsets[0] + len(values)))
         expected += [(b"k%d" % i, v, codec.encode(), base_ts + i) for i, v in enumerate(values)]
     c = consumer(kafka_server)
-    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    assign(c, TopicPartition(topic, 0, OFFSET_BEGINNING))
     got = read(c, len(expected))
     c.close()
     assert [(m.key(), m.value(), dict(m.headers())["codec"], m.timestamp()[1]) for m in got] == expected
@@ -112,7 +120,7 @@ def test_log_append_time_topic_stamps_broker_time(kafka_server: KafkaServer) -> 
     producer.produce("ck-append-time", value=b"old", timestamp=1_000)
     assert producer.flush(10) == 0
     c = consumer(kafka_server)
-    c.assign([TopicPartition("ck-append-time", 0, OFFSET_BEGINNING)])
+    assign(c, TopicPartition("ck-append-time", 0, OFFSET_BEGINNING))
     (message,) = read(c, 1)
     c.close()
     kind, stamp = message.timestamp()
@@ -130,7 +138,7 @@ def test_consume_from_beginning_end_offset_tail_and_timestamp(kafka_server: Kafk
 
     def first_offsets(start: TopicPartition, count: int) -> list[int]:
         c = consumer(kafka_server)
-        c.assign([start])
+        assign(c, start)
         offsets = [m.offset() for m in read(c, count)]
         c.close()
         return offsets
@@ -149,7 +157,7 @@ def test_consume_from_beginning_end_offset_tail_and_timestamp(kafka_server: Kafk
 
     # From the end: only what is produced after the assignment arrives.
     c = consumer(kafka_server, **{"enable.partition.eof": True})
-    c.assign([TopicPartition(topic, 0, OFFSET_END)])
+    assign(c, TopicPartition(topic, 0, OFFSET_END))
     deadline = time.monotonic() + 15
     while True:  # the end is resolved and fetched from once EOF is reported
         assert time.monotonic() < deadline
@@ -294,7 +302,7 @@ def test_librdkafkas_default_1mb_batches_fit_a_topic_of_small_segments(kafka_ser
     assert [r.error() for r in reports] == [None] * len(values)
     assert [r.offset() for r in reports] == list(range(len(values)))
     c = consumer(kafka_server)
-    c.assign([TopicPartition("ck-small-segments", 0, OFFSET_BEGINNING)])
+    assign(c, TopicPartition("ck-small-segments", 0, OFFSET_BEGINNING))
     assert [m.value() for m in read(c, len(values))] == values
     c.close()
     folder = os.path.join(kafka_server.data_dir, "ck-small-segments-0")
@@ -305,11 +313,11 @@ def test_librdkafkas_default_1mb_batches_fit_a_topic_of_small_segments(kafka_ser
 def test_out_of_range_offset_resets_by_policy(kafka_server: KafkaServer) -> None:
     produce(kafka_server, "ck-range", [b"a", b"b", b"c"])
     c = consumer(kafka_server, **{"auto.offset.reset": "earliest"})
-    c.assign([TopicPartition("ck-range", 0, 1000)])
+    assign(c, TopicPartition("ck-range", 0, 1000))
     assert [m.offset() for m in read(c, 3)] == [0, 1, 2]
     c.close()
     c = consumer(kafka_server, **{"auto.offset.reset": "error"})
-    c.assign([TopicPartition("ck-range", 0, 1000)])
+    assign(c, TopicPartition("ck-range", 0, 1000))
     deadline = time.monotonic() + 15
     error = None
     while error is None and time.monotonic() < deadline:

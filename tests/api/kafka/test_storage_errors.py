@@ -41,6 +41,7 @@ from ...broker.support import run
 from ..server import http_get
 from ..test_grpc import create, record, status_of
 from .cluster import KafkaServer
+from .test_confluent import assign
 from .test_protocol import FETCH, METADATA, PRODUCE, batch, metadata
 from .wire import Wire
 
@@ -210,7 +211,7 @@ def consume(server: KafkaServer, topic: str, until: Callable[[dict[int, list[byt
     """Values per partition read by confluent-kafka (check.crcs off, its default) from the start."""
     consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "corrupt-readers",
                          "enable.auto.commit": False, "fetch.error.backoff.ms": 100})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in (0, 1)])
+    assign(consumer, *(TopicPartition(topic, p, OFFSET_BEGINNING) for p in (0, 1)))
     seen: dict[int, list[bytes]] = {0: [], 1: []}
     deadline = time.monotonic() + seconds
     try:

@@ -16,7 +16,7 @@ from hotlog.batch import validate_batches
 from hotlog.records import CODECS, decode_batches
 
 from .cluster import KafkaServer
-from .test_confluent import FAST, consumer, read
+from .test_confluent import FAST, assign, consumer, read
 
 DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
 
@@ -94,7 +94,7 @@ def test_uncompressed_batches_are_stored_gzip_and_consumers_read_them_back(kafka
     assert all(h.producer_id >= 0 and h.base_sequence >= 0 for h in headers)  # idempotence fields kept
     assert [(r.key, r.value, list(r.headers)) for b in decode_batches(stored) for r in b.records] == sent
     c = consumer(kafka_server)
-    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    assign(c, TopicPartition(topic, 0, OFFSET_BEGINNING))
     got = read(c, len(sent))
     c.close()
     assert [(m.key(), m.value(), m.headers()) for m in got] == sent
