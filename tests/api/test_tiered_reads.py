@@ -12,6 +12,7 @@ import grpc
 from api.proto import tierlog_pb2 as pb
 from api.proto import tierlog_pb2_grpc as pb_grpc
 
+from .kafka.test_kcat import END_AT_ONCE
 from .server import TierlogServer
 from .test_grpc import create, fetch, record
 
@@ -67,7 +68,7 @@ def test_offsets_in_the_object_store_read_like_local_ones_and_survive_losing_the
             assert not (tmp_path / "data" / "remote-chunk-cache").exists()
         kcat = subprocess.run(
             ["kcat", "-C", "-b", f"127.0.0.1:{server.kafka_port}", "-t", "history", "-p", "0",
-             "-o", "beginning", "-e", "-q", "-f", "%o %s\n"],
+             "-o", "beginning", "-e", *END_AT_ONCE, "-q", "-f", "%o %s\n"],
             capture_output=True, text=True, timeout=60,
         )
         assert kcat.returncode == 0, kcat.stderr

@@ -26,6 +26,7 @@ from hotlog.batch import parse_header
 
 from .bounds_support import metric
 from .cluster import KafkaServer
+from .test_kcat import END_AT_ONCE
 
 KEYS = 20
 VERSIONS = 30
@@ -108,7 +109,7 @@ def read_all(server: KafkaServer, topic: str) -> list[Record]:
 
 def read_kcat(server: KafkaServer, topic: str) -> list[Record]:
     kcat = subprocess.run(["kcat", "-C", "-b", server.bootstrap, "-t", topic, "-p", "0", "-o", "beginning",
-                           "-e", "-q", "-J"], capture_output=True, timeout=30, check=True)
+                           "-e", *END_AT_ONCE, "-q", "-J"], capture_output=True, timeout=30, check=True)
     lines = [json.loads(line) for line in kcat.stdout.decode().splitlines() if line.strip()]
     return [(line["offset"], None if line["key"] is None else line["key"].encode(),
              None if line["payload"] is None else line["payload"].encode()) for line in lines]

@@ -32,6 +32,7 @@ from ..security_support import (  # noqa: F401 (certs_fixture: a fixture)
     make_certs,
 )
 from ..server import http_get
+from .test_kcat import END_AT_ONCE
 
 LISTENERS = {"PLAINTEXT": "PLAINTEXT", "SSL": "SSL", "MTLS": "SSL"}
 
@@ -134,7 +135,7 @@ def test_kcat_over_ssl_checks_the_server_certificate(server: SecureKafkaServer, 
 
     produced = run("-P", "-t", topic, stdin="a\nb\n")
     assert produced.returncode == 0, produced.stderr
-    consumed = run("-C", "-t", topic, "-e", "-q", "-f", "%s\n")
+    consumed = run("-C", "-t", topic, "-e", *END_AT_ONCE, "-q", "-f", "%s\n")
     assert consumed.returncode == 0 and consumed.stdout.split() == ["a", "b"], consumed.stderr
     wrong = run("-L", "-m", "3", ca=certs.other_ca_file)
     assert wrong.returncode != 0 and "certificate verify failed" in wrong.stderr
