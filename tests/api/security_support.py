@@ -155,7 +155,7 @@ class SecureKafkaServer(KafkaServer):
             if time.monotonic() > deadline:
                 self.process.kill()
                 raise AssertionError(f"tierlog serve did not start in {STARTUP_SECONDS} s:\n{self.log()}")
-            time.sleep(0.05)
+            time.sleep(0.01)
         return self
 
 
