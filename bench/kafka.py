@@ -105,6 +105,7 @@ def start_tierlog(root: str, tree: str | None = None, name: str = "tierlog", *, 
     """`tierlog serve` from this checkout, or from `tree` (another commit's, to compare), with
     more broker properties `conf` ("name=value"); not `fresh`: on the folders it had before
     (a restart)."""
+    root = os.path.abspath(root)  # the server runs in `tree`: a relative folder would land there
     data_dir = os.path.join(root, f"{name}-data")
     objects_dir = os.path.join(root, f"{name}-objects")
     for folder in (data_dir, objects_dir) if fresh else ():
