@@ -242,7 +242,7 @@ class TierlogService(pb_grpc.TierlogServicer):
                 log_append_time_ms=infos[0].log_append_time,
             ))
         if request.ack == pb.ACK_DURABLE:
-            await asyncio.gather(*(self.broker.write.wait_durable(a) for a in appended))
+            await self.broker.write.wait_durable(*appended)
         return response
 
     # -- reads -----------------------------------------------------------------------

@@ -77,11 +77,12 @@ class WritePath:
         other waiter; failed with LogStorageError if the disk refused); None if they are."""
         return self.durability.waiter(appended.log, appended.info.last_offset + 1)
 
-    async def wait_durable(self, appended: Appended) -> None:
-        """Until the batches are durable (`durable_waiter`)."""
-        waiter = self.durable_waiter(appended)
-        if waiter is not None:
-            await waiter
+    async def wait_durable(self, *appended: Appended) -> None:
+        """Until the batches of every one are durable (`durable_waiter`), waited for at
+        once; raises the first refusal."""
+        waiters = [w for a in appended if (w := self.durable_waiter(a)) is not None]
+        if waiters:
+            await asyncio.gather(*waiters)
 
     def _check_producers(self, tp: TopicPartition, records: bytes, transactional_id: str | None) -> None:
         """Every batch is checked: a second batch must not slip past what the first passed."""

@@ -22,6 +22,7 @@ from .batch import (
 )
 from .config import LogConfig
 from .durable import sync_written
+from .end_waiters import EndWaiters
 from .errors import (
     CorruptRecordError,
     DiskWriteError,
@@ -57,11 +58,6 @@ class AppendInfo(NamedTuple):
         return sum(b.record_count for b in self.batches)
 
 
-class _DurableWaiter(NamedTuple):
-    end: int  # durable once the recovery point reaches it
-    future: asyncio.Future[None]
-
-
 class OffsetAndTimestamp(NamedTuple):
     """A record found by timestamp (ListOffsets)."""
 
@@ -95,7 +91,7 @@ class PartitionLog:
         self.unflushed_messages = 0
         self.last_flush_ms = int(time.time() * 1000)
         self._flushing = False  # an fsync round runs in a worker thread
-        self._durable_waiters: list[_DurableWaiter] = []
+        self._durable_waiters = EndWaiters()  # for the recovery point
         self._listeners: list[Callable[[PartitionLog], None]] = []
         self.producers = ProducerStateManager()
         self.first_dirty_offset = 0  # the log cleaner's: where its next clean starts (compacted topics)
@@ -530,11 +526,9 @@ class PartitionLog:
         target = self.log_end_offset if end is None else end
         if self.recovery_point >= target:
             return None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._durable_waiters.append(_DurableWaiter(target, future))
+        future = self._durable_waiters.add(target)
         if not self._flushing:
-            self._start_flush(loop)
+            self._start_flush(asyncio.get_running_loop())
         return future
 
     def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -555,28 +549,16 @@ class PartitionLog:
             self._fail_waiters(error)
             return
         self._flushed(target, dirty, messages)
-        waiting = []
-        for waiter in self._durable_waiters:
-            if waiter.future.done():
-                continue  # its caller gave up (a produce request's timeout)
-            if waiter.end <= self.recovery_point:
-                waiter.future.set_result(None)
-            else:
-                waiting.append(waiter)
-        self._durable_waiters = waiting
+        self._durable_waiters.release(self.recovery_point)
         # Appends made while this round ran: waited for, or past flush.messages again.
-        if waiting or (self.unflushed_messages >= self.config.flush_messages and not self.closed):
+        if self._durable_waiters or (self.unflushed_messages >= self.config.flush_messages and not self.closed):
             self._start_flush(loop)
 
     def _fail_waiters(self, exc: BaseException) -> None:
         """A round failed: its waiters' appends are not durable (the log went offline, or an
         index write failed). With no waiter it was a background flush: logged."""
-        waiters, self._durable_waiters = self._durable_waiters, []
-        if not waiters:
+        if not self._durable_waiters.fail(exc):
             log.error("%s-%d: background flush failed", self.topic, self.partition, exc_info=exc)
-        for waiter in waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(exc)
 
     def _sync_or_go_offline(self, dirty: list[tuple[LogSegment, int, bool]]) -> None:
         """fsync the segments, and the producer snapshot each rolled one ended with (sealed

@@ -112,7 +112,6 @@ class ApiKey(IntEnum):
 
 
 @cache
-@cache  # int16 keys: at most 65,536 names
 def api_name(api_key: int) -> str:
     """Kafka's name of an API (its message schema's), as metrics label it: `DescribeLogDirs`."""
     try:

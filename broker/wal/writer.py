@@ -21,6 +21,7 @@ from typing import NamedTuple
 from crc32c import crc32c
 
 from hotlog.batch import set_log_append_time
+from hotlog.end_waiters import EndWaiters
 from hotlog.log import AppendInfo
 from tiering.backoff import Backoff
 from tiering.store import ObjectStore, ObjectStoreError
@@ -78,7 +79,7 @@ class WalWriter:
         self.committed: list[WalObject] = []  # in the bucket, batches dropped: what folding looks at
         self._window: _Window | None = None
         self._durable_end: dict[WalPartition, int] = {}
-        self._waiters: dict[WalPartition, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._waiters: dict[WalPartition, EndWaiters] = {}
         self._window_ready = asyncio.Event()
         self._window_full = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -127,26 +128,17 @@ class WalWriter:
         key = WalPartition(topic_id, partition)
         if self._durable_end.get(key, 0) >= end:
             return None
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, []).append((end, waiter))
-        return waiter
+        waiting = self._waiters.get(key)
+        if waiting is None:
+            waiting = self._waiters[key] = EndWaiters()
+        return waiting.add(end)
 
     def _wake(self, key: WalPartition) -> None:
-        durable = self._durable_end.get(key, 0)
         waiting = self._waiters.get(key)
-        if not waiting:
+        if waiting is None:
             return
-        still = []
-        for end, waiter in waiting:
-            if waiter.done():
-                continue  # its produce request gave up (a timeout)
-            if end <= durable:
-                waiter.set_result(None)
-            else:
-                still.append((end, waiter))
-        if still:
-            self._waiters[key] = still
-        else:
+        waiting.release(self._durable_end.get(key, 0))
+        if not waiting:
             del self._waiters[key]
 
     async def drain(self, timeout_s: float) -> None:
